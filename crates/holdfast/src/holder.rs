@@ -1,0 +1,742 @@
+//! Who holds a lock: the holder record, the kernel's view, and how both are
+//! turned into one description.
+//!
+//! # The holder record
+//!
+//! On every exclusive acquisition holdfast writes a small text record at the
+//! start of the lock file (only if the file is empty, holds phaselock's one
+//! NUL byte, or already holds a holdfast record: foreign content, such as a
+//! data file that doubles as its own lock, is never overwritten):
+//!
+//! ```text
+//! holdfast-holder 1
+//! token 17
+//! pid 4242
+//! start 123456
+//! boot 0b1c9a2e-6d0f-4f5e-9a57-3c2d7e1f0a11
+//! host web-1
+//! uid 1000
+//! mode exclusive
+//! since 1764331384.123456789
+//! cmd python3 migrate.py
+//! end
+//! ```
+//!
+//! `start` is the process start time in clock ticks since boot
+//! (`/proc/PID/stat` field 22): with `boot` it tells a live holder from a
+//! recycled pid. `token` is the **fencing token**: it grows by one with every
+//! exclusive acquisition of the file and survives restarts because it lives in
+//! the file. Unknown keys are ignored, so later versions may add lines. A
+//! record without its `end` line was cut short and is treated as corrupt.
+//!
+//! The record is a diagnostic, never a source of truth for exclusion: the
+//! kernel lock is. A record is only shown as the holder when the kernel
+//! reports a lock on the file taken by the same pid, whose start time still
+//! matches. A corrupt or foreign record means "holder unknown", and the
+//! kernel's view (pid and command line from `/proc`) is reported instead.
+//! Other programs that lock the same file (util-linux `flock`, Python
+//! `filelock`, `phaselock`, `portalocker`) ignore its content.
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::lock::Mode;
+use crate::sys;
+
+/// First line of a version-1 record.
+const MAGIC: &str = "holdfast-holder";
+/// Record format version written by this build.
+pub const RECORD_VERSION: u32 = 1;
+/// Largest record holdfast reads; ours are a few hundred bytes.
+pub(crate) const MAX_RECORD: usize = 4096;
+/// Longest command line stored in a record.
+const MAX_CMD: usize = 1024;
+
+/// The holder record holdfast writes into a lock file on exclusive
+/// acquisition. See the [module docs](self) for the format.
+///
+/// ```
+/// use holdfast::HolderRecord;
+/// let rec = HolderRecord::for_this_process(holdfast::Mode::Exclusive, 7);
+/// let bytes = rec.encode();
+/// let back = HolderRecord::parse(&bytes).unwrap();
+/// assert_eq!(back.token, 7);
+/// assert_eq!(back.pid, std::process::id());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HolderRecord {
+    /// Fencing token: +1 per exclusive acquisition of this file.
+    pub token: u64,
+    /// Process id of the holder.
+    pub pid: u32,
+    /// Start time of that process in clock ticks since boot, if known.
+    pub start_time: Option<u64>,
+    /// Boot id of the holder's machine, if known.
+    pub boot_id: Option<String>,
+    /// Host name of the holder's machine.
+    pub host: String,
+    /// Real uid of the holder.
+    pub uid: Option<u32>,
+    /// Mode the lock was taken in.
+    pub mode: Mode,
+    /// Wall-clock time of the acquisition.
+    pub since: SystemTime,
+    /// Command line of the holder (arguments joined by spaces, cut at 1 KiB).
+    pub command: String,
+}
+
+/// What the head of a lock file turned out to hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordContent {
+    /// Nothing (or phaselock's single NUL byte): free to write a record.
+    Empty,
+    /// A valid holdfast record.
+    Record(HolderRecord),
+    /// A holdfast record that is cut short or garbled (the reason says how).
+    Corrupt(String),
+    /// Something that is not a holdfast record: never overwritten.
+    Foreign,
+}
+
+impl HolderRecord {
+    /// A record describing the calling process, holding in `mode`, with
+    /// fencing token `token`, acquired now.
+    pub fn for_this_process(mode: Mode, token: u64) -> Self {
+        let me = Identity::current();
+        HolderRecord {
+            token,
+            pid: me.pid,
+            start_time: me.start_time,
+            boot_id: me.boot_id.clone(),
+            host: me.host.clone(),
+            uid: Some(me.uid),
+            mode,
+            since: SystemTime::now(),
+            command: me.command.clone(),
+        }
+    }
+
+    /// The record as bytes, ready to be written at offset 0.
+    pub fn encode(&self) -> Vec<u8> {
+        use std::fmt::Write as _;
+        let mut s = String::with_capacity(256);
+        let since = self.since.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let _ = writeln!(s, "{MAGIC} {RECORD_VERSION}");
+        let _ = writeln!(s, "token {}", self.token);
+        let _ = writeln!(s, "pid {}", self.pid);
+        if let Some(t) = self.start_time {
+            let _ = writeln!(s, "start {t}");
+        }
+        if let Some(b) = &self.boot_id {
+            let _ = writeln!(s, "boot {}", escape(b));
+        }
+        let _ = writeln!(s, "host {}", escape(&self.host));
+        if let Some(u) = self.uid {
+            let _ = writeln!(s, "uid {u}");
+        }
+        let _ = writeln!(s, "mode {}", self.mode);
+        let _ = writeln!(s, "since {}.{:09}", since.as_secs(), since.subsec_nanos());
+        let _ = writeln!(s, "cmd {}", escape(&self.command));
+        s.push_str("end\n");
+        s.into_bytes()
+    }
+
+    /// Parses a record; `Err` says why the bytes are not a valid record
+    /// (use [`RecordContent::classify`] to also tell empty and foreign
+    /// content apart).
+    pub fn parse(bytes: &[u8]) -> Result<HolderRecord, String> {
+        match RecordContent::classify(bytes) {
+            RecordContent::Record(r) => Ok(r),
+            RecordContent::Corrupt(why) => Err(why),
+            RecordContent::Empty => Err("empty".into()),
+            RecordContent::Foreign => Err("not a holdfast holder record".into()),
+        }
+    }
+}
+
+impl RecordContent {
+    /// Classifies the head of a lock file.
+    ///
+    /// ```
+    /// use holdfast::RecordContent;
+    /// assert_eq!(RecordContent::classify(b""), RecordContent::Empty);
+    /// assert_eq!(RecordContent::classify(b"\0"), RecordContent::Empty);
+    /// assert_eq!(RecordContent::classify(b"4242\n"), RecordContent::Foreign);
+    /// assert!(matches!(RecordContent::classify(b"holdfast-holder 1\ntoken 3\n"), RecordContent::Corrupt(_)));
+    /// ```
+    pub fn classify(bytes: &[u8]) -> RecordContent {
+        if bytes.is_empty() || bytes == b"\0" {
+            return RecordContent::Empty;
+        }
+        if !bytes.starts_with(MAGIC.as_bytes()) {
+            return RecordContent::Foreign;
+        }
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            return RecordContent::Corrupt("not UTF-8".into());
+        };
+        match parse_v1(text) {
+            Ok(r) => RecordContent::Record(r),
+            Err(why) => RecordContent::Corrupt(why),
+        }
+    }
+}
+
+fn parse_v1(text: &str) -> Result<HolderRecord, String> {
+    let mut lines = text.split('\n').peekable();
+    let head = lines.next().unwrap_or_default();
+    let version = head
+        .strip_prefix(MAGIC)
+        .map(str::trim)
+        .and_then(|v| v.parse::<u32>().ok())
+        .ok_or_else(|| format!("bad first line {head:?}"))?;
+    if version == 0 {
+        return Err("version 0".into());
+    }
+    let (mut token, mut pid, mut mode, mut since) = (None, None, None, None);
+    let (mut start_time, mut boot_id, mut host, mut uid, mut command) =
+        (None, None, None, None, None);
+    let mut ended = false;
+    while let Some(line) = lines.next() {
+        if line == "end" {
+            // "end" must be a whole line, newline included.
+            ended = lines.peek().is_some();
+            break;
+        }
+        let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+        let num = |v: &str| {
+            v.parse::<u64>()
+                .map_err(|_| format!("bad {key} value {v:?}"))
+        };
+        match key {
+            "token" => token = Some(num(value)?),
+            "pid" => {
+                pid = Some(
+                    u32::try_from(num(value)?).map_err(|_| format!("pid out of range: {value}"))?,
+                )
+            }
+            "start" => start_time = Some(num(value)?),
+            "boot" => boot_id = Some(unescape(value)),
+            "host" => host = Some(unescape(value)),
+            "uid" => uid = u32::try_from(num(value)?).ok(),
+            "mode" => {
+                mode = Some(match value {
+                    "exclusive" => Mode::Exclusive,
+                    "shared" => Mode::Shared,
+                    other => return Err(format!("bad mode {other:?}")),
+                })
+            }
+            "since" => {
+                let (s, ns) = value.split_once('.').unwrap_or((value, "0"));
+                let secs = num(s)?;
+                let nanos: u32 = ns.parse().map_err(|_| format!("bad since {value:?}"))?;
+                if nanos >= 1_000_000_000 {
+                    return Err(format!("bad since {value:?}"));
+                }
+                since = Some(UNIX_EPOCH + Duration::new(secs, nanos));
+            }
+            "cmd" => command = Some(unescape(value)),
+            _ => {} // a later version's field
+        }
+    }
+    if !ended {
+        return Err("cut short (no end line)".into());
+    }
+    Ok(HolderRecord {
+        token: token.ok_or("no token")?,
+        pid: pid.ok_or("no pid")?,
+        start_time,
+        boot_id,
+        host: host.unwrap_or_default(),
+        uid,
+        mode: mode.ok_or("no mode")?,
+        since: since.ok_or("no since")?,
+        command: command.unwrap_or_default(),
+    })
+}
+
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars();
+    while let Some(c) = it.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match it.next() {
+            Some('n') => out.push('\n'),
+            Some('\\') => out.push('\\'),
+            Some('u') => {
+                let rest: String = it.by_ref().take_while(|&c| c != '}').collect();
+                let code = u32::from_str_radix(rest.trim_start_matches('{'), 16)
+                    .ok()
+                    .and_then(char::from_u32);
+                out.push(code.unwrap_or('\u{fffd}'));
+            }
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+/// The calling process as a holder record describes it.
+#[derive(Debug)]
+pub(crate) struct Identity {
+    pub pid: u32,
+    pub start_time: Option<u64>,
+    pub boot_id: Option<String>,
+    pub host: String,
+    pub uid: u32,
+    pub command: String,
+}
+
+static IDENTITY: Mutex<Option<std::sync::Arc<Identity>>> = Mutex::new(None);
+
+impl Identity {
+    /// This process's identity, computed once per process (a forked child
+    /// recomputes it because its pid differs).
+    pub(crate) fn current() -> std::sync::Arc<Identity> {
+        let pid = sys::current_pid();
+        let mut slot = IDENTITY.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(id) = slot.as_ref()
+            && id.pid == pid
+        {
+            return id.clone();
+        }
+        let mut command = sys::process_cmdline(pid).unwrap_or_else(|| {
+            std::env::args().collect::<Vec<_>>().join(" ")
+        });
+        truncate_utf8(&mut command, MAX_CMD);
+        let id = std::sync::Arc::new(Identity {
+            pid,
+            start_time: sys::process_start_time(pid),
+            boot_id: sys::boot_id(),
+            host: hostname_override().unwrap_or_else(sys::hostname),
+            uid: sys::current_uid(),
+            command,
+        });
+        *slot = Some(id.clone());
+        id
+    }
+}
+
+/// `HOLDFAST_HOSTNAME` overrides the host name written into records, for
+/// tests that simulate several hosts and for containers whose host name is
+/// meaningless.
+pub(crate) fn hostname_override() -> Option<String> {
+    std::env::var("HOLDFAST_HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+}
+
+fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+}
+
+/// Reads and classifies the record at the head of an open lock file.
+pub(crate) fn read_record(file: &File) -> io::Result<(RecordContent, usize)> {
+    let mut buf = [0u8; MAX_RECORD];
+    let n = sys::read_head(file, &mut buf)?;
+    let content = if n == MAX_RECORD {
+        if buf.starts_with(MAGIC.as_bytes()) {
+            RecordContent::Corrupt("larger than 4 KiB".into())
+        } else {
+            RecordContent::Foreign
+        }
+    } else {
+        RecordContent::classify(&buf[..n])
+    };
+    Ok((content, n))
+}
+
+/// Writes a fresh record for this process after an exclusive acquisition,
+/// returning the new fencing token, or `None` if the file holds foreign
+/// content that must not be overwritten.
+pub(crate) fn write_record(file: &File, mode: Mode) -> io::Result<Option<u64>> {
+    let (content, old_len) = read_record(file)?;
+    let token = match content {
+        RecordContent::Empty => 1,
+        RecordContent::Record(r) => r.token.saturating_add(1),
+        // We cannot read the old token. Jump to the wall clock in
+        // microseconds: larger than any count reached by +1 steps that each
+        // took more than a microsecond, so tokens never go backwards.
+        RecordContent::Corrupt(_) => SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(1),
+        RecordContent::Foreign => return Ok(None),
+    };
+    let rec = HolderRecord::for_this_process(mode, token);
+    sys::write_head(file, &rec.encode(), old_len)?;
+    Ok(Some(token))
+}
+
+/// One holder of a lock, as far as holdfast can tell.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Holder {
+    /// Process id (in the holder's pid namespace).
+    pub pid: Option<u32>,
+    /// Command line of the holder.
+    pub command: Option<String>,
+    /// Host the holder runs on.
+    pub host: Option<String>,
+    /// Real uid of the holder.
+    pub uid: Option<u32>,
+    /// When it acquired the lock (known only from a holder record).
+    pub since: Option<SystemTime>,
+    /// The mode it holds.
+    pub mode: Option<Mode>,
+    /// The fencing token of its acquisition (from a holder record).
+    pub token: Option<u64>,
+    /// Whether the holder is the calling process itself.
+    pub this_process: bool,
+    /// Where the information comes from.
+    pub source: HolderSource,
+}
+
+/// Where a [`Holder`] description comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum HolderSource {
+    /// A holder record confirmed by the kernel (same pid, same start time).
+    #[default]
+    Record,
+    /// The kernel's lock table and `/proc` only (another program's lock).
+    Kernel,
+    /// A holder record the kernel could not confirm (no `/proc/locks`).
+    Unverified,
+}
+
+impl Holder {
+    fn from_record(r: &HolderRecord, source: HolderSource) -> Holder {
+        Holder {
+            pid: Some(r.pid),
+            command: Some(r.command.clone()).filter(|c| !c.is_empty()),
+            host: Some(r.host.clone()).filter(|h| !h.is_empty()),
+            uid: r.uid,
+            since: Some(r.since),
+            mode: Some(r.mode),
+            token: Some(r.token),
+            this_process: r.pid == sys::current_pid(),
+            source,
+        }
+    }
+}
+
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.pid {
+            Some(pid) if self.this_process => write!(f, "this process (pid {pid})")?,
+            Some(pid) => write!(f, "pid {pid}")?,
+            None => f.write_str("an unknown process")?,
+        }
+        if let Some(cmd) = &self.command
+            && !self.this_process
+        {
+            write!(f, " ({cmd})")?;
+        }
+        if let Some(host) = &self.host {
+            write!(f, " on {host}")?;
+        }
+        if let Some(since) = self.since {
+            let age = SystemTime::now().duration_since(since).unwrap_or_default();
+            write!(
+                f,
+                " since {} ({})",
+                fmt_utc_time(since),
+                fmt_duration(Duration::from_secs(age.as_secs()))
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The holders of a lock: zero (unknown), one (exclusive), or several
+/// (shared).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Holders(Vec<Holder>);
+
+impl Holders {
+    /// No known holder.
+    pub const fn new() -> Self {
+        Holders(Vec::new())
+    }
+    /// The first (for an exclusive lock, the only) holder.
+    pub fn first(&self) -> Option<&Holder> {
+        self.0.first()
+    }
+    /// All known holders.
+    pub fn iter(&self) -> std::slice::Iter<'_, Holder> {
+        self.0.iter()
+    }
+    /// Whether nothing is known about the holder.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// How many holders are known.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl From<Vec<Holder>> for Holders {
+    fn from(v: Vec<Holder>) -> Self {
+        Holders(v)
+    }
+}
+
+impl<'a> IntoIterator for &'a Holders {
+    type Item = &'a Holder;
+    type IntoIter = std::slice::Iter<'a, Holder>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl fmt::Display for Holders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.as_slice() {
+            [] => f.write_str("holder unknown"),
+            [one] => write!(f, "held by {one}"),
+            many => {
+                f.write_str("held (shared) by ")?;
+                for (i, h) in many.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{h}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Combines the kernel's lock table with the holder record into the list of
+/// holders of a file. Never fails: what cannot be read is left out.
+pub(crate) fn describe(file: Option<&File>, id: sys::FileId) -> Holders {
+    let record = file
+        .and_then(|f| read_record(f).ok())
+        .and_then(|(c, _)| match c {
+            RecordContent::Record(r) => Some(r),
+            _ => None,
+        });
+    let kernel = sys::kernel_locks(id).ok().flatten();
+    let Some(locks) = kernel else {
+        // No kernel view on this platform: report the record, unverified,
+        // if its process still exists.
+        return record
+            .filter(|r| sys::process_exists(r.pid))
+            .map(|r| vec![Holder::from_record(&r, HolderSource::Unverified)])
+            .unwrap_or_default()
+            .into();
+    };
+    let my_boot = sys::boot_id();
+    let mut out: Vec<Holder> = Vec::new();
+    for l in locks {
+        let mode = if l.exclusive {
+            Mode::Exclusive
+        } else {
+            Mode::Shared
+        };
+        if let Some(pid) = l.pid
+            && out.iter().any(|h| h.pid == Some(pid))
+        {
+            continue;
+        }
+        let confirmed = record.as_ref().filter(|r| {
+            l.exclusive
+                && Some(r.pid) == l.pid
+                && r.mode == Mode::Exclusive
+                && (r.boot_id.is_none() || r.boot_id == my_boot)
+                && (r.start_time.is_none() || r.start_time == l.pid.and_then(sys::process_start_time))
+        });
+        out.push(match confirmed {
+            Some(r) => Holder::from_record(r, HolderSource::Record),
+            None => Holder {
+                pid: l.pid,
+                command: l.pid.and_then(sys::process_cmdline),
+                host: Some(hostname_override().unwrap_or_else(sys::hostname)),
+                uid: l.pid.and_then(sys::process_uid),
+                since: None,
+                mode: Some(mode),
+                token: None,
+                this_process: l.pid == Some(sys::current_pid()),
+                source: HolderSource::Kernel,
+            },
+        });
+    }
+    out.into()
+}
+
+/// Formats a duration the way people read it: `850ms`, `5s`, `1.5s`,
+/// `2m3s`, `1h2m`.
+pub fn fmt_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs();
+    if secs < 60 {
+        let tenths = (ms % 1000) / 100;
+        return if tenths == 0 {
+            format!("{secs}s")
+        } else {
+            format!("{secs}.{tenths}s")
+        };
+    }
+    if secs < 3600 {
+        let (m, s) = (secs / 60, secs % 60);
+        return if s == 0 {
+            format!("{m}m")
+        } else {
+            format!("{m}m{s}s")
+        };
+    }
+    let (h, m) = (secs / 3600, (secs % 3600) / 60);
+    if m == 0 {
+        format!("{h}h")
+    } else {
+        format!("{h}h{m}m")
+    }
+}
+
+/// `HH:MM:SS UTC` of a wall-clock time.
+pub(crate) fn fmt_utc_time(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let day = secs % 86_400;
+    format!(
+        "{:02}:{:02}:{:02} UTC",
+        day / 3600,
+        (day % 3600) / 60,
+        day % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> HolderRecord {
+        HolderRecord {
+            token: 42,
+            pid: 4242,
+            start_time: Some(987),
+            boot_id: Some("b00t".into()),
+            host: "web-1".into(),
+            uid: Some(1000),
+            mode: Mode::Exclusive,
+            since: UNIX_EPOCH + Duration::new(1_700_000_000, 5),
+            command: "python3 migrate.py --name \"a\\b\"\nnext\u{7}".into(),
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let r = sample();
+        let bytes = r.encode();
+        assert_eq!(HolderRecord::parse(&bytes), Ok(r));
+    }
+
+    #[test]
+    fn every_truncation_is_corrupt_not_a_panic() {
+        let bytes = sample().encode();
+        for cut in 1..bytes.len() {
+            match RecordContent::classify(&bytes[..cut]) {
+                RecordContent::Corrupt(_) | RecordContent::Foreign => {}
+                other => panic!("cut at {cut}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn garbage_and_foreign_content() {
+        assert_eq!(RecordContent::classify(b"4242"), RecordContent::Foreign);
+        assert_eq!(
+            RecordContent::classify(b"4242\nvm\n123\n"),
+            RecordContent::Foreign
+        );
+        assert_eq!(RecordContent::classify(b"\0"), RecordContent::Empty);
+        assert!(matches!(
+            RecordContent::classify(b"holdfast-holder 1\ntoken x\nend\n"),
+            RecordContent::Corrupt(_)
+        ));
+        assert!(matches!(
+            RecordContent::classify(b"holdfast-holder 1\xff\xfe"),
+            RecordContent::Corrupt(_)
+        ));
+        assert!(matches!(
+            RecordContent::classify(b"holdfast-holder one\n"),
+            RecordContent::Corrupt(_)
+        ));
+        assert!(matches!(
+            RecordContent::classify(b"holdfast-holder 1\ntoken 1\npid 99999999999\nend\n"),
+            RecordContent::Corrupt(_)
+        ));
+        // Pseudo-random garbage after the magic never panics.
+        let mut x: u32 = 12345;
+        for _ in 0..2000 {
+            let mut buf = b"holdfast-holder 1\n".to_vec();
+            for _ in 0..64 {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                buf.push(b"tokenpidmodesinceend \n0123456789.\\u{"[(x >> 16) as usize % 36]);
+            }
+            let _ = RecordContent::classify(&buf);
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_ignored_and_later_versions_parse() {
+        let mut text = String::from_utf8(sample().encode()).unwrap();
+        text = text.replace("holdfast-holder 1", "holdfast-holder 2");
+        text = text.replace("end\n", "lease 30\nend\n");
+        assert_eq!(HolderRecord::parse(text.as_bytes()).unwrap().token, 42);
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(fmt_duration(Duration::from_millis(850)), "850ms");
+        assert_eq!(fmt_duration(Duration::from_secs(5)), "5s");
+        assert_eq!(fmt_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(fmt_duration(Duration::from_secs(123)), "2m3s");
+        assert_eq!(fmt_duration(Duration::from_secs(3720)), "1h2m");
+    }
+
+    #[test]
+    fn holder_message_names_pid_command_host_and_age() {
+        let mut r = sample();
+        r.since = SystemTime::now() - Duration::from_secs(31);
+        let h = Holder::from_record(&r, HolderSource::Record);
+        let s = Holders::from(vec![h]).to_string();
+        assert!(s.starts_with("held by pid 4242 (python3 migrate.py"), "{s}");
+        assert!(s.contains(" on web-1 since "), "{s}");
+        assert!(s.ends_with("UTC (31s)"), "{s}");
+    }
+}

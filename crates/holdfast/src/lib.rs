@@ -1,0 +1,82 @@
+//! holdfast: processes coordinating around files.
+//!
+//! # Use cases
+//!
+//! - **Don't run twice**: a cron job, a migration, a build step that must not
+//!   overlap with itself, across processes and threads alike.
+//! - **Find out who is in the way**: every "would block" and "timed out"
+//!   error names the holder (pid, command, host, since when), even when the
+//!   holder is another program such as util-linux `flock(1)` or a Python
+//!   process using `filelock`.
+//! - **Readers and writers**: shared and exclusive modes on one file.
+//! - **Fence stale writers**: each exclusive acquisition gets a fencing token
+//!   that only grows, stored in the lock file.
+//!
+//! ```
+//! use std::time::Duration;
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = dir.path().join("app.lock");
+//! let lock = holdfast::Lock::open(&path)?;
+//! let guard = lock.lock_timeout(Duration::from_secs(5))?;
+//! println!("holding {} with fencing token {:?}", path.display(), guard.token());
+//! drop(guard); // released
+//! # Ok::<(), holdfast::Error>(())
+//! ```
+//!
+//! # Design
+//!
+//! - [`Lock`] ([`lock`] module) is a kernel advisory lock: it dies with its
+//!   process, so a crash never leaves a stale lock. `flock(2)` by default,
+//!   which interoperates with util-linux `flock(1)` and the Python libraries;
+//!   open-file-description `fcntl` locks on request. Threads are excluded
+//!   too (see the module docs for how).
+//! - Waiting blocks in the kernel, including waits with a timeout: a waiter
+//!   runs microseconds after the release, never after a sleep interval.
+//! - The [holder record](holder) is diagnostics written into the lock file;
+//!   exclusion never depends on it, and a corrupt record only means "holder
+//!   unknown".
+//! - [`status`] looks at a lock without taking it.
+//! - All system calls live in one private `sys` module.
+//!
+//! # Security
+//!
+//! Lock files are opened with `O_NOFOLLOW` (a symlink as the last component
+//! is refused with [`Error::Symlink`] unless you opt in), `O_CLOEXEC`, and
+//! never `O_TRUNC`. Content that is not a holdfast record is never
+//! overwritten, so locking a data file in place does not damage it.
+//!
+//! # Platforms
+//!
+//! - **Linux**: everything described here. Timed waits need Linux ≥ 5.3
+//!   (pidfds). Holder discovery reads `/proc/locks` and `/proc/PID/*`.
+//! - **macOS, BSDs**: `flock` locks, threads, records and fencing tokens
+//!   work; there are no OFD locks, no kernel lock table (holders come from
+//!   the record alone, marked unverified), and timed waits poll with a
+//!   bounded back-off (1 ms doubling to 25 ms) because there is no pidfd.
+//! - **Windows and others**: not implemented yet; every call returns
+//!   [`Error::Io`] with `ErrorKind::Unsupported`, nothing panics.
+//!
+//! # Pitfalls
+//!
+//! - Kernel locks are advisory: they exclude only programs that lock too.
+//! - `flock` and `fcntl` locks do not see each other on Linux. Pick the
+//!   [`Backend`] the other programs on the path use.
+//! - On NFS, `flock` is emulated with `fcntl` locks by the client and may
+//!   hang when the server's lock manager is gone: use lock files there.
+//! - Never delete a lock file that others may be waiting on; holdfast
+//!   re-checks the path after each acquisition (see
+//!   [`LockOptions::verify_path`]) so it does not lock an orphan, but other
+//!   programs may not.
+
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod holder;
+pub mod lock;
+mod status;
+mod sys;
+
+pub use error::{Error, Result};
+pub use holder::{Holder, HolderRecord, HolderSource, Holders, RecordContent};
+pub use lock::{Backend, Lock, LockGuard, LockOptions, Mode, Wait};
+pub use status::{LockStatus, status};

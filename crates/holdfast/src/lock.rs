@@ -1,0 +1,1110 @@
+//! Kernel advisory locks on a path, and their guards.
+//!
+//! A [`Lock`] is an open lock file plus the bookkeeping that makes one lock
+//! exclude threads as well as processes:
+//!
+//! - **Processes** are excluded by the kernel: `flock(2)` by default (what
+//!   util-linux `flock(1)`, Python `filelock`, `phaselock`, `portalocker` and
+//!   stouputils use, so all of them exclude holdfast and the reverse), or
+//!   open-file-description `fcntl` locks with [`Backend::OfdFcntl`].
+//! - **Threads sharing one `Lock`** are excluded in-process: the kernel lock
+//!   belongs to the open file description, which all of them share, so a
+//!   mutex-and-condvar state machine decides which thread may use it.
+//!   Threads with *separate* `Lock` values on the same path are excluded by
+//!   the kernel, as processes are.
+//! - **Waiting** happens in the kernel: a blocked waiter is woken by the
+//!   release itself. A wait with a timeout blocks in the kernel too (on
+//!   Linux in a killable helper task; see `sys/linux.rs`), so a timeout
+//!   fires on time and a release is noticed in microseconds.
+//!
+//! # Guarantees by backend
+//!
+//! | | [`Backend::Flock`] (default) | [`Backend::OfdFcntl`] (Linux) |
+//! |---|---|---|
+//! | interoperates with | flock(1), filelock, phaselock, portalocker, stouputils | `fcntl`/`lockf` users: fasteners, lckpwdf, portalocker `LockfLocker`, flock(1) `--fcntl` |
+//! | [`LockGuard::upgrade`] / [`LockGuard::downgrade`] | **not atomic**: the kernel drops the old lock before taking the new one, so another process can get in between | atomic |
+//! | failed [`LockGuard::try_upgrade`] | the shared lock is lost in the kernel; holdfast takes it back (blocking) before returning | the shared lock is kept |
+//! | directories, read-only files | yes | shared locks only on read-only files; no directories |
+//! | NFS | emulated by the client as a whole-file `fcntl` lock | yes (NLM / NFSv4) |
+//!
+//! # Fork
+//!
+//! A child created by `fork` shares the parent's open file descriptions. A
+//! guard dropped in the child does **not** release the lock (that would
+//! release the parent's); the child simply lets go of its copy. Lock files
+//! are opened with `O_CLOEXEC`, so programs the child `exec`s do not keep the
+//! lock alive.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::fs::File;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, ThreadId};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::holder::{self, Holders};
+use crate::sys::{self, FileId, FileKind, OpenSpec};
+
+/// Exclusive (one holder) or shared (many readers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// One holder at a time; excludes shared holders too.
+    Exclusive,
+    /// Any number of shared holders; excludes an exclusive holder.
+    Shared,
+}
+
+impl Mode {
+    /// "an exclusive" / "a shared", for messages.
+    pub fn with_article(self) -> &'static str {
+        match self {
+            Mode::Exclusive => "an exclusive",
+            Mode::Shared => "a shared",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Exclusive => "exclusive",
+            Mode::Shared => "shared",
+        })
+    }
+}
+
+/// Which kernel lock family to use. See the [module docs](self) for what
+/// each guarantees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// BSD `flock(2)`: the family util-linux `flock(1)` and the Python
+    /// libraries use on Linux.
+    #[default]
+    Flock,
+    /// Open-file-description `fcntl` locks (`F_OFD_SETLK`, Linux ≥ 3.15):
+    /// atomic upgrade and downgrade, and interoperation with classic
+    /// `fcntl`/`lockf` users. They do **not** see `flock` locks.
+    OfdFcntl,
+}
+
+/// How long an acquisition may wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Fail at once with [`Error::WouldBlock`] if the lock is taken.
+    NoWait,
+    /// Wait as long as it takes.
+    Forever,
+    /// Wait at most this long, then fail with [`Error::Timeout`].
+    Timeout(Duration),
+    /// Wait until this instant, then fail with [`Error::Timeout`].
+    Deadline(Instant),
+}
+
+/// Options for opening a [`Lock`], in the style of
+/// [`std::fs::OpenOptions`].
+///
+/// ```
+/// use holdfast::{Backend, LockOptions};
+/// # let dir = tempfile::tempdir().unwrap();
+/// let lock = LockOptions::new()
+///     .create_parents(true)
+///     .permissions(0o664)
+///     .reentrant(true)
+///     .backend(Backend::Flock)
+///     .open(dir.path().join("state/app.lock"))?;
+/// let outer = lock.lock()?;
+/// let inner = lock.lock()?; // re-entrant: same thread, nested
+/// drop(inner);
+/// drop(outer);
+/// # Ok::<(), holdfast::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct LockOptions {
+    permissions: u32,
+    create: bool,
+    create_parents: bool,
+    follow_symlinks: bool,
+    reentrant: bool,
+    backend: Backend,
+    record: bool,
+    verify_path: bool,
+}
+
+impl Default for LockOptions {
+    fn default() -> Self {
+        LockOptions {
+            permissions: 0o644,
+            create: true,
+            create_parents: false,
+            follow_symlinks: false,
+            reentrant: false,
+            backend: Backend::Flock,
+            record: true,
+            verify_path: true,
+        }
+    }
+}
+
+impl LockOptions {
+    /// The defaults: create the file (mode `0o644` minus the umask), do not
+    /// create parent directories, refuse a symlink, not re-entrant, `flock`,
+    /// write a holder record, verify the path after each acquisition.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Permission bits for a newly created lock file (the umask still
+    /// applies). Default `0o644`; use `0o664` or `0o666` for a lock shared
+    /// between users.
+    pub fn permissions(&mut self, mode: u32) -> &mut Self {
+        self.permissions = mode & 0o7777;
+        self
+    }
+    /// Create the lock file if it is missing (default `true`). With `false`
+    /// a missing file is an [`Error::Io`] with `NotFound`.
+    pub fn create(&mut self, yes: bool) -> &mut Self {
+        self.create = yes;
+        self
+    }
+    /// Create missing parent directories (default `false`).
+    pub fn create_parents(&mut self, yes: bool) -> &mut Self {
+        self.create_parents = yes;
+        self
+    }
+    /// Follow a symbolic link in the last path component (default `false`:
+    /// such a path is refused with [`Error::Symlink`], because a planted
+    /// link in a shared directory could point the lock, and the holder
+    /// record written into it, at a file of the victim's).
+    pub fn follow_symlinks(&mut self, yes: bool) -> &mut Self {
+        self.follow_symlinks = yes;
+        self
+    }
+    /// Let the thread holding the lock take it again, counting nested
+    /// acquisitions (default `false`: asking again is
+    /// [`Error::AlreadyHeld`] rather than a deadlock).
+    pub fn reentrant(&mut self, yes: bool) -> &mut Self {
+        self.reentrant = yes;
+        self
+    }
+    /// The kernel lock family (default [`Backend::Flock`]).
+    pub fn backend(&mut self, backend: Backend) -> &mut Self {
+        self.backend = backend;
+        self
+    }
+    /// Write a holder record into the lock file on exclusive acquisition
+    /// (default `true`). Without it, holders are still named from the
+    /// kernel's lock table, but there is no fencing token and no "since".
+    pub fn holder_record(&mut self, yes: bool) -> &mut Self {
+        self.record = yes;
+        self
+    }
+    /// After each acquisition, check that the locked file is still linked
+    /// at its path, and reopen and retry if someone deleted or replaced it
+    /// (default `true`; costs one `fstat`). Without the check, a lock taken
+    /// after another program removed the file guards an orphan inode.
+    pub fn verify_path(&mut self, yes: bool) -> &mut Self {
+        self.verify_path = yes;
+        self
+    }
+    /// Opens the lock file. It is not locked yet.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Symlink`] for a symlink (unless allowed), [`Error::Io`] if
+    /// the file cannot be opened or created (missing directory, no
+    /// permission), [`Error::Unsupported`] for [`Backend::OfdFcntl`] where
+    /// it does not exist.
+    pub fn open(&self, path: impl AsRef<Path>) -> Result<Lock> {
+        Lock::with_options(path.as_ref(), self.clone())
+    }
+}
+
+/// A lock on a file path: exclusive or shared, blocking, non-blocking or
+/// with a deadline, excluding threads and processes alike.
+///
+/// `Lock` is `Send + Sync`: share one between threads by reference or in an
+/// `Arc`; each acquisition returns a [`LockGuard`] that releases on drop.
+///
+/// ```
+/// use std::time::Duration;
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("app.lock");
+/// let lock = holdfast::Lock::open(&path)?;
+/// {
+///     let guard = lock.lock()?;              // blocks in the kernel
+///     assert!(guard.token().is_some());      // fencing token from the record
+/// }
+/// let _r1 = lock.lock_shared()?;
+/// let other = holdfast::Lock::open(&path)?;  // another open = another "process"
+/// let _r2 = other.try_lock_shared()?;        // shared holders coexist
+/// let writer = holdfast::Lock::open(&path)?;
+/// let err = writer.lock_timeout(Duration::from_millis(20)).unwrap_err();
+/// assert!(matches!(err, holdfast::Error::Timeout { .. }));
+/// assert!(err.to_string().contains("waiting for an exclusive lock on"));
+/// # Ok::<(), holdfast::Error>(())
+/// ```
+pub struct Lock {
+    path: PathBuf,
+    opts: LockOptions,
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+struct State {
+    file: Arc<File>,
+    id: FileId,
+    kind: FileKind,
+    held: Held,
+}
+
+#[derive(Debug)]
+enum Held {
+    Free,
+    /// A thread of this process is in the kernel acquiring the lock.
+    Acquiring,
+    Exclusive {
+        thread: ThreadId,
+        depth: u32,
+    },
+    Shared {
+        holders: Vec<(ThreadId, u32)>,
+    },
+}
+
+impl fmt::Debug for Lock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lock")
+            .field("path", &self.path)
+            .field("options", &self.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+thread_local! {
+    /// Inodes this thread holds through any `Lock`: (file id, lock address).
+    static HELD_BY_THIS_THREAD: RefCell<Vec<(FileId, usize)>> = const { RefCell::new(Vec::new()) };
+}
+
+fn lock_poisoned<T>(r: std::sync::LockResult<T>) -> T {
+    // The state is updated in small steps that leave it consistent, so a
+    // panic elsewhere never leaves it half-written.
+    r.unwrap_or_else(|e| e.into_inner())
+}
+
+impl Lock {
+    /// Opens (creating if needed) a lock file with the default
+    /// [`LockOptions`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::Lock::open(dir.path().join("app.lock"))?;
+    /// let _guard = lock.lock()?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// See [`LockOptions::open`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Lock> {
+        LockOptions::new().open(path)
+    }
+
+    /// A new set of options; `Lock::options().reentrant(true).open(p)`.
+    pub fn options() -> LockOptions {
+        LockOptions::new()
+    }
+
+    fn with_options(path: &Path, opts: LockOptions) -> Result<Lock> {
+        if path.as_os_str().is_empty() {
+            return Err(Error::InvalidInput {
+                path: path.to_owned(),
+                reason: "the lock path is empty".into(),
+            });
+        }
+        if opts.backend == Backend::OfdFcntl && !sys::HAS_OFD {
+            return Err(Error::Unsupported {
+                path: path.to_owned(),
+                what: "open-file-description fcntl locks",
+                reason: "they exist only on Linux; use Backend::Flock".into(),
+            });
+        }
+        let (file, kind, id) = open_file(path, &opts)?;
+        Ok(Lock {
+            path: path.to_owned(),
+            opts,
+            state: Mutex::new(State {
+                file: Arc::new(file),
+                id,
+                kind,
+                held: Held::Free,
+            }),
+            changed: Condvar::new(),
+        })
+    }
+
+    /// The lock file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The options this lock was opened with.
+    pub fn lock_options(&self) -> &LockOptions {
+        &self.opts
+    }
+
+    /// Takes the lock exclusively, waiting as long as it takes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyHeld`] if this thread already holds it and the lock
+    /// is not re-entrant; [`Error::Io`] if the kernel refuses (for example
+    /// `ENOLCK`).
+    pub fn lock(&self) -> Result<LockGuard<'_>> {
+        self.acquire(Mode::Exclusive, Wait::Forever)
+    }
+
+    /// Takes the lock shared, waiting as long as it takes.
+    ///
+    /// # Errors
+    ///
+    /// As [`Lock::lock`].
+    pub fn lock_shared(&self) -> Result<LockGuard<'_>> {
+        self.acquire(Mode::Shared, Wait::Forever)
+    }
+
+    /// Takes the lock exclusively if nobody holds it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`] naming the holder if it is taken; otherwise as
+    /// [`Lock::lock`].
+    pub fn try_lock(&self) -> Result<LockGuard<'_>> {
+        self.acquire(Mode::Exclusive, Wait::NoWait)
+    }
+
+    /// Takes the lock shared if no exclusive holder has it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Lock::try_lock`].
+    pub fn try_lock_shared(&self) -> Result<LockGuard<'_>> {
+        self.acquire(Mode::Shared, Wait::NoWait)
+    }
+
+    /// Takes the lock exclusively, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] naming the holder when the time runs out;
+    /// otherwise as [`Lock::lock`].
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>> {
+        self.acquire(Mode::Exclusive, Wait::Timeout(timeout))
+    }
+
+    /// Takes the lock shared, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Lock::lock_timeout`].
+    pub fn lock_shared_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>> {
+        self.acquire(Mode::Shared, Wait::Timeout(timeout))
+    }
+
+    /// Takes the lock in `mode`, waiting as `wait` says. The other methods
+    /// are shorthands for this one.
+    ///
+    /// ```
+    /// use holdfast::{Mode, Wait};
+    /// use std::time::{Duration, Instant};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::Lock::open(dir.path().join("app.lock"))?;
+    /// let deadline = Instant::now() + Duration::from_secs(1);
+    /// let g = lock.acquire(Mode::Shared, Wait::Deadline(deadline))?;
+    /// assert_eq!(g.mode(), Mode::Shared);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`] (with [`Wait::NoWait`]) or [`Error::Timeout`]
+    /// naming the holder; [`Error::AlreadyHeld`]; [`Error::Io`].
+    pub fn acquire(&self, mode: Mode, wait: Wait) -> Result<LockGuard<'_>> {
+        let started = Instant::now();
+        let deadline = match wait {
+            Wait::Timeout(d) => Some(started.checked_add(d).unwrap_or_else(far_future)),
+            Wait::Deadline(d) => Some(d),
+            _ => None,
+        };
+        let me = thread::current().id();
+        let mut st = lock_poisoned(self.state.lock());
+        // 1. In-process admission.
+        loop {
+            match &mut st.held {
+                Held::Free => {
+                    st.held = Held::Acquiring;
+                    break;
+                }
+                Held::Exclusive { thread, depth } if *thread == me => {
+                    if self.opts.reentrant {
+                        *depth += 1;
+                        return Ok(self.guard(mode, None, true));
+                    }
+                    return Err(Error::AlreadyHeld {
+                        path: self.path.clone(),
+                    });
+                }
+                Held::Shared { holders } if mode == Mode::Shared => {
+                    match holders.iter_mut().find(|(t, _)| *t == me) {
+                        Some((_, n)) => *n += 1,
+                        None => holders.push((me, 1)),
+                    }
+                    return Ok(self.guard(mode, None, false));
+                }
+                Held::Shared { holders } if holders.iter().any(|(t, _)| *t == me) => {
+                    return Err(Error::AlreadyHeld {
+                        path: self.path.clone(),
+                    });
+                }
+                _ => match wait {
+                    Wait::NoWait => {
+                        let (file, id) = (st.file.clone(), st.id);
+                        drop(st);
+                        return Err(self.would_block(mode, Some(&file), id));
+                    }
+                    Wait::Forever => st = lock_poisoned(self.changed.wait(st)),
+                    Wait::Timeout(_) | Wait::Deadline(_) => {
+                        let deadline = deadline.unwrap_or_else(Instant::now);
+                        let now = Instant::now();
+                        if now >= deadline {
+                            let (file, id) = (st.file.clone(), st.id);
+                            drop(st);
+                            return Err(self.timed_out(mode, started, Some(&file), id));
+                        }
+                        st = lock_poisoned(self.changed.wait_timeout(st, deadline - now)).0;
+                    }
+                },
+            }
+        }
+        // 2. Kernel acquisition, outside the state mutex.
+        let file = st.file.clone();
+        drop(st);
+        let outcome = self.kernel_acquire(file, mode, wait, deadline);
+        let mut st = lock_poisoned(self.state.lock());
+        let result = match outcome {
+            Ok(Some((file, id, kind))) => {
+                st.file = file;
+                st.id = id;
+                st.kind = kind;
+                st.held = match mode {
+                    Mode::Exclusive => Held::Exclusive {
+                        thread: me,
+                        depth: 1,
+                    },
+                    Mode::Shared => Held::Shared {
+                        holders: vec![(me, 1)],
+                    },
+                };
+                let token = if mode == Mode::Exclusive {
+                    self.write_record(&st)
+                } else {
+                    None
+                };
+                HELD_BY_THIS_THREAD.with(|h| h.borrow_mut().push((id, self.addr())));
+                Ok(self.guard(mode, token, false))
+            }
+            Ok(None) => {
+                st.held = Held::Free;
+                let (file, id) = (st.file.clone(), st.id);
+                drop(st);
+                self.changed.notify_all();
+                return Err(match wait {
+                    Wait::NoWait => self.would_block(mode, Some(&file), id),
+                    _ => self.timed_out(mode, started, Some(&file), id),
+                });
+            }
+            Err(e) => {
+                st.held = Held::Free;
+                Err(e)
+            }
+        };
+        drop(st);
+        self.changed.notify_all();
+        result
+    }
+
+    /// Acquires in the kernel. `Ok(None)`: would block / timed out.
+    #[allow(clippy::type_complexity)]
+    fn kernel_acquire(
+        &self,
+        mut file: Arc<File>,
+        mode: Mode,
+        wait: Wait,
+        deadline: Option<Instant>,
+    ) -> Result<Option<(Arc<File>, FileId, FileKind)>> {
+        let backend = self.opts.backend;
+        let lock_err = |e| Error::io("lock", &self.path, e);
+        let (mut id, mut kind) = {
+            let st = lock_poisoned(self.state.lock());
+            (st.id, st.kind)
+        };
+        loop {
+            let got = sys::try_lock(&file, backend, mode).map_err(lock_err)?;
+            let got = if got {
+                true
+            } else {
+                match wait {
+                    Wait::NoWait => false,
+                    Wait::Forever => {
+                        self.refuse_self_deadlock(id)?;
+                        sys::lock_blocking(&file, backend, mode).map_err(lock_err)?;
+                        true
+                    }
+                    Wait::Timeout(_) | Wait::Deadline(_) => {
+                        self.refuse_self_deadlock(id)?;
+                        let deadline = deadline.unwrap_or_else(Instant::now);
+                        sys::lock_until(&file, backend, mode, deadline).map_err(lock_err)?
+                    }
+                }
+            };
+            if !got {
+                return Ok(None);
+            }
+            if !self.opts.verify_path || !sys::is_unlinked(&file).map_err(lock_err)? {
+                return Ok(Some((file, id, kind)));
+            }
+            // Someone deleted or replaced the file while we waited: our lock
+            // guards nothing. Let it go, reopen the path, try again.
+            tracing::debug!(path = %self.path.display(), "lock file was unlinked; reopening");
+            let _ = sys::unlock(&file, backend);
+            let (f, k, i) = open_file(&self.path, &self.opts)?;
+            file = Arc::new(f);
+            id = i;
+            kind = k;
+        }
+    }
+
+    /// Waiting for a lock this very thread holds through another `Lock`
+    /// value would never end.
+    fn refuse_self_deadlock(&self, id: FileId) -> Result<()> {
+        let me = self.addr();
+        let held = HELD_BY_THIS_THREAD.with(|h| {
+            h.borrow()
+                .iter()
+                .any(|(held, owner)| *held == id && *owner != me)
+        });
+        if held {
+            return Err(Error::AlreadyHeld {
+                path: self.path.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    fn write_record(&self, st: &State) -> Option<u64> {
+        if !self.opts.record || st.kind != FileKind::Writable {
+            return None;
+        }
+        match holder::write_record(&st.file, Mode::Exclusive) {
+            Ok(token) => token,
+            Err(e) => {
+                // The lock is held; only the diagnostics are missing.
+                tracing::warn!(path = %self.path.display(), error = %e,
+                    "could not write the holder record");
+                None
+            }
+        }
+    }
+
+    fn addr(&self) -> usize {
+        self as *const Lock as usize
+    }
+
+    fn guard(&self, mode: Mode, token: Option<u64>, nested: bool) -> LockGuard<'_> {
+        LockGuard {
+            lock: self,
+            mode,
+            token,
+            pid: sys::current_pid(),
+            nested,
+            released: false,
+            _not_send: PhantomData,
+        }
+    }
+
+    fn would_block(&self, mode: Mode, file: Option<&File>, id: FileId) -> Error {
+        Error::WouldBlock {
+            path: self.path.clone(),
+            mode,
+            holders: holder::describe(file, id),
+        }
+    }
+
+    fn timed_out(&self, mode: Mode, started: Instant, file: Option<&File>, id: FileId) -> Error {
+        Error::Timeout {
+            path: self.path.clone(),
+            mode,
+            waited: started.elapsed(),
+            holders: holder::describe(file, id),
+        }
+    }
+
+    /// Who holds this lock right now, as far as can be told (kernel lock
+    /// table plus holder record). Empty when it is free.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::Lock::open(dir.path().join("app.lock"))?;
+    /// assert!(lock.holders().is_empty());
+    /// let _g = lock.lock()?;
+    /// assert_eq!(lock.holders().first().unwrap().pid, Some(std::process::id()));
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    pub fn holders(&self) -> Holders {
+        let (file, id) = {
+            let st = lock_poisoned(self.state.lock());
+            (st.file.clone(), st.id)
+        };
+        holder::describe(Some(&file), id)
+    }
+
+    /// Releases the kernel lock and marks the state free. Called with the
+    /// state locked.
+    fn release_kernel(&self, st: &mut MutexGuard<'_, State>) -> Result<()> {
+        st.held = Held::Free;
+        let id = st.id;
+        let me = self.addr();
+        HELD_BY_THIS_THREAD.with(|h| {
+            let mut h = h.borrow_mut();
+            if let Some(i) = h.iter().position(|e| *e == (id, me)) {
+                h.swap_remove(i);
+            }
+        });
+        sys::unlock(&st.file, self.opts.backend).map_err(|e| Error::io("unlock", &self.path, e))
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 86_400)
+}
+
+fn open_file(path: &Path, opts: &LockOptions) -> Result<(File, FileKind, FileId)> {
+    let spec = OpenSpec {
+        mode: opts.permissions,
+        create: opts.create,
+        follow_symlinks: opts.follow_symlinks,
+    };
+    let opened = match sys::open_lock_file(path, &spec) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && opts.create_parents => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| Error::io("create the parent directories of", path, e))?;
+            }
+            sys::open_lock_file(path, &spec)
+        }
+        other => other,
+    };
+    let (file, kind) = opened.map_err(|e| {
+        if !opts.follow_symlinks
+            && (e.raw_os_error() == Some(libc_eloop())
+                || std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()))
+        {
+            Error::Symlink {
+                path: path.to_owned(),
+            }
+        } else {
+            Error::io("open", path, e)
+        }
+    })?;
+    if opts.backend == Backend::OfdFcntl && kind == FileKind::Other {
+        return Err(Error::Unsupported {
+            path: path.to_owned(),
+            what: "fcntl locks on a directory",
+            reason: "they need a file opened for writing; use Backend::Flock".into(),
+        });
+    }
+    let id = sys::file_id(&file).map_err(|e| Error::io("inspect", path, e))?;
+    Ok((file, kind, id))
+}
+
+const fn libc_eloop() -> i32 {
+    #[cfg(unix)]
+    {
+        libc::ELOOP
+    }
+    #[cfg(not(unix))]
+    {
+        -1
+    }
+}
+
+/// Proof that a [`Lock`] is held; releases it when dropped.
+///
+/// A guard belongs to the thread that acquired it (it is not `Send`): the
+/// in-process bookkeeping that makes a `Lock` exclude threads is per thread.
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct LockGuard<'a> {
+    lock: &'a Lock,
+    mode: Mode,
+    token: Option<u64>,
+    pid: u32,
+    nested: bool,
+    released: bool,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl fmt::Debug for LockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("path", &self.lock.path)
+            .field("mode", &self.mode)
+            .field("token", &self.token)
+            .finish()
+    }
+}
+
+impl<'a> LockGuard<'a> {
+    /// The mode held.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The lock this guard holds.
+    pub fn lock(&self) -> &'a Lock {
+        self.lock
+    }
+
+    /// The fencing token of this exclusive acquisition: larger than the
+    /// token of every earlier exclusive acquisition of the same lock file.
+    /// Pass it along with writes so a store can reject a stale holder.
+    /// `None` for shared or nested acquisitions, or when no record could be
+    /// written (read-only file, directory, foreign content, records off).
+    pub fn token(&self) -> Option<u64> {
+        self.token
+    }
+
+    /// Releases the lock now, reporting failure (a guard that is dropped
+    /// reports it through `tracing` instead).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the kernel refuses the unlock.
+    pub fn unlock(mut self) -> Result<()> {
+        self.release()
+    }
+
+    fn release(&mut self) -> Result<()> {
+        if self.released {
+            return Ok(());
+        }
+        self.released = true;
+        if sys::current_pid() != self.pid {
+            // A forked child: the open file description is shared with the
+            // parent, so unlocking it would release the parent's lock.
+            return Ok(());
+        }
+        let me = thread::current().id();
+        let mut st = lock_poisoned(self.lock.state.lock());
+        let result = match &mut st.held {
+            Held::Exclusive { depth, .. } if *depth > 1 => {
+                *depth -= 1;
+                return Ok(());
+            }
+            Held::Exclusive { .. } => self.lock.release_kernel(&mut st),
+            Held::Shared { holders } => {
+                if let Some(i) = holders.iter().position(|(t, _)| *t == me) {
+                    holders[i].1 -= 1;
+                    if holders[i].1 == 0 {
+                        holders.swap_remove(i);
+                    }
+                }
+                if !holders.is_empty() {
+                    return Ok(());
+                }
+                self.lock.release_kernel(&mut st)
+            }
+            Held::Free | Held::Acquiring => Ok(()),
+        };
+        drop(st);
+        self.lock.changed.notify_all();
+        result
+    }
+
+    /// Converts a shared hold into an exclusive one, waiting as `wait`
+    /// says. With [`Backend::Flock`] this is **not atomic** (see the
+    /// [module docs](crate::lock)); with [`Backend::OfdFcntl`] it is.
+    ///
+    /// ```
+    /// use holdfast::{Mode, Wait};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::Lock::options().backend(holdfast::Backend::OfdFcntl)
+    ///     .open(dir.path().join("app.lock"))?;
+    /// let mut g = lock.lock_shared()?;
+    /// g.upgrade(Wait::Forever)?;
+    /// assert_eq!(g.mode(), Mode::Exclusive);
+    /// g.downgrade()?;
+    /// assert_eq!(g.mode(), Mode::Shared);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] if this is a nested guard or other threads of
+    /// this process share the lock; [`Error::WouldBlock`] /
+    /// [`Error::Timeout`] if it cannot be had (the guard then still holds
+    /// the shared lock); [`Error::Io`].
+    pub fn upgrade(&mut self, wait: Wait) -> Result<()> {
+        if self.mode == Mode::Exclusive {
+            return Ok(());
+        }
+        self.convert_check()?;
+        let started = Instant::now();
+        let deadline = match wait {
+            Wait::Timeout(d) => Some(started.checked_add(d).unwrap_or_else(far_future)),
+            Wait::Deadline(d) => Some(d),
+            _ => None,
+        };
+        let lock = self.lock;
+        let backend = lock.opts.backend;
+        let st = lock_poisoned(lock.state.lock());
+        let file = st.file.clone();
+        let id = st.id;
+        // Other threads of this process cannot join while we convert: the
+        // state says Shared by us alone, and a new exclusive request waits
+        // for Free. New shared requests would join; mark it Acquiring.
+        let mut st = st;
+        st.held = Held::Acquiring;
+        drop(st);
+        let io = |e| Error::io("upgrade the lock on", &lock.path, e);
+        let got = match wait {
+            Wait::NoWait => sys::try_lock(&file, backend, Mode::Exclusive).map_err(io),
+            Wait::Forever => sys::lock_blocking(&file, backend, Mode::Exclusive)
+                .map(|()| true)
+                .map_err(io),
+            _ => sys::lock_until(
+                &file,
+                backend,
+                Mode::Exclusive,
+                deadline.unwrap_or_else(Instant::now),
+            )
+            .map_err(io),
+        };
+        let me = thread::current().id();
+        let mut st = lock_poisoned(lock.state.lock());
+        let result = match got {
+            Ok(true) => {
+                st.held = Held::Exclusive {
+                    thread: me,
+                    depth: 1,
+                };
+                self.mode = Mode::Exclusive;
+                self.token = lock.write_record(&st);
+                Ok(())
+            }
+            Ok(false) | Err(_) => {
+                // flock may have dropped our shared lock on the way: take
+                // it back so the guard still means what it says.
+                let restored = sys::lock_blocking(&file, backend, Mode::Shared).map_err(io);
+                st.held = Held::Shared {
+                    holders: vec![(me, 1)],
+                };
+                restored.and(match got {
+                    Ok(_) => Err(match wait {
+                        Wait::NoWait => lock.would_block(Mode::Exclusive, Some(&file), id),
+                        _ => lock.timed_out(Mode::Exclusive, started, Some(&file), id),
+                    }),
+                    Err(e) => Err(e),
+                })
+            }
+        };
+        drop(st);
+        lock.changed.notify_all();
+        result
+    }
+
+    /// Shorthand for [`upgrade`](Self::upgrade) with [`Wait::NoWait`].
+    ///
+    /// # Errors
+    ///
+    /// As [`upgrade`](Self::upgrade).
+    pub fn try_upgrade(&mut self) -> Result<()> {
+        self.upgrade(Wait::NoWait)
+    }
+
+    /// Converts an exclusive hold into a shared one. Atomic with
+    /// [`Backend::OfdFcntl`]; with [`Backend::Flock`] another process may
+    /// take the lock in between, and this call then waits for it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for a nested guard; [`Error::Io`].
+    pub fn downgrade(&mut self) -> Result<()> {
+        if self.mode == Mode::Shared {
+            return Ok(());
+        }
+        self.convert_check()?;
+        let lock = self.lock;
+        let mut st = lock_poisoned(lock.state.lock());
+        sys::lock_blocking(&st.file, lock.opts.backend, Mode::Shared)
+            .map_err(|e| Error::io("downgrade the lock on", &lock.path, e))?;
+        st.held = Held::Shared {
+            holders: vec![(thread::current().id(), 1)],
+        };
+        self.mode = Mode::Shared;
+        self.token = None;
+        drop(st);
+        lock.changed.notify_all();
+        Ok(())
+    }
+
+    fn convert_check(&self) -> Result<()> {
+        let st = lock_poisoned(self.lock.state.lock());
+        let sole = match &st.held {
+            Held::Exclusive { depth, .. } => *depth == 1 && !self.nested,
+            Held::Shared { holders } => holders.len() == 1 && holders[0].1 == 1,
+            _ => false,
+        };
+        if sole {
+            Ok(())
+        } else {
+            Err(Error::InvalidInput {
+                path: self.lock.path.clone(),
+                reason: "cannot convert a lock held more than once in this process \
+                         (nested guards or other threads share it)"
+                    .into(),
+            })
+        }
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.release() {
+            tracing::error!(path = %self.lock.path.display(), error = %e, "failed to release lock");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp() -> tempfile::TempDir {
+        tempfile::tempdir().unwrap()
+    }
+
+    #[test]
+    fn non_reentrant_same_thread_is_an_error_not_a_deadlock() {
+        let d = tmp();
+        let lock = Lock::open(d.path().join("l")).unwrap();
+        let _g = lock.lock().unwrap();
+        assert!(matches!(lock.lock(), Err(Error::AlreadyHeld { .. })));
+        assert!(matches!(lock.try_lock(), Err(Error::AlreadyHeld { .. })));
+        // Through a second Lock value on the same file: the kernel would
+        // block forever; holdfast refuses.
+        let other = Lock::open(d.path().join("l")).unwrap();
+        assert!(matches!(other.lock(), Err(Error::AlreadyHeld { .. })));
+        assert!(matches!(
+            other.lock_timeout(Duration::from_secs(5)),
+            Err(Error::AlreadyHeld { .. })
+        ));
+        assert!(matches!(other.try_lock(), Err(Error::WouldBlock { .. })));
+    }
+
+    #[test]
+    fn reentrant_counts_nesting() {
+        let d = tmp();
+        let lock = Lock::options()
+            .reentrant(true)
+            .open(d.path().join("l"))
+            .unwrap();
+        let other = Lock::open(d.path().join("l")).unwrap();
+        let g1 = lock.lock().unwrap();
+        let g2 = lock.lock().unwrap();
+        assert!(g1.token().is_some());
+        assert!(g2.token().is_none());
+        drop(g1);
+        assert!(other.try_lock().is_err(), "still held by the nested guard");
+        drop(g2);
+        other.try_lock().unwrap();
+    }
+
+    #[test]
+    fn tokens_grow_by_one() {
+        let d = tmp();
+        let lock = Lock::open(d.path().join("l")).unwrap();
+        let a = lock.lock().unwrap().token().unwrap();
+        let b = lock.lock().unwrap().token().unwrap();
+        let again = Lock::open(d.path().join("l")).unwrap();
+        let c = again.lock().unwrap().token().unwrap();
+        assert_eq!((b, c), (a + 1, a + 2));
+    }
+
+    #[test]
+    fn foreign_content_is_never_overwritten() {
+        let d = tmp();
+        let p = d.path().join("data");
+        std::fs::write(&p, b"precious user data").unwrap();
+        let lock = Lock::open(&p).unwrap();
+        let g = lock.lock().unwrap();
+        assert_eq!(g.token(), None);
+        drop(g);
+        assert_eq!(std::fs::read(&p).unwrap(), b"precious user data");
+    }
+
+    #[test]
+    fn corrupt_record_means_unknown_holder_and_a_larger_token() {
+        let d = tmp();
+        let p = d.path().join("l");
+        std::fs::write(&p, b"holdfast-holder 1\ntoken 5\npid 1\n").unwrap();
+        let lock = Lock::open(&p).unwrap();
+        let t = lock.lock().unwrap().token().unwrap();
+        assert!(t > 1_000_000, "jumped to the clock: {t}");
+    }
+
+    #[test]
+    fn a_replaced_file_is_reopened() {
+        let d = tmp();
+        let p = d.path().join("l");
+        let lock = Lock::open(&p).unwrap();
+        std::fs::remove_file(&p).unwrap();
+        let _g = lock.lock().unwrap();
+        // The lock we hold is on the file now at the path.
+        let other = Lock::open(&p).unwrap();
+        assert!(matches!(other.try_lock(), Err(Error::WouldBlock { .. })));
+    }
+
+    #[test]
+    fn directories_lock_like_flock1() {
+        let d = tmp();
+        let a = Lock::open(d.path()).unwrap();
+        let b = Lock::open(d.path()).unwrap();
+        let g = a.lock().unwrap();
+        assert_eq!(g.token(), None);
+        assert!(b.try_lock().is_err());
+    }
+
+    #[test]
+    fn empty_path_is_invalid_input() {
+        assert!(matches!(Lock::open(""), Err(Error::InvalidInput { .. })));
+    }
+
+    #[test]
+    fn flock_upgrade_and_downgrade() {
+        let d = tmp();
+        let lock = Lock::open(d.path().join("l")).unwrap();
+        let other = Lock::open(d.path().join("l")).unwrap();
+        let mut g = lock.lock_shared().unwrap();
+        let r = other.lock_shared().unwrap();
+        assert!(g.try_upgrade().is_err());
+        assert_eq!(g.mode(), Mode::Shared);
+        drop(r);
+        // Still shared-held after the failed upgrade.
+        assert!(other.try_lock().is_err());
+        g.upgrade(Wait::Timeout(Duration::from_secs(5))).unwrap();
+        assert!(other.try_lock_shared().is_err());
+        g.downgrade().unwrap();
+        let _r = other.try_lock_shared().unwrap();
+    }
+}

@@ -1,0 +1,334 @@
+//! Unix backend: `flock(2)` and open-file-description `fcntl` locks.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Once;
+use std::time::Instant;
+
+use rustix::fs::{FlockOperation, Mode as PermMode, OFlags};
+use rustix::io::Errno;
+
+use super::{FileId, FileKind, OpenSpec};
+use crate::lock::{Backend, Mode};
+
+#[cfg(target_os = "linux")]
+pub(crate) use super::linux::{
+    boot_id, kernel_locks, process_cmdline, process_start_time, process_uid,
+};
+
+/// Opens (and by default creates) a lock file without truncating it and,
+/// unless asked, without following a symlink in the last component.
+pub(crate) fn open_lock_file(path: &Path, spec: &OpenSpec) -> io::Result<(File, FileKind)> {
+    let nofollow = if spec.follow_symlinks {
+        OFlags::empty()
+    } else {
+        OFlags::NOFOLLOW
+    };
+    let create = if spec.create {
+        OFlags::CREATE
+    } else {
+        OFlags::empty()
+    };
+    let perm = PermMode::from_raw_mode(spec.mode as _);
+    let rw = OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOCTTY | nofollow;
+    let fd = match rustix::fs::open(path, rw | create, perm) {
+        Ok(fd) => fd,
+        // A directory: flock(1) locks those too, read-only.
+        Err(Errno::ISDIR) => {
+            let fd = rustix::fs::open(
+                path,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | nofollow,
+                PermMode::empty(),
+            )?;
+            return Ok((File::from(fd), FileKind::Other));
+        }
+        // No write permission, or a read-only filesystem: flock still works
+        // on a read-only descriptor (this is what flock(1) does).
+        Err(e @ (Errno::ACCESS | Errno::ROFS | Errno::PERM)) => {
+            match rustix::fs::open(
+                path,
+                OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | nofollow,
+                PermMode::empty(),
+            ) {
+                Ok(fd) => {
+                    let file = File::from(fd);
+                    let kind = kind_of(&file, FileKind::ReadOnly)?;
+                    return Ok((file, kind));
+                }
+                Err(Errno::NOENT) => return Err(e.into()),
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let file = File::from(fd);
+    let kind = kind_of(&file, FileKind::Writable)?;
+    Ok((file, kind))
+}
+
+fn kind_of(file: &File, regular: FileKind) -> io::Result<FileKind> {
+    let st = rustix::fs::fstat(file)?;
+    Ok(
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile {
+            regular
+        } else {
+            FileKind::Other
+        },
+    )
+}
+
+/// Device and inode of an open file.
+pub(crate) fn file_id(file: &File) -> io::Result<FileId> {
+    let st = rustix::fs::fstat(file)?;
+    Ok(FileId {
+        dev: st.st_dev as u64,
+        ino: st.st_ino as u64,
+    })
+}
+
+/// Whether an open file has been unlinked (or renamed over) since we
+/// opened it: a lock on it would no longer guard the path.
+pub(crate) fn is_unlinked(file: &File) -> io::Result<bool> {
+    Ok(rustix::fs::fstat(file)?.st_nlink == 0)
+}
+
+/// The `(major, minor)` pair of a device number, as `/proc/locks` prints it.
+pub(crate) fn dev_major_minor(dev: u64) -> (u32, u32) {
+    (
+        rustix::fs::major(dev as _) as u32,
+        rustix::fs::minor(dev as _) as u32,
+    )
+}
+
+fn flock_op(mode: Mode, nonblocking: bool) -> FlockOperation {
+    match (mode, nonblocking) {
+        (Mode::Exclusive, false) => FlockOperation::LockExclusive,
+        (Mode::Exclusive, true) => FlockOperation::NonBlockingLockExclusive,
+        (Mode::Shared, false) => FlockOperation::LockShared,
+        (Mode::Shared, true) => FlockOperation::NonBlockingLockShared,
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn ofd_op(fd: i32, l_type: libc::c_short, wait: bool) -> Result<(), Errno> {
+    let lock = libc::flock {
+        l_type,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    let cmd = if wait {
+        libc::F_OFD_SETLKW
+    } else {
+        libc::F_OFD_SETLK
+    };
+    // SAFETY: `fd` is an open descriptor owned by the caller for the duration
+    // of the call, and `lock` is a fully initialised `struct flock` that
+    // outlives it. We use `syscall` rather than the `fcntl` wrapper so the
+    // same function is usable in the waiter child (see `linux.rs`).
+    let r = unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, &lock as *const libc::flock) };
+    if r == -1 {
+        Err(Errno::from_io_error(&io::Error::last_os_error()).unwrap_or(Errno::IO))
+    } else {
+        Ok(())
+    }
+}
+
+/// Performs one lock operation on a raw descriptor. Used both by the calling
+/// thread and by the Linux waiter child, so it must not allocate.
+pub(crate) fn raw_lock(fd: i32, backend: Backend, mode: Mode, wait: bool) -> Result<(), Errno> {
+    // SAFETY: callers pass a descriptor that stays open for this call.
+    let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    match backend {
+        Backend::Flock => rustix::fs::flock(bfd, flock_op(mode, !wait)),
+        #[cfg(target_os = "linux")]
+        Backend::OfdFcntl => {
+            let t = match mode {
+                Mode::Exclusive => libc::F_WRLCK,
+                Mode::Shared => libc::F_RDLCK,
+            };
+            ofd_op(fd, t as libc::c_short, wait)
+        }
+        #[cfg(not(target_os = "linux"))]
+        Backend::OfdFcntl => Err(Errno::NOSYS),
+    }
+}
+
+/// Tries to take the lock without waiting: `Ok(true)` if taken,
+/// `Ok(false)` if someone else holds a conflicting lock.
+pub(crate) fn try_lock(file: &File, backend: Backend, mode: Mode) -> io::Result<bool> {
+    loop {
+        match raw_lock(file.as_raw_fd(), backend, mode, false) {
+            Ok(()) => return Ok(true),
+            Err(Errno::WOULDBLOCK) | Err(Errno::ACCESS) => return Ok(false),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Blocks in the kernel until the lock is granted.
+pub(crate) fn lock_blocking(file: &File, backend: Backend, mode: Mode) -> io::Result<()> {
+    loop {
+        match raw_lock(file.as_raw_fd(), backend, mode, true) {
+            Ok(()) => return Ok(()),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Waits in the kernel until the lock is granted or `deadline` passes.
+/// `Ok(false)` means the deadline passed; no lock is held then.
+///
+/// On Linux the wait is a killable child sharing our memory and our open
+/// file description, blocked in the lock call itself; we wait on its pidfd
+/// with the remaining time, and kill it at the deadline. Nothing polls.
+pub(crate) fn lock_until(
+    file: &File,
+    backend: Backend,
+    mode: Mode,
+    deadline: Instant,
+) -> io::Result<bool> {
+    if try_lock(file, backend, mode)? {
+        return Ok(true);
+    }
+    #[cfg(target_os = "linux")]
+    {
+        super::linux::wait_in_child(file, backend, mode, deadline)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        // Portable fallback for Unixes without pidfds: bounded back-off
+        // polling, 1 ms doubling to 25 ms. Documented as such in lib.rs.
+        let mut pause = std::time::Duration::from_millis(1);
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(pause.min(deadline - now));
+            if try_lock(file, backend, mode)? {
+                return Ok(true);
+            }
+            pause = (pause * 2).min(std::time::Duration::from_millis(25));
+        }
+    }
+}
+
+/// Releases whatever lock this open file description holds.
+pub(crate) fn unlock(file: &File, backend: Backend) -> io::Result<()> {
+    match backend {
+        Backend::Flock => rustix::fs::flock(file.as_fd(), FlockOperation::Unlock)?,
+        #[cfg(target_os = "linux")]
+        Backend::OfdFcntl => ofd_op(file.as_raw_fd(), libc::F_UNLCK as libc::c_short, false)?,
+        #[cfg(not(target_os = "linux"))]
+        Backend::OfdFcntl => return Err(Errno::NOSYS.into()),
+    }
+    Ok(())
+}
+
+/// Whether open-file-description locks exist on this platform.
+pub(crate) const HAS_OFD: bool = cfg!(target_os = "linux");
+
+/// Reads up to `buf.len()` bytes at offset 0.
+pub(crate) fn read_head(file: &File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Writes `data` at offset 0 and cuts the file to its length if it was
+/// longer (`old_len`).
+pub(crate) fn write_head(file: &File, data: &[u8], old_len: usize) -> io::Result<()> {
+    file.write_all_at(data, 0)?;
+    if old_len > data.len() {
+        file.set_len(data.len() as u64)?;
+    }
+    Ok(())
+}
+
+static PID: AtomicU32 = AtomicU32::new(0);
+static ATFORK: Once = Once::new();
+
+extern "C" fn reset_pid_after_fork() {
+    PID.store(0, Ordering::Relaxed);
+}
+
+/// The current process id, cached; the cache is reset in a forked child.
+pub(crate) fn current_pid() -> u32 {
+    let pid = PID.load(Ordering::Relaxed);
+    if pid != 0 {
+        return pid;
+    }
+    ATFORK.call_once(|| {
+        // SAFETY: registering a plain `extern "C"` function that only stores
+        // to an atomic is async-signal-safe and valid for the process's life.
+        unsafe {
+            libc::pthread_atfork(None, None, Some(reset_pid_after_fork));
+        }
+    });
+    let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
+    PID.store(pid, Ordering::Relaxed);
+    pid
+}
+
+/// This machine's host name.
+pub(crate) fn hostname() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The real user id of this process.
+pub(crate) fn current_uid() -> u32 {
+    rustix::process::getuid().as_raw()
+}
+
+/// Whether a process with this pid exists (it may be a zombie).
+pub(crate) fn process_exists(pid: u32) -> bool {
+    let Some(p) = rustix::process::Pid::from_raw(pid as i32) else {
+        return false;
+    };
+    match rustix::process::test_kill_process(p) {
+        Ok(()) => true,
+        Err(Errno::PERM) => true,
+        Err(_) => false,
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod no_proc {
+    use super::super::{FileId, KernelLock};
+    use std::io;
+    pub(crate) fn boot_id() -> Option<String> {
+        None
+    }
+    pub(crate) fn process_start_time(_pid: u32) -> Option<u64> {
+        None
+    }
+    pub(crate) fn process_cmdline(_pid: u32) -> Option<String> {
+        None
+    }
+    pub(crate) fn process_uid(_pid: u32) -> Option<u32> {
+        None
+    }
+    pub(crate) fn kernel_locks(_id: FileId) -> io::Result<Option<Vec<KernelLock>>> {
+        Ok(None)
+    }
+}
+#[cfg(not(target_os = "linux"))]
+pub(crate) use no_proc::*;

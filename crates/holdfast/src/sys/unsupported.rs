@@ -1,0 +1,73 @@
+//! Fallback backend for platforms holdfast has no lock implementation for
+//! yet: every operation fails with `ErrorKind::Unsupported`, nothing panics.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+use std::time::Instant;
+
+use super::{FileId, FileKind, KernelLock, OpenSpec};
+use crate::lock::{Backend, Mode};
+
+fn unsupported() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "holdfast has no file-lock backend for this platform yet",
+    )
+}
+
+pub(crate) fn open_lock_file(_path: &Path, _spec: &OpenSpec) -> io::Result<(File, FileKind)> {
+    Err(unsupported())
+}
+pub(crate) fn file_id(_file: &File) -> io::Result<FileId> {
+    Err(unsupported())
+}
+pub(crate) fn is_unlinked(_file: &File) -> io::Result<bool> {
+    Ok(false)
+}
+pub(crate) fn try_lock(_file: &File, _b: Backend, _m: Mode) -> io::Result<bool> {
+    Err(unsupported())
+}
+pub(crate) fn lock_blocking(_file: &File, _b: Backend, _m: Mode) -> io::Result<()> {
+    Err(unsupported())
+}
+pub(crate) fn lock_until(_file: &File, _b: Backend, _m: Mode, _d: Instant) -> io::Result<bool> {
+    Err(unsupported())
+}
+pub(crate) fn unlock(_file: &File, _b: Backend) -> io::Result<()> {
+    Err(unsupported())
+}
+pub(crate) const HAS_OFD: bool = false;
+pub(crate) fn read_head(_file: &File, _buf: &mut [u8]) -> io::Result<usize> {
+    Err(unsupported())
+}
+pub(crate) fn write_head(_file: &File, _data: &[u8], _old_len: usize) -> io::Result<()> {
+    Err(unsupported())
+}
+pub(crate) fn current_pid() -> u32 {
+    std::process::id()
+}
+pub(crate) fn hostname() -> String {
+    String::from("localhost")
+}
+pub(crate) fn current_uid() -> u32 {
+    0
+}
+pub(crate) fn process_exists(_pid: u32) -> bool {
+    false
+}
+pub(crate) fn boot_id() -> Option<String> {
+    None
+}
+pub(crate) fn process_start_time(_pid: u32) -> Option<u64> {
+    None
+}
+pub(crate) fn process_cmdline(_pid: u32) -> Option<String> {
+    None
+}
+pub(crate) fn process_uid(_pid: u32) -> Option<u32> {
+    None
+}
+pub(crate) fn kernel_locks(_id: FileId) -> io::Result<Option<Vec<KernelLock>>> {
+    Ok(None)
+}
