@@ -471,7 +471,10 @@ impl fmt::Display for Holder {
                 f,
                 " since {} ({})",
                 fmt_utc_time(since),
-                fmt_duration(Duration::from_secs(age.as_secs()))
+                match age.as_secs() {
+                    0 => "0s".to_owned(),
+                    s => fmt_duration(Duration::from_secs(s)),
+                }
             )?;
         }
         Ok(())
@@ -571,12 +574,23 @@ pub(crate) fn describe(file: Option<&File>, id: sys::FileId) -> Holders {
         {
             continue;
         }
+        // The record names the holder when the kernel's pid is the
+        // record's (same start time, so not a recycled pid), or when the
+        // kernel's pid is gone: flock records the pid that *requested* the
+        // lock, which for a timed wait is holdfast's short-lived waiter task
+        // and for an inherited descriptor may be a parent that exited.
         let confirmed = record.as_ref().filter(|r| {
+            let alive = |pid: u32| {
+                r.start_time.is_none() || r.start_time == sys::process_start_time(pid)
+            };
             l.exclusive
-                && Some(r.pid) == l.pid
                 && r.mode == Mode::Exclusive
                 && (r.boot_id.is_none() || r.boot_id == my_boot)
-                && (r.start_time.is_none() || r.start_time == l.pid.and_then(sys::process_start_time))
+                && match l.pid {
+                    Some(kpid) if kpid == r.pid => alive(kpid),
+                    Some(kpid) => !sys::process_exists(kpid) && sys::process_exists(r.pid) && alive(r.pid),
+                    None => sys::process_exists(r.pid) && alive(r.pid),
+                }
         });
         out.push(match confirmed {
             Some(r) => Holder::from_record(r, HolderSource::Record),

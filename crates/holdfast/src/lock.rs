@@ -239,8 +239,10 @@ impl LockOptions {
 /// let _r1 = lock.lock_shared()?;
 /// let other = holdfast::Lock::open(&path)?;  // another open = another "process"
 /// let _r2 = other.try_lock_shared()?;        // shared holders coexist
-/// let writer = holdfast::Lock::open(&path)?;
-/// let err = writer.lock_timeout(Duration::from_millis(20)).unwrap_err();
+/// let err = std::thread::spawn(move || {
+///     let writer = holdfast::Lock::open(&path).unwrap();
+///     writer.lock_timeout(Duration::from_millis(20)).unwrap_err()
+/// }).join().unwrap();
 /// assert!(matches!(err, holdfast::Error::Timeout { .. }));
 /// assert!(err.to_string().contains("waiting for an exclusive lock on"));
 /// # Ok::<(), holdfast::Error>(())
@@ -449,7 +451,7 @@ impl Lock {
                 Held::Exclusive { thread, depth } if *thread == me => {
                     if self.opts.reentrant {
                         *depth += 1;
-                        return Ok(self.guard(mode, None, true));
+                        return Ok(self.guard(&st, mode, None, true));
                     }
                     return Err(Error::AlreadyHeld {
                         path: self.path.clone(),
@@ -460,7 +462,7 @@ impl Lock {
                         Some((_, n)) => *n += 1,
                         None => holders.push((me, 1)),
                     }
-                    return Ok(self.guard(mode, None, false));
+                    return Ok(self.guard(&st, mode, None, false));
                 }
                 Held::Shared { holders } if holders.iter().any(|(t, _)| *t == me) => {
                     return Err(Error::AlreadyHeld {
@@ -512,7 +514,7 @@ impl Lock {
                     None
                 };
                 HELD_BY_THIS_THREAD.with(|h| h.borrow_mut().push((id, self.addr())));
-                Ok(self.guard(mode, token, false))
+                Ok(self.guard(&st, mode, token, false))
             }
             Ok(None) => {
                 st.held = Held::Free;
@@ -621,9 +623,10 @@ impl Lock {
         self as *const Lock as usize
     }
 
-    fn guard(&self, mode: Mode, token: Option<u64>, nested: bool) -> LockGuard<'_> {
+    fn guard(&self, st: &State, mode: Mode, token: Option<u64>, nested: bool) -> LockGuard<'_> {
         LockGuard {
             lock: self,
+            file: st.file.clone(),
             mode,
             token,
             pid: sys::current_pid(),
@@ -746,6 +749,7 @@ const fn libc_eloop() -> i32 {
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct LockGuard<'a> {
     lock: &'a Lock,
+    file: Arc<File>,
     mode: Mode,
     token: Option<u64>,
     pid: u32,
@@ -975,6 +979,17 @@ impl<'a> LockGuard<'a> {
                     .into(),
             })
         }
+    }
+}
+
+#[cfg(unix)]
+impl std::os::fd::AsFd for LockGuard<'_> {
+    /// The open file description that holds the lock, for handing to a
+    /// child process (as `flock(1)` does) or to other system calls.
+    /// Closing it does not release the lock while the [`Lock`] lives;
+    /// unlocking through it behind holdfast's back is the caller's mistake.
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.file.as_fd()
     }
 }
 

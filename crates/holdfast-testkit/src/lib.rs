@@ -1,0 +1,237 @@
+//! Test support for holdfast's multi-process tests.
+//!
+//! - [`Dir`]: a unique temporary directory per test.
+//! - [`Child`]: a spawned helper process whose stdout is read line by line
+//!   with a bounded wait (tests synchronise on what children print, never on
+//!   sleeps).
+//! - [`wait_for`]: poll a condition with a deadline and a message that says
+//!   what was awaited.
+//! - [`kernel_waiters`] / [`kernel_holders`]: read `/proc/locks` to see that a
+//!   process is really blocked on (or holding) a lock.
+//!
+//! The helper binary (`holdfast-helper`, see `src/bin/holdfast-helper/`) is
+//! what the child processes run.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A unique temporary directory, removed on drop.
+#[derive(Debug)]
+pub struct Dir {
+    dir: tempfile::TempDir,
+}
+
+impl Dir {
+    /// Creates a fresh directory (under `$TMPDIR`).
+    pub fn new() -> Dir {
+        Dir {
+            dir: tempfile::Builder::new()
+                .prefix("holdfast-test-")
+                .tempdir()
+                .expect("create a temp dir"),
+        }
+    }
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    /// A path inside the directory.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Default for Dir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Polls `cond` until it returns `Some`, or panics after `timeout` saying
+/// what it waited for. The pause between polls is 1 ms: this is a test
+/// synchronisation aid, never part of the library.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = cond() {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A running child process with line-buffered stdout.
+#[derive(Debug)]
+pub struct Child {
+    child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+    what: String,
+}
+
+impl Child {
+    /// Spawns `cmd` with piped stdin and stdout (stderr inherited).
+    pub fn spawn(mut cmd: Command) -> Child {
+        let what = format!("{cmd:?}");
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+        let out = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Child {
+            child,
+            lines: rx,
+            what,
+        }
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The next stdout line, or panics after `timeout`.
+    pub fn line(&mut self, timeout: Duration) -> String {
+        match self.lines.recv_timeout(timeout) {
+            Ok(l) => l,
+            Err(e) => panic!("no line from {} within {timeout:?}: {e}", self.what),
+        }
+    }
+
+    /// Waits for a line starting with `prefix` (skipping others), returns it.
+    pub fn expect_line(&mut self, prefix: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.starts_with(prefix) => return l,
+                Ok(_) => continue,
+                Err(e) => panic!(
+                    "no line starting with {prefix:?} from {} within {timeout:?}: {e}",
+                    self.what
+                ),
+            }
+        }
+    }
+
+    /// A line if one is already there or arrives within `timeout`.
+    pub fn try_line(&mut self, timeout: Duration) -> Option<String> {
+        self.lines.recv_timeout(timeout).ok()
+    }
+
+    /// Writes a line to the child's stdin.
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").expect("write to child");
+        stdin.flush().expect("flush to child");
+    }
+
+    /// Closes the child's stdin (helpers treat that as "release and exit").
+    pub fn close_stdin(&mut self) {
+        drop(self.child.stdin.take());
+    }
+
+    /// SIGKILLs the child and reaps it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the child to exit, at most `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let what = self.what.clone();
+        wait_for(&format!("{what} to exit"), timeout, || {
+            self.child.try_wait().expect("try_wait")
+        })
+    }
+
+    /// Whether the child has exited.
+    pub fn has_exited(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_some()
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// One line of `/proc/locks` for a file: (pid, exclusive, waiting).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcLock {
+    /// The pid the kernel names (-1 for OFD locks).
+    pub pid: i64,
+    /// WRITE rather than READ.
+    pub exclusive: bool,
+    /// A blocked request (`->`), not a held lock.
+    pub waiting: bool,
+}
+
+/// The `/proc/locks` lines for `path`'s inode.
+pub fn proc_locks(path: &Path) -> Vec<ProcLock> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Vec::new();
+    };
+    // SAFETY-free: major/minor via libc macros.
+    let (maj, min) = (libc::major(meta.dev()), libc::minor(meta.dev()));
+    let want = format!("{maj:02x}:{min:02x}:{}", meta.ino());
+    let text = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 6 {
+            continue;
+        }
+        let waiting = f[1] == "->";
+        if waiting {
+            f.remove(1);
+        }
+        if f.get(5) != Some(&want.as_str()) {
+            continue;
+        }
+        out.push(ProcLock {
+            pid: f[4].parse().unwrap_or(0),
+            exclusive: f[3] == "WRITE",
+            waiting,
+        });
+    }
+    out
+}
+
+/// Pids blocked waiting for a lock on `path`.
+pub fn kernel_waiters(path: &Path) -> Vec<i64> {
+    proc_locks(path)
+        .into_iter()
+        .filter(|l| l.waiting)
+        .map(|l| l.pid)
+        .collect()
+}
+
+/// Pids holding a lock on `path`.
+pub fn kernel_holders(path: &Path) -> Vec<i64> {
+    proc_locks(path)
+        .into_iter()
+        .filter(|l| !l.waiting)
+        .map(|l| l.pid)
+        .collect()
+}
