@@ -37,7 +37,10 @@ pub fn for_error(e: &holdfast::Error) -> u8 {
         holdfast::Error::Timeout { .. } => TIMED_OUT,
         holdfast::Error::Symlink { .. } | holdfast::Error::InvalidInput { .. } => NO_INPUT,
         holdfast::Error::Io { op: "open", .. }
-        | holdfast::Error::Io { op: "create the parent directories of", .. } => NO_INPUT,
+        | holdfast::Error::Io {
+            op: "create the parent directories of",
+            ..
+        } => NO_INPUT,
         _ => OS_ERR,
     }
 }

@@ -53,7 +53,10 @@ fn eight_processes_times_1000_increments_end_at_8000() {
         })
         .collect();
     for k in &mut kids {
-        assert_eq!(k.expect_line("done", Duration::from_secs(120)), "done violations=0");
+        assert_eq!(
+            k.expect_line("done", Duration::from_secs(120)),
+            "done violations=0"
+        );
         assert!(k.wait(LONG).success());
     }
     assert_eq!(read_counter(&counter), 8000);
@@ -76,7 +79,10 @@ fn ofd_backend_excludes_processes_too() {
         })
         .collect();
     for k in &mut kids {
-        assert_eq!(k.expect_line("done", Duration::from_secs(120)), "done violations=0");
+        assert_eq!(
+            k.expect_line("done", Duration::from_secs(120)),
+            "done violations=0"
+        );
     }
     assert_eq!(read_counter(&counter), 2000);
 }
@@ -102,7 +108,10 @@ fn shared_holders_coexist_while_an_exclusive_waiter_waits() {
     let msg = String::from_utf8_lossy(&out.stdout);
     assert!(msg.contains("held (shared) by"), "{msg}");
     for pid in &reader_pids {
-        assert!(msg.contains(&format!("pid {pid}")), "{pid} missing in {msg}");
+        assert!(
+            msg.contains(&format!("pid {pid}")),
+            "{pid} missing in {msg}"
+        );
     }
     // Releasing two readers is not enough.
     for r in readers.iter_mut().take(2) {
@@ -134,7 +143,10 @@ fn try_lock_fails_at_once_naming_the_holder() {
         msg.contains(&format!("held by pid {} (", h.pid())),
         "holder pid missing: {msg}"
     );
-    assert!(msg.contains("holdfast-helper hold"), "command missing: {msg}");
+    assert!(
+        msg.contains("holdfast-helper hold"),
+        "command missing: {msg}"
+    );
     assert!(msg.contains(" since "), "since missing: {msg}");
     // "At once": it did not wait for the holder (which holds until told).
     assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
@@ -183,7 +195,10 @@ fn a_timed_waiter_gets_the_lock_when_it_is_released() {
     // Its record names it, although the kernel saw its waiter task ask.
     let st = holdfast::status(&lock).unwrap();
     assert_eq!(st.holders.first().unwrap().pid, Some(w.pid()));
-    assert_eq!(st.holders.first().unwrap().source, holdfast::HolderSource::Record);
+    assert_eq!(
+        st.holders.first().unwrap().source,
+        holdfast::HolderSource::Record
+    );
 }
 
 #[test]
@@ -200,7 +215,10 @@ fn kill_9_of_the_holder_lets_the_waiter_in() {
         let killed_at = Instant::now();
         h.kill9();
         w.expect_line("locked", LONG);
-        eprintln!("round {round}: waiter ran {:?} after kill -9", killed_at.elapsed());
+        eprintln!(
+            "round {round}: waiter ran {:?} after kill -9",
+            killed_at.elapsed()
+        );
         w.close_stdin();
         w.expect_line("released", LONG);
     }
@@ -216,8 +234,12 @@ fn two_threads_exclude_each_other() {
     let overlaps = Arc::new(AtomicU32::new(0));
     let mut handles = Vec::new();
     for t in 0..4 {
-        let (shared, inside, overlaps, path) =
-            (shared.clone(), inside.clone(), overlaps.clone(), path.clone());
+        let (shared, inside, overlaps, path) = (
+            shared.clone(),
+            inside.clone(),
+            overlaps.clone(),
+            path.clone(),
+        );
         handles.push(std::thread::spawn(move || {
             let own = Lock::open(&path).unwrap();
             for i in 0..2000 {
@@ -267,7 +289,11 @@ fn a_forked_childs_drop_leaves_the_parents_lock_held() {
         .args(["try", path_str(&lock)])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(10), "the parent's lock was released");
+    assert_eq!(
+        out.status.code(),
+        Some(10),
+        "the parent's lock was released"
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("pid {}", p.pid())));
     p.close_stdin();
     p.expect_line("released", LONG);
@@ -292,7 +318,10 @@ fn a_symlink_is_refused_unless_allowed() {
     drop(l.lock().unwrap());
     assert_eq!(std::fs::read(&victim).unwrap(), b"do not touch");
     // status refuses it too.
-    assert!(matches!(holdfast::status(&link), Err(Error::Symlink { .. })));
+    assert!(matches!(
+        holdfast::status(&link),
+        Err(Error::Symlink { .. })
+    ));
 }
 
 #[test]
@@ -414,10 +443,17 @@ fn mixed_holdfast_and_util_linux_flock_counters_never_overlap() {
         })
         .collect();
     for k in &mut kids {
-        assert_eq!(k.expect_line("done", Duration::from_secs(300)), "done violations=0");
+        assert_eq!(
+            k.expect_line("done", Duration::from_secs(300)),
+            "done violations=0"
+        );
     }
     for s in &mut shells {
-        assert_eq!(s.expect_line("", Duration::from_secs(300)), "done", "a shell saw an overlap");
+        assert_eq!(
+            s.expect_line("", Duration::from_secs(300)),
+            "done",
+            "a shell saw an overlap"
+        );
     }
     assert_eq!(read_counter(&counter), 3 * 300 + 2 * 150);
 }

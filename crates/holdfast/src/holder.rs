@@ -11,13 +11,13 @@
 //! ```text
 //! holdfast-holder 1
 //! token 17
+//! since 1764331384.123456789
 //! pid 4242
 //! start 123456
 //! boot 0b1c9a2e-6d0f-4f5e-9a57-3c2d7e1f0a11
 //! host web-1
 //! uid 1000
 //! mode exclusive
-//! since 1764331384.123456789
 //! cmd python3 migrate.py
 //! end
 //! ```
@@ -121,27 +121,10 @@ impl HolderRecord {
 
     /// The record as bytes, ready to be written at offset 0.
     pub fn encode(&self) -> Vec<u8> {
-        use std::fmt::Write as _;
-        let mut s = String::with_capacity(256);
-        let since = self.since.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let _ = writeln!(s, "{MAGIC} {RECORD_VERSION}");
-        let _ = writeln!(s, "token {}", self.token);
-        let _ = writeln!(s, "pid {}", self.pid);
-        if let Some(t) = self.start_time {
-            let _ = writeln!(s, "start {t}");
-        }
-        if let Some(b) = &self.boot_id {
-            let _ = writeln!(s, "boot {}", escape(b));
-        }
-        let _ = writeln!(s, "host {}", escape(&self.host));
-        if let Some(u) = self.uid {
-            let _ = writeln!(s, "uid {u}");
-        }
-        let _ = writeln!(s, "mode {}", self.mode);
-        let _ = writeln!(s, "since {}.{:09}", since.as_secs(), since.subsec_nanos());
-        let _ = writeln!(s, "cmd {}", escape(&self.command));
-        s.push_str("end\n");
-        s.into_bytes()
+        let mut out = Vec::with_capacity(256);
+        encode_head(&mut out, self.token, self.since);
+        out.extend_from_slice(&encode_tail(self));
+        out
     }
 
     /// Parses a record; `Err` says why the bytes are not a valid record
@@ -322,9 +305,8 @@ impl Identity {
         {
             return id.clone();
         }
-        let mut command = sys::process_cmdline(pid).unwrap_or_else(|| {
-            std::env::args().collect::<Vec<_>>().join(" ")
-        });
+        let mut command = sys::process_cmdline(pid)
+            .unwrap_or_else(|| std::env::args().collect::<Vec<_>>().join(" "));
         truncate_utf8(&mut command, MAX_CMD);
         let id = std::sync::Arc::new(Identity {
             pid,
@@ -359,6 +341,125 @@ fn truncate_utf8(s: &mut String, max: usize) {
     }
 }
 
+/// The lines that change with every acquisition: magic, token, since.
+fn encode_head(out: &mut Vec<u8>, token: u64, since: SystemTime) {
+    use std::io::Write as _;
+    let since = since.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let _ = write!(
+        out,
+        "{MAGIC} {RECORD_VERSION}\ntoken {token}\nsince {}.{:09}\n",
+        since.as_secs(),
+        since.subsec_nanos()
+    );
+}
+
+/// The lines that stay the same for one holder process, `end` included.
+fn encode_tail(r: &HolderRecord) -> Vec<u8> {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(256);
+    let _ = writeln!(s, "pid {}", r.pid);
+    if let Some(t) = r.start_time {
+        let _ = writeln!(s, "start {t}");
+    }
+    if let Some(b) = &r.boot_id {
+        let _ = writeln!(s, "boot {}", escape(b));
+    }
+    let _ = writeln!(s, "host {}", escape(&r.host));
+    if let Some(u) = r.uid {
+        let _ = writeln!(s, "uid {u}");
+    }
+    let _ = writeln!(s, "mode {}", r.mode);
+    let _ = writeln!(s, "cmd {}", escape(&r.command));
+    s.push_str("end\n");
+    s.into_bytes()
+}
+
+/// What a [`crate::Lock`] keeps to write records cheaply: the unchanging
+/// part of this process's record, built once (and again after a fork).
+#[derive(Debug)]
+pub(crate) struct RecordTemplate {
+    pid: u32,
+    tail: Vec<u8>,
+    buf: Vec<u8>,
+}
+
+impl RecordTemplate {
+    fn current() -> RecordTemplate {
+        let rec = HolderRecord::for_this_process(Mode::Exclusive, 0);
+        RecordTemplate {
+            pid: rec.pid,
+            tail: encode_tail(&rec),
+            buf: Vec::with_capacity(MAX_RECORD),
+        }
+    }
+
+    /// Writes a fresh record after an exclusive acquisition, returning the
+    /// new fencing token, or `None` if the file holds foreign content that
+    /// must not be overwritten.
+    pub(crate) fn write(slot: &mut Option<RecordTemplate>, file: &File) -> io::Result<Option<u64>> {
+        if slot.as_ref().is_none_or(|t| t.pid != sys::current_pid()) {
+            *slot = Some(RecordTemplate::current());
+        }
+        let t = slot.as_mut().expect("just set");
+        // Read into a stack buffer: no allocation, no zeroing of a heap one.
+        let mut head = [0u8; MAX_RECORD];
+        let n = sys::read_head(file, &mut head)?;
+        let token = match next_token(&head[..n], n == MAX_RECORD) {
+            Some(token) => token,
+            None => return Ok(None),
+        };
+        t.buf.clear();
+        encode_head(&mut t.buf, token, SystemTime::now());
+        t.buf.extend_from_slice(&t.tail);
+        sys::write_head(file, &t.buf, n)?;
+        Ok(Some(token))
+    }
+}
+
+/// The token the next exclusive holder gets, from the current head of the
+/// file; `None` for foreign content (never overwritten).
+fn next_token(head: &[u8], overflow: bool) -> Option<u64> {
+    // Fast path for our own complete records: only the token matters here.
+    const PREFIX: &[u8] = b"holdfast-holder 1\ntoken ";
+    if !overflow
+        && let Some(rest) = head.strip_prefix(PREFIX)
+        && head.ends_with(b"\nend\n")
+    {
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits > 0
+            && rest.get(digits) == Some(&b'\n')
+            && let Ok(t) = std::str::from_utf8(&rest[..digits])
+                .unwrap_or("x")
+                .parse::<u64>()
+        {
+            return Some(t.saturating_add(1));
+        }
+    }
+    let content = if overflow {
+        if head.starts_with(MAGIC.as_bytes()) {
+            RecordContent::Corrupt("larger than 4 KiB".into())
+        } else {
+            RecordContent::Foreign
+        }
+    } else {
+        RecordContent::classify(head)
+    };
+    match content {
+        RecordContent::Empty => Some(1),
+        RecordContent::Record(r) => Some(r.token.saturating_add(1)),
+        // We cannot read the old token. Jump to the wall clock in
+        // microseconds: larger than any count reached by +1 steps that each
+        // took more than a microsecond, so tokens never go backwards.
+        RecordContent::Corrupt(_) => Some(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_micros() as u64)
+                .unwrap_or(1),
+        ),
+        RecordContent::Foreign => None,
+    }
+}
+
 /// Reads and classifies the record at the head of an open lock file.
 pub(crate) fn read_record(file: &File) -> io::Result<(RecordContent, usize)> {
     let mut buf = [0u8; MAX_RECORD];
@@ -373,28 +474,6 @@ pub(crate) fn read_record(file: &File) -> io::Result<(RecordContent, usize)> {
         RecordContent::classify(&buf[..n])
     };
     Ok((content, n))
-}
-
-/// Writes a fresh record for this process after an exclusive acquisition,
-/// returning the new fencing token, or `None` if the file holds foreign
-/// content that must not be overwritten.
-pub(crate) fn write_record(file: &File, mode: Mode) -> io::Result<Option<u64>> {
-    let (content, old_len) = read_record(file)?;
-    let token = match content {
-        RecordContent::Empty => 1,
-        RecordContent::Record(r) => r.token.saturating_add(1),
-        // We cannot read the old token. Jump to the wall clock in
-        // microseconds: larger than any count reached by +1 steps that each
-        // took more than a microsecond, so tokens never go backwards.
-        RecordContent::Corrupt(_) => SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(1),
-        RecordContent::Foreign => return Ok(None),
-    };
-    let rec = HolderRecord::for_this_process(mode, token);
-    sys::write_head(file, &rec.encode(), old_len)?;
-    Ok(Some(token))
 }
 
 /// One holder of a lock, as far as holdfast can tell.
@@ -580,15 +659,16 @@ pub(crate) fn describe(file: Option<&File>, id: sys::FileId) -> Holders {
         // lock, which for a timed wait is holdfast's short-lived waiter task
         // and for an inherited descriptor may be a parent that exited.
         let confirmed = record.as_ref().filter(|r| {
-            let alive = |pid: u32| {
-                r.start_time.is_none() || r.start_time == sys::process_start_time(pid)
-            };
+            let alive =
+                |pid: u32| r.start_time.is_none() || r.start_time == sys::process_start_time(pid);
             l.exclusive
                 && r.mode == Mode::Exclusive
                 && (r.boot_id.is_none() || r.boot_id == my_boot)
                 && match l.pid {
                     Some(kpid) if kpid == r.pid => alive(kpid),
-                    Some(kpid) => !sys::process_exists(kpid) && sys::process_exists(r.pid) && alive(r.pid),
+                    Some(kpid) => {
+                        !sys::process_exists(kpid) && sys::process_exists(r.pid) && alive(r.pid)
+                    }
                     None => sys::process_exists(r.pid) && alive(r.pid),
                 }
         });
@@ -732,6 +812,28 @@ mod tests {
         text = text.replace("holdfast-holder 1", "holdfast-holder 2");
         text = text.replace("end\n", "lease 30\nend\n");
         assert_eq!(HolderRecord::parse(text.as_bytes()).unwrap().token, 42);
+    }
+
+    #[test]
+    fn next_token_fast_path_agrees_with_the_parser() {
+        let mut r = sample();
+        for token in [0u64, 1, 9, 10, 99_999, u64::MAX - 1] {
+            r.token = token;
+            let bytes = r.encode();
+            assert_eq!(next_token(&bytes, false), Some(token + 1));
+            // Through the slow path too (a record with its lines reordered).
+            let text = String::from_utf8(bytes).unwrap();
+            let reordered = text
+                .replacen(&format!("token {token}\n"), "", 1)
+                .replace("end\n", &format!("token {token}\nend\n"));
+            assert_eq!(next_token(reordered.as_bytes(), false), Some(token + 1));
+        }
+        assert_eq!(next_token(b"", false), Some(1));
+        assert_eq!(next_token(b"\0", false), Some(1));
+        assert_eq!(next_token(b"user data", false), None);
+        assert_eq!(next_token(b"user data", true), None);
+        assert!(next_token(b"holdfast-holder 1\ntoken 5\n", false).unwrap() > 1_000_000);
+        assert!(next_token(b"holdfast-holder 1\ntoken 5\nend\n", true).unwrap() > 1_000_000);
     }
 
     #[test]

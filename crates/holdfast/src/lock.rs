@@ -259,6 +259,10 @@ struct State {
     id: FileId,
     kind: FileKind,
     held: Held,
+    /// Threads of this process waiting on `changed`.
+    waiters: u32,
+    /// This process's holder record, pre-encoded.
+    template: Option<holder::RecordTemplate>,
 }
 
 #[derive(Debug)]
@@ -341,6 +345,8 @@ impl Lock {
                 id,
                 kind,
                 held: Held::Free,
+                waiters: 0,
+                template: None,
             }),
             changed: Condvar::new(),
         })
@@ -434,13 +440,29 @@ impl Lock {
     /// naming the holder; [`Error::AlreadyHeld`]; [`Error::Io`].
     pub fn acquire(&self, mode: Mode, wait: Wait) -> Result<LockGuard<'_>> {
         let started = Instant::now();
+        let me = thread::current().id();
+        let mut st = lock_poisoned(self.state.lock());
+        // Fast path: nobody in this process holds it; a non-blocking kernel
+        // attempt is safe to make under the state mutex.
+        if matches!(st.held, Held::Free) {
+            let lock_err = |e| Error::io("lock", &self.path, e);
+            if sys::try_lock(&st.file, self.opts.backend, mode).map_err(lock_err)? {
+                if !self.opts.verify_path || !sys::is_unlinked(&st.file).map_err(lock_err)? {
+                    return Ok(self.finish_acquire(&mut st, me, mode));
+                }
+                // Deleted behind our back: the slow path reopens.
+                let _ = sys::unlock(&st.file, self.opts.backend);
+            } else if wait == Wait::NoWait {
+                let (file, id) = (st.file.clone(), st.id);
+                drop(st);
+                return Err(self.would_block(mode, Some(&file), id));
+            }
+        }
         let deadline = match wait {
             Wait::Timeout(d) => Some(started.checked_add(d).unwrap_or_else(far_future)),
             Wait::Deadline(d) => Some(d),
             _ => None,
         };
-        let me = thread::current().id();
-        let mut st = lock_poisoned(self.state.lock());
         // 1. In-process admission.
         loop {
             match &mut st.held {
@@ -469,71 +491,90 @@ impl Lock {
                         path: self.path.clone(),
                     });
                 }
-                _ => match wait {
-                    Wait::NoWait => {
+                _ => {
+                    let now = Instant::now();
+                    let left = match (wait, deadline) {
+                        (Wait::NoWait, _) => None,
+                        (_, Some(d)) if now >= d => None,
+                        (_, Some(d)) => Some(Some(d - now)),
+                        (_, None) => Some(None),
+                    };
+                    let Some(left) = left else {
                         let (file, id) = (st.file.clone(), st.id);
                         drop(st);
-                        return Err(self.would_block(mode, Some(&file), id));
-                    }
-                    Wait::Forever => st = lock_poisoned(self.changed.wait(st)),
-                    Wait::Timeout(_) | Wait::Deadline(_) => {
-                        let deadline = deadline.unwrap_or_else(Instant::now);
-                        let now = Instant::now();
-                        if now >= deadline {
-                            let (file, id) = (st.file.clone(), st.id);
-                            drop(st);
-                            return Err(self.timed_out(mode, started, Some(&file), id));
-                        }
-                        st = lock_poisoned(self.changed.wait_timeout(st, deadline - now)).0;
-                    }
-                },
+                        return Err(match wait {
+                            Wait::NoWait => self.would_block(mode, Some(&file), id),
+                            _ => self.timed_out(mode, started, Some(&file), id),
+                        });
+                    };
+                    st.waiters += 1;
+                    st = match left {
+                        None => lock_poisoned(self.changed.wait(st)),
+                        Some(left) => lock_poisoned(self.changed.wait_timeout(st, left)).0,
+                    };
+                    st.waiters -= 1;
+                }
             }
         }
         // 2. Kernel acquisition, outside the state mutex.
-        let file = st.file.clone();
+        let (file, id, kind) = (st.file.clone(), st.id, st.kind);
         drop(st);
-        let outcome = self.kernel_acquire(file, mode, wait, deadline);
+        let outcome = self.kernel_acquire(file, id, kind, mode, wait, deadline);
         let mut st = lock_poisoned(self.state.lock());
-        let result = match outcome {
+        match outcome {
             Ok(Some((file, id, kind))) => {
                 st.file = file;
                 st.id = id;
                 st.kind = kind;
-                st.held = match mode {
-                    Mode::Exclusive => Held::Exclusive {
-                        thread: me,
-                        depth: 1,
-                    },
-                    Mode::Shared => Held::Shared {
-                        holders: vec![(me, 1)],
-                    },
-                };
-                let token = if mode == Mode::Exclusive {
-                    self.write_record(&st)
-                } else {
-                    None
-                };
-                HELD_BY_THIS_THREAD.with(|h| h.borrow_mut().push((id, self.addr())));
-                Ok(self.guard(&st, mode, token, false))
+                Ok(self.finish_acquire(&mut st, me, mode))
             }
             Ok(None) => {
-                st.held = Held::Free;
+                self.set_free(&mut st);
                 let (file, id) = (st.file.clone(), st.id);
                 drop(st);
-                self.changed.notify_all();
-                return Err(match wait {
+                Err(match wait {
                     Wait::NoWait => self.would_block(mode, Some(&file), id),
                     _ => self.timed_out(mode, started, Some(&file), id),
-                });
+                })
             }
             Err(e) => {
-                st.held = Held::Free;
+                self.set_free(&mut st);
                 Err(e)
             }
+        }
+    }
+
+    /// Marks the in-process state free and wakes threads waiting for it.
+    fn set_free(&self, st: &mut State) {
+        st.held = Held::Free;
+        if st.waiters > 0 {
+            self.changed.notify_all();
+        }
+    }
+
+    /// Records a fresh kernel acquisition in the state and makes its guard.
+    fn finish_acquire(&self, st: &mut State, me: ThreadId, mode: Mode) -> LockGuard<'_> {
+        st.held = match mode {
+            Mode::Exclusive => Held::Exclusive {
+                thread: me,
+                depth: 1,
+            },
+            Mode::Shared => Held::Shared {
+                holders: vec![(me, 1)],
+            },
         };
-        drop(st);
-        self.changed.notify_all();
-        result
+        let token = if mode == Mode::Exclusive {
+            self.write_record(st)
+        } else {
+            None
+        };
+        let id = st.id;
+        HELD_BY_THIS_THREAD.with(|h| h.borrow_mut().push((id, self.addr())));
+        if st.waiters > 0 {
+            // Shared requests of other threads may now join.
+            self.changed.notify_all();
+        }
+        self.guard(st, mode, token, false)
     }
 
     /// Acquires in the kernel. `Ok(None)`: would block / timed out.
@@ -541,16 +582,14 @@ impl Lock {
     fn kernel_acquire(
         &self,
         mut file: Arc<File>,
+        mut id: FileId,
+        mut kind: FileKind,
         mode: Mode,
         wait: Wait,
         deadline: Option<Instant>,
     ) -> Result<Option<(Arc<File>, FileId, FileKind)>> {
         let backend = self.opts.backend;
         let lock_err = |e| Error::io("lock", &self.path, e);
-        let (mut id, mut kind) = {
-            let st = lock_poisoned(self.state.lock());
-            (st.id, st.kind)
-        };
         loop {
             let got = sys::try_lock(&file, backend, mode).map_err(lock_err)?;
             let got = if got {
@@ -604,11 +643,11 @@ impl Lock {
         Ok(())
     }
 
-    fn write_record(&self, st: &State) -> Option<u64> {
+    fn write_record(&self, st: &mut State) -> Option<u64> {
         if !self.opts.record || st.kind != FileKind::Writable {
             return None;
         }
-        match holder::write_record(&st.file, Mode::Exclusive) {
+        match holder::RecordTemplate::write(&mut st.template, &st.file) {
             Ok(token) => token,
             Err(e) => {
                 // The lock is held; only the diagnostics are missing.
@@ -675,7 +714,6 @@ impl Lock {
     /// Releases the kernel lock and marks the state free. Called with the
     /// state locked.
     fn release_kernel(&self, st: &mut MutexGuard<'_, State>) -> Result<()> {
-        st.held = Held::Free;
         let id = st.id;
         let me = self.addr();
         HELD_BY_THIS_THREAD.with(|h| {
@@ -684,7 +722,10 @@ impl Lock {
                 h.swap_remove(i);
             }
         });
-        sys::unlock(&st.file, self.opts.backend).map_err(|e| Error::io("unlock", &self.path, e))
+        let result = sys::unlock(&st.file, self.opts.backend)
+            .map_err(|e| Error::io("unlock", &self.path, e));
+        self.set_free(st);
+        result
     }
 }
 
@@ -831,7 +872,6 @@ impl<'a> LockGuard<'a> {
             Held::Free | Held::Acquiring => Ok(()),
         };
         drop(st);
-        self.lock.changed.notify_all();
         result
     }
 
@@ -903,7 +943,7 @@ impl<'a> LockGuard<'a> {
                     depth: 1,
                 };
                 self.mode = Mode::Exclusive;
-                self.token = lock.write_record(&st);
+                self.token = lock.write_record(&mut st);
                 Ok(())
             }
             Ok(false) | Err(_) => {
@@ -1042,7 +1082,7 @@ mod tests {
         drop(g1);
         assert!(other.try_lock().is_err(), "still held by the nested guard");
         drop(g2);
-        other.try_lock().unwrap();
+        drop(other.try_lock().unwrap());
     }
 
     #[test]

@@ -82,7 +82,9 @@ pub fn status(path: impl AsRef<Path>) -> Result<LockStatus> {
             _ => None,
         },
     };
-    let held = match sys::kernel_locks(id).map_err(|e| Error::io("read the kernel lock table for", path, e))? {
+    let held = match sys::kernel_locks(id)
+        .map_err(|e| Error::io("read the kernel lock table for", path, e))?
+    {
         Some(locks) if locks.is_empty() => None,
         Some(locks) => Some(if locks.iter().any(|l| l.exclusive) {
             Mode::Exclusive

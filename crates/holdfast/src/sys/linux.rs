@@ -217,10 +217,8 @@ pub(crate) fn wait_in_child(
         let (status, wait_error) = match outcome {
             Ok(Some(status)) => (status, None),
             Ok(None) | Err(_) => {
-                let _ = rustix::process::pidfd_send_signal(
-                    &child.pidfd,
-                    rustix::process::Signal::KILL,
-                );
+                let _ =
+                    rustix::process::pidfd_send_signal(&child.pidfd, rustix::process::Signal::KILL);
                 (reap(&child)?, outcome.err())
             }
         };
@@ -362,7 +360,8 @@ mod tests {
 
     #[test]
     fn stat_start_time_survives_odd_names() {
-        let stat = "4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        let stat =
+            "4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
         assert_eq!(parse_stat_start_time(stat), Some(987654));
         assert_eq!(parse_stat_start_time("garbage"), None);
     }

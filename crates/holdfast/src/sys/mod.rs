@@ -7,11 +7,11 @@
 //! A Windows backend (`LockFileEx` on one byte at offset 0, the range
 //! phaselock, filelock and fd-lock use) slots in beside them.
 
-#[cfg(target_os = "linux")]
-mod linux;
 #[cfg_attr(unix, path = "unix.rs")]
 #[cfg_attr(not(unix), path = "unsupported.rs")]
 mod imp;
+#[cfg(target_os = "linux")]
+mod linux;
 
 pub(crate) use imp::*;
 

@@ -5,8 +5,8 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Once;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 use rustix::fs::{FlockOperation, Mode as PermMode, OFlags};
@@ -92,7 +92,22 @@ pub(crate) fn file_id(file: &File) -> io::Result<FileId> {
 
 /// Whether an open file has been unlinked (or renamed over) since we
 /// opened it: a lock on it would no longer guard the path.
+///
+/// On Linux this asks `statx` for the link count alone: a plain `fstat`
+/// also reports the timestamps, which (with multigrain timestamps, Linux
+/// 6.13+) makes the next write to the file update them at full precision
+/// and dirty the inode, so every holder-record write would pay for a
+/// journal update.
 pub(crate) fn is_unlinked(file: &File) -> io::Result<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::{AtFlags, StatxFlags};
+        match rustix::fs::statx(file, c"", AtFlags::EMPTY_PATH, StatxFlags::NLINK) {
+            Ok(st) => return Ok(st.stx_nlink == 0),
+            Err(Errno::NOSYS) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     Ok(rustix::fs::fstat(file)?.st_nlink == 0)
 }
 
@@ -236,18 +251,15 @@ pub(crate) fn unlock(file: &File, backend: Backend) -> io::Result<()> {
 /// Whether open-file-description locks exist on this platform.
 pub(crate) const HAS_OFD: bool = cfg!(target_os = "linux");
 
-/// Reads up to `buf.len()` bytes at offset 0.
+/// Reads the head of a regular file: one `pread` at offset 0 (a short read
+/// of a regular file means end of file).
 pub(crate) fn read_head(file: &File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read_at(&mut buf[filled..], filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
+    loop {
+        match file.read_at(buf, 0) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            other => return other,
         }
     }
-    Ok(filled)
 }
 
 /// Writes `data` at offset 0 and cuts the file to its length if it was

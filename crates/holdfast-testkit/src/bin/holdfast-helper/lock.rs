@@ -114,7 +114,9 @@ fn hold(a: &Args) -> i32 {
             say!(
                 "locked pid={} token={}",
                 std::process::id(),
-                g.token().map(|t| t.to_string()).unwrap_or_else(|| "-".into())
+                g.token()
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|| "-".into())
             );
             wait_for_release();
             drop(g);
@@ -139,7 +141,9 @@ fn attempt(a: &Args) -> i32 {
         Ok(g) => {
             say!(
                 "acquired token={}",
-                g.token().map(|t| t.to_string()).unwrap_or_else(|| "-".into())
+                g.token()
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|| "-".into())
             );
             0
         }

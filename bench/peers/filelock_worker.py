@@ -1,0 +1,66 @@
+"""Python filelock worker for holdfast-bench (same protocol as src/workers.rs).
+
+Usage: filelock_worker.py IMPL ROLE LOCK ARG, IMPL one of:
+  filelock        filelock.FileLock (flock, polls every 50 ms by default)
+  filelock-soft   filelock.SoftFileLock
+  flufl           flufl.lock.Lock (link() protocol)
+  lockfile-link   lockfile.LinkLockFile
+  lockfile-mkdir  lockfile.MkdirLockFile
+"""
+import os
+import sys
+import time
+
+
+def make(impl, path):
+    if impl == "filelock":
+        from filelock import FileLock
+        lock = FileLock(path)
+        return lock.acquire, lock.release
+    if impl == "filelock-soft":
+        from filelock import SoftFileLock
+        lock = SoftFileLock(path)
+        return lock.acquire, lock.release
+    if impl == "flufl":
+        from datetime import timedelta
+        from flufl.lock import Lock
+        lock = Lock(path, lifetime=timedelta(seconds=60))
+        return lock.lock, lock.unlock
+    if impl in ("lockfile-link", "lockfile-mkdir"):
+        import lockfile
+        cls = lockfile.LinkLockFile if impl == "lockfile-link" else lockfile.MkdirLockFile
+        base = path[:-5] if path.endswith(".lock") else path
+        lock = cls(base)
+        return lock.acquire, lock.release
+    raise SystemExit(f"unknown implementation {impl}")
+
+
+def main():
+    impl, role, path, arg = sys.argv[1:5]
+    acquire, release = make(impl, path)
+    if role == "loop":
+        dur = int(arg) / 1000.0
+        print("ready", flush=True)
+        sys.stdin.readline()
+        n = 0
+        end = time.monotonic() + dur
+        while time.monotonic() < end:
+            acquire()
+            release()
+            n += 1
+        print(f"count {n}", flush=True)
+    elif role == "handoff":
+        fd = os.open(arg, os.O_RDONLY)
+        for _ in sys.stdin:
+            print("trying", flush=True)
+            acquire()
+            t1 = time.monotonic_ns()
+            t0 = int.from_bytes(os.pread(fd, 8, 0), "little")
+            print(f"lat {t1 - t0}", flush=True)
+            release()
+    else:
+        raise SystemExit(f"unknown role {role}")
+
+
+if __name__ == "__main__":
+    main()
