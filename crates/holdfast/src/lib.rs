@@ -80,3 +80,8 @@ pub use error::{Error, Result};
 pub use holder::{Holder, HolderRecord, HolderSource, Holders, RecordContent};
 pub use lock::{Backend, Lock, LockGuard, LockOptions, Mode, Wait};
 pub use status::{LockStatus, status};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
