@@ -457,3 +457,52 @@ fn mixed_holdfast_and_util_linux_flock_counters_never_overlap() {
     }
     assert_eq!(read_counter(&counter), 3 * 300 + 2 * 150);
 }
+
+#[test]
+fn kill_9_at_random_points_never_breaks_exclusion() {
+    let d = Dir::new();
+    let lock = d.join("app.lock");
+    let counter = d.join("counter");
+    let spawn = || {
+        let mut c = helper(&["count", path_str(&lock), path_str(&counter), "1000000"]);
+        c.stderr(std::process::Stdio::null());
+        Child::spawn(c)
+    };
+    let mut kids: Vec<Child> = (0..4).map(|_| spawn()).collect();
+    let mut rng = 0x2545f4914f6cdd1du64 ^ u64::from(std::process::id());
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut kills = 0;
+    for _ in 0..40 {
+        // The crash point is random; nothing waits on this sleep.
+        std::thread::sleep(Duration::from_micros(next() % 20_000));
+        let victim = (next() % kids.len() as u64) as usize;
+        kids[victim].kill9();
+        assert_no_violation(&mut kids[victim]);
+        kills += 1;
+        kids[victim] = spawn();
+    }
+    // Let the survivors prove the lock still works, then stop them: a
+    // helper that saw an overlap exits 1 at once after printing.
+    let before = std::fs::read_to_string(&counter).unwrap_or_default();
+    wait_for("the counter to keep moving after the kills", LONG, || {
+        (std::fs::read_to_string(&counter).unwrap_or_default() != before).then_some(())
+    });
+    for k in &mut kids {
+        assert!(!k.has_exited(), "a helper died on its own");
+        k.kill9();
+        assert_no_violation(k);
+    }
+    assert_eq!(kills, 40);
+}
+
+/// Every line a (now dead) counting helper printed: none may be an overlap.
+fn assert_no_violation(k: &mut Child) {
+    while let Some(line) = k.try_line(Duration::from_millis(20)) {
+        assert_ne!(line, "violation", "two processes were inside at once");
+    }
+}

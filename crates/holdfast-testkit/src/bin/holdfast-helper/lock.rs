@@ -76,8 +76,13 @@ pub fn count(a: &Args) -> i32 {
     let mut violations = 0u64;
     for _ in 0..n {
         let g = lock.lock().expect("lock");
-        violations += critical_section(counter, &inside);
+        let v = critical_section(counter, &inside);
         drop(g);
+        if v > 0 {
+            // Say so at once: crash tests kill helpers before they finish.
+            say!("violation");
+            violations += v;
+        }
     }
     say!("done violations={violations}");
     if violations == 0 { 0 } else { 1 }
@@ -85,15 +90,34 @@ pub fn count(a: &Args) -> i32 {
 
 /// The body every counting helper runs while holding a lock: returns 1 if
 /// it found someone else inside.
+///
+/// The overlap marker holds the pid of whoever is inside, so a holder that
+/// was SIGKILLed inside the critical section (crash tests) is recognised:
+/// its marker names a dead pid and is cleared, not counted as an overlap.
 pub fn critical_section(counter: &Path, inside: &Path) -> u64 {
     let mut violations = 0;
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(inside)
-    {
-        Ok(_) => {}
-        Err(_) => violations += 1,
+    // The marker appears with its pid already in it (written to a private
+    // file, then hard-linked into place, which fails if it exists), so a
+    // kill can never leave an anonymous marker behind.
+    let mine = inside.with_extension(format!("inside.{}", std::process::id()));
+    std::fs::write(&mine, std::process::id().to_string()).expect("write marker");
+    loop {
+        match std::fs::hard_link(&mine, inside) {
+            Ok(()) => break,
+            Err(_) => {
+                let other: i32 = std::fs::read_to_string(inside)
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                    .unwrap_or(0);
+                let alive = other > 0 && is_running(other);
+                if alive {
+                    // A live process is inside with us: exclusion is broken.
+                    violations += 1;
+                    break;
+                }
+                let _ = std::fs::remove_file(inside);
+            }
+        }
     }
     let mut s = String::new();
     if let Ok(mut f) = std::fs::File::open(counter) {
@@ -104,7 +128,20 @@ pub fn critical_section(counter: &Path, inside: &Path) -> u64 {
     write!(f, "{}", v + 1).expect("write counter");
     drop(f);
     let _ = std::fs::remove_file(inside);
+    let _ = std::fs::remove_file(&mine);
     violations
+}
+
+/// Whether `pid` is a live process (a zombie, killed but not yet reaped by
+/// the test, counts as dead).
+fn is_running(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
 }
 
 fn hold(a: &Args) -> i32 {
