@@ -47,8 +47,11 @@
 //!
 //! # Platforms
 //!
-//! - **Linux**: everything described here. Timed waits need Linux ≥ 5.3
-//!   (pidfds). Holder discovery reads `/proc/locks` and `/proc/PID/*`.
+//! - **Linux**: everything described here. Timed waits block in the kernel
+//!   on Linux ≥ 5.3 (pidfds); on older kernels, or in a sandbox that
+//!   forbids the waiter task, they fall back to polling with a bounded
+//!   back-off (1 ms doubling to 25 ms). Holder discovery reads `/proc/locks`
+//!   and `/proc/PID/*`.
 //! - **macOS, BSDs**: `flock` locks, threads, records and fencing tokens
 //!   work; there are no OFD locks, no kernel lock table (holders come from
 //!   the record alone, marked unverified), and timed waits poll with a

@@ -210,7 +210,21 @@ pub(crate) fn wait_in_child(
             mode,
         });
         let mut stack = vec![0u8; WAITER_STACK];
-        let child = spawn_waiter(&req, &mut stack)?;
+        let child = match spawn_waiter(&req, &mut stack) {
+            Ok(c) => c,
+            // Kernel older than 5.2 (no CLONE_PIDFD) or a seccomp sandbox
+            // that forbids the waiter: fall back to bounded polling.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINVAL | libc::ENOSYS | libc::EPERM)
+                ) =>
+            {
+                tracing::debug!(error = %e, "no killable lock waiter; polling instead");
+                return super::imp::poll_until(file, backend, mode, deadline);
+            }
+            Err(e) => return Err(e),
+        };
         let outcome = wait_child(&child, deadline);
         // Whatever happened, the child must be gone before `req` and
         // `stack` are freed.

@@ -219,20 +219,30 @@ pub(crate) fn lock_until(
     }
     #[cfg(not(target_os = "linux"))]
     {
-        // Portable fallback for Unixes without pidfds: bounded back-off
-        // polling, 1 ms doubling to 25 ms. Documented as such in lib.rs.
-        let mut pause = std::time::Duration::from_millis(1);
-        loop {
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(false);
-            }
-            std::thread::sleep(pause.min(deadline - now));
-            if try_lock(file, backend, mode)? {
-                return Ok(true);
-            }
-            pause = (pause * 2).min(std::time::Duration::from_millis(25));
+        poll_until(file, backend, mode, deadline)
+    }
+}
+
+/// Fallback timed wait where the kernel offers no way to bound a blocking
+/// lock call (no pidfds, or a sandbox that forbids the waiter task):
+/// bounded back-off polling, 1 ms doubling to 25 ms. Documented in lib.rs.
+pub(crate) fn poll_until(
+    file: &File,
+    backend: Backend,
+    mode: Mode,
+    deadline: Instant,
+) -> io::Result<bool> {
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(false);
         }
+        std::thread::sleep(pause.min(deadline - now));
+        if try_lock(file, backend, mode)? {
+            return Ok(true);
+        }
+        pause = (pause * 2).min(std::time::Duration::from_millis(25));
     }
 }
 
@@ -344,3 +354,65 @@ mod no_proc {
 }
 #[cfg(not(target_os = "linux"))]
 pub(crate) use no_proc::*;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn open(path: &Path) -> File {
+        let spec = OpenSpec {
+            mode: 0o644,
+            create: true,
+            follow_symlinks: false,
+        };
+        open_lock_file(path, &spec).unwrap().0
+    }
+
+    #[test]
+    fn timed_waits_honour_the_deadline_and_take_a_free_lock() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("l");
+        let (a, b) = (open(&p), open(&p));
+        assert!(try_lock(&a, Backend::Flock, Mode::Exclusive).unwrap());
+        for wait in [poll_until, lock_until] {
+            let start = Instant::now();
+            let deadline = start + Duration::from_millis(30);
+            assert!(!wait(&b, Backend::Flock, Mode::Exclusive, deadline).unwrap());
+            assert!(start.elapsed() >= Duration::from_millis(30));
+        }
+        unlock(&a, Backend::Flock).unwrap();
+        for wait in [poll_until, lock_until] {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            assert!(wait(&b, Backend::Flock, Mode::Exclusive, deadline).unwrap());
+            assert!(!try_lock(&a, Backend::Flock, Mode::Shared).unwrap());
+            unlock(&b, Backend::Flock).unwrap();
+        }
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_timed_wait_is_granted_when_the_holder_releases_mid_wait() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("l");
+        let (a, b) = (open(&p), open(&p));
+        assert!(try_lock(&a, Backend::Flock, Mode::Exclusive).unwrap());
+        let releaser = std::thread::spawn(move || {
+            // Release once the waiter task is blocked in the kernel.
+            let id = file_id(&a).unwrap();
+            let (maj, min) = dev_major_minor(id.dev);
+            let needle = format!("{maj:02x}:{min:02x}:{}", id.ino);
+            while !std::fs::read_to_string("/proc/locks")
+                .unwrap()
+                .lines()
+                .any(|l| l.contains("->") && l.contains(&needle))
+            {
+                std::thread::yield_now();
+            }
+            unlock(&a, Backend::Flock).unwrap();
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        assert!(lock_until(&b, Backend::Flock, Mode::Exclusive, deadline).unwrap());
+        releaser.join().unwrap();
+    }
+}
