@@ -12,6 +12,9 @@
 //! The helper binary (`holdfast-helper`, see `src/bin/holdfast-helper/`) is
 //! what the child processes run.
 
+mod python;
+pub use python::{peer_python, peer_script};
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
