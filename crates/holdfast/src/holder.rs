@@ -477,6 +477,18 @@ pub(crate) fn read_record(file: &File) -> io::Result<(RecordContent, usize)> {
 }
 
 /// One holder of a lock, as far as holdfast can tell.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// let lock = holdfast::Lock::open(dir.path().join("app.lock"))?;
+/// let guard = lock.lock()?;
+/// let holders = lock.holders();
+/// let me = holders.first().unwrap();
+/// assert_eq!(me.pid, Some(std::process::id()));
+/// assert_eq!(me.token, guard.token());
+/// assert!(me.this_process);
+/// # Ok::<(), holdfast::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct Holder {
@@ -561,7 +573,12 @@ impl fmt::Display for Holder {
 }
 
 /// The holders of a lock: zero (unknown), one (exclusive), or several
-/// (shared).
+/// (shared). Its `Display` is the "held by ..." part of error messages.
+///
+/// ```
+/// let none = holdfast::Holders::new();
+/// assert_eq!(none.to_string(), "holder unknown");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Holders(Vec<Holder>);
 

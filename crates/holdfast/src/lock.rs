@@ -49,6 +49,12 @@ use crate::holder::{self, Holders};
 use crate::sys::{self, FileId, FileKind, OpenSpec};
 
 /// Exclusive (one holder) or shared (many readers).
+///
+/// ```
+/// use holdfast::Mode;
+/// assert_eq!(Mode::Shared.to_string(), "shared");
+/// assert_eq!(Mode::Exclusive.with_article(), "an exclusive");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Mode {
     /// One holder at a time; excludes shared holders too.
@@ -78,6 +84,15 @@ impl fmt::Display for Mode {
 
 /// Which kernel lock family to use. See the [module docs](self) for what
 /// each guarantees.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// // Exclude fasteners / lockf users instead of flock(1) users:
+/// let lock = holdfast::Lock::options()
+///     .backend(holdfast::Backend::OfdFcntl)
+///     .open(dir.path().join("app.lock"))?;
+/// # Ok::<(), holdfast::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Backend {
     /// BSD `flock(2)`: the family util-linux `flock(1)` and the Python
@@ -91,6 +106,15 @@ pub enum Backend {
 }
 
 /// How long an acquisition may wait.
+///
+/// ```
+/// use holdfast::{Mode, Wait};
+/// use std::time::Duration;
+/// # let dir = tempfile::tempdir().unwrap();
+/// let lock = holdfast::Lock::open(dir.path().join("app.lock"))?;
+/// let _g = lock.acquire(Mode::Exclusive, Wait::Timeout(Duration::from_secs(1)))?;
+/// # Ok::<(), holdfast::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wait {
     /// Fail at once with [`Error::WouldBlock`] if the lock is taken.
@@ -811,6 +835,13 @@ impl fmt::Debug for LockGuard<'_> {
 
 impl<'a> LockGuard<'a> {
     /// The mode held.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::Lock::open(dir.path().join("app.lock"))?;
+    /// assert_eq!(lock.lock_shared()?.mode(), holdfast::Mode::Shared);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn mode(&self) -> Mode {
         self.mode
     }
@@ -825,12 +856,30 @@ impl<'a> LockGuard<'a> {
     /// Pass it along with writes so a store can reject a stale holder.
     /// `None` for shared or nested acquisitions, or when no record could be
     /// written (read-only file, directory, foreign content, records off).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::Lock::open(dir.path().join("app.lock"))?;
+    /// let first = lock.lock()?.token().unwrap();
+    /// let second = lock.lock()?.token().unwrap();
+    /// assert_eq!(second, first + 1);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn token(&self) -> Option<u64> {
         self.token
     }
 
     /// Releases the lock now, reporting failure (a guard that is dropped
     /// reports it through `tracing` instead).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::Lock::open(dir.path().join("app.lock"))?;
+    /// let guard = lock.lock()?;
+    /// guard.unlock()?;
+    /// assert!(lock.holders().is_empty());
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
