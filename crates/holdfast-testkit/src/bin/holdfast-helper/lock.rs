@@ -109,8 +109,7 @@ pub fn critical_section(counter: &Path, inside: &Path) -> u64 {
                     .ok()
                     .and_then(|s| s.trim().parse().ok())
                     .unwrap_or(0);
-                let alive = other > 0 && is_running(other);
-                if alive {
+                if other > 0 && is_running(other) && !dies_inside(other, inside) {
                     // A live process is inside with us: exclusion is broken.
                     violations += 1;
                     break;
@@ -142,6 +141,28 @@ fn is_running(pid: i32) -> bool {
             .is_some_and(|state| state != "Z" && state != "X"),
         Err(_) => false,
     }
+}
+
+/// A SIGKILLed holder loses its flock while its files are closed on exit,
+/// a moment before /proc shows it as a zombie. Tell that apart from a real
+/// overlap: a live holder leaves the critical section (removes its marker)
+/// and runs on, a dying one disappears with its marker still in place.
+/// Waits at most 5 s.
+fn dies_inside(pid: i32, inside: &Path) -> bool {
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let marker: Option<i32> = std::fs::read_to_string(inside)
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        if marker != Some(pid) {
+            return false; // it left the critical section: it was alive inside
+        }
+        if !is_running(pid) {
+            return true;
+        }
+        std::thread::yield_now();
+    }
+    false
 }
 
 fn hold(a: &Args) -> i32 {
