@@ -38,7 +38,7 @@
 //! # Ok::<(), holdfast::Error>(())
 //! ```
 //!
-//! For the one-step case, see `holdfast::once`.
+//! For the one-step case, see [`once`](crate::once()).
 //!
 //! # Semantics
 //!
