@@ -1119,7 +1119,7 @@ impl<'r> View<'r> {
     }
 
     fn status_marked(&mut self, phase: &Phase<'_>) -> Result<bool> {
-        Ok(self.status()?.iter().any(|n| *n == phase.name))
+        Ok(self.status()?.contains(&phase.name))
     }
 
     /// Union read: the primary store first, the other only if needed.
