@@ -44,6 +44,10 @@
 //!   that round. A caller that arrives after the failure (finding the
 //!   lock free) simply becomes the new leader.
 //!
+//! A waiter cannot tell a failed leader from a concurrent
+//! [`RunOnce::reset`] that held the lock while it waited: either way it
+//! finds the lock free and no marker, and applies the policy.
+//!
 //! The action gets an [`ActionContext`] whose
 //! [`token`](ActionContext::token) is the fencing token of the lock
 //! acquisition it runs under.
@@ -139,7 +143,7 @@ impl OnceOutcome {
 /// default options ([`RunOnce::new`]): wait as long as it takes, and take
 /// over if the leader fails.
 ///
-/// See the [module docs](crate::once) for the semantics and the files.
+/// See the [module docs](mod@crate::once) for the semantics and the files.
 ///
 /// # Errors
 ///
@@ -229,7 +233,7 @@ impl RunOnce {
     }
 
     /// Runs `action` unless completion is recorded; see the
-    /// [module docs](crate::once).
+    /// [module docs](mod@crate::once).
     ///
     /// ```
     /// use holdfast::once::{LeaderFailure, OnceOutcome, RunOnce};

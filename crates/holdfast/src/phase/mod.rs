@@ -51,7 +51,7 @@
 //!    on, returns at once, without locking, if every phase already has a
 //!    marker (phaselock's POSIX fast path);
 //! 3. takes the exclusive kernel lock on `<target>.lock` (a
-//!    [`Lock`](crate::Lock): `flock(2)`, so it excludes phaselock and every
+//!    [`Lock`]: `flock(2)`, so it excludes phaselock and every
 //!    other `flock` user), waiting in the kernel as
 //!    [`PhaseRunner::wait`] allows;
 //! 4. under the lock, for each phase in order: skips it if it has a marker;
@@ -80,7 +80,7 @@
 //! | file | what | details |
 //! |---|---|---|
 //! | `app.db.lock` | the lock | `flock(LOCK_EX)`; created `0o666` minus the umask; never deleted. Holds holdfast's [holder record](crate::holder) (phaselock puts one NUL byte in an empty file; holdfast treats that as empty). |
-//! | xattr `user.phaselock.<name>` on `app.db` | marker (preferred) | value `b"1"` unless the phase sets [`Phase::attr_value`]; the attribute name uses [`Phase::attr_name`] when set. See [`xattr`](self::xattr) details below. |
+//! | xattr `user.phaselock.<name>` on `app.db` | marker (preferred) | value `b"1"` unless the phase sets [`Phase::attr_value`]; the attribute name uses [`Phase::attr_name`] when set. |
 //! | `app.db.status` | marker (fallback) | UTF-8, one phase name per line, ≤ 64 KiB, replaced atomically via `app.db.status.tmp.<pid>.<time_ns>`. See [`MAX_STATUS_BYTES`]. |
 //!
 //! The lock path is `<target><lock_suffix>`, the naming of **phaselock
