@@ -835,6 +835,55 @@ fn a_corrupt_status_file_is_an_error_where_python_would_rerun_everything() {
 // ---------------------------------------------------------------------------
 
 #[test]
+fn markers_that_overflow_the_xattr_space_land_in_the_status_file_and_still_count() {
+    let d = Dir::new();
+    if !xattrs_work(d.path()) {
+        eprintln!("skipping: no user xattrs here");
+        return;
+    }
+    let target = d.join("app.db");
+    std::fs::write(&target, b"").unwrap();
+    // ext4 keeps all of a file's xattrs in one 4 KiB block: 150 markers
+    // with long names do not fit, so setxattr fails (ENOSPC) part-way and
+    // the rest go to the status file, as phaselock does too.
+    let names: Vec<String> = (0..150)
+        .map(|i| format!("migration-2024-06-01-create-table-number-{i:03}"))
+        .collect();
+    let all = names.join(",");
+    let (code, out) = run(phase_cmd(&target, Store::Xattr, &["--phases", &all]));
+    assert_eq!(code, 0, "{out:?}");
+    assert_eq!(list(&report(&out)["completed"]), names);
+    let m = PhaseRunner::new(&target).markers().unwrap();
+    let in_status: BTreeSet<String> = m.status.iter().cloned().collect();
+    eprintln!(
+        "{} markers in xattrs, {} in the status file",
+        m.xattrs.len(),
+        in_status.len()
+    );
+    assert_eq!(m.xattrs.len() + in_status.len(), names.len());
+    // holdfast reads both stores: the next run skips everything.
+    let (code, out) = run(phase_cmd(&target, Store::Xattr, &["--phases", &all]));
+    assert_eq!(code, 0);
+    assert_eq!(list(&report(&out)["skipped"]), names);
+    // phaselock in xattr mode never reads the status file, so it reruns
+    // every phase that overflowed (a weakness holdfast does not share).
+    if !in_status.is_empty()
+        && let Some(py) = python()
+    {
+        let (code, out) = run(py_cmd(
+            &py,
+            "run",
+            &target,
+            Store::Xattr,
+            &["--phases", &all],
+        ));
+        assert_eq!(code, 0);
+        let reran: BTreeSet<String> = list(&report(&out)["completed"]).into_iter().collect();
+        assert_eq!(reran, in_status);
+    }
+}
+
+#[test]
 fn phaselock_enable_xattrs_values_choose_the_store() {
     let d = Dir::new();
     if !xattrs_work(d.path()) {

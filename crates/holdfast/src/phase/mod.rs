@@ -95,12 +95,15 @@
 //! [`XattrMode::Auto`] (the default) reads `PHASELOCK_ENABLE_XATTRS`
 //! (unset, `auto`, `1`, `true`, `yes`, `on`, `xattr`, `xattrs`: use
 //! xattrs if they work; `0`, `false`, `no`, `off`, `fallback`, `status`,
-//! `none`: status file only; anything else: like `auto`), then probes the
-//! target for the attribute `user.phaselock.__phaselock_probe__`: "no such
-//! attribute" means xattrs work, `ENOTSUP`/`EPERM`/`EACCES`/any other
-//! error means they do not; a missing target counts as "they work". If
-//! writing an xattr marker fails (for example because the target does not
-//! exist yet), that marker goes to the status file, as in phaselock.
+//! `none`: status file only; anything else: like `auto`), then asks the
+//! target: "no such attribute" or a value means xattrs work,
+//! `ENOTSUP`/`EPERM`/`EACCES`/any other error means they do not, and a
+//! missing target counts as "they work". (phaselock asks for the attribute
+//! `user.phaselock.__phaselock_probe__` first; holdfast lets the first
+//! marker lookup answer, which gives the same verdict with one system call
+//! less.) If writing an xattr marker fails (for example because the target
+//! does not exist yet, or its xattr space is full), that marker goes to the
+//! status file, as in phaselock.
 //!
 //! ## Reading both stores
 //!
@@ -320,7 +323,7 @@ pub enum XattrMode {
     /// unset means [`XattrMode::On`].
     #[default]
     Auto,
-    /// Use xattrs if the probe says the filesystem takes them, else the
+    /// Use xattrs if the filesystem takes them, else the
     /// status file (phaselock's `use_xattrs=True`).
     On,
     /// Status file only (phaselock's `use_xattrs=False`). Existing xattr
@@ -350,7 +353,9 @@ pub struct RunReport {
     pub xattrs_available: bool,
     /// The lock file.
     pub lock_path: PathBuf,
-    /// The status file, if it exists (holdfast reads it in both modes).
+    /// The status file, when it is the store in use and exists (as in
+    /// phaselock: empty in xattr mode, although holdfast reads the status
+    /// file there too when a marker is missing).
     pub status_paths: Vec<PathBuf>,
     /// Whether the lock was taken (false on the all-done fast path).
     pub locked: bool,
@@ -571,13 +576,13 @@ impl PhaseRunner {
         self.check_target()?;
         let lock_path = self.lock_path();
         if phases.is_empty() {
-            return Ok(self.report(Vec::new(), Vec::new(), self.xattrs_enabled(), false, None));
+            return Ok(self.report(Vec::new(), Vec::new(), None, false, None));
         }
         if !self.strict {
             let mut view = View::new(self);
             if view.all_marked(&phases)? {
                 let names = phases.into_iter().map(|p| p.name).collect();
-                return Ok(self.report(Vec::new(), names, view.xattr_primary, false, None));
+                return Ok(self.report(Vec::new(), names, Some(&mut view), false, None));
             }
         }
         let lock = self.open_lock(&lock_path)?;
@@ -613,7 +618,7 @@ impl PhaseRunner {
             }
         }
         release(guard, &lock_path);
-        Ok(self.report(completed, skipped, view.xattr_primary, true, token))
+        Ok(self.report(completed, skipped, Some(&mut view), true, token))
     }
 
     /// Where the marker for a phase is, if it is done (phaselock's
@@ -884,15 +889,13 @@ impl PhaseRunner {
         &self,
         completed: Vec<String>,
         skipped: Vec<String>,
-        xattrs_available: bool,
+        view: Option<&mut View<'_>>,
         locked: bool,
         token: Option<u64>,
     ) -> RunReport {
-        let status = self.status_path();
-        let status_paths = if std::fs::symlink_metadata(&status).is_ok() {
-            vec![status]
-        } else {
-            Vec::new()
+        let (xattrs_available, status_paths) = match view {
+            Some(v) => (v.xattr_primary, v.status_paths()),
+            None => (self.xattrs_enabled(), Vec::new()),
         };
         RunReport {
             completed,
@@ -945,9 +948,13 @@ impl PhaseRunner {
     }
 
     fn validate(&self, phases: &[Phase<'_>]) -> Result<()> {
-        let mut names: HashMap<&str, usize> = HashMap::new();
-        let mut keys: HashMap<String, &str> = HashMap::new();
+        let mut names: HashMap<&str, usize> = HashMap::with_capacity(phases.len());
         let mut status_bytes = 0usize;
+        let prefix = if self.namespace.is_empty() {
+            0
+        } else {
+            self.namespace.len() + 1
+        };
         for (i, p) in phases.iter().enumerate() {
             validate_name("phase name", &p.name).map_err(|r| self.invalid(r))?;
             if let Some(a) = &p.attr_name {
@@ -967,22 +974,29 @@ impl PhaseRunner {
                     i + 1
                 )));
             }
-            let key = self.attr_key(p.key_name());
-            if key.len() > xattr::MAX_KEY_BYTES {
+            let key_len = prefix + p.key_name().len();
+            if key_len > xattr::MAX_KEY_BYTES {
                 return Err(self.invalid(format!(
-                    "the marker xattr name for phase {:?} is {} bytes long; the limit is {}",
+                    "the marker xattr name for phase {:?} is {key_len} bytes long; the limit is {}",
                     p.name,
-                    key.len(),
                     xattr::MAX_KEY_BYTES
                 )));
             }
-            if let Some(other) = keys.insert(key.clone(), &p.name) {
-                return Err(self.invalid(format!(
-                    "phases {other:?} and {:?} would share the marker xattr {key:?}",
-                    p.name
-                )));
-            }
             status_bytes += p.name.len() + 1;
+        }
+        // Names are unique, so marker xattrs can only collide through an
+        // attr_name.
+        if phases.iter().any(|p| p.attr_name.is_some()) {
+            let mut keys: HashMap<&str, &str> = HashMap::with_capacity(phases.len());
+            for p in phases {
+                if let Some(other) = keys.insert(p.key_name(), &p.name) {
+                    return Err(self.invalid(format!(
+                        "phases {other:?} and {:?} would share the marker xattr {:?}",
+                        p.name,
+                        self.attr_key(p.key_name())
+                    )));
+                }
+            }
         }
         if status_bytes > MAX_STATUS_BYTES {
             return Err(self.invalid(format!(
@@ -1061,44 +1075,78 @@ fn release(guard: LockGuard<'_>, lock_path: &Path) {
 /// which store is primary, and the status file's entries, read once.
 struct View<'r> {
     runner: &'r PhaseRunner,
-    /// Markers are written to xattrs (not switched off, probe fine, no
+    /// Markers are written to xattrs (not switched off, not refused by the filesystem, no
     /// write failure yet).
     xattr_primary: bool,
     /// Reading xattrs makes sense (not known to be unsupported).
     xattr_readable: bool,
-    status: Option<Vec<String>>,
+    status: Option<StatusList>,
     temps_cleaned: bool,
+}
+
+/// The status file's entries in file order, with a sorted index for
+/// lookups (a run over N phases asks N times).
+struct StatusList {
+    /// Whether the file exists.
+    exists: bool,
+    names: Vec<String>,
+    sorted: Vec<usize>,
+}
+
+impl StatusList {
+    fn new(exists: bool, names: Vec<String>) -> Self {
+        let mut sorted: Vec<usize> = (0..names.len()).collect();
+        sorted.sort_unstable_by(|&a, &b| names[a].cmp(&names[b]));
+        StatusList {
+            exists,
+            names,
+            sorted,
+        }
+    }
+    fn contains(&self, name: &str) -> bool {
+        self.sorted
+            .binary_search_by(|&i| self.names[i].as_str().cmp(name))
+            .is_ok()
+    }
 }
 
 impl<'r> View<'r> {
     fn new(runner: &'r PhaseRunner) -> Self {
-        let (primary, readable) = if runner.xattrs_enabled() {
-            match xattr::probe(&runner.target, &runner.namespace, runner.follow_symlinks) {
-                Ok(()) => (true, true),
-                Err(e) => {
-                    tracing::debug!(target = %runner.target.display(), error = %e,
-                        "xattrs unusable; using the status file");
-                    (false, false)
-                }
-            }
-        } else {
-            (false, true)
-        };
+        // phaselock first probes `<namespace>.__phaselock_probe__`; reading
+        // the first marker attribute answers the same question (missing
+        // attribute or a value: xattrs work; ENOTSUP, EPERM, ...: they do
+        // not) one system call cheaper, so holdfast starts out assuming
+        // they work and lets that first read decide (see `xattr_marked`).
+        let enabled = runner.xattrs_enabled();
         View {
             runner,
-            xattr_primary: primary,
-            xattr_readable: readable,
+            xattr_primary: enabled,
+            xattr_readable: true,
             status: None,
             temps_cleaned: false,
         }
     }
 
-    fn status(&mut self) -> Result<&mut Vec<String>> {
+    fn status(&mut self) -> Result<&StatusList> {
         if self.status.is_none() {
-            let entries = status_file::read(&self.runner.status_path())?.unwrap_or_default();
-            self.status = Some(entries);
+            let read = status_file::read(&self.runner.status_path())?;
+            self.status = Some(StatusList::new(read.is_some(), read.unwrap_or_default()));
         }
-        Ok(self.status.get_or_insert_with(Vec::new))
+        Ok(self
+            .status
+            .get_or_insert_with(|| StatusList::new(false, Vec::new())))
+    }
+
+    /// The status paths to report, as phaselock does: the status file if
+    /// it is the store in use and exists; nothing in xattr mode.
+    fn status_paths(&mut self) -> Vec<PathBuf> {
+        if self.xattr_primary {
+            return Vec::new();
+        }
+        match self.status() {
+            Ok(s) if s.exists => vec![self.runner.status_path()],
+            _ => Vec::new(),
+        }
     }
 
     fn xattr_marked(&mut self, phase: &Phase<'_>) -> bool {
@@ -1109,8 +1157,10 @@ impl<'r> View<'r> {
         match xattr::is_marked(&self.runner.target, &key, self.runner.follow_symlinks) {
             Ok(b) => b,
             Err(e) => {
-                // phaselock flips to the status file on any such error.
-                tracing::debug!(error = %e, "reading a marker xattr failed; using the status file");
+                // Unsupported, or refused: phaselock flips to the status
+                // file on any such error, and so do we.
+                tracing::debug!(target = %self.runner.target.display(), error = %e,
+                    "xattrs unusable; using the status file");
                 self.xattr_primary = false;
                 self.xattr_readable = false;
                 false
@@ -1199,10 +1249,10 @@ impl<'r> View<'r> {
     fn add_to_status(&mut self, name: &str) -> Result<()> {
         let path = self.runner.status_path();
         let entries = self.status()?;
-        if entries.iter().any(|n| n == name) {
+        if entries.contains(name) {
             return Ok(());
         }
-        let mut next = entries.clone();
+        let mut next = entries.names.clone();
         next.push(name.to_owned());
         let data = status_file::serialize(next.iter().map(String::as_str));
         if data.len() > MAX_STATUS_BYTES {
@@ -1222,7 +1272,7 @@ impl<'r> View<'r> {
             self.temps_cleaned = true;
         }
         status_file::write_atomic(&path, &data)?;
-        self.status = Some(next);
+        self.status = Some(StatusList::new(true, next));
         Ok(())
     }
 }

@@ -11,13 +11,15 @@
 //!
 //! [`XattrMode`](super::XattrMode) and the `PHASELOCK_ENABLE_XATTRS`
 //! environment variable are read exactly as phaselock reads them
-//! ([`env_allows_xattrs`]). When xattrs are not switched off, a probe decides:
-//! reading `<namespace>.__phaselock_probe__` from the target. "No such
-//! attribute" (or any value) means xattrs work; a missing target leaves
-//! the question open and counts as "they work" (phaselock does the same;
-//! the marker then falls back to the status file if the target is still
-//! missing when it is written); any other error (`ENOTSUP`, `EPERM`,
-//! `EACCES`, ...) means they do not, and the status file is used.
+//! ([`env_allows_xattrs`]). When xattrs are not switched off, the answer to
+//! reading an attribute from the target decides (phaselock reads
+//! `<namespace>.__phaselock_probe__`; holdfast lets the first marker
+//! lookup answer): "no such attribute" (or any value) means xattrs work; a
+//! missing target leaves the question open and counts as "they work"
+//! (phaselock does the same; the marker then falls back to the status file
+//! if the target is still missing when it is written); any other error
+//! (`ENOTSUP`, `EPERM`, `EACCES`, ...) means they do not, and the status
+//! file is used.
 
 use std::io;
 use std::path::Path;
@@ -27,7 +29,9 @@ use crate::sys;
 /// The environment variable phaselock reads to switch xattrs on or off.
 pub const PHASELOCK_ENABLE_XATTRS: &str = "PHASELOCK_ENABLE_XATTRS";
 
-/// The attribute phaselock probes to see whether xattrs work.
+/// The attribute phaselock probes to see whether xattrs work (holdfast
+/// lets the first marker lookup answer instead; it never writes this one
+/// and leaves it out of marker listings).
 pub(crate) const PROBE_NAME: &str = "__phaselock_probe__";
 
 /// Linux's limit on an attribute name (`XATTR_NAME_MAX`).
@@ -62,16 +66,6 @@ pub(crate) fn key(namespace: &str, raw: &str) -> String {
         raw.to_owned()
     } else {
         format!("{namespace}.{raw}")
-    }
-}
-
-/// Probes the target. `Ok(())`: xattrs are usable (or undecided because
-/// the target is missing); `Err(e)`: they are not, and why.
-pub(crate) fn probe(target: &Path, namespace: &str, follow: bool) -> Result<(), io::Error> {
-    match sys::xattr_exists(target, &key(namespace, PROBE_NAME), follow) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
     }
 }
 
@@ -129,10 +123,9 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let t = d.path().join("app.db");
         // Missing target: undecided, counts as usable; nothing is marked.
-        assert!(probe(&t, "user.phaselock", false).is_ok());
         assert!(!is_marked(&t, "user.phaselock.a", false).unwrap());
         std::fs::write(&t, b"").unwrap();
-        if probe(&t, "user.phaselock", false).is_err() {
+        if is_marked(&t, "user.phaselock.a", false).is_err() {
             eprintln!("skipping: no user xattrs on {}", d.path().display());
             return;
         }
@@ -153,7 +146,8 @@ mod tests {
         assert!(names.iter().any(|n| n == b"user.phaselock.a"));
         assert!(sys::xattr_remove(&t, "user.phaselock.a", false).unwrap());
         assert!(!sys::xattr_remove(&t, "user.phaselock.a", false).unwrap());
-        // A namespace the kernel does not accept for users: the probe fails.
-        assert!(probe(&t, "bogus", false).is_err());
+        // A namespace the kernel does not accept for users: an error, which
+        // means "xattrs unusable".
+        assert!(is_marked(&t, "bogus.a", false).is_err());
     }
 }
