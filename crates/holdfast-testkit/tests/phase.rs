@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use holdfast::phase::{Phase, PhaseRunner, XattrMode};
 use holdfast::{Error, Lock};
-use holdfast_testkit::{Child, Dir, kernel_waiters, wait_for};
+use holdfast_testkit::{Child, Dir, kernel_waiters, peer_python, peer_script, wait_for};
 
 const T: Duration = Duration::from_secs(30);
 const PHASES: [&str; 3] = ["a", "b", "c"];
@@ -51,31 +51,13 @@ fn phase_cmd(target: &Path, store: Store, extra: &[&str]) -> Command {
     c
 }
 
-/// The Python interpreter with phaselock, or `None` (and a message) when
-/// the interop tests are not set up here.
-fn python() -> Option<PathBuf> {
-    match std::env::var_os("HOLDFAST_TEST_PYTHON") {
-        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
-        _ => {
-            if std::env::var("HOLDFAST_REQUIRE_INTEROP").as_deref() == Ok("1") {
-                panic!("HOLDFAST_REQUIRE_INTEROP=1 but HOLDFAST_TEST_PYTHON is not set");
-            }
-            eprintln!("skipping: HOLDFAST_TEST_PYTHON not set");
-            None
-        }
-    }
-}
-
 fn py_cmd(py: &Path, sub: &str, target: &Path, store: Store, extra: &[&str]) -> Command {
     let mut c = Command::new(py);
-    c.arg(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/peers/phaselock_peer.py"
-    ))
-    .arg(sub)
-    .arg(target)
-    .args(extra)
-    .env("PHASELOCK_ENABLE_XATTRS", store.env());
+    c.arg(peer_script("phaselock_peer.py"))
+        .arg(sub)
+        .arg(target)
+        .args(extra)
+        .env("PHASELOCK_ENABLE_XATTRS", store.env());
     c
 }
 
@@ -524,7 +506,9 @@ fn sigkill_at_random_moments_then_restart_resumes_correctly() {
 
 #[test]
 fn python_markers_are_skipped_by_holdfast_and_the_reverse() {
-    let Some(py) = python() else { return };
+    let Some(py) = peer_python("python_markers_are_skipped_by_holdfast_and_the_reverse") else {
+        return;
+    };
     let d = Dir::new();
     for store in stores(&d) {
         // Python first, then holdfast, then Python again.
@@ -619,7 +603,9 @@ fn python_markers_are_skipped_by_holdfast_and_the_reverse() {
 
 #[test]
 fn attr_name_and_value_are_shared_with_python() {
-    let Some(py) = python() else { return };
+    let Some(py) = peer_python("attr_name_and_value_are_shared_with_python") else {
+        return;
+    };
     let d = Dir::new();
     if !xattrs_work(d.path()) {
         eprintln!("skipping: no user xattrs here");
@@ -657,7 +643,9 @@ fn attr_name_and_value_are_shared_with_python() {
 
 #[test]
 fn python_and_rust_started_together_run_each_phase_once() {
-    let Some(py) = python() else { return };
+    let Some(py) = peer_python("python_and_rust_started_together_run_each_phase_once") else {
+        return;
+    };
     let d = Dir::new();
     for store in stores(&d) {
         for i in 0..6 {
@@ -701,7 +689,9 @@ fn python_and_rust_started_together_run_each_phase_once() {
 
 #[test]
 fn python_and_holdfast_exclude_each_other_on_the_lock() {
-    let Some(py) = python() else { return };
+    let Some(py) = peer_python("python_and_holdfast_exclude_each_other_on_the_lock") else {
+        return;
+    };
     let d = Dir::new();
     let target = d.join("app.db");
     std::fs::write(&target, b"").unwrap();
@@ -739,7 +729,9 @@ fn python_and_holdfast_exclude_each_other_on_the_lock() {
 
 #[test]
 fn mixed_modes_share_markers_through_the_union_read() {
-    let Some(py) = python() else { return };
+    let Some(py) = peer_python("mixed_modes_share_markers_through_the_union_read") else {
+        return;
+    };
     let d = Dir::new();
     if !xattrs_work(d.path()) {
         eprintln!("skipping: no user xattrs here");
@@ -816,7 +808,9 @@ fn a_corrupt_status_file_is_an_error_where_python_would_rerun_everything() {
         "{out:?}"
     );
     // phaselock, for contrast, treats the file as empty and reruns.
-    if let Some(py) = python() {
+    if let Some(py) =
+        peer_python("a_corrupt_status_file_is_an_error_where_python_would_rerun_everything")
+    {
         std::fs::write(&status, corrupt).unwrap();
         let (code, out) = run(py_cmd(
             &py,
@@ -868,7 +862,9 @@ fn markers_that_overflow_the_xattr_space_land_in_the_status_file_and_still_count
     // phaselock in xattr mode never reads the status file, so it reruns
     // every phase that overflowed (a weakness holdfast does not share).
     if !in_status.is_empty()
-        && let Some(py) = python()
+        && let Some(py) = peer_python(
+            "markers_that_overflow_the_xattr_space_land_in_the_status_file_and_still_count",
+        )
     {
         let (code, out) = run(py_cmd(
             &py,

@@ -108,14 +108,19 @@
 //! ## Reading both stores
 //!
 //! phaselock consults only the store its mode selects, so a Python
-//! process with xattrs and one without (or a marker written to the status
-//! file because the target was missing) do not see each other's markers.
+//! process with xattrs and one without do not see each other's markers,
+//! and neither does phaselock in xattr mode see a marker that went to the
+//! status file because the target was missing or its xattr space was full
+//! (ext4 keeps all of a file's xattrs in one 4 KiB block: roughly 50 to
+//! 100 markers, depending on name length; phaselock then reruns the
+//! overflowing phases on every start).
 //! holdfast reads the **union**: a phase is done if its xattr is present
 //! *or* its name is in the status file. It writes the store phaselock
 //! would select, and when it finds a marker only in the other store while
 //! holding the lock it copies it into the selected one (best effort), so
-//! that phaselock processes see it too. The cheaper store is asked first
-//! and the other only for phases not found there.
+//! that phaselock processes see it too. The selected store is asked first
+//! and the other only for phases not found there, so the usual case costs
+//! what phaselock's lookup costs.
 //!
 //! ## A corrupt status file
 //!
