@@ -6,10 +6,11 @@
 //! creates the Python venv and runs everything; see BENCHMARKS.md.
 //!
 //! Usage: `holdfast-bench [--quick] [--python PATH] [SCENARIO...]`, where
-//! SCENARIO is `lock` (default: all). `holdfast-bench worker ...` is the
+//! SCENARIO is `lock` or `phases` (default: all). `holdfast-bench worker ...` is the
 //! worker side, started by the harness itself.
 
 mod lock;
+mod phases;
 mod proc;
 mod stats;
 mod workers;
@@ -20,6 +21,10 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("worker") {
         workers::main(&args[1..]);
+        return;
+    }
+    if args.first().map(String::as_str) == Some("phase-worker") {
+        phases::worker(&args[1..]);
         return;
     }
     let mut env = proc::Env {
@@ -36,7 +41,7 @@ fn main() {
         }
     }
     if scenarios.is_empty() {
-        scenarios = vec!["lock".into()];
+        scenarios = vec!["lock".into(), "phases".into()];
     }
     let dir = tempfile_dir();
     println!("# holdfast-bench results\n");
@@ -55,6 +60,7 @@ fn main() {
     for s in &scenarios {
         match s.as_str() {
             "lock" => lock::run(&env, &dir),
+            "phases" => phases::run(&env, &dir),
             other => {
                 eprintln!("unknown scenario {other}");
                 std::process::exit(2);

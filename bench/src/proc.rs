@@ -70,12 +70,18 @@ pub struct Worker {
 impl Worker {
     /// Spawns a worker with `args` after the implementation name.
     pub fn spawn(runner: &Runner, env: &Env, args: &[&str]) -> Worker {
-        let mut child = runner
-            .command(env, args)
+        Worker::spawn_command(runner.command(env, args))
+    }
+
+    /// Spawns a worker from a ready-made command (for scenarios whose
+    /// workers take other arguments or environment).
+    pub fn spawn_command(mut cmd: Command) -> Worker {
+        let what = format!("{cmd:?}");
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("spawn {runner:?}: {e}"));
+            .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
         let out = child.stdout.take().unwrap();
         let stdin = child.stdin.take();
         let (tx, rx) = mpsc::channel();

@@ -77,11 +77,12 @@ pub enum Error {
         /// The lock file.
         path: PathBuf,
     },
-    /// The last component of the lock path is a symbolic link and the caller
-    /// did not opt in to following it.
+    /// The last component of the lock path (or of a phase target, status
+    /// file or run-once key) is a symbolic link and the caller did not opt
+    /// in to following it.
     #[error(
-        "refusing to lock {}: it is a symbolic link (a planted link could redirect the lock; \
-         use LockOptions::follow_symlinks(true) if the link is yours)",
+        "refusing to use {}: it is a symbolic link (a planted link could redirect the lock \
+         or its markers; set follow_symlinks(true) in the options if the link is yours)",
         path.display()
     )]
     Symlink {
@@ -116,6 +117,39 @@ pub enum Error {
         what: &'static str,
         /// Why not.
         reason: String,
+    },
+    /// A phase action or run-once action returned an error. Its completion
+    /// marker was not written, so the next run starts again at it; markers
+    /// of the phases before it stay.
+    #[error(
+        "action {name:?} for {} failed: {source} (no completion marker was written; \
+         the next run starts again at this step)",
+        path.display()
+    )]
+    ActionFailed {
+        /// The phase target or run-once key.
+        path: PathBuf,
+        /// The phase name (for run-once, the key's file name).
+        name: String,
+        /// What the action returned.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+    /// Run-once with [`LeaderFailure::Propagate`](crate::once::LeaderFailure):
+    /// the process that was running the action released the lock without
+    /// recording completion (it failed or died), and this caller was told
+    /// not to take over.
+    #[error(
+        "the run-once action for {} was not completed: the process running it (lock {leader} \
+         when this caller began waiting) stopped without recording completion, and the \
+         leader-failure policy is to propagate rather than retry",
+        path.display()
+    )]
+    LeaderFailed {
+        /// The run-once key.
+        path: PathBuf,
+        /// Who was running it when this caller started waiting.
+        leader: Holders,
     },
     /// The caller passed something holdfast cannot act on.
     #[error("invalid input for {}: {reason}", path.display())]
@@ -157,7 +191,9 @@ impl Error {
             | Error::Io { path, .. }
             | Error::Corrupt { path, .. }
             | Error::Unsupported { path, .. }
-            | Error::InvalidInput { path, .. } => path,
+            | Error::InvalidInput { path, .. }
+            | Error::ActionFailed { path, .. }
+            | Error::LeaderFailed { path, .. } => path,
         }
     }
 
@@ -187,6 +223,7 @@ impl From<Error> for io::Error {
             Error::Io { source, .. } => source.kind(),
             Error::Corrupt { .. } => io::ErrorKind::InvalidData,
             Error::Unsupported { .. } => io::ErrorKind::Unsupported,
+            Error::ActionFailed { .. } | Error::LeaderFailed { .. } => io::ErrorKind::Other,
         };
         io::Error::new(kind, e)
     }

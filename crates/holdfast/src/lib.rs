@@ -11,6 +11,9 @@
 //! - **Readers and writers**: shared and exclusive modes on one file.
 //! - **Fence stale writers**: each exclusive acquisition gets a fencing token
 //!   that only grows, stored in the lock file.
+//! - **Set up once, resume after a crash**: ordered [setup phases](phase)
+//!   with durable completion markers, shared on disk with Python
+//!   `phaselock`, and [`once()`] for the one-step case.
 //!
 //! ```
 //! use std::time::Duration;
@@ -76,12 +79,16 @@
 pub mod error;
 pub mod holder;
 pub mod lock;
+pub mod once;
+pub mod phase;
 mod status;
 mod sys;
 
 pub use error::{Error, Result};
 pub use holder::{Holder, HolderRecord, HolderSource, Holders, RecordContent};
 pub use lock::{Backend, Lock, LockGuard, LockOptions, Mode, Wait};
+pub use once::{LeaderFailure, OnceOutcome, RunOnce, once};
+pub use phase::{ActionContext, ActionError, Phase, PhaseRunner, RunReport, XattrMode};
 pub use status::{LockStatus, status};
 
 /// The README's examples, compiled and run as doctests.

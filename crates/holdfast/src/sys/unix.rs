@@ -355,6 +355,230 @@ mod no_proc {
 #[cfg(not(target_os = "linux"))]
 pub(crate) use no_proc::*;
 
+// ---------------------------------------------------------------------------
+// Extended attributes, durable writes: the phase-marker stores.
+// ---------------------------------------------------------------------------
+
+#[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+mod xattr {
+    use std::io;
+    use std::path::Path;
+
+    use rustix::fs::XattrFlags;
+    use rustix::io::Errno;
+
+    /// The errno a filesystem returns for "no such attribute".
+    #[cfg(target_vendor = "apple")]
+    const NO_ATTR: Errno = Errno::NOATTR;
+    #[cfg(not(target_vendor = "apple"))]
+    const NO_ATTR: Errno = Errno::NODATA;
+
+    /// Whether the attribute `name` exists on `path`. One system call with
+    /// a small buffer: `ERANGE` (value larger than the buffer) still means
+    /// it exists.
+    pub(crate) fn xattr_exists(path: &Path, name: &str, follow: bool) -> io::Result<bool> {
+        let mut buf = [0u8; 64];
+        let r = if follow {
+            rustix::fs::getxattr(path, name, &mut buf)
+        } else {
+            rustix::fs::lgetxattr(path, name, &mut buf)
+        };
+        match r {
+            Ok(_) | Err(Errno::RANGE) => Ok(true),
+            Err(e) if e == NO_ATTR => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The value of attribute `name` on `path`, `None` if it is not set.
+    pub(crate) fn xattr_get(path: &Path, name: &str, follow: bool) -> io::Result<Option<Vec<u8>>> {
+        loop {
+            let size = if follow {
+                rustix::fs::getxattr_query(path, name)
+            } else {
+                rustix::fs::lgetxattr_query(path, name)
+            };
+            let size = match size {
+                Ok(n) => n,
+                Err(e) if e == NO_ATTR => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            if size == 0 {
+                return Ok(Some(Vec::new()));
+            }
+            let mut buf = vec![0u8; size];
+            let r = if follow {
+                rustix::fs::getxattr(path, name, &mut buf[..])
+            } else {
+                rustix::fs::lgetxattr(path, name, &mut buf[..])
+            };
+            match r {
+                Ok(n) => {
+                    buf.truncate(n);
+                    return Ok(Some(buf));
+                }
+                // It grew between the two calls: ask again.
+                Err(Errno::RANGE) => continue,
+                Err(e) if e == NO_ATTR => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Sets attribute `name` on `path` (creating or replacing it).
+    pub(crate) fn xattr_set(path: &Path, name: &str, value: &[u8], follow: bool) -> io::Result<()> {
+        if follow {
+            rustix::fs::setxattr(path, name, value, XattrFlags::empty())?;
+        } else {
+            rustix::fs::lsetxattr(path, name, value, XattrFlags::empty())?;
+        }
+        Ok(())
+    }
+
+    /// Removes attribute `name` from `path`; `Ok(false)` if it was not set.
+    pub(crate) fn xattr_remove(path: &Path, name: &str, follow: bool) -> io::Result<bool> {
+        let r = if follow {
+            rustix::fs::removexattr(path, name)
+        } else {
+            rustix::fs::lremovexattr(path, name)
+        };
+        match r {
+            Ok(()) => Ok(true),
+            Err(e) if e == NO_ATTR => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The names of all extended attributes of `path`, as raw bytes.
+    pub(crate) fn xattr_list(path: &Path, follow: bool) -> io::Result<Vec<Vec<u8>>> {
+        loop {
+            let size = if follow {
+                rustix::fs::listxattr_query(path)
+            } else {
+                rustix::fs::llistxattr_query(path)
+            }?;
+            if size == 0 {
+                return Ok(Vec::new());
+            }
+            let mut buf = vec![0u8; size];
+            let r = if follow {
+                rustix::fs::listxattr(path, &mut buf[..])
+            } else {
+                rustix::fs::llistxattr(path, &mut buf[..])
+            };
+            match r {
+                Ok(n) => {
+                    buf.truncate(n);
+                    return Ok(buf
+                        .split(|&b| b == 0)
+                        .filter(|n| !n.is_empty())
+                        .map(<[u8]>::to_vec)
+                        .collect());
+                }
+                Err(Errno::RANGE) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+mod xattr {
+    use std::io;
+    use std::path::Path;
+
+    fn unsupported() -> io::Error {
+        io::Error::new(
+            io::ErrorKind::Unsupported,
+            "extended attributes are not implemented for this platform",
+        )
+    }
+    pub(crate) fn xattr_exists(_p: &Path, _n: &str, _f: bool) -> io::Result<bool> {
+        Err(unsupported())
+    }
+    pub(crate) fn xattr_get(_p: &Path, _n: &str, _f: bool) -> io::Result<Option<Vec<u8>>> {
+        Err(unsupported())
+    }
+    pub(crate) fn xattr_set(_p: &Path, _n: &str, _v: &[u8], _f: bool) -> io::Result<()> {
+        Err(unsupported())
+    }
+    pub(crate) fn xattr_remove(_p: &Path, _n: &str, _f: bool) -> io::Result<bool> {
+        Err(unsupported())
+    }
+    pub(crate) fn xattr_list(_p: &Path, _f: bool) -> io::Result<Vec<Vec<u8>>> {
+        Err(unsupported())
+    }
+}
+
+pub(crate) use xattr::{xattr_exists, xattr_get, xattr_list, xattr_remove, xattr_set};
+
+/// Creates a new file for writing with `O_EXCL` (never an existing file,
+/// never through a symlink), permission bits `mode` minus the umask.
+pub(crate) fn create_new_file(path: &Path, mode: u32) -> io::Result<File> {
+    let fd = rustix::fs::open(
+        path,
+        OFlags::WRONLY
+            | OFlags::CREATE
+            | OFlags::EXCL
+            | OFlags::NOFOLLOW
+            | OFlags::CLOEXEC
+            | OFlags::NOCTTY,
+        PermMode::from_raw_mode(mode as _),
+    )?;
+    Ok(File::from(fd))
+}
+
+/// Flushes a directory's entries (a rename or create in it) to stable
+/// storage. `Ok(false)` when the filesystem cannot sync directories
+/// (`EINVAL`/`ENOTSUP`, some FUSE and network filesystems).
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<bool> {
+    let fd = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        PermMode::empty(),
+    )?;
+    match rustix::fs::fsync(&fd) {
+        Ok(()) => Ok(true),
+        Err(Errno::INVAL) | Err(Errno::NOTSUP) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Flushes a file's data and metadata (including extended attributes) to
+/// stable storage, opening it read-only and without following a symlink
+/// unless `follow`.
+pub(crate) fn sync_path(path: &Path, follow: bool) -> io::Result<()> {
+    let nofollow = if follow {
+        OFlags::empty()
+    } else {
+        OFlags::NOFOLLOW
+    };
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK | nofollow,
+        PermMode::empty(),
+    )?;
+    rustix::fs::fsync(&fd)?;
+    Ok(())
+}
+
+/// Opens an existing file for reading without following a symlink in the
+/// last component (`ELOOP` then).
+pub(crate) fn open_nofollow(path: &Path) -> io::Result<File> {
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::NOFOLLOW,
+        PermMode::empty(),
+    )?;
+    Ok(File::from(fd))
+}
+
+/// Whether an I/O error is "too many symbolic links" (what `O_NOFOLLOW`
+/// gives for a symlink).
+pub(crate) fn is_symlink_error(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ELOOP)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

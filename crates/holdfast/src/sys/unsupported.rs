@@ -71,3 +71,33 @@ pub(crate) fn process_uid(_pid: u32) -> Option<u32> {
 pub(crate) fn kernel_locks(_id: FileId) -> io::Result<Option<Vec<KernelLock>>> {
     Ok(None)
 }
+pub(crate) fn xattr_exists(_path: &Path, _name: &str, _follow: bool) -> io::Result<bool> {
+    Err(unsupported())
+}
+pub(crate) fn xattr_get(_path: &Path, _name: &str, _follow: bool) -> io::Result<Option<Vec<u8>>> {
+    Err(unsupported())
+}
+pub(crate) fn xattr_set(_path: &Path, _name: &str, _value: &[u8], _follow: bool) -> io::Result<()> {
+    Err(unsupported())
+}
+pub(crate) fn xattr_remove(_path: &Path, _name: &str, _follow: bool) -> io::Result<bool> {
+    Err(unsupported())
+}
+pub(crate) fn xattr_list(_path: &Path, _follow: bool) -> io::Result<Vec<Vec<u8>>> {
+    Err(unsupported())
+}
+pub(crate) fn create_new_file(_path: &Path, _mode: u32) -> io::Result<File> {
+    Err(unsupported())
+}
+pub(crate) fn sync_dir(_dir: &Path) -> io::Result<bool> {
+    Err(unsupported())
+}
+pub(crate) fn sync_path(_path: &Path, _follow: bool) -> io::Result<()> {
+    Err(unsupported())
+}
+pub(crate) fn open_nofollow(_path: &Path) -> io::Result<File> {
+    Err(unsupported())
+}
+pub(crate) fn is_symlink_error(_e: &io::Error) -> bool {
+    false
+}

@@ -9,6 +9,7 @@
 
 mod args;
 mod lock;
+mod phase;
 
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -16,7 +17,7 @@ fn main() {
         eprintln!("usage: holdfast-helper SUBCOMMAND ARGS...");
         std::process::exit(2);
     };
-    let code = match lock::dispatch(cmd, rest) {
+    let code = match lock::dispatch(cmd, rest).or_else(|| phase::dispatch(cmd, rest)) {
         Some(code) => code,
         None => {
             eprintln!("holdfast-helper: unknown subcommand {cmd:?}");
