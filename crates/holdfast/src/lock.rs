@@ -243,6 +243,89 @@ impl LockOptions {
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Lock> {
         Lock::with_options(path.as_ref(), self.clone())
     }
+
+    /// Wraps a descriptor that is already open, such as one inherited from
+    /// a shell (`exec 9>app.lock; holdfast flock -n 9`), so it can be
+    /// locked and unlocked like any [`Lock`].
+    ///
+    /// The kernel lock belongs to the *open file description*, which the
+    /// descriptor shares with every copy of it (the shell's fd 9, a
+    /// parent's, a child's): a lock taken here is held by all of them, and
+    /// outlives this process for as long as another copy stays open. To
+    /// leave it held when this process exits, [`std::mem::forget`] the
+    /// guard instead of dropping it: dropping unlocks, for every copy (and
+    /// a forgotten guard keeps this process's copy open until it exits).
+    ///
+    /// Differences from [`open`](Self::open): there is no path to check
+    /// or reopen, so [`verify_path`](Self::verify_path) does not apply; no
+    /// holder record is written, because the descriptor may be write-only
+    /// or append-only and its real holder is usually the process that
+    /// opened it. Holders are still named from the kernel's lock table.
+    /// The lock's [`path`](Lock::path) is the file the descriptor refers
+    /// to where the platform can tell (Linux: `/proc/self/fd`), else
+    /// `/dev/fd/N`.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("app.lock");
+    /// let file = std::fs::File::create(&path)?;
+    /// let shared = file.try_clone()?; // the same open file description
+    /// let lock = holdfast::Lock::from_fd(file.into())?;
+    /// let guard = lock.try_lock()?;
+    /// // A separate open of the path is a different description: excluded.
+    /// assert!(holdfast::Lock::open(&path)?.try_lock().is_err());
+    /// std::mem::forget(guard); // leave it held, as `flock -n 9` does
+    /// drop(lock);
+    /// // Whoever has a copy of the description can release it (`flock -u 9`).
+    /// holdfast::Lock::from_fd(shared.into())?.force_unlock()?;
+    /// assert!(holdfast::Lock::open(&path)?.try_lock().is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the descriptor cannot be inspected (`fstat`),
+    /// [`Error::Unsupported`] for [`Backend::OfdFcntl`] on a directory or
+    /// where OFD locks do not exist.
+    #[cfg(unix)]
+    pub fn open_fd(&self, fd: std::os::fd::OwnedFd) -> Result<Lock> {
+        use std::os::fd::AsRawFd;
+        let raw = fd.as_raw_fd();
+        let file = File::from(fd);
+        let path = sys::fd_path(&file).unwrap_or_else(|| PathBuf::from(format!("/dev/fd/{raw}")));
+        if self.backend == Backend::OfdFcntl && !sys::HAS_OFD {
+            return Err(Error::Unsupported {
+                path,
+                what: "open-file-description fcntl locks",
+                reason: "they exist only on Linux; use Backend::Flock".into(),
+            });
+        }
+        let kind = sys::inherited_kind(&file).map_err(|e| Error::io("inspect", &path, e))?;
+        if self.backend == Backend::OfdFcntl && kind == FileKind::Other {
+            return Err(Error::Unsupported {
+                path,
+                what: "fcntl locks on a directory",
+                reason: "they need a file opened for writing; use Backend::Flock".into(),
+            });
+        }
+        let id = sys::file_id(&file).map_err(|e| Error::io("inspect", &path, e))?;
+        let mut opts = self.clone();
+        opts.record = false;
+        opts.verify_path = false;
+        Ok(Lock {
+            path,
+            opts,
+            state: Mutex::new(State {
+                file: Arc::new(file),
+                id,
+                kind,
+                held: Held::Free,
+                waiters: 0,
+                template: None,
+            }),
+            changed: Condvar::new(),
+        })
+    }
 }
 
 /// A lock on a file path: exclusive or shared, blocking, non-blocking or
@@ -344,6 +427,59 @@ impl Lock {
     /// A new set of options; `Lock::options().reentrant(true).open(p)`.
     pub fn options() -> LockOptions {
         LockOptions::new()
+    }
+
+    /// Wraps an already-open descriptor with the default options; see
+    /// [`LockOptions::open_fd`] for what differs from [`Lock::open`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let file = std::fs::File::create(dir.path().join("app.lock"))?;
+    /// let lock = holdfast::Lock::from_fd(file.into())?;
+    /// let _guard = lock.lock()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// See [`LockOptions::open_fd`].
+    #[cfg(unix)]
+    pub fn from_fd(fd: std::os::fd::OwnedFd) -> Result<Lock> {
+        LockOptions::new().open_fd(fd)
+    }
+
+    /// Releases whatever kernel lock this lock's open file description
+    /// holds, whoever took it: the counterpart of [`open_fd`](LockOptions::open_fd)
+    /// for `flock -u 9`, where the lock was taken through another copy of
+    /// the descriptor (by a shell, or an earlier process). A no-op if the
+    /// description holds no lock.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("app.lock");
+    /// let file = std::fs::File::create(&path)?;
+    /// let copy = file.try_clone()?;
+    /// std::mem::forget(holdfast::Lock::from_fd(file.into())?.lock()?);
+    /// assert!(holdfast::Lock::open(&path)?.try_lock().is_err());
+    /// holdfast::Lock::from_fd(copy.into())?.force_unlock()?;
+    /// assert!(holdfast::Lock::open(&path)?.try_lock().is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] while a guard of this `Lock` is alive in
+    /// this process (drop or unlock the guard instead); [`Error::Io`] if
+    /// the kernel refuses.
+    pub fn force_unlock(&self) -> Result<()> {
+        let st = lock_poisoned(self.state.lock());
+        if !matches!(st.held, Held::Free) {
+            return Err(Error::InvalidInput {
+                path: self.path.clone(),
+                reason: "a guard of this lock is alive in this process; drop it to unlock".into(),
+            });
+        }
+        sys::unlock(&st.file, self.opts.backend).map_err(|e| Error::io("unlock", &self.path, e))
     }
 
     fn with_options(path: &Path, opts: LockOptions) -> Result<Lock> {
@@ -1187,6 +1323,29 @@ mod tests {
         let g = a.lock().unwrap();
         assert_eq!(g.token(), None);
         assert!(b.try_lock().is_err());
+    }
+
+    #[test]
+    fn from_fd_shares_the_description_and_force_unlock_releases_it() {
+        let d = tmp();
+        let p = d.path().join("l");
+        let file = File::create(&p).unwrap();
+        let copy = file.try_clone().unwrap();
+        let lock = Lock::from_fd(file.into()).unwrap();
+        assert_eq!(lock.path(), std::fs::canonicalize(&p).unwrap());
+        let g = lock.try_lock().unwrap();
+        assert_eq!(g.token(), None, "no record through a borrowed descriptor");
+        assert!(matches!(
+            lock.force_unlock(),
+            Err(Error::InvalidInput { .. })
+        ));
+        std::mem::forget(g);
+        drop(lock);
+        let other = Lock::open(&p).unwrap();
+        assert!(matches!(other.try_lock(), Err(Error::WouldBlock { .. })));
+        assert_eq!(std::fs::read(&p).unwrap(), b"", "nothing written");
+        Lock::from_fd(copy.into()).unwrap().force_unlock().unwrap();
+        other.try_lock().unwrap();
     }
 
     #[test]

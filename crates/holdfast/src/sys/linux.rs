@@ -50,6 +50,17 @@ pub(crate) fn process_cmdline(pid: u32) -> Option<String> {
     Some(args.join(" "))
 }
 
+/// The path an open file was opened by, from `/proc/self/fd`, if it is
+/// still a plain absolute path (not `pipe:[…]`, not ` (deleted)`).
+pub(crate) fn fd_path(file: &File) -> Option<std::path::PathBuf> {
+    let target = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()?;
+    let deleted = target
+        .as_os_str()
+        .as_encoded_bytes()
+        .ends_with(b" (deleted)");
+    (target.is_absolute() && !deleted).then_some(target)
+}
+
 /// A process's real uid.
 pub(crate) fn process_uid(pid: u32) -> Option<u32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

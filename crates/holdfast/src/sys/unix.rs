@@ -17,7 +17,7 @@ use crate::lock::{Backend, Mode};
 
 #[cfg(target_os = "linux")]
 pub(crate) use super::linux::{
-    boot_id, kernel_locks, process_cmdline, process_start_time, process_uid,
+    boot_id, fd_path, kernel_locks, process_cmdline, process_start_time, process_uid,
 };
 
 /// Opens (and by default creates) a lock file without truncating it and,
@@ -79,6 +79,13 @@ fn kind_of(file: &File, regular: FileKind) -> io::Result<FileKind> {
             FileKind::Other
         },
     )
+}
+
+/// The kind of a descriptor holdfast did not open itself: a regular file
+/// is `ReadOnly` (holdfast never writes a holder record through a borrowed
+/// descriptor), anything else `Other`.
+pub(crate) fn inherited_kind(file: &File) -> io::Result<FileKind> {
+    kind_of(file, FileKind::ReadOnly)
 }
 
 /// Device and inode of an open file.
@@ -350,6 +357,9 @@ mod no_proc {
     }
     pub(crate) fn kernel_locks(_id: FileId) -> io::Result<Option<Vec<KernelLock>>> {
         Ok(None)
+    }
+    pub(crate) fn fd_path(_file: &std::fs::File) -> Option<std::path::PathBuf> {
+        None
     }
 }
 #[cfg(not(target_os = "linux"))]

@@ -101,3 +101,11 @@ pub(crate) fn open_nofollow(_path: &Path) -> io::Result<File> {
 pub(crate) fn is_symlink_error(_e: &io::Error) -> bool {
     false
 }
+#[allow(dead_code)] // used by the Unix-only `LockOptions::open_fd`
+pub(crate) fn inherited_kind(_file: &File) -> io::Result<FileKind> {
+    Err(unsupported())
+}
+#[allow(dead_code)] // used by the Unix-only `LockOptions::open_fd`
+pub(crate) fn fd_path(_file: &File) -> Option<std::path::PathBuf> {
+    None
+}
