@@ -1,17 +1,30 @@
-//! Exit codes of the `holdfast` command, in one place.
+//! Exit codes of the `holdfast` command, in one place, and the mapping from
+//! library errors to codes and messages.
+//!
+//! `holdfast run` and friends:
 //!
 //! | code | meaning |
 //! |---|---|
-//! | the command's own | `run`: the command ran; its status is passed through |
-//! | 128 + N | `run`: the command was killed by signal N |
-//! | 0 | `status`: every lock is free |
-//! | 1 | the lock is held and `--no-wait` was given (util-linux `flock -n` uses 1 too); `status`: some lock is held |
-//! | 64 | usage error (bad flag, bad duration, missing command) |
-//! | 66 | the lock file cannot be opened (missing directory, permissions, symlink) |
-//! | 71 | the kernel refused the lock |
+//! | the command's own | the command ran; its status is passed through |
+//! | 128 + N | the command was killed by signal N |
+//! | 0 | `status`: every lock is free; `list`: listed |
+//! | 1 | the lock is held and `--no-wait` was given; `status`: some lock is held |
+//! | 64 | bad input: flags, durations, a missing command, a lock path in a missing or unwritable directory, a symlink |
+//! | 66 | the lock file exists but cannot be opened |
+//! | 71 | the kernel refused the lock, or a system limit was hit |
+//! | 73 | the lock file cannot be created (read-only filesystem, disk full) |
 //! | 124 | timed out waiting for the lock (as timeout(1)) |
 //! | 126 | the command was found but could not be executed |
 //! | 127 | the command was not found |
+//!
+//! `holdfast flock` uses util-linux flock(1)'s codes instead (see
+//! [`flock`]): 1 (or `-E N`) for both conflict and timeout, 65 for a failed
+//! lock call, 69 for a command that cannot be executed.
+
+use std::io;
+use std::path::Path;
+
+use holdfast::Error;
 
 /// The command ran (or the status query succeeded) and all is well.
 pub const OK: u8 = 0;
@@ -19,31 +32,22 @@ pub const OK: u8 = 0;
 pub const WOULD_BLOCK: u8 = 1;
 /// Usage error (sysexits `EX_USAGE`).
 pub const USAGE: u8 = 64;
+/// The lock call failed (sysexits `EX_DATAERR`; flock(1) uses it).
+pub const DATA_ERR: u8 = 65;
 /// The lock file cannot be opened (sysexits `EX_NOINPUT`).
 pub const NO_INPUT: u8 = 66;
-/// The lock operation failed (sysexits `EX_OSERR`).
+/// The command cannot be executed (sysexits `EX_UNAVAILABLE`; flock(1)).
+pub const UNAVAILABLE: u8 = 69;
+/// A system limit or system call failed (sysexits `EX_OSERR`).
 pub const OS_ERR: u8 = 71;
+/// The lock file cannot be created (sysexits `EX_CANTCREAT`).
+pub const CANT_CREATE: u8 = 73;
 /// Timed out waiting for the lock.
 pub const TIMED_OUT: u8 = 124;
 /// The command could not be executed.
 pub const CANNOT_EXEC: u8 = 126;
 /// The command was not found.
 pub const NOT_FOUND: u8 = 127;
-
-/// The exit code for a library error.
-pub fn for_error(e: &holdfast::Error) -> u8 {
-    match e {
-        holdfast::Error::WouldBlock { .. } => WOULD_BLOCK,
-        holdfast::Error::Timeout { .. } => TIMED_OUT,
-        holdfast::Error::Symlink { .. } | holdfast::Error::InvalidInput { .. } => NO_INPUT,
-        holdfast::Error::Io { op: "open", .. }
-        | holdfast::Error::Io {
-            op: "create the parent directories of",
-            ..
-        } => NO_INPUT,
-        _ => OS_ERR,
-    }
-}
 
 /// `128 + signal` for a child killed by a signal, else its exit code.
 pub fn for_child(status: std::process::ExitStatus) -> u8 {
@@ -54,5 +58,152 @@ pub fn for_child(status: std::process::ExitStatus) -> u8 {
     match status.signal() {
         Some(sig) => (128 + sig) as u8,
         None => OS_ERR,
+    }
+}
+
+fn errno(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(0)
+}
+
+/// The exit code and message for a failure of `holdfast run`, `status`,
+/// `list`: bad paths are usage errors that say what is wrong with them.
+pub fn for_error(e: &Error) -> (u8, String) {
+    match e {
+        Error::WouldBlock { .. } => (WOULD_BLOCK, e.to_string()),
+        Error::Timeout { .. } => (TIMED_OUT, e.to_string()),
+        Error::Symlink { path } => (
+            USAGE,
+            format!(
+                "refusing to lock {}: it is a symbolic link{} (a planted link could redirect the \
+                 lock); name the real file instead",
+                path.display(),
+                std::fs::read_link(path)
+                    .map(|t| format!(" to {}", t.display()))
+                    .unwrap_or_default()
+            ),
+        ),
+        Error::InvalidInput { .. } | Error::Unsupported { .. } => (USAGE, e.to_string()),
+        Error::Io { op, path, source } if op.starts_with("open") || op.starts_with("create") => {
+            open_failure(path, source)
+        }
+        _ => (OS_ERR, e.to_string()),
+    }
+}
+
+fn open_failure(path: &Path, source: &io::Error) -> (u8, String) {
+    let shown = path.display();
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let exists = std::fs::symlink_metadata(path).is_ok();
+    match errno(source) {
+        libc::ENOENT if !parent.is_dir() => (
+            USAGE,
+            format!(
+                "cannot create lock file {shown}: directory {} does not exist \
+                 (create it, or pass --create-parents)",
+                parent.display()
+            ),
+        ),
+        libc::EACCES | libc::EPERM if !exists => (
+            USAGE,
+            format!(
+                "cannot create lock file {shown}: directory {} is not writable ({source}); \
+                 pick a directory you can write to, or have the file created for you",
+                parent.display()
+            ),
+        ),
+        libc::ENOTDIR => (
+            USAGE,
+            format!("cannot open lock file {shown}: a component of the path is not a directory"),
+        ),
+        libc::ENAMETOOLONG | libc::ELOOP => {
+            (USAGE, format!("cannot open lock file {shown}: {source}"))
+        }
+        libc::EROFS | libc::ENOSPC | libc::EDQUOT => (
+            CANT_CREATE,
+            format!("cannot create lock file {shown}: {source}"),
+        ),
+        libc::EMFILE | libc::ENFILE | libc::ENOMEM => {
+            (OS_ERR, format!("cannot open lock file {shown}: {source}"))
+        }
+        _ => (NO_INPUT, format!("cannot open lock file {shown}: {source}")),
+    }
+}
+
+/// flock(1)'s exit codes, for `holdfast flock`.
+pub mod flock {
+    use super::*;
+
+    /// util-linux `open_file()`: 71 for resource limits, 73 when the file
+    /// cannot be created, 66 otherwise.
+    pub fn open_code(source: &io::Error) -> u8 {
+        match errno(source) {
+            libc::ENOMEM | libc::EMFILE | libc::ENFILE => OS_ERR,
+            libc::EROFS | libc::ENOSPC => CANT_CREATE,
+            _ => NO_INPUT,
+        }
+    }
+
+    /// A failed lock call: 71 for `ENOLCK`/`ENOMEM`, 65 otherwise.
+    pub fn lock_code(source: &io::Error) -> u8 {
+        match errno(source) {
+            libc::ENOLCK | libc::ENOMEM => OS_ERR,
+            _ => DATA_ERR,
+        }
+    }
+
+    /// An `execvp` failure: 71 for `ENOMEM`, 69 otherwise.
+    pub fn exec_code(source: &io::Error) -> u8 {
+        if errno(source) == libc::ENOMEM {
+            OS_ERR
+        } else {
+            UNAVAILABLE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn io_err(op: &'static str, path: &str, errno: i32) -> Error {
+        Error::Io {
+            op,
+            path: PathBuf::from(path),
+            source: io::Error::from_raw_os_error(errno),
+        }
+    }
+
+    #[test]
+    fn bad_paths_are_usage_errors_that_say_why() {
+        let (code, msg) = for_error(&io_err("open", "/no/such/dir/x.lock", libc::ENOENT));
+        assert_eq!(code, USAGE);
+        assert!(msg.contains("directory /no/such/dir does not exist"), "{msg}");
+        let (code, msg) = for_error(&io_err("open", "/nonexistent-x.lock", libc::EACCES));
+        assert_eq!(code, USAGE);
+        assert!(msg.contains("directory / is not writable"), "{msg}");
+        let (code, _) = for_error(&io_err("open", "/etc/passwd/x", libc::ENOTDIR));
+        assert_eq!(code, USAGE);
+        let (code, _) = for_error(&io_err("open", "/x", libc::EROFS));
+        assert_eq!(code, CANT_CREATE);
+        let (code, _) = for_error(&io_err("open", "/x", libc::EMFILE));
+        assert_eq!(code, OS_ERR);
+        let (code, _) = for_error(&io_err("lock", "/x", libc::ENOLCK));
+        assert_eq!(code, OS_ERR);
+    }
+
+    #[test]
+    fn flock_codes_follow_util_linux() {
+        let e = |n| io::Error::from_raw_os_error(n);
+        assert_eq!(flock::open_code(&e(libc::ENOENT)), 66);
+        assert_eq!(flock::open_code(&e(libc::EROFS)), 73);
+        assert_eq!(flock::open_code(&e(libc::EMFILE)), 71);
+        assert_eq!(flock::lock_code(&e(libc::EBADF)), 65);
+        assert_eq!(flock::lock_code(&e(libc::ENOLCK)), 71);
+        assert_eq!(flock::exec_code(&e(libc::ENOENT)), 69);
+        assert_eq!(flock::exec_code(&e(libc::ENOMEM)), 71);
     }
 }

@@ -1,12 +1,9 @@
 //! `holdfast status`: is it held, and by whom.
 
-use std::time::UNIX_EPOCH;
-
-use holdfast::{Holder, LockStatus};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::cli::StatusArgs;
-use crate::exit;
+use crate::{exit, report};
 
 pub fn run(args: StatusArgs) -> u8 {
     let mut any_held = false;
@@ -17,14 +14,15 @@ pub fn run(args: StatusArgs) -> u8 {
             Ok(st) => {
                 any_held |= st.held.is_some();
                 if args.json {
-                    out.push(to_json(&st));
+                    out.push(report::json(&st));
                 } else {
-                    println!("{}", to_text(&st));
+                    println!("{}", report::text(&st, &path.display().to_string()));
                 }
             }
             Err(e) => {
-                eprintln!("holdfast: {e}");
-                failed = Some(exit::for_error(&e));
+                let (code, msg) = exit::for_error(&e);
+                eprintln!("holdfast: {msg}");
+                failed = Some(code);
             }
         }
     }
@@ -36,37 +34,4 @@ pub fn run(args: StatusArgs) -> u8 {
         None if any_held => exit::WOULD_BLOCK,
         None => exit::OK,
     }
-}
-
-fn to_text(st: &LockStatus) -> String {
-    let path = st.path.display();
-    match st.held {
-        None if !st.exists => format!("{path}: free (no such file)"),
-        None => format!("{path}: free"),
-        Some(mode) => format!("{path}: {mode}, {}", st.holders),
-    }
-}
-
-fn holder_json(h: &Holder) -> Value {
-    json!({
-        "pid": h.pid,
-        "command": h.command,
-        "host": h.host,
-        "uid": h.uid,
-        "since": h.since.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs_f64()),
-        "mode": h.mode.map(|m| m.to_string()),
-        "token": h.token,
-        "source": format!("{:?}", h.source).to_lowercase(),
-    })
-}
-
-fn to_json(st: &LockStatus) -> Value {
-    json!({
-        "path": st.path,
-        "exists": st.exists,
-        "held": st.held.is_some(),
-        "mode": st.held.map(|m| m.to_string()),
-        "holders": st.holders.iter().map(holder_json).collect::<Vec<_>>(),
-        "last_token": st.last_record.as_ref().map(|r| r.token),
-    })
 }
