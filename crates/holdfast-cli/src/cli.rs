@@ -201,7 +201,12 @@ pub struct FlockArgs {
     #[arg(short = 'u', long, overrides_with_all = ["shared", "exclusive"])]
     pub unlock: bool,
     /// Fail rather than wait.
-    #[arg(short = 'n', long = "nonblock", visible_alias = "nb", alias = "nonblocking")]
+    #[arg(
+        short = 'n',
+        long = "nonblock",
+        visible_alias = "nb",
+        alias = "nonblocking"
+    )]
     pub nonblock: bool,
     /// Wait at most SECS seconds (fractions allowed; 0 means --nonblock).
     #[arg(

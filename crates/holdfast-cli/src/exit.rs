@@ -181,7 +181,10 @@ mod tests {
     fn bad_paths_are_usage_errors_that_say_why() {
         let (code, msg) = for_error(&io_err("open", "/no/such/dir/x.lock", libc::ENOENT));
         assert_eq!(code, USAGE);
-        assert!(msg.contains("directory /no/such/dir does not exist"), "{msg}");
+        assert!(
+            msg.contains("directory /no/such/dir does not exist"),
+            "{msg}"
+        );
         let (code, msg) = for_error(&io_err("open", "/nonexistent-x.lock", libc::EACCES));
         assert_eq!(code, USAGE);
         assert!(msg.contains("directory / is not writable"), "{msg}");

@@ -22,7 +22,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let mut argv: Vec<OsString> = std::env::args_os().collect();
-    if argv.first().is_some_and(|a| cmd::flock::invoked_as_flock(a)) {
+    if argv
+        .first()
+        .is_some_and(|a| cmd::flock::invoked_as_flock(a))
+    {
         return ExitCode::from(cmd::flock::main("flock", argv));
     }
     if argv.get(1).is_some_and(|a| a == "flock") {

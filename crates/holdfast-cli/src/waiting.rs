@@ -89,7 +89,8 @@ pub fn acquire<'l>(
 }
 
 fn paint(lock: &Lock, mode: Mode, started: Instant, style: Style, stop: &mpsc::Receiver<()>) {
-    if stop.recv_timeout(MOMENT.saturating_sub(started.elapsed())) != Err(RecvTimeoutError::Timeout) {
+    if stop.recv_timeout(MOMENT.saturating_sub(started.elapsed())) != Err(RecvTimeoutError::Timeout)
+    {
         return; // acquired (or failed) within a moment: say nothing
     }
     let width = terminal_width();
@@ -100,10 +101,23 @@ fn paint(lock: &Lock, mode: Mode, started: Instant, style: Style, stop: &mpsc::R
         let pid = holders.first().and_then(|h| h.pid);
         let changed = seen.is_none_or(|(p, _)| p != pid);
         if changed {
-            seen = Some((pid, if seen.is_none() { started } else { Instant::now() }));
+            seen = Some((
+                pid,
+                if seen.is_none() {
+                    started
+                } else {
+                    Instant::now()
+                },
+            ));
         }
         let first_seen = seen.map_or(started, |(_, t)| t);
-        let text = line(lock.path(), mode, &holders, first_seen.elapsed(), SystemTime::now());
+        let text = line(
+            lock.path(),
+            mode,
+            &holders,
+            first_seen.elapsed(),
+            SystemTime::now(),
+        );
         let mut err = std::io::stderr().lock();
         let _ = match style {
             Style::Live => write!(err, "\r\x1b[K{}", truncate(&text, width)),
@@ -127,11 +141,24 @@ fn paint(lock: &Lock, mode: Mode, started: Instant, style: Style, stop: &mpsc::R
 /// The text of the waiting line. `seen_for` is how long the current
 /// holder has been seen holding the lock (the lower bound used when its
 /// holder record does not say since when).
-pub fn line(path: &Path, mode: Mode, holders: &Holders, seen_for: Duration, now: SystemTime) -> String {
-    let mut s = format!("waiting for {} lock on {}", mode.with_article(), path.display());
+pub fn line(
+    path: &Path,
+    mode: Mode,
+    holders: &Holders,
+    seen_for: Duration,
+    now: SystemTime,
+) -> String {
+    let mut s = format!(
+        "waiting for {} lock on {}",
+        mode.with_article(),
+        path.display()
+    );
     let Some(first) = holders.first() else {
         s.push_str(" — holder unknown");
-        s.push_str(&format!(", waited {}", holdfast::holder::fmt_duration(seen_for)));
+        s.push_str(&format!(
+            ", waited {}",
+            holdfast::holder::fmt_duration(seen_for)
+        ));
         return s;
     };
     s.push_str(" — held ");
@@ -177,10 +204,16 @@ fn truncate(text: &str, width: usize) -> String {
     out
 }
 
+/// The terminal's width; `COLUMNS` when the terminal does not know it (a
+/// pseudo-terminal nobody sized), else 80.
 fn terminal_width() -> usize {
     match rustix::termios::tcgetwinsize(std::io::stderr()) {
         Ok(ws) if ws.ws_col > 0 => ws.ws_col as usize,
-        _ => 80,
+        _ => std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .filter(|&c| c > 0)
+            .unwrap_or(80),
     }
 }
 
@@ -206,7 +239,13 @@ mod tests {
             Some(now - Duration::from_millis(3200)),
         )]);
         assert_eq!(
-            line(Path::new("./app.lock"), Mode::Exclusive, &hs, Duration::from_secs(1), now),
+            line(
+                Path::new("./app.lock"),
+                Mode::Exclusive,
+                &hs,
+                Duration::from_secs(1),
+                now
+            ),
             "waiting for an exclusive lock on ./app.lock — held by pid 4242 (python3 migrate.py) for 3.2s"
         );
     }
@@ -214,16 +253,44 @@ mod tests {
     #[test]
     fn without_a_record_the_time_is_a_lower_bound() {
         let hs = Holders::from(vec![holder(7, "flock l sleep 9", None)]);
-        let s = line(Path::new("l"), Mode::Shared, &hs, Duration::from_secs(2), SystemTime::now());
-        assert_eq!(s, "waiting for a shared lock on l — held by pid 7 (flock l sleep 9) for at least 2s");
+        let s = line(
+            Path::new("l"),
+            Mode::Shared,
+            &hs,
+            Duration::from_secs(2),
+            SystemTime::now(),
+        );
+        assert_eq!(
+            s,
+            "waiting for a shared lock on l — held by pid 7 (flock l sleep 9) for at least 2s"
+        );
     }
 
     #[test]
     fn shared_holders_and_unknown_holders() {
-        let hs = Holders::from(vec![holder(1, "a", None), holder(2, "b", None), holder(3, "c", None)]);
-        let s = line(Path::new("l"), Mode::Exclusive, &hs, Duration::ZERO, SystemTime::now());
-        assert!(s.contains("held (shared) by pid 1 (a) and 2 others for at least 0ms"), "{s}");
-        let s = line(Path::new("l"), Mode::Exclusive, &Holders::new(), Duration::from_secs(5), SystemTime::now());
+        let hs = Holders::from(vec![
+            holder(1, "a", None),
+            holder(2, "b", None),
+            holder(3, "c", None),
+        ]);
+        let s = line(
+            Path::new("l"),
+            Mode::Exclusive,
+            &hs,
+            Duration::ZERO,
+            SystemTime::now(),
+        );
+        assert!(
+            s.contains("held (shared) by pid 1 (a) and 2 others for at least 0ms"),
+            "{s}"
+        );
+        let s = line(
+            Path::new("l"),
+            Mode::Exclusive,
+            &Holders::new(),
+            Duration::from_secs(5),
+            SystemTime::now(),
+        );
         assert!(s.ends_with("— holder unknown, waited 5s"), "{s}");
     }
 

@@ -1345,7 +1345,7 @@ mod tests {
         assert!(matches!(other.try_lock(), Err(Error::WouldBlock { .. })));
         assert_eq!(std::fs::read(&p).unwrap(), b"", "nothing written");
         Lock::from_fd(copy.into()).unwrap().force_unlock().unwrap();
-        other.try_lock().unwrap();
+        let _g = other.try_lock().unwrap();
     }
 
     #[test]

@@ -55,7 +55,11 @@ pub fn command(name: &'static str) -> clap::Command {
 
 fn clap_exit(e: clap::Error) -> u8 {
     let _ = e.print();
-    if e.use_stderr() { exit::USAGE } else { exit::OK }
+    if e.use_stderr() {
+        exit::USAGE
+    } else {
+        exit::OK
+    }
 }
 
 /// What `-w SECS` turned out to mean, as flock(1) reads it.
@@ -219,7 +223,9 @@ pub fn run(prog: &str, args: FlockArgs) -> u8 {
             Ok(l) => (l, Some(program)),
             Err(e) => {
                 let code = match &e {
-                    Error::Io { op: "open", source, .. } => exit::flock::open_code(source),
+                    Error::Io {
+                        op: "open", source, ..
+                    } => exit::flock::open_code(source),
                     _ => exit::NO_INPUT,
                 };
                 let why = match &e {
@@ -283,10 +289,7 @@ pub fn run(prog: &str, args: FlockArgs) -> u8 {
             }
             Err(e @ Error::Timeout { .. }) => {
                 if args.verbose {
-                    eprintln!(
-                        "{prog}: timeout while waiting to get lock: {}",
-                        e.holders()
-                    );
+                    eprintln!("{prog}: timeout while waiting to get lock: {}", e.holders());
                 }
                 return conflict_code;
             }
@@ -322,13 +325,21 @@ pub fn run(prog: &str, args: FlockArgs) -> u8 {
     };
     if args.no_fork {
         let e = launch.exec(&program);
-        eprintln!("{prog}: failed to execute {}: {}", program.name(), strerror(&e));
+        eprintln!(
+            "{prog}: failed to execute {}: {}",
+            program.name(),
+            strerror(&e)
+        );
         return exit::flock::exec_code(&e);
     }
     let status = match launch.run(&program) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("{prog}: failed to execute {}: {}", program.name(), strerror(&e));
+            eprintln!(
+                "{prog}: failed to execute {}: {}",
+                program.name(),
+                strerror(&e)
+            );
             return exit::flock::exec_code(&e);
         }
     };

@@ -30,10 +30,7 @@ pub fn run(args: ListArgs) -> u8 {
     };
     let mut paths: Vec<_> = entries
         .filter_map(Result::ok)
-        .filter(|e| {
-            e.file_type()
-                .is_ok_and(|t| t.is_file() || t.is_dir())
-        })
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file() || t.is_dir()))
         .map(|e| e.path())
         .collect();
     paths.sort();
