@@ -18,30 +18,38 @@ use std::io::Write;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use clap::{Args, FromArgMatches};
+use clap::Args;
 use holdfast::{Backend, Error, LockOptions, Mode, Wait};
 
 use crate::cli::FlockArgs;
 use crate::exec::{Launch, Program};
-use crate::exit;
 use crate::waiting::{self, Show};
+use crate::{exit, getopt};
 
 /// Parses flock(1)-style arguments (`argv[0]` first) and runs them. `prog`
 /// is the name used in messages: `flock` when invoked through a symlink of
 /// that name, else `holdfast`.
-pub fn main(prog: &str, argv: Vec<OsString>) -> u8 {
-    let cmd = command(if prog == "flock" {
-        "flock"
-    } else {
-        "holdfast flock"
-    });
-    let matches = match cmd.try_get_matches_from(argv) {
-        Ok(m) => m,
-        Err(e) => return clap_exit(e),
-    };
-    match FlockArgs::from_arg_matches(&matches) {
-        Ok(args) => run(prog, args),
-        Err(e) => clap_exit(e),
+pub fn main(prog: &str, mut argv: Vec<OsString>) -> u8 {
+    if !argv.is_empty() {
+        argv.remove(0);
+    }
+    let name = display_name(prog);
+    match getopt::parse(argv) {
+        Ok(getopt::Parsed::Run(args)) => run(prog, args),
+        Ok(getopt::Parsed::Help) => {
+            let mut out = std::io::stdout().lock();
+            let _ = write!(out, "{}", command(name).render_long_help());
+            exit::OK
+        }
+        Ok(getopt::Parsed::Version) => {
+            println!("{name} from holdfast {}", env!("CARGO_PKG_VERSION"));
+            exit::OK
+        }
+        Err(msg) => {
+            eprintln!("{prog}: {msg}");
+            eprintln!("Try '{name} --help' for more information.");
+            exit::USAGE
+        }
     }
 }
 
@@ -51,15 +59,6 @@ pub fn command(name: &'static str) -> clap::Command {
         .version(env!("CARGO_PKG_VERSION"))
         .about("Manage file locks from shell scripts (a drop-in for util-linux flock(1)).");
     FlockArgs::augment_args(cmd)
-}
-
-fn clap_exit(e: clap::Error) -> u8 {
-    let _ = e.print();
-    if e.use_stderr() {
-        exit::USAGE
-    } else {
-        exit::OK
-    }
 }
 
 /// What `-w SECS` turned out to mean, as flock(1) reads it.
@@ -347,7 +346,7 @@ pub fn run(prog: &str, args: FlockArgs) -> u8 {
     exit::for_child(status)
 }
 
-fn display_name(prog: &str) -> &str {
+fn display_name(prog: &str) -> &'static str {
     if prog == "flock" {
         "flock"
     } else {
