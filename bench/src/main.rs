@@ -6,9 +6,10 @@
 //! creates the Python venv and runs everything; see BENCHMARKS.md.
 //!
 //! Usage: `holdfast-bench [--quick] [--python PATH] [SCENARIO...]`, where
-//! SCENARIO is `lock` or `phases` (default: all). `holdfast-bench worker ...` is the
+//! SCENARIO is `lock`, `phases` or `cli` (default: all). `holdfast-bench worker ...` is the
 //! worker side, started by the harness itself.
 
+mod cli;
 mod lock;
 mod phases;
 mod proc;
@@ -41,7 +42,7 @@ fn main() {
         }
     }
     if scenarios.is_empty() {
-        scenarios = vec!["lock".into(), "phases".into()];
+        scenarios = vec!["lock".into(), "phases".into(), "cli".into()];
     }
     let dir = tempfile_dir();
     println!("# holdfast-bench results\n");
@@ -61,6 +62,7 @@ fn main() {
         match s.as_str() {
             "lock" => lock::run(&env, &dir),
             "phases" => phases::run(&env, &dir),
+            "cli" => cli::run(&env, &dir),
             other => {
                 eprintln!("unknown scenario {other}");
                 std::process::exit(2);
