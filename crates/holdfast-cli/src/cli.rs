@@ -269,7 +269,8 @@ pub struct StatusArgs {
 #[command(after_long_help = "\
 Lists every file (and directory) directly in DIR that is locked now, or that
 carries a holdfast holder record from an earlier holder. Symbolic links are
-skipped. Exit codes: 0 on success, 64 if DIR is not a directory.
+skipped. Exit codes: 0 on success, 64 if DIR is not a directory, 66 if
+some entry could not be read (the others are still listed).
 
 JSON: an array of the same objects 'holdfast status --json' prints.")]
 pub struct ListArgs {

@@ -47,10 +47,10 @@ pub fn run(args: ListArgs) -> u8 {
             }
             Ok(_) => {}
             Err(e) => {
-                // Unreadable entries are reported and skipped.
-                let (c, msg) = exit::for_error(&e);
+                // An unreadable entry is reported, the rest still listed.
+                let (_, msg) = exit::for_error(&e);
                 eprintln!("holdfast: {msg}");
-                code = code.max(c.min(exit::NO_INPUT));
+                code = exit::NO_INPUT;
             }
         }
     }
