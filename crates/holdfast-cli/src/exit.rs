@@ -74,8 +74,8 @@ pub fn for_error(e: &Error) -> (u8, String) {
         Error::Symlink { path } => (
             USAGE,
             format!(
-                "refusing to lock {}: it is a symbolic link{} (a planted link could redirect the \
-                 lock); name the real file instead",
+                "{} is a symbolic link{}; holdfast does not follow links to lock files (a planted \
+                 link could redirect the lock): name the real file instead",
                 path.display(),
                 std::fs::read_link(path)
                     .map(|t| format!(" to {}", t.display()))

@@ -1042,7 +1042,11 @@ fn run_bad_input_is_a_usage_error_that_names_the_problem() {
             &["run", "$D/x.lock", "--", "true"],
             "does not exist (create it, or pass --create-parents)",
         ),
-        (&["run", "$LINK", "--", "true"], "it is a symbolic link"),
+        (&["run", "$LINK", "--", "true"], "is a symbolic link to "),
+        (
+            &["status", "$LINK"],
+            "holdfast does not follow links to lock files",
+        ),
         (&["run", "$L/x", "--", "true"], "not a directory"),
         (&["status"], "<PATHS>"),
         (&["list", "$D"], "no such directory"),
