@@ -302,6 +302,8 @@ impl RunOnce {
             target: &self.key,
             lock_path: &lock_path,
             token,
+            #[cfg(unix)]
+            lock_fd: std::os::fd::AsFd::as_fd(&guard),
         };
         if let Err(source) = action(&ctx) {
             return Err(Error::ActionFailed {

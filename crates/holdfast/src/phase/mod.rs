@@ -234,9 +234,11 @@ pub struct ActionContext<'r> {
     pub(crate) target: &'r Path,
     pub(crate) lock_path: &'r Path,
     pub(crate) token: Option<u64>,
+    #[cfg(unix)]
+    pub(crate) lock_fd: std::os::fd::BorrowedFd<'r>,
 }
 
-impl ActionContext<'_> {
+impl<'r> ActionContext<'r> {
     /// The phase name (for [`once`](crate::once()), the key's file name).
     pub fn name(&self) -> &str {
         self.name
@@ -255,6 +257,32 @@ impl ActionContext<'_> {
     /// (read-only lock file, foreign content in it).
     pub fn token(&self) -> Option<u64> {
         self.token
+    }
+    /// The descriptor of the lock held while the action runs (Unix), for
+    /// an action that hands the lock on to a child process, as flock(1)
+    /// does: a duplicate made without close-on-exec (`dup(2)`) and
+    /// inherited by the child is the same open file description, so the
+    /// lock then stays held until the child exits too, even if this
+    /// process is killed first. Without that, a runner killed while its
+    /// child still works would let the next process start the same step
+    /// beside the orphan.
+    ///
+    /// Do not unlock or close it: that would release the lock under the
+    /// runner, for every process.
+    ///
+    /// ```
+    /// use std::os::fd::AsRawFd;
+    /// use holdfast::phase::{Phase, PhaseRunner};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// PhaseRunner::new(dir.path().join("app.db")).run([Phase::new("a", |ctx| {
+    ///     assert!(ctx.lock_fd().as_raw_fd() >= 0);
+    ///     Ok(())
+    /// })])?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    #[cfg(unix)]
+    pub fn lock_fd(&self) -> std::os::fd::BorrowedFd<'r> {
+        self.lock_fd
     }
 }
 
@@ -609,6 +637,8 @@ impl PhaseRunner {
                         target: &self.target,
                         lock_path: &lock_path,
                         token,
+                        #[cfg(unix)]
+                        lock_fd: std::os::fd::AsFd::as_fd(&guard),
                     };
                     if let Err(source) = (phase.action)(&ctx) {
                         return Err(Error::ActionFailed {
@@ -654,6 +684,42 @@ impl PhaseRunner {
         self.validate(std::slice::from_ref(&phase))?;
         self.check_target()?;
         View::new(self).find(&phase)
+    }
+
+    /// The store a run would write a new marker to now, chosen as
+    /// phaselock chooses it: [`MarkerStore::StatusFile`] when xattrs are
+    /// switched off ([`XattrMode::Off`], or `PHASELOCK_ENABLE_XATTRS` in
+    /// [`XattrMode::Auto`]) or the target's filesystem refuses them,
+    /// [`MarkerStore::Xattr`] otherwise. A missing target counts as
+    /// "xattrs work", as in phaselock, although a marker written while it
+    /// is still missing goes to the status file. Does not lock.
+    ///
+    /// ```
+    /// use holdfast::phase::{MarkerStore, PhaseRunner, XattrMode};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let mut runner = PhaseRunner::new(dir.path().join("app.db"));
+    /// runner.xattrs(XattrMode::Off);
+    /// assert_eq!(runner.selected_store()?, MarkerStore::StatusFile);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for bad options, [`Error::Symlink`],
+    /// [`Error::Io`] if the target's directory is missing.
+    pub fn selected_store(&self) -> Result<MarkerStore> {
+        self.check_options()?;
+        self.check_target()?;
+        if !self.xattrs_enabled() {
+            return Ok(MarkerStore::StatusFile);
+        }
+        let probe = self.attr_key(xattr::PROBE_NAME);
+        Ok(
+            match xattr::is_marked(&self.target, &probe, self.follow_symlinks) {
+                Ok(_) => MarkerStore::Xattr,
+                Err(_) => MarkerStore::StatusFile,
+            },
+        )
     }
 
     /// Lists every marker on the target in this runner's namespace (both
@@ -1599,6 +1665,49 @@ mod tests {
         let after = r.markers().unwrap();
         assert!(after.xattrs.is_empty() && after.status.is_empty());
         assert!(r.lock_path().exists(), "the lock file is never deleted");
+    }
+
+    #[test]
+    fn selected_store_follows_the_mode_and_the_filesystem() {
+        let d = tempfile::tempdir().unwrap();
+        let off = runner(&d, XattrMode::Off);
+        assert_eq!(off.selected_store().unwrap(), MarkerStore::StatusFile);
+        let on = runner(&d, XattrMode::On);
+        std::fs::write(on.target(), b"").unwrap();
+        let want = if xattrs_work(&d) {
+            MarkerStore::Xattr
+        } else {
+            MarkerStore::StatusFile
+        };
+        assert_eq!(on.selected_store().unwrap(), want);
+        assert!(matches!(
+            PhaseRunner::new(d.path().join("no/such/x")).selected_store(),
+            Err(Error::Io { .. })
+        ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_action_sees_the_descriptor_of_the_held_lock() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let r = runner(&d, XattrMode::Off);
+        let lock_path = r.lock_path();
+        r.run([Phase::new("a", |ctx| {
+            let dup = ctx.lock_fd().try_clone_to_owned()?;
+            let held = std::fs::File::from(dup).metadata()?;
+            assert_eq!(held.ino(), std::fs::metadata(&lock_path)?.ino());
+            Ok(())
+        })])
+        .unwrap();
+        let key = d.path().join("k");
+        crate::once(&key, |ctx| {
+            let dup = ctx.lock_fd().try_clone_to_owned()?;
+            let held = std::fs::File::from(dup).metadata()?;
+            assert_eq!(held.ino(), std::fs::metadata(ctx.lock_path())?.ino());
+            Ok(())
+        })
+        .unwrap();
     }
 
     #[test]
