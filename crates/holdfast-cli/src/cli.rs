@@ -42,9 +42,14 @@ Recipes:
   # A cron job that must never overlap with itself (a second run exits 1 at once):
   */5 * * * *  holdfast run --no-wait /run/lock/backup.lock -- /usr/local/bin/backup
 
-  # Migration at container start: every replica runs this; one migrates while
-  # the others wait (up to 10 minutes, then exit 124), then they all start:
-  holdfast run --timeout 10m /shared/app/migrate.lock -- ./manage.py migrate && exec ./server
+  # Migration at container start: every replica runs this; the first one
+  # migrates while the others wait, replicas started later skip it, and a
+  # failed migration is not marked done, so the next start retries it:
+  holdfast phase migrate-v42 --target /shared/app/app.db -- ./manage.py migrate && exec ./server
+  # (the markers are Python phaselock's: its PhaseLockService sees them too)
+
+  # The same for any one-time step, with a plain marker file ('[ -e KEY ]'):
+  holdfast once /shared/app/cache-ready -- ./warm-cache.sh
 
   # A single-instance script (the lock lives as long as the shell does):
   exec 9>/run/lock/myscript.lock
@@ -56,11 +61,13 @@ Recipes:
   # Who holds it, and since when? (exit 1 while held; --json for scripts)
   holdfast status /shared/app/migrate.lock
   holdfast list --json /run/lock
+  holdfast phases status /shared/app/app.db
 
-Exit codes (run): the command's own status, 128+N if it was killed by signal N,
-1 if the lock is held and --no-wait was given, 124 if --timeout ran out,
-64 for bad input, 126/127 if the command cannot be run. 'holdfast flock' uses
-flock(1)'s codes; see 'holdfast help flock'.
+Exit codes (run, once, phase): the command's own status, 128+N if it was
+killed by signal N, 1 if the lock is held and --no-wait was given, 124 if
+--timeout ran out, 64 for bad input, 126/127 if the command cannot be run;
+once and phase exit 0 when the step was already done. 'holdfast flock'
+uses flock(1)'s codes; see 'holdfast help flock'.
 
 Shell completions: holdfast completions bash|zsh|fish|elvish|powershell
 Man pages: holdfast man [COMMAND] | man -l -";
@@ -75,6 +82,12 @@ pub enum Command {
     Status(StatusArgs),
     /// List the locks in a directory that are held or carry a holder record.
     List(ListArgs),
+    /// Run a command once across all concurrent and later callers.
+    Once(OnceArgs),
+    /// Run a command as one setup phase of a target, unless already done.
+    Phase(PhaseArgs),
+    /// Show or reset the phase markers of a target.
+    Phases(PhasesArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
     /// Print a man page (roff) for holdfast or one of its commands.
@@ -279,6 +292,294 @@ pub struct ListArgs {
     pub json: bool,
     /// The directory to look in.
     pub dir: PathBuf,
+}
+
+const ONCE_HELP: &str = "\
+Runs COMMAND unless KEY exists, and creates KEY (durably) once COMMAND has
+exited 0. Callers that arrive while it runs wait in the kernel on the lock
+KEY.lock, then find KEY and exit 0 without running it; later callers exit 0
+at once. The command gets the lock's descriptor (so the lock lasts as long
+as the command, even if holdfast is killed; --close turns that off) and
+the fencing token in HOLDFAST_FENCING_TOKEN.
+
+If the command fails (non-zero status), KEY is not created: this caller
+exits with the command's status, and the next caller runs it again. What
+callers that were already waiting do is --on-leader-failure:
+  retry      (default) the next waiter runs the command itself, and so on
+  propagate  every waiter of that round exits 75 without running it
+A caller killed while running the command (kill -9, OOM) counts as failed:
+its lock is released when it and its command are gone.
+
+KEY is a plain file: '[ -e KEY ]' tells whether it is done, 'touch KEY'
+marks it done by hand, 'holdfast once --reset KEY' (or 'rm KEY') makes it
+run again.
+
+Examples:
+  holdfast once /var/lib/app/initialized -- ./init-cache.sh
+  holdfast once --timeout 10m /shared/app/migrated-v42 -- ./manage.py migrate
+  holdfast once --status /shared/app/migrated-v42 && echo 'already migrated'
+  holdfast once --reset /shared/app/migrated-v42
+
+Exit codes:
+  0      done: the command ran and exited 0, or it was already done
+  N      the command failed with status N (128+N: killed by signal N); not done
+  1      --no-wait and another caller is running it; --status: not done
+  75     --on-leader-failure propagate: the caller running it failed or died
+  124    --timeout ran out while another caller was running it
+  64     bad input (no command, bad duration, KEY in a missing directory, ...)
+  126/127 the command cannot be executed / was not found";
+
+#[derive(Debug, Args)]
+#[command(after_long_help = ONCE_HELP)]
+pub struct OnceArgs {
+    /// Give up waiting for a caller that is running the command after this
+    /// long (5s, 500ms, 2m): exit 124.
+    #[arg(
+        short = 'w',
+        long,
+        value_name = "DURATION",
+        conflicts_with = "no_wait",
+        allow_hyphen_values = true
+    )]
+    pub timeout: Option<String>,
+    /// Exit 1 at once if another caller is running the command now.
+    #[arg(short, long)]
+    pub no_wait: bool,
+    /// What waiting callers do when the caller running the command fails
+    /// or dies: run it themselves (retry) or exit 75 (propagate).
+    #[arg(long, value_enum, value_name = "POLICY", default_value_t = LeaderFailureArg::Retry)]
+    pub on_leader_failure: LeaderFailureArg,
+    /// Run nothing: exit 0 if KEY is done, 1 if not (and say whether a
+    /// caller is running it now).
+    #[arg(long, conflicts_with_all = ["reset", "command", "timeout", "no_wait", "create_parents"])]
+    pub status: bool,
+    /// Forget that KEY is done (remove it, under the lock, waiting for a
+    /// caller running it), so the next caller runs the command again.
+    #[arg(long, conflicts_with = "command")]
+    pub reset: bool,
+    /// Do not pass the lock's file descriptor to the command.
+    #[arg(short = 'o', long)]
+    pub close: bool,
+    /// Say what happened (ran, skipped, waited) on stderr, and show the
+    /// waiting line even when stderr is not a terminal.
+    #[arg(short, long, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Never show the waiting line.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Create missing parent directories of KEY.
+    #[arg(long)]
+    pub create_parents: bool,
+    /// The run-once key: a file that exists once the command has succeeded
+    /// (the lock is KEY.lock).
+    pub key: PathBuf,
+    /// The command and its arguments (after `--`).
+    #[arg(
+        last = true,
+        value_name = "COMMAND",
+        required_unless_present_any = ["status", "reset"]
+    )]
+    pub command: Vec<OsString>,
+}
+
+/// `--on-leader-failure` (the library's `LeaderFailure`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LeaderFailureArg {
+    /// The next waiter runs the command itself.
+    Retry,
+    /// Waiters exit 75 without running it.
+    Propagate,
+}
+
+const PHASE_HELP: &str = "\
+Runs COMMAND as the setup phase NAME of TARGET (typically a database file),
+unless NAME is already marked done, and marks it done once COMMAND has
+exited 0. Phases run under the exclusive lock TARGET.lock: concurrent
+callers wait in the kernel, then skip the phase. If the command fails, the
+phase stays unmarked and holdfast exits with the command's status, so the
+next run starts again at this phase. Run several phases in order from a
+script with 'set -e'; each is skipped once done:
+
+  set -e
+  holdfast phase schema-v1 --target /srv/app/app.db -- ./schema.sh
+  holdfast phase seed-v1   --target /srv/app/app.db -- ./seed.sh
+
+The markers are those of Python phaselock 1.1.0, so Python code using
+PhaseLockService on the same target sees them and holdfast sees its markers:
+an extended attribute user.phaselock.NAME on TARGET when the filesystem
+takes xattrs, else a line NAME in TARGET.status. PHASELOCK_ENABLE_XATTRS
+(0/off/status: status file only) is honoured under --xattrs auto. holdfast
+reads both stores and writes the one phaselock would choose.
+
+Unlike phaselock (10 s), holdfast waits as long as it takes unless
+--timeout is given. The command gets the lock's descriptor (--close turns
+that off) and the fencing token in HOLDFAST_FENCING_TOKEN.
+
+Exit codes:
+  0      the phase ran and exited 0, or it was already done (skipped)
+  N      the command failed with status N (128+N: killed by signal N); not marked
+  1      --no-wait and another process holds TARGET.lock
+  124    --timeout ran out
+  64     bad input (bad phase name, TARGET a symlink or in a missing directory, ...)
+  65     TARGET.status is corrupt (see 'holdfast phases reset')
+  126/127 the command cannot be executed / was not found";
+
+/// Marker store options shared by `phase` and `phases`.
+#[derive(Debug, Args)]
+pub struct MarkerArgs {
+    /// Where markers go: auto (PHASELOCK_ENABLE_XATTRS decides, xattrs when
+    /// unset), on (xattrs if the filesystem takes them), off (status file only).
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = XattrsArg::Auto)]
+    pub xattrs: XattrsArg,
+    /// The xattr namespace of the markers (phaselock's namespace).
+    #[arg(long, value_name = "NS", default_value = "user.phaselock")]
+    pub namespace: String,
+}
+
+/// `--xattrs` (the library's `XattrMode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum XattrsArg {
+    /// As PHASELOCK_ENABLE_XATTRS says (xattrs when it is unset).
+    Auto,
+    /// Xattrs if the filesystem takes them, else the status file.
+    On,
+    /// The status file only (xattr markers are still read).
+    Off,
+}
+
+#[derive(Debug, Args)]
+#[command(after_long_help = PHASE_HELP)]
+pub struct PhaseArgs {
+    /// The phase name (its marker: xattr user.phaselock.NAME, or a line in
+    /// TARGET.status).
+    pub name: String,
+    /// The file the phases belong to (it need not exist yet); the lock is
+    /// TARGET.lock.
+    #[arg(short = 't', long, value_name = "FILE", required = true)]
+    pub target: PathBuf,
+    /// Give up after this long (5s, 500ms, 2m): exit 124.
+    #[arg(
+        short = 'w',
+        long,
+        value_name = "DURATION",
+        conflicts_with = "no_wait",
+        allow_hyphen_values = true
+    )]
+    pub timeout: Option<String>,
+    /// Exit 1 at once if another process holds the lock.
+    #[arg(short, long)]
+    pub no_wait: bool,
+    #[command(flatten)]
+    pub markers: MarkerArgs,
+    /// Trust markers only after taking the lock (phaselock's
+    /// strict_marker_locking; recommended when TARGET is a SQLite database).
+    #[arg(long)]
+    pub strict: bool,
+    /// Name the marker xattr ATTR instead of NAME (phaselock's attr_name).
+    #[arg(long, value_name = "ATTR")]
+    pub attr_name: Option<String>,
+    /// The marker xattr's value (phaselock's attr_value; default 1).
+    #[arg(long, value_name = "VALUE")]
+    pub attr_value: Option<String>,
+    /// Do not pass the lock's file descriptor to the command.
+    #[arg(short = 'o', long)]
+    pub close: bool,
+    /// Say what happened (ran, skipped, which store) on stderr, and show
+    /// the waiting line even when stderr is not a terminal.
+    #[arg(short, long, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Never show the waiting line.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Create missing parent directories of TARGET.
+    #[arg(long)]
+    pub create_parents: bool,
+    /// The command and its arguments (after `--`).
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct PhasesArgs {
+    #[command(subcommand)]
+    pub command: PhasesCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PhasesCommand {
+    /// Which phases of a target are marked done, in which store.
+    Status(PhasesStatusArgs),
+    /// Remove phase markers of a target (all, or the named ones), under the lock.
+    Reset(PhasesResetArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(after_long_help = "\
+Shows the target, its lock TARGET.lock (free, or who holds it), the store a
+marker written now would go to, the status file TARGET.status, and every
+phase marked done with the store(s) it is in. With NAMEs, exits 1 unless
+all of them are marked done:
+
+  holdfast phases status /srv/app/app.db schema-v1 || echo 'schema not set up yet'
+
+Exit codes: 0 (with NAMEs: all done), 1 (some NAME not done), 64 bad input,
+65 a corrupt status file.
+
+JSON: one object: target, target_exists, lock_path, status_path,
+status_file_exists, namespace, xattrs_mode, store (xattr|status-file),
+xattr_error, phases (name, done, stores, xattr_value), stale_temp_files,
+lock (the object 'holdfast status --json' prints for TARGET.lock).")]
+pub struct PhasesStatusArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub markers: MarkerArgs,
+    /// The target (as given to 'holdfast phase --target').
+    pub target: PathBuf,
+    /// Phases to check: exit 1 unless every one of them is marked done.
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_long_help = "\
+Without NAMEs, removes every marker of TARGET in the namespace (the xattrs,
+TARGET.status, temporary files crashed writers left); with NAMEs, only
+theirs. It takes the lock TARGET.lock first, so it never pulls a marker
+from under a running phase; the lock file itself stays. The next
+'holdfast phase' (or phaselock) run then runs those phases again.
+
+Examples:
+  holdfast phases reset /srv/app/app.db seed-v1
+  holdfast phases reset /srv/app/app.db
+
+Prints one line per marker removed. Exit codes: 0, 1 (--no-wait, lock
+held), 124 (--timeout ran out), 64 bad input.")]
+pub struct PhasesResetArgs {
+    /// Give up waiting for the lock after this long: exit 124.
+    #[arg(
+        short = 'w',
+        long,
+        value_name = "DURATION",
+        conflicts_with = "no_wait",
+        allow_hyphen_values = true
+    )]
+    pub timeout: Option<String>,
+    /// Exit 1 at once if another process holds the lock.
+    #[arg(short, long)]
+    pub no_wait: bool,
+    /// The marker xattr name of the (one) NAME, if it was run with --attr-name.
+    #[arg(long, value_name = "ATTR", requires = "names")]
+    pub attr_name: Option<String>,
+    /// The xattr namespace of the markers (phaselock's namespace).
+    #[arg(long, value_name = "NS", default_value = "user.phaselock")]
+    pub namespace: String,
+    /// The target.
+    pub target: PathBuf,
+    /// The phases to reset (default: all).
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
 }
 
 /// Shells clap_complete can write completions for.

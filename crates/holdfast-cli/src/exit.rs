@@ -1,18 +1,20 @@
 //! Exit codes of the `holdfast` command, in one place, and the mapping from
 //! library errors to codes and messages.
 //!
-//! `holdfast run` and friends:
+//! `holdfast run`, `once`, `phase`, `phases`, `status`, `list`:
 //!
 //! | code | meaning |
 //! |---|---|
-//! | the command's own | the command ran; its status is passed through |
+//! | the command's own | the command ran; its status is passed through (`once`, `phase`: a non-zero status leaves the step not done) |
 //! | 128 + N | the command was killed by signal N |
-//! | 0 | `status`: every lock is free; `list`: listed |
-//! | 1 | the lock is held and `--no-wait` was given; `status`: some lock is held |
-//! | 64 | bad input: flags, durations, a missing command, a lock path in a missing or unwritable directory, a symlink |
+//! | 0 | the command succeeded; `once`/`phase`: or it was already done (skipped); `status`: every lock is free; `once --status`, `phases status NAME...`: done |
+//! | 1 | the lock is held and `--no-wait` was given; `status`: some lock is held; `once --status`, `phases status NAME...`: not done |
+//! | 64 | bad input: flags, durations, a missing command, a path in a missing or unwritable directory, a symlink, a bad phase name |
+//! | 65 | a phase status file is corrupt (holdfast never overwrites it; see `phases reset`) |
 //! | 66 | the lock file exists but cannot be opened |
 //! | 71 | the kernel refused the lock, or a system limit was hit |
 //! | 73 | the lock file cannot be created (read-only filesystem, disk full) |
+//! | 75 | `once --on-leader-failure propagate`: the caller running the command failed or died, and this caller did not run it |
 //! | 124 | timed out waiting for the lock (as timeout(1)) |
 //! | 126 | the command was found but could not be executed |
 //! | 127 | the command was not found |
@@ -30,6 +32,8 @@ use holdfast::Error;
 pub const OK: u8 = 0;
 /// The lock is held by someone else (no waiting asked for).
 pub const WOULD_BLOCK: u8 = 1;
+/// `once --status`, `phases status NAME...`: not done.
+pub const NOT_DONE: u8 = 1;
 /// Usage error (sysexits `EX_USAGE`).
 pub const USAGE: u8 = 64;
 /// The lock call failed (sysexits `EX_DATAERR`; flock(1) uses it).
@@ -42,6 +46,9 @@ pub const UNAVAILABLE: u8 = 69;
 pub const OS_ERR: u8 = 71;
 /// The lock file cannot be created (sysexits `EX_CANTCREAT`).
 pub const CANT_CREATE: u8 = 73;
+/// Run-once with `--on-leader-failure propagate`: the leader stopped
+/// without completing (sysexits `EX_TEMPFAIL`: try again later).
+pub const LEADER_FAILED: u8 = 75;
 /// Timed out waiting for the lock.
 pub const TIMED_OUT: u8 = 124;
 /// The command could not be executed.
@@ -74,8 +81,9 @@ pub fn for_error(e: &Error) -> (u8, String) {
         Error::Symlink { path } => (
             USAGE,
             format!(
-                "{} is a symbolic link{}; holdfast does not follow links to lock files (a planted \
-                 link could redirect the lock): name the real file instead",
+                "{} is a symbolic link{}; holdfast does not follow links to lock files, run-once \
+                 keys or phase targets (a planted link could redirect the lock or its markers): \
+                 name the real file instead",
                 path.display(),
                 std::fs::read_link(path)
                     .map(|t| format!(" to {}", t.display()))
@@ -83,10 +91,44 @@ pub fn for_error(e: &Error) -> (u8, String) {
             ),
         ),
         Error::InvalidInput { .. } | Error::Unsupported { .. } => (USAGE, e.to_string()),
+        Error::Corrupt { .. } => (DATA_ERR, e.to_string()),
+        Error::LeaderFailed { .. } => (LEADER_FAILED, e.to_string()),
+        Error::Io { op, path, source } if op.starts_with("find the directory") => {
+            missing_directory(path, source)
+        }
         Error::Io { op, path, source } if op.starts_with("open") || op.starts_with("create") => {
             open_failure(path, source)
         }
         _ => (OS_ERR, e.to_string()),
+    }
+}
+
+/// The directory of a run-once key or phase target is missing (or is not
+/// a directory).
+fn missing_directory(path: &Path, source: &io::Error) -> (u8, String) {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    match source.kind() {
+        io::ErrorKind::NotFound => (
+            USAGE,
+            format!(
+                "cannot use {}: directory {} does not exist (create it, or pass --create-parents)",
+                path.display(),
+                parent.display()
+            ),
+        ),
+        _ => (USAGE, format!("cannot use {}: {source}", path.display())),
+    }
+}
+
+/// The code for a command that could not be started.
+pub fn for_spawn_error(e: &io::Error) -> u8 {
+    if e.kind() == io::ErrorKind::NotFound {
+        NOT_FOUND
+    } else {
+        CANNOT_EXEC
     }
 }
 

@@ -104,6 +104,12 @@ fn holdfast() -> u8 {
         cli::Command::Flock(a) => cmd::flock::run("holdfast", a),
         cli::Command::Status(a) => cmd::status::run(a),
         cli::Command::List(a) => cmd::list::run(a),
+        cli::Command::Once(a) => cmd::once::run(a),
+        cli::Command::Phase(a) => cmd::phase::run(a),
+        cli::Command::Phases(a) => match a.command {
+            cli::PhasesCommand::Status(a) => cmd::phase::status(a),
+            cli::PhasesCommand::Reset(a) => cmd::phase::reset(a),
+        },
         cli::Command::Completions(a) => cmd::docs::completions(a),
         cli::Command::Man(a) => cmd::docs::man(a),
     }

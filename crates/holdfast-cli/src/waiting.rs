@@ -80,15 +80,80 @@ pub fn acquire<'l>(
         (Show::Always, false) => Style::Lines,
     };
     let (done, stop) = mpsc::channel::<()>();
+    let holders = || lock.holders();
     thread::scope(|s| {
-        s.spawn(move || paint(lock, mode, started, style, &stop));
+        s.spawn(move || paint(lock.path(), &holders, mode, started, style, &stop));
         let got = lock.acquire(mode, wait);
         drop(done); // wakes the painter, which erases its line; joined here
         got
     })
 }
 
-fn paint(lock: &Lock, mode: Mode, started: Instant, style: Style, stop: &mpsc::Receiver<()>) {
+/// Stops the waiting line of [`around`] once the lock is held.
+#[derive(Debug, Default)]
+pub struct Painter {
+    stop: Option<mpsc::Sender<()>>,
+    finished: Option<mpsc::Receiver<()>>,
+}
+
+impl Painter {
+    /// Erases the waiting line (if it was shown) and returns once it is
+    /// gone, so that whatever is printed next starts on a clean line.
+    /// Further calls do nothing.
+    pub fn stop(&mut self) {
+        drop(self.stop.take());
+        if let Some(finished) = self.finished.take() {
+            // Err when the painter has exited: that is the signal.
+            let _ = finished.recv();
+        }
+    }
+}
+
+/// The waiting line for library calls that wait for the lock on
+/// `lock_path` inside themselves (run-once, phases), where [`acquire`]
+/// cannot be used. `f` runs on this thread; it (or the action it hands to
+/// the library) calls [`Painter::stop`] once the lock is held. If the call
+/// has not got that far within a moment, the line appears, naming the
+/// holder from `holdfast::status` of the lock file. No thread is started
+/// unless `show` can show something.
+pub fn around<T>(lock_path: &Path, show: Show, f: impl FnOnce(&mut Painter) -> T) -> T {
+    let tty = std::io::stderr().is_terminal();
+    let style = match (show, tty) {
+        (Show::Never, _) | (Show::OnTerminal, false) => return f(&mut Painter::default()),
+        (_, true) => Style::Live,
+        (Show::Always, false) => Style::Lines,
+    };
+    let started = Instant::now();
+    let (done, stop) = mpsc::channel::<()>();
+    let (finished_tx, finished) = mpsc::channel::<()>();
+    let holders = || {
+        holdfast::status(lock_path)
+            .map(|st| st.holders)
+            .unwrap_or_default()
+    };
+    thread::scope(|s| {
+        s.spawn(move || {
+            paint(lock_path, &holders, Mode::Exclusive, started, style, &stop);
+            drop(finished_tx);
+        });
+        let mut painter = Painter {
+            stop: Some(done),
+            finished: Some(finished),
+        };
+        let out = f(&mut painter);
+        painter.stop();
+        out
+    })
+}
+
+fn paint(
+    path: &Path,
+    holders: &dyn Fn() -> Holders,
+    mode: Mode,
+    started: Instant,
+    style: Style,
+    stop: &mpsc::Receiver<()>,
+) {
     if stop.recv_timeout(MOMENT.saturating_sub(started.elapsed())) != Err(RecvTimeoutError::Timeout)
     {
         return; // acquired (or failed) within a moment: say nothing
@@ -97,7 +162,7 @@ fn paint(lock: &Lock, mode: Mode, started: Instant, style: Style, stop: &mpsc::R
     // (pid of the first holder, when we first saw it holding)
     let mut seen: Option<(Option<u32>, Instant)> = None;
     loop {
-        let holders = lock.holders();
+        let holders = holders();
         let pid = holders.first().and_then(|h| h.pid);
         let changed = seen.is_none_or(|(p, _)| p != pid);
         if changed {
@@ -112,7 +177,7 @@ fn paint(lock: &Lock, mode: Mode, started: Instant, style: Style, stop: &mpsc::R
         }
         let first_seen = seen.map_or(started, |(_, t)| t);
         let text = line(
-            lock.path(),
+            path,
             mode,
             &holders,
             first_seen.elapsed(),

@@ -7,8 +7,8 @@ use holdfast::{Backend, Lock, Mode, Wait};
 
 use crate::cli::RunArgs;
 use crate::exec::{Launch, Program};
+use crate::exit;
 use crate::waiting::{self, Show};
-use crate::{duration, exit};
 
 /// `RunArgs` validated into what the library needs.
 #[derive(Debug)]
@@ -19,31 +19,14 @@ struct Options {
 }
 
 fn validate(args: &RunArgs) -> Result<Options, String> {
-    let wait = if args.no_wait {
-        Wait::NoWait
-    } else if let Some(t) = &args.timeout {
-        match duration::parse(t) {
-            Ok(d) if d.is_zero() => Wait::NoWait,
-            Ok(d) => Wait::Timeout(d),
-            Err(e) => return Err(format!("--timeout: {e}")),
-        }
-    } else {
-        Wait::Forever
-    };
     Ok(Options {
         mode: if args.shared {
             Mode::Shared
         } else {
             Mode::Exclusive
         },
-        wait,
-        show: if args.quiet {
-            Show::Never
-        } else if args.verbose {
-            Show::Always
-        } else {
-            Show::OnTerminal
-        },
+        wait: super::wait(args.no_wait, args.timeout.as_deref())?,
+        show: super::show(args.verbose, args.quiet),
     })
 }
 
@@ -98,11 +81,7 @@ pub fn run(args: RunArgs) -> u8 {
         Ok(s) => s,
         Err(e) => {
             eprintln!("holdfast: cannot run {}: {e}", program.name());
-            return if e.kind() == std::io::ErrorKind::NotFound {
-                exit::NOT_FOUND
-            } else {
-                exit::CANNOT_EXEC
-            };
+            return exit::for_spawn_error(&e);
         }
     };
     drop(guard);
