@@ -1701,13 +1701,14 @@ mod tests {
         })])
         .unwrap();
         let key = d.path().join("k");
-        crate::once(&key, |ctx| {
+        let ran = crate::once(&key, |ctx| {
             let dup = ctx.lock_fd().try_clone_to_owned()?;
             let held = std::fs::File::from(dup).metadata()?;
             assert_eq!(held.ino(), std::fs::metadata(ctx.lock_path())?.ino());
             Ok(())
         })
         .unwrap();
+        assert!(ran.ran());
     }
 
     #[test]
