@@ -241,6 +241,38 @@ mod tests {
     }
 
     #[test]
+    fn once_and_phase_errors() {
+        let (code, msg) = for_error(&io_err(
+            "find the directory of",
+            "/no/such/dir/key",
+            libc::ENOENT,
+        ));
+        assert_eq!(code, USAGE);
+        assert!(
+            msg.contains("directory /no/such/dir does not exist"),
+            "{msg}"
+        );
+        let corrupt = Error::Corrupt {
+            path: PathBuf::from("/x.status"),
+            reason: "not UTF-8".into(),
+        };
+        assert_eq!(for_error(&corrupt).0, DATA_ERR);
+        let failed = Error::LeaderFailed {
+            path: PathBuf::from("/k"),
+            leader: holdfast::Holders::new(),
+        };
+        assert_eq!(for_error(&failed).0, LEADER_FAILED);
+        assert_eq!(
+            for_spawn_error(&io::Error::from_raw_os_error(libc::ENOENT)),
+            NOT_FOUND
+        );
+        assert_eq!(
+            for_spawn_error(&io::Error::from_raw_os_error(libc::EACCES)),
+            CANNOT_EXEC
+        );
+    }
+
+    #[test]
     fn flock_codes_follow_util_linux() {
         let e = |n| io::Error::from_raw_os_error(n);
         assert_eq!(flock::open_code(&e(libc::ENOENT)), 66);
