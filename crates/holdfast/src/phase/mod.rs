@@ -195,7 +195,7 @@
 pub(crate) mod status_file;
 pub(crate) mod xattr;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -1019,7 +1019,7 @@ impl PhaseRunner {
     }
 
     fn validate(&self, phases: &[Phase<'_>]) -> Result<()> {
-        let mut names: HashMap<&str, usize> = HashMap::with_capacity(phases.len());
+        let mut names: BTreeMap<&str, usize> = BTreeMap::new();
         let mut status_bytes = 0usize;
         let prefix = if self.namespace.is_empty() {
             0
@@ -1058,7 +1058,7 @@ impl PhaseRunner {
         // Names are unique, so marker xattrs can only collide through an
         // attr_name.
         if phases.iter().any(|p| p.attr_name.is_some()) {
-            let mut keys: HashMap<&str, &str> = HashMap::with_capacity(phases.len());
+            let mut keys: BTreeMap<&str, &str> = BTreeMap::new();
             for p in phases {
                 if let Some(other) = keys.insert(p.key_name(), &p.name) {
                     return Err(self.invalid(format!(

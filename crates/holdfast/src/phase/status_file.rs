@@ -36,7 +36,7 @@
 //! behind, which the next writer (holding the lock, so no one else can be
 //! writing one) removes.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -81,7 +81,7 @@ pub(crate) fn parse(bytes: &[u8]) -> std::result::Result<Vec<String>, String> {
         )
     })?;
     let mut out = Vec::new();
-    let mut seen = HashSet::new();
+    let mut seen = BTreeSet::new();
     for (i, line) in text
         .split(is_line_break)
         .filter(|l| !l.is_empty())
@@ -99,7 +99,7 @@ pub(crate) fn parse(bytes: &[u8]) -> std::result::Result<Vec<String>, String> {
 
 /// The file content for `names`, de-duplicated, order kept.
 pub(crate) fn serialize<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<u8> {
-    let mut seen = HashSet::new();
+    let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     for n in names {
         if seen.insert(n) {
