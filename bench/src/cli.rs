@@ -2,6 +2,10 @@
 //! beside `flock LOCK true` (util-linux) and plain `true`, interleaved in
 //! one run, so the cost each tool *adds* to the command can be compared.
 //!
+//! A second table measures steps that are already done, the usual case of
+//! `holdfast once` and `holdfast phase` at container start, beside
+//! `test -e KEY` (the cheapest check a script can spawn).
+//!
 //! If `HOLDFAST_BENCH_STATIC` names a statically linked holdfast (built by
 //! `bench/run` with `-C target-feature=+crt-static`), it gets a row too:
 //! without the dynamic loader and libgcc_s, start-up is cheaper than the
@@ -103,25 +107,7 @@ pub fn run(env: &Env, dir: &Path) {
         });
     }
     let rounds = if env.quick { 300 } else { 3000 };
-    // Warm up page cache and the lock file, then interleave the rows so
-    // drift in machine load hits them all alike.
-    for r in &rows {
-        for _ in 0..20 {
-            once(&r.argv);
-        }
-    }
-    let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); rows.len()];
-    let mut cpu = vec![0f64; rows.len()];
-    for _ in 0..rounds {
-        for (i, r) in rows.iter().enumerate() {
-            let (wall, c) = once(&r.argv);
-            samples[i].push(wall);
-            cpu[i] += c;
-        }
-    }
-    let cpu: Vec<f64> = cpu.iter().map(|c| c / rounds as f64).collect();
-    let p50: Vec<f64> = samples.iter_mut().map(|xs| percentile(xs, 50.0)).collect();
-    let p90: Vec<f64> = samples.iter_mut().map(|xs| percentile(xs, 90.0)).collect();
+    let (p50, p90, cpu) = measure(&rows, rounds);
     let added = |i: usize| p50[i] - p50[0];
     let added_cpu = |i: usize| cpu[i] - cpu[0];
     println!(
@@ -151,6 +137,97 @@ pub fn run(env: &Env, dir: &Path) {
         let add = if i == 0 { "— | —".to_owned() } else { add };
         println!(
             "| {} | {} | {} | {} | {add} | {vs} |",
+            r.label,
+            fmt_ns(p50[i]),
+            fmt_ns(p90[i]),
+            fmt_ns(cpu[i])
+        );
+    }
+    done_steps(&hf, dir, rounds);
+}
+
+/// Runs the rows interleaved, after a warm-up; (wall p50, wall p90, mean
+/// CPU) per row.
+fn measure(rows: &[Row], rounds: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    // Warm up page cache and the files, then interleave the rows so
+    // drift in machine load hits them all alike.
+    for r in rows {
+        for _ in 0..20 {
+            once(&r.argv);
+        }
+    }
+    let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); rows.len()];
+    let mut cpu = vec![0f64; rows.len()];
+    for _ in 0..rounds {
+        for (i, r) in rows.iter().enumerate() {
+            let (wall, c) = once(&r.argv);
+            samples[i].push(wall);
+            cpu[i] += c;
+        }
+    }
+    let cpu: Vec<f64> = cpu.iter().map(|c| c / rounds as f64).collect();
+    let p50: Vec<f64> = samples.iter_mut().map(|xs| percentile(xs, 50.0)).collect();
+    let p90: Vec<f64> = samples.iter_mut().map(|xs| percentile(xs, 90.0)).collect();
+    (p50, p90, cpu)
+}
+
+/// The second table: `holdfast once` and `holdfast phase` finding their
+/// step done, beside `test -e KEY`.
+fn done_steps(hf: &str, dir: &Path, rounds: usize) {
+    let Some(test) = ["/usr/bin/test", "/bin/test"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        println!("\nSkipped the already-done table: no test(1) binary.\n");
+        return;
+    };
+    let key = dir.join("cli-once.done");
+    let target = dir.join("cli-phase.db");
+    std::fs::write(&target, b"").expect("create the phase target");
+    let k = key.display().to_string();
+    let t = target.display().to_string();
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    // Mark both steps done once, through holdfast itself.
+    once(&s(&[hf, "once", &k, "--", "true"]));
+    once(&s(&[hf, "phase", "setup", "--target", &t, "--", "true"]));
+    let rows = [
+        Row {
+            label: "true (anchor: spawning a command alone)",
+            argv: s(&["true"]),
+        },
+        Row {
+            label: "test -e KEY (a hand-written check, as a process)",
+            argv: s(&[test, "-e", &k]),
+        },
+        Row {
+            label: "holdfast once KEY -- true (done: nothing run)",
+            argv: s(&[hf, "once", &k, "--", "true"]),
+        },
+        Row {
+            label: "holdfast phase NAME --target T -- true (done: skipped)",
+            argv: s(&[hf, "phase", "setup", "--target", &t, "--", "true"]),
+        },
+    ];
+    let (p50, p90, cpu) = measure(&rows, rounds);
+    println!(
+        "\n### Steps already done (`holdfast once`, `holdfast phase`)\n\n\
+         The usual case at container start: the step was done by an earlier start, so \
+         holdfast only checks its marker (an `lstat` for `once`; an `lstat` and a \
+         `getxattr` for a phase) and exits 0 without running the command. Same method as above; the ratio \
+         compares each row's whole time with that of `test -e KEY` run as a process \
+         (a shell's built-in `[ -e KEY ]` costs nothing, but does not wait for a step that \
+         is still running).\n"
+    );
+    println!("| command | wall p50 | wall p90 | CPU mean | vs test -e: wall / CPU |");
+    println!("|---|---|---|---|---|");
+    for (i, r) in rows.iter().enumerate() {
+        let vs = if i < 2 {
+            "—".to_owned()
+        } else {
+            format!("{} / {}", ratio(p50[i], p50[1]), ratio(cpu[i], cpu[1]))
+        };
+        println!(
+            "| {} | {} | {} | {} | {vs} |",
             r.label,
             fmt_ns(p50[i]),
             fmt_ns(p90[i]),
