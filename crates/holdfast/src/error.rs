@@ -151,6 +151,16 @@ pub enum Error {
         /// Who was running it when this caller started waiting.
         leader: Holders,
     },
+    /// A lock file this process held was taken away: broken as stale (its
+    /// lease ran out, or it was judged abandoned) or removed by hand. Work
+    /// done under it since then may have overlapped with another holder's.
+    #[error("lost the lock on {}: {reason}", path.display())]
+    Lost {
+        /// The lock path.
+        path: PathBuf,
+        /// What was found.
+        reason: String,
+    },
     /// The caller passed something holdfast cannot act on.
     #[error("invalid input for {}: {reason}", path.display())]
     InvalidInput {
@@ -193,7 +203,8 @@ impl Error {
             | Error::Unsupported { path, .. }
             | Error::InvalidInput { path, .. }
             | Error::ActionFailed { path, .. }
-            | Error::LeaderFailed { path, .. } => path,
+            | Error::LeaderFailed { path, .. }
+            | Error::Lost { path, .. } => path,
         }
     }
 
@@ -224,6 +235,7 @@ impl From<Error> for io::Error {
             Error::Corrupt { .. } => io::ErrorKind::InvalidData,
             Error::Unsupported { .. } => io::ErrorKind::Unsupported,
             Error::ActionFailed { .. } | Error::LeaderFailed { .. } => io::ErrorKind::Other,
+            Error::Lost { .. } => io::ErrorKind::Other,
         };
         io::Error::new(kind, e)
     }

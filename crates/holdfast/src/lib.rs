@@ -79,6 +79,8 @@
 pub mod error;
 pub mod holder;
 pub mod lock;
+#[cfg(unix)]
+pub mod lockfile;
 pub mod once;
 pub mod phase;
 mod status;
@@ -87,6 +89,8 @@ mod sys;
 pub use error::{Error, Result};
 pub use holder::{Holder, HolderRecord, HolderSource, Holders, RecordContent};
 pub use lock::{Backend, Lock, LockGuard, LockOptions, Mode, Wait};
+#[cfg(unix)]
+pub use lockfile::{LockFile, LockFileGuard, LockFileOptions};
 pub use once::{LeaderFailure, OnceOutcome, RunOnce, once};
 pub use phase::{ActionContext, ActionError, Phase, PhaseRunner, RunReport, XattrMode};
 pub use status::{LockStatus, status};

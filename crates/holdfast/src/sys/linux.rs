@@ -34,6 +34,17 @@ pub(crate) fn parse_stat_start_time(stat: &str) -> Option<u64> {
     rest.split_ascii_whitespace().nth(19)?.parse().ok()
 }
 
+/// Whether a process is a zombie (exited, not yet reaped): it will never
+/// release anything, though `kill(pid, 0)` still finds it.
+pub(crate) fn process_is_zombie(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    stat.rfind(')')
+        .and_then(|i| stat[i + 1..].split_ascii_whitespace().next())
+        .is_some_and(|state| state == "Z" || state == "X")
+}
+
 /// A process's command line, arguments joined by spaces; the short command
 /// name for processes without one (kernel threads, zombies).
 pub(crate) fn process_cmdline(pid: u32) -> Option<String> {
@@ -377,6 +388,185 @@ fn reap(child: &Child) -> io::Result<ChildStatus> {
             ChildStatus::Killed
         });
     }
+}
+
+/// Notification about one name in a directory (inotify), for lock-file
+/// waiters: it fires when the lock name is removed, renamed or replaced, or
+/// when a file there is closed after writing.
+#[derive(Debug)]
+pub(crate) struct DirWatch {
+    fd: OwnedFd,
+    name: std::ffi::OsString,
+}
+
+impl DirWatch {
+    /// Watches `dir` for changes to the entry `name`.
+    pub(crate) fn new(dir: &std::path::Path, name: &std::ffi::OsStr) -> io::Result<DirWatch> {
+        use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
+        let fd = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)?;
+        let dir = if dir.as_os_str().is_empty() {
+            std::path::Path::new(".")
+        } else {
+            dir
+        };
+        inotify::add_watch(
+            &fd,
+            dir,
+            WatchFlags::DELETE
+                | WatchFlags::MOVED_FROM
+                | WatchFlags::MOVED_TO
+                | WatchFlags::CLOSE_WRITE
+                | WatchFlags::DELETE_SELF
+                | WatchFlags::MOVE_SELF
+                | WatchFlags::ONLYDIR,
+        )?;
+        Ok(DirWatch {
+            fd,
+            name: name.to_owned(),
+        })
+    }
+
+    /// Reads every pending event; `true` if one concerned our name (or the
+    /// queue overflowed, or the directory itself went away).
+    fn drain(&self) -> io::Result<bool> {
+        use rustix::fs::inotify::{ReadFlags, Reader};
+        use std::os::unix::ffi::OsStrExt;
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+        let mut reader = Reader::new(&self.fd, &mut buf);
+        let mut relevant = false;
+        loop {
+            match reader.next() {
+                Ok(ev) => {
+                    let flags = ev.events();
+                    if flags.intersects(
+                        ReadFlags::QUEUE_OVERFLOW
+                            | ReadFlags::IGNORED
+                            | ReadFlags::DELETE_SELF
+                            | ReadFlags::MOVE_SELF,
+                    ) {
+                        relevant = true;
+                    }
+                    if let Some(n) = ev.file_name()
+                        && n.to_bytes() == self.name.as_bytes()
+                    {
+                        relevant = true;
+                    }
+                }
+                Err(Errno::AGAIN) => return Ok(relevant),
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// A process to wait for (pidfd): readable when it exits.
+#[derive(Debug)]
+pub(crate) struct PidWatch {
+    fd: OwnedFd,
+}
+
+impl PidWatch {
+    /// Opens a pidfd for `pid`. The caller re-checks that `pid` is still the
+    /// process it means (start time) after opening, so a recycled pid is not
+    /// mistaken for it.
+    pub(crate) fn open(pid: u32) -> io::Result<PidWatch> {
+        let p = rustix::process::Pid::from_raw(pid as i32)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let fd = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty())?;
+        Ok(PidWatch { fd })
+    }
+}
+
+/// Blocks until the watched name changes, the watched process exits, or
+/// `timeout` passes. `Ok(true)` if something happened.
+pub(crate) fn wait_for_change(
+    dir: Option<&DirWatch>,
+    pid: Option<&PidWatch>,
+    timeout: std::time::Duration,
+) -> io::Result<bool> {
+    let deadline = Instant::now() + timeout;
+    if let Some(d) = dir
+        && d.drain()?
+    {
+        return Ok(true);
+    }
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(false);
+        }
+        let left = deadline - now;
+        let ts = rustix::event::Timespec {
+            tv_sec: left.as_secs() as _,
+            tv_nsec: left.subsec_nanos() as _,
+        };
+        let mut fds = Vec::with_capacity(2);
+        if let Some(d) = dir {
+            fds.push(PollFd::new(&d.fd, PollFlags::IN));
+        }
+        if let Some(p) = pid {
+            fds.push(PollFd::new(&p.fd, PollFlags::IN));
+        }
+        if fds.is_empty() {
+            std::thread::sleep(left);
+            return Ok(false);
+        }
+        match rustix::event::poll(&mut fds, Some(&ts)) {
+            Ok(0) => continue,
+            Ok(_) => {
+                let dir_ready = dir.is_some() && !fds[0].revents().is_empty();
+                let pid_ready = match (dir, pid) {
+                    (Some(_), Some(_)) => !fds[1].revents().is_empty(),
+                    (None, Some(_)) => !fds[0].revents().is_empty(),
+                    _ => false,
+                };
+                drop(fds);
+                if pid_ready {
+                    return Ok(true);
+                }
+                if dir_ready && dir.map(DirWatch::drain).transpose()? == Some(true) {
+                    return Ok(true);
+                }
+            }
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Whether a process other than `pid` runs in a nested pid namespace where
+/// its own pid is `pid`, with the start time `start`: the writer of a record
+/// that names `pid` from inside a container that shares this host name
+/// (filelock's `_owner_runs_elsewhere`). Such a record is not proof of death.
+pub(crate) fn owner_runs_in_child_pidns(pid: u32, start: u64) -> bool {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    for p in procs.flatten() {
+        let Some(task) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if task == pid || process_start_time(task) != Some(start) {
+            continue;
+        }
+        let Ok(status) = std::fs::read(format!("/proc/{task}/status")) else {
+            continue;
+        };
+        let innermost = status
+            .split(|&b| b == b'\n')
+            .find_map(|l| l.strip_prefix(b"NSpid:"))
+            .and_then(|rest| {
+                rest.split(|b| b.is_ascii_whitespace())
+                    .filter(|f| !f.is_empty())
+                    .last()
+            })
+            .and_then(|f| std::str::from_utf8(f).ok()?.parse::<u32>().ok());
+        if innermost == Some(pid) {
+            return true;
+        }
+    }
+    false
 }
 
 #[cfg(test)]

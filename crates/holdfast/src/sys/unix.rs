@@ -17,7 +17,8 @@ use crate::lock::{Backend, Mode};
 
 #[cfg(target_os = "linux")]
 pub(crate) use super::linux::{
-    boot_id, fd_path, kernel_locks, process_cmdline, process_start_time, process_uid,
+    boot_id, fd_path, kernel_locks, process_cmdline, process_is_zombie, process_start_time,
+    process_uid,
 };
 
 /// Opens (and by default creates) a lock file without truncating it and,
@@ -355,6 +356,9 @@ mod no_proc {
     pub(crate) fn process_uid(_pid: u32) -> Option<u32> {
         None
     }
+    pub(crate) fn process_is_zombie(_pid: u32) -> bool {
+        false
+    }
     pub(crate) fn kernel_locks(_id: FileId) -> io::Result<Option<Vec<KernelLock>>> {
         Ok(None)
     }
@@ -588,6 +592,191 @@ pub(crate) fn open_nofollow(path: &Path) -> io::Result<File> {
 pub(crate) fn is_symlink_error(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::ELOOP)
 }
+
+// ---------------------------------------------------------------------------
+// Lock files (`crate::lockfile`): creation, pinning, atomic exchange, times.
+// ---------------------------------------------------------------------------
+
+/// Opens a directory (not following a symlink).
+pub(crate) fn open_dir(path: &Path) -> io::Result<File> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(path, flags, PermMode::empty())?;
+    Ok(File::from(fd))
+}
+
+/// Creates a directory with `mode` (the umask applies).
+pub(crate) fn create_dir(path: &Path, mode: u32) -> io::Result<()> {
+    rustix::fs::mkdir(path, PermMode::from_raw_mode(mode as _))?;
+    Ok(())
+}
+
+/// Creates a regular file named `name` inside the open directory `dir`,
+/// as [`create_new_file`] does.
+pub(crate) fn create_new_file_in(
+    dir: &File,
+    name: &std::ffi::OsStr,
+    mode: u32,
+) -> io::Result<File> {
+    let flags = OFlags::WRONLY
+        | OFlags::CREATE
+        | OFlags::EXCL
+        | OFlags::NOFOLLOW
+        | OFlags::CLOEXEC
+        | OFlags::NOCTTY;
+    let fd = rustix::fs::openat(dir, name, flags, PermMode::from_raw_mode(mode as _))?;
+    Ok(File::from(fd))
+}
+
+/// Removes the file `name` from the open directory `dir`, wherever that
+/// directory has been renamed to meanwhile.
+pub(crate) fn remove_file_in(dir: &File, name: &std::ffi::OsStr) -> io::Result<()> {
+    rustix::fs::unlinkat(dir, name, rustix::fs::AtFlags::empty())?;
+    Ok(())
+}
+
+/// Swaps the names `a` and `b` in one step (Linux `renameat2` with
+/// `RENAME_EXCHANGE`). `Ok(false)` where the platform or filesystem cannot
+/// (NFS, many FUSE filesystems, overlayfs across layers, non-Linux).
+pub(crate) fn exchange(a: &Path, b: &Path) -> io::Result<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::{CWD, RenameFlags};
+        match rustix::fs::renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE) {
+            Ok(()) => Ok(true),
+            Err(Errno::INVAL | Errno::NOSYS | Errno::XDEV | Errno::NOTSUP) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (a, b);
+        Ok(false)
+    }
+}
+
+/// Sets both the access and the modification time of an open file (or
+/// directory) to `t`, with nanosecond precision where the filesystem keeps it.
+pub(crate) fn set_times(file: &File, t: std::time::SystemTime) -> io::Result<()> {
+    let ts = match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => rustix::fs::Timespec {
+            tv_sec: d.as_secs() as _,
+            tv_nsec: d.subsec_nanos() as _,
+        },
+        Err(_) => rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+    };
+    rustix::fs::futimens(
+        file,
+        &rustix::fs::Timestamps {
+            last_access: ts,
+            last_modification: ts,
+        },
+    )?;
+    Ok(())
+}
+
+/// The inode number of this process's pid namespace (`/proc/self/ns/pid`),
+/// which tells containers that share a host name apart.
+pub(crate) fn pid_namespace() -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        rustix::fs::stat("/proc/self/ns/pid")
+            .ok()
+            .map(|s| s.st_ino as u64)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
+}
+
+/// What Python's `socket.getfqdn(name)` answers: the canonical name the
+/// resolver gives for the first address of `name`, or `name` itself when
+/// there is none. flufl.lock puts this in its claim file names. May consult
+/// DNS; holdfast calls it once per process and caches it.
+pub(crate) fn fqdn(name: &str) -> String {
+    use std::ffi::{CStr, CString};
+    let Ok(cname) = CString::new(name) else {
+        return name.to_owned();
+    };
+    // SAFETY: addrinfo is plain data; zero is a valid "no hints" value.
+    let mut hints: libc::addrinfo = unsafe { std::mem::zeroed() };
+    hints.ai_family = libc::AF_UNSPEC;
+    let mut res: *mut libc::addrinfo = std::ptr::null_mut();
+    // SAFETY: valid C string, valid hints, `res` is an out pointer freed below.
+    let rc = unsafe { libc::getaddrinfo(cname.as_ptr(), std::ptr::null(), &hints, &mut res) };
+    if rc != 0 || res.is_null() {
+        return name.to_owned();
+    }
+    let mut host = [0 as libc::c_char; 1025];
+    // SAFETY: `res` is a valid list returned by getaddrinfo; we read its
+    // first entry's address and free the list exactly once.
+    let rc = unsafe {
+        let ai = &*res;
+        let rc = libc::getnameinfo(
+            ai.ai_addr,
+            ai.ai_addrlen,
+            host.as_mut_ptr(),
+            host.len() as _,
+            std::ptr::null_mut(),
+            0,
+            libc::NI_NAMEREQD,
+        );
+        libc::freeaddrinfo(res);
+        rc
+    };
+    if rc != 0 {
+        return name.to_owned();
+    }
+    // SAFETY: getnameinfo NUL-terminates `host` on success.
+    let s = unsafe { CStr::from_ptr(host.as_ptr()) };
+    s.to_string_lossy().into_owned()
+}
+
+#[cfg(target_os = "linux")]
+pub(crate) use super::linux::{DirWatch, PidWatch, owner_runs_in_child_pidns};
+
+#[cfg(not(target_os = "linux"))]
+mod no_watch {
+    use std::io;
+    use std::path::Path;
+    use std::time::Duration;
+
+    /// No directory notification on this platform: waits are plain sleeps.
+    #[derive(Debug)]
+    pub(crate) struct DirWatch;
+    impl DirWatch {
+        pub(crate) fn new(_dir: &Path, _name: &std::ffi::OsStr) -> io::Result<DirWatch> {
+            Err(io::Error::new(io::ErrorKind::Unsupported, "no inotify"))
+        }
+    }
+    /// No pidfds on this platform.
+    #[derive(Debug)]
+    pub(crate) struct PidWatch;
+    impl PidWatch {
+        pub(crate) fn open(_pid: u32) -> io::Result<PidWatch> {
+            Err(io::Error::new(io::ErrorKind::Unsupported, "no pidfd"))
+        }
+    }
+    /// Sleeps for `timeout`: nothing here can wake us earlier.
+    pub(crate) fn wait_for_change(
+        _dir: Option<&DirWatch>,
+        _pid: Option<&PidWatch>,
+        timeout: Duration,
+    ) -> io::Result<bool> {
+        std::thread::sleep(timeout);
+        Ok(false)
+    }
+    pub(crate) fn owner_runs_in_child_pidns(_pid: u32, _start: u64) -> bool {
+        false
+    }
+}
+#[cfg(target_os = "linux")]
+pub(crate) use super::linux::wait_for_change;
+#[cfg(not(target_os = "linux"))]
+pub(crate) use no_watch::*;
 
 #[cfg(test)]
 mod tests {

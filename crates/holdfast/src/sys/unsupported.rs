@@ -68,6 +68,9 @@ pub(crate) fn process_cmdline(_pid: u32) -> Option<String> {
 pub(crate) fn process_uid(_pid: u32) -> Option<u32> {
     None
 }
+pub(crate) fn process_is_zombie(_pid: u32) -> bool {
+    false
+}
 pub(crate) fn kernel_locks(_id: FileId) -> io::Result<Option<Vec<KernelLock>>> {
     Ok(None)
 }
@@ -108,4 +111,61 @@ pub(crate) fn inherited_kind(_file: &File) -> io::Result<FileKind> {
 #[allow(dead_code)] // used by the Unix-only `LockOptions::open_fd`
 pub(crate) fn fd_path(_file: &File) -> Option<std::path::PathBuf> {
     None
+}
+
+// Lock files (`crate::lockfile`).
+pub(crate) fn open_dir(_path: &Path) -> io::Result<File> {
+    Err(unsupported())
+}
+pub(crate) fn create_dir(_path: &Path, _mode: u32) -> io::Result<()> {
+    Err(unsupported())
+}
+pub(crate) fn create_new_file_in(
+    _dir: &File,
+    _name: &std::ffi::OsStr,
+    _mode: u32,
+) -> io::Result<File> {
+    Err(unsupported())
+}
+pub(crate) fn remove_file_in(_dir: &File, _name: &std::ffi::OsStr) -> io::Result<()> {
+    Err(unsupported())
+}
+pub(crate) fn exchange(_a: &Path, _b: &Path) -> io::Result<bool> {
+    Err(unsupported())
+}
+pub(crate) fn set_times(_file: &File, _t: std::time::SystemTime) -> io::Result<()> {
+    Err(unsupported())
+}
+pub(crate) fn pid_namespace() -> Option<u64> {
+    None
+}
+pub(crate) fn fqdn(name: &str) -> String {
+    name.to_owned()
+}
+/// No directory notification on this platform.
+#[derive(Debug)]
+pub(crate) struct DirWatch;
+impl DirWatch {
+    pub(crate) fn new(_dir: &Path, _name: &std::ffi::OsStr) -> io::Result<DirWatch> {
+        Err(unsupported())
+    }
+}
+/// No process handles on this platform.
+#[derive(Debug)]
+pub(crate) struct PidWatch;
+impl PidWatch {
+    pub(crate) fn open(_pid: u32) -> io::Result<PidWatch> {
+        Err(unsupported())
+    }
+}
+pub(crate) fn wait_for_change(
+    _dir: Option<&DirWatch>,
+    _pid: Option<&PidWatch>,
+    timeout: std::time::Duration,
+) -> io::Result<bool> {
+    std::thread::sleep(timeout);
+    Ok(false)
+}
+pub(crate) fn owner_runs_in_child_pidns(_pid: u32, _start: u64) -> bool {
+    false
 }

@@ -1,0 +1,281 @@
+//! The link protocol (flufl.lock's NFS-safe one, and lockfile's
+//! `LinkLockFile`): write a claim file with a unique name in the lock's
+//! directory, then `link()` it to the lock name. The lock is held when the
+//! link is made; on NFS, where a lost reply can turn a made link into an
+//! error, the lock's content (the claim's own, unique) settles it.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use super::Compat;
+use super::core::{self, Ctx, Held, Observed, Prepared};
+use super::record::{self, CLAIM_SUFFIX, FluflExt, MAX_RECORD};
+use super::stale::Content;
+use crate::error::{Error, Result};
+use crate::sys;
+
+/// How many claim names to try when one is taken.
+const CLAIM_TRIES: usize = 8;
+
+/// The claim path and content for one nonce.
+fn claim_for(ctx: &Ctx, nonce: &str) -> (PathBuf, Vec<u8>) {
+    let me = &ctx.me;
+    match ctx.compat {
+        Compat::Lockfile => {
+            let mut name = ctx.name.as_bytes().to_vec();
+            name.extend_from_slice(
+                format!(
+                    ".{}.{}.{nonce}{CLAIM_SUFFIX}",
+                    record::name_safe(&me.local.host),
+                    me.local.pid
+                )
+                .as_bytes(),
+            );
+            let name = OsString::from_vec(name);
+            let content = ctx
+                .record(nonce, Some(name.to_string_lossy().into_owned()))
+                .encode();
+            (core::in_dir(ctx, &name), content)
+        }
+        _ => {
+            let ext = FluflExt {
+                start_time: me.start_time,
+                boot_id: me.local.boot_id.clone(),
+                pid_ns: me.local.pid_ns,
+                lifetime: ctx.opts.lifetime,
+                nonce: nonce.to_owned(),
+            };
+            let p =
+                record::flufl_claim_path(&ctx.path, &me.local.fqdn, me.local.pid, &ext.encode());
+            let content = p.as_os_str().as_bytes().to_vec();
+            (p, content)
+        }
+    }
+}
+
+/// Writes a claim file under the first free name the nonces give.
+///
+/// A taken name (a planted file, a symlink, a leftover) is never opened or
+/// overwritten: `O_EXCL|O_NOFOLLOW` refuses it and the next nonce is tried.
+pub(crate) fn write_claim(ctx: &Ctx, nonces: &mut dyn Iterator<Item = String>) -> Result<Held> {
+    for nonce in nonces.take(CLAIM_TRIES) {
+        let (path, content) = claim_for(ctx, &nonce);
+        let f = match sys::create_new_file(&path, ctx.file_mode()) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                tracing::warn!(claim = %path.display(), "claim file name already taken; trying another");
+                continue;
+            }
+            Err(e) => return Err(ctx.io("create the claim file for", e)),
+        };
+        let id = sys::file_id(&f).map_err(|e| ctx.io("inspect the claim file for", e))?;
+        if let Err(e) = core::write_all(&f, &content).and_then(|()| ctx.stamp(&f)) {
+            let _ = std::fs::remove_file(&path);
+            return Err(ctx.io("write the claim file for", e));
+        }
+        return Ok(Held {
+            nonce,
+            file: f,
+            id,
+            dir: None,
+            claim: Some(path),
+            content,
+        });
+    }
+    Err(Error::Io {
+        op: "create a claim file for",
+        path: ctx.path.clone(),
+        source: io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{CLAIM_TRIES} claim file names in a row already existed (planted files?)"),
+        ),
+    })
+}
+
+/// One attempt: link the prepared claim to the lock name.
+pub(crate) fn attempt(ctx: &Ctx, prep: &mut Prepared) -> Result<Option<Held>> {
+    for _ in 0..3 {
+        if prep.claim.is_none() {
+            let fresh = write_claim(ctx, &mut std::iter::repeat_with(record::nonce))?;
+            prep.nonce = fresh.nonce.clone();
+            prep.claim = Some(fresh);
+        }
+        let Some(claim) = prep.claim.as_ref() else {
+            continue;
+        };
+        let cpath = claim.claim.clone().unwrap_or_default();
+        match std::fs::hard_link(&cpath, &ctx.path) {
+            Ok(()) => return Ok(prep.claim.take()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::StaleNetworkFileHandle
+                ) =>
+            {
+                // flufl.lock retries these. If our claim itself is gone
+                // (removed by hand, or by a breaker of a lock that named it),
+                // write a fresh one.
+                let gone = claim
+                    .file
+                    .metadata()
+                    .map(|m| m.nlink() == 0)
+                    .unwrap_or(true);
+                if gone {
+                    let fresh = write_claim(ctx, &mut std::iter::repeat_with(record::nonce))?;
+                    prep.nonce = fresh.nonce.clone();
+                    prep.claim = Some(fresh);
+                    continue;
+                }
+                return Ok(None);
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::PermissionDenied | io::ErrorKind::Unsupported
+                ) =>
+            {
+                return Err(Error::Unsupported {
+                    path: ctx.path.clone(),
+                    what: "the link protocol",
+                    reason: format!(
+                        "this filesystem refuses hard links ({e}); use Protocol::Soft or Protocol::Mkdir"
+                    ),
+                });
+            }
+            Err(e) => {
+                // NFS: the link may exist though its reply was lost.
+                if is_ours(ctx, claim).unwrap_or(false) {
+                    return Ok(prep.claim.take());
+                }
+                return Err(ctx.io("link the claim file to", e));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Whether the lock name holds our claim (by content, which is unique).
+pub(crate) fn is_ours(ctx: &Ctx, held: &Held) -> io::Result<bool> {
+    let f = match sys::open_nofollow(&ctx.path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let bytes = core::read_head(&f, held.content.len() + 1)?;
+    Ok(bytes == held.content)
+}
+
+/// Looks at the lock at `at`.
+pub(crate) fn observe(ctx: &Ctx, at: &Path) -> Result<Option<Observed>> {
+    let Some((pin, meta)) = core::pin(ctx, at)? else {
+        return Ok(None);
+    };
+    if meta.is_dir() {
+        return Err(Error::InvalidInput {
+            path: at.to_owned(),
+            reason: "the lock path is a directory, not a link lock (a mkdir-protocol lock? \
+                     use Protocol::Mkdir, or another path)"
+                .into(),
+        });
+    }
+    if !meta.is_file() {
+        return Err(Error::InvalidInput {
+            path: at.to_owned(),
+            reason: "the lock path is not a regular file".into(),
+        });
+    }
+    let bytes = core::read_head(&pin, MAX_RECORD + 1).map_err(|e| Error::io("read", at, e))?;
+    let mut content = core::classify(&bytes, ctx.format());
+    if let Content::Holder(c) = &content
+        && let Some(claim) = &c.claim
+    {
+        // The claim always sits in the lock's directory; a relative name
+        // was relative to the writer's working directory, so go by its
+        // last component.
+        let name = core::base_name(claim);
+        let cpath = core::in_dir(ctx, name);
+        if matches!(std::fs::symlink_metadata(&cpath), Err(e) if e.kind() == io::ErrorKind::NotFound)
+        {
+            content = match election_in_progress(ctx, name) {
+                Some(pid) => Content::Unsettled {
+                    what: format!("being broken by pid {pid}"),
+                    breaker: Some(pid),
+                },
+                // Its holder removed its claim: it let go while its lock
+                // object was parked by a mistaken take-over.
+                None => Content::Released,
+            };
+        }
+    }
+    Ok(Some(Observed {
+        id: core::id_of(&meta),
+        mtime: core::mtime_of(&meta),
+        times: core::times_of(&meta),
+        content,
+        _pin: pin,
+    }))
+}
+
+/// A breaker that won the claim-rename election (see the module docs) has
+/// renamed the claim to `<claim name>.break.<pid>.<32 hex>`.
+fn election_in_progress(ctx: &Ctx, claim_name: &std::ffi::OsStr) -> Option<u32> {
+    let entries = std::fs::read_dir(&ctx.dir).ok()?;
+    entries
+        .flatten()
+        .find_map(|e| record::parse_side_name(claim_name, "break", &e.file_name()))
+}
+
+/// Removes the lock name (if ours) and our claim.
+pub(crate) fn release(ctx: &Ctx, held: &Held) -> Result<()> {
+    let ours = is_ours(ctx, held).map_err(|e| ctx.io("read", e))?;
+    if ours {
+        match std::fs::remove_file(&ctx.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ctx.io("remove the lock file", e)),
+        }
+    }
+    let nlink = held.file.metadata().map(|m| m.nlink()).unwrap_or(0);
+    if let Some(c) = &held.claim {
+        match std::fs::remove_file(c) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove the claim file", c, e)),
+        }
+    }
+    if ours || nlink >= 2 {
+        // Not at the lock name but still linked elsewhere: parked by a
+        // mistaken take-over, which puts it back; without its claim it
+        // then reads as released.
+        return Ok(());
+    }
+    Err(core::lost(
+        ctx,
+        "the lock file no longer names this claim (broken as stale or expired, or removed by hand)",
+    ))
+}
+
+/// For a lock lockfile's `LinkLockFile` made (empty content): the host and
+/// pid its unique name suggests, found as the other name of the lock's
+/// inode.
+pub(crate) fn foreign_owner(ctx: &Ctx, obs: &Observed) -> (Option<String>, Option<u32>) {
+    let Ok(entries) = std::fs::read_dir(&ctx.dir) else {
+        return (None, None);
+    };
+    for e in entries.flatten() {
+        if e.file_name() == ctx.name {
+            continue;
+        }
+        let Ok(m) = e.metadata() else { continue };
+        if m.dev() == obs.id.dev && m.ino() == obs.id.ino {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let alive = |p: u32| sys::process_exists(p);
+            return record::parse_lockfile_unique(&name, false, &alive);
+        }
+    }
+    (None, None)
+}
