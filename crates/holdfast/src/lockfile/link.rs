@@ -21,7 +21,7 @@ use crate::sys;
 const CLAIM_TRIES: usize = 8;
 
 /// The claim path and content for one nonce.
-fn claim_for(ctx: &Ctx, nonce: &str) -> (PathBuf, Vec<u8>) {
+pub(crate) fn claim_for(ctx: &Ctx, nonce: &str) -> (PathBuf, Vec<u8>) {
     let me = &ctx.me;
     match ctx.compat {
         Compat::Lockfile => {

@@ -45,6 +45,22 @@ const RESTORE_STALL: Duration = Duration::from_millis(10);
 /// same one twice; filelock's `_CLAIMS_IN_PROGRESS`).
 static CLAIMS: Mutex<Option<HashSet<OsString>>> = Mutex::new(None);
 
+/// A test hook run just before the exchange of a take-over on one path:
+/// it lets a unit test change the lock in the window a racing process would.
+#[cfg(test)]
+#[allow(clippy::type_complexity)]
+pub(crate) static TEST_HOOK: Mutex<Option<(PathBuf, Box<dyn FnMut() + Send>)>> = Mutex::new(None);
+
+#[cfg(test)]
+fn run_test_hook(path: &Path) {
+    let mut g = TEST_HOOK.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((p, f)) = g.as_mut()
+        && p == path
+    {
+        f();
+    }
+}
+
 /// Takes over the judged lock `obs`, by exchange where the filesystem
 /// allows, else (link protocol) by the claim-rename election.
 pub(crate) fn take_over(ctx: &Ctx, obs: &Observed, prep: &mut Prepared) -> Result<TakeOver> {
@@ -124,6 +140,8 @@ fn by_exchange(ctx: &Ctx, obs: &Observed, prep: &mut Prepared) -> Result<TakeOve
         discard(ctx, &aside, mine);
         return Ok(TakeOver::Lost);
     }
+    #[cfg(test)]
+    run_test_hook(&ctx.path);
     match sys::exchange(&aside, &ctx.path) {
         Ok(true) => {}
         Ok(false) => {
