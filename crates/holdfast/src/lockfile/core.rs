@@ -512,8 +512,11 @@ pub(crate) fn claimant_of_flufl(c: &record::FluflClaim) -> Claimant {
 
 /// Classifies the bytes of a lock record (soft lock file, link claim, mkdir
 /// record file) as the given format reads them. Every protocol recognises
-/// every format it may meet on a shared path.
-pub(crate) fn classify(bytes: &[u8], format: Format) -> Content {
+/// every format it may meet on a shared path. `empty_is_ours`: an empty
+/// record can only be a holdfast writer between creating and filling it
+/// (soft lock files, mkdir record files); otherwise (link locks, which
+/// lockfile leaves empty) it names no owner.
+pub(crate) fn classify(bytes: &[u8], format: Format, empty_is_ours: bool) -> Content {
     if bytes == record::RELEASED || bytes == record::FILELOCK_RELEASED {
         return Content::Released;
     }
@@ -561,7 +564,7 @@ pub(crate) fn classify(bytes: &[u8], format: Format) -> Content {
                 }
             }
         }
-        Format::Holdfast if bytes.is_empty() => Content::Unsettled {
+        Format::Holdfast if bytes.is_empty() && empty_is_ours => Content::Unsettled {
             what: "an empty lock file".into(),
             breaker: None,
         },
@@ -572,7 +575,7 @@ pub(crate) fn classify(bytes: &[u8], format: Format) -> Content {
                 .and_then(|s| s.parse::<u32>().ok());
             Content::Unknown {
                 what: if bytes.is_empty() {
-                    "an empty lock file".into()
+                    "an empty lock file (lockfile's LinkLockFile?)".into()
                 } else if pid.is_some() {
                     "a bare pid (a libvcs or lockfile PIDLockFile lock?)".into()
                 } else {

@@ -189,7 +189,7 @@ pub(crate) fn observe(ctx: &Ctx, at: &Path) -> Result<Option<Observed>> {
         });
     }
     let bytes = core::read_head(&pin, MAX_RECORD + 1).map_err(|e| Error::io("read", at, e))?;
-    let mut content = core::classify(&bytes, ctx.format());
+    let mut content = core::classify(&bytes, ctx.format(), false);
     if let Content::Holder(c) = &content
         && let Some(claim) = &c.claim
     {

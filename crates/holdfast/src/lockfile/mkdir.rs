@@ -112,7 +112,10 @@ pub(crate) fn observe(ctx: &Ctx, at: &Path) -> Result<Option<Observed>> {
                         .map_err(|e| Error::io("inspect", &rec_path, e))?;
                     let bytes = core::read_head(&f, MAX_RECORD + 1)
                         .map_err(|e| Error::io("read", &rec_path, e))?;
-                    (core::classify(&bytes, Format::Holdfast), core::times_of(&m))
+                    (
+                        core::classify(&bytes, Format::Holdfast, true),
+                        core::times_of(&m),
+                    )
                 }
                 // Removed between listing and opening: a release in progress.
                 Err(_) => (

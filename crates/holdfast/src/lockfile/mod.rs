@@ -827,13 +827,13 @@ impl LockFile {
                         }
                         quick = true;
                     }
-                    TakeOver::NoExchange => {
+                    TakeOver::CannotBreak => {
                         if !warned {
                             warned = true;
                             tracing::warn!(path = %ctx.path.display(), %reason,
-                                "the lock is stale, but this filesystem cannot exchange names, so \
-                                 it cannot be taken over safely; waiting (LockFile::break_lock \
-                                 removes it)");
+                                "the lock is stale, but it cannot be taken over safely here (no \
+                                 atomic exchange on this filesystem); waiting \
+                                 (LockFile::break_lock removes it)");
                         }
                     }
                 }
@@ -1070,7 +1070,7 @@ impl LockFile {
                     }
                     thread::sleep(Duration::from_millis(1));
                 }
-                TakeOver::NoExchange => {
+                TakeOver::CannotBreak => {
                     if takeover::still_there(ctx, &obs)? {
                         core::remove_object(ctx, &ctx.path)
                             .map_err(|e| ctx.io("remove the lock", e))?;

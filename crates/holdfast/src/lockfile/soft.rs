@@ -79,7 +79,7 @@ pub(crate) fn observe(ctx: &Ctx, at: &Path) -> Result<Option<Observed>> {
         MAX_RECORD + 1
     };
     let bytes = core::read_head(&pin, max).map_err(|e| Error::io("read", at, e))?;
-    let content = core::classify(&bytes, ctx.format());
+    let content = core::classify(&bytes, ctx.format(), true);
     Ok(Some(Observed {
         id: core::id_of(&meta),
         mtime: core::mtime_of(&meta),

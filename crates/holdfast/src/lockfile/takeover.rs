@@ -30,10 +30,11 @@ pub(crate) enum TakeOver {
     /// Someone else acted first (the judged object is no longer at the path,
     /// or a stranded live holder was put back).
     Lost,
-    /// This filesystem cannot exchange names, and this protocol has no other
-    /// safe way: the lock stays until its holder, `break_lock`, or a
-    /// filesystem that can.
-    NoExchange,
+    /// No safe way here: the filesystem cannot exchange names and the
+    /// protocol has no election (soft, mkdir), or nothing but the lock name
+    /// links the object. The lock stays until its holder lets go or
+    /// `break_lock` removes it.
+    CannotBreak,
 }
 
 /// How long a breaker keeps trying to put back an object it took by
@@ -66,14 +67,14 @@ fn run_test_hook(path: &Path) {
 pub(crate) fn take_over(ctx: &Ctx, obs: &Observed, prep: &mut Prepared) -> Result<TakeOver> {
     if ctx.opts.exchange {
         match by_exchange(ctx, obs, prep)? {
-            TakeOver::NoExchange => {}
+            TakeOver::CannotBreak => {}
             other => return Ok(other),
         }
     }
     if ctx.protocol == Protocol::Link {
         return by_election(ctx, obs);
     }
-    Ok(TakeOver::NoExchange)
+    Ok(TakeOver::CannotBreak)
 }
 
 /// Whether the lock path still names exactly the judged object.
@@ -146,7 +147,7 @@ fn by_exchange(ctx: &Ctx, obs: &Observed, prep: &mut Prepared) -> Result<TakeOve
         Ok(true) => {}
         Ok(false) => {
             discard(ctx, &aside, mine);
-            return Ok(TakeOver::NoExchange);
+            return Ok(TakeOver::CannotBreak);
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             discard(ctx, &aside, mine);
@@ -352,16 +353,16 @@ fn by_election(ctx: &Ctx, obs: &Observed) -> Result<TakeOver> {
         .and_then(|c| c.claim.as_ref())
         .map(|c| core::base_name(c).to_owned());
     let Some((token, base)) = election_token(ctx, obs, claim_name.as_deref()) else {
-        // Nothing but the lock name links the judged object (its claim was
-        // removed): remove it if unchanged.
-        if still_there(ctx, obs)? {
-            match std::fs::remove_file(&ctx.path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(ctx.io("remove the stale lock", e)),
-            }
-        }
-        return Ok(TakeOver::Freed);
+        // No name to elect on. With a claim named, another contender won
+        // the election and is finishing (or, if it died, its parked name
+        // becomes claimable after the grace period): stand back. Without
+        // one, nothing but the lock name links the object, and removing it
+        // by name would race with its holder's own release: leave it.
+        return Ok(if claim_name.is_some() {
+            TakeOver::Lost
+        } else {
+            TakeOver::CannotBreak
+        });
     };
     let mine = core::in_dir(ctx, &record::side_name(&base, "break", me));
     match std::fs::rename(&token, &mine) {

@@ -9,6 +9,7 @@
 
 mod args;
 mod lock;
+mod lockfile;
 mod phase;
 
 fn main() {
@@ -17,7 +18,10 @@ fn main() {
         eprintln!("usage: holdfast-helper SUBCOMMAND ARGS...");
         std::process::exit(2);
     };
-    let code = match lock::dispatch(cmd, rest).or_else(|| phase::dispatch(cmd, rest)) {
+    let code = match lock::dispatch(cmd, rest)
+        .or_else(|| phase::dispatch(cmd, rest))
+        .or_else(|| lockfile::dispatch(cmd, rest))
+    {
         Some(code) => code,
         None => {
             eprintln!("holdfast-helper: unknown subcommand {cmd:?}");
