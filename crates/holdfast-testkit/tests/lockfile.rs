@@ -27,23 +27,14 @@ fn spawn(args: &[&str]) -> Child {
     Child::spawn(helper(args))
 }
 
-fn python() -> Option<PathBuf> {
-    match std::env::var_os("HOLDFAST_TEST_PYTHON") {
-        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
-        _ => {
-            if std::env::var("HOLDFAST_REQUIRE_INTEROP").as_deref() == Ok("1") {
-                panic!("HOLDFAST_REQUIRE_INTEROP=1 but HOLDFAST_TEST_PYTHON is not set");
-            }
-            eprintln!("skipping: HOLDFAST_TEST_PYTHON not set");
-            None
-        }
-    }
+fn python(test: &str) -> Option<PathBuf> {
+    holdfast_testkit::peer_python(test)
 }
 
 fn peer(py: &Path, args: &[&str]) -> Command {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/lockfile_peers.py");
     let mut c = Command::new(py);
-    c.arg(script).args(args);
+    c.arg(holdfast_testkit::peer_script("lockfile_peers.py"))
+        .args(args);
     c
 }
 
@@ -201,25 +192,33 @@ fn mixed_count(py: &Path, lib: &str, proto: &str, compat: &str, n: u32) {
 
 #[test]
 fn flufl_lock_and_holdfast_exclude_each_other() {
-    let Some(py) = python() else { return };
+    let Some(py) = python("flufl_lock_and_holdfast_exclude_each_other") else {
+        return;
+    };
     mixed_count(&py, "flufl", "link", "flufl", 25);
 }
 
 #[test]
 fn lockfile_link_and_holdfast_exclude_each_other() {
-    let Some(py) = python() else { return };
+    let Some(py) = python("lockfile_link_and_holdfast_exclude_each_other") else {
+        return;
+    };
     mixed_count(&py, "lockfile-link", "link", "lockfile", 25);
 }
 
 #[test]
 fn lockfile_mkdir_and_holdfast_exclude_each_other() {
-    let Some(py) = python() else { return };
+    let Some(py) = python("lockfile_mkdir_and_holdfast_exclude_each_other") else {
+        return;
+    };
     mixed_count(&py, "lockfile-mkdir", "mkdir", "lockfile", 25);
 }
 
 #[test]
 fn filelock_soft_and_holdfast_exclude_each_other() {
-    let Some(py) = python() else { return };
+    let Some(py) = python("filelock_soft_and_holdfast_exclude_each_other") else {
+        return;
+    };
     mixed_count(&py, "filelock", "soft", "filelock", 25);
 }
 
@@ -273,7 +272,9 @@ fn status(proto: &str, compat: &str, lock: &Path) -> String {
 
 #[test]
 fn each_side_sees_the_others_holder() {
-    let Some(py) = python() else { return };
+    let Some(py) = python("each_side_sees_the_others_holder") else {
+        return;
+    };
     holders_seen_both_ways(&py, "flufl", "link", "flufl", |v, pid| {
         // flufl.lock's `details`: (hostname, pid, lockfile); its `state`
         // says "unknown" for a live holder that is not itself.
@@ -343,7 +344,9 @@ fn a_killed_holder_on_this_host_is_taken_over_at_once() {
 /// proves death); a holdfast holder killed: filelock takes over at once.
 #[test]
 fn filelock_and_holdfast_recover_each_others_crashes() {
-    let Some(py) = python() else { return };
+    let Some(py) = python("filelock_and_holdfast_recover_each_others_crashes") else {
+        return;
+    };
     let d = Dir::new();
     let lock = d.join("fl");
     let mut p = Child::spawn(peer(&py, &["filelock", "hold", s(&lock)]));
@@ -372,7 +375,9 @@ fn filelock_and_holdfast_recover_each_others_crashes() {
 /// set.
 #[test]
 fn flufl_lock_and_holdfast_recover_each_others_crashes() {
-    let Some(py) = python() else { return };
+    let Some(py) = python("flufl_lock_and_holdfast_recover_each_others_crashes") else {
+        return;
+    };
     let d = Dir::new();
     let lock = d.join("fx");
     let mut p = Child::spawn(peer(&py, &["flufl", "hold", s(&lock)]));
