@@ -175,9 +175,13 @@ pub(crate) struct Observed {
     pub content: Content,
 }
 
+/// What identifies one state of a lock object: (device, inode, mtime, lease
+/// mtime, lease ctime).
+pub(crate) type ObsKey = (u64, u64, SystemTime, SystemTime, SystemTime);
+
 impl Observed {
     /// A key that changes whenever the lock object is replaced or touched.
-    pub(crate) fn key(&self) -> (u64, u64, SystemTime, SystemTime, SystemTime) {
+    pub(crate) fn key(&self) -> ObsKey {
         (
             self.id.dev,
             self.id.ino,

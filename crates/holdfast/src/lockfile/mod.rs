@@ -775,7 +775,7 @@ impl LockFile {
         let mut prep = Prepared::new(ctx)?;
         let mut watcher: Option<crate::sys::DirWatch> = None;
         let mut watch_tried = !ctx.opts.watch;
-        let mut seen: Option<((u64, u64, SystemTime, SystemTime, SystemTime), Instant)> = None;
+        let mut seen: Option<(core::ObsKey, Instant)> = None;
         let mut warned = false;
         let mut churn = 0u32;
         loop {

@@ -32,12 +32,6 @@ fn record_for(ctx: &Ctx, pid: u32, nonce: &str) -> Vec<u8> {
     r.encode()
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) {
-    let t = path.with_extension("tmp-write");
-    std::fs::write(&t, bytes).unwrap();
-    std::fs::rename(&t, path).unwrap();
-}
-
 fn leftovers(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .unwrap()

@@ -558,8 +558,8 @@ pub(crate) fn owner_runs_in_child_pidns(pid: u32, start: u64) -> bool {
             .find_map(|l| l.strip_prefix(b"NSpid:"))
             .and_then(|rest| {
                 rest.split(|b| b.is_ascii_whitespace())
-                    .filter(|f| !f.is_empty())
-                    .last()
+                    .rev()
+                    .find(|f| !f.is_empty())
             })
             .and_then(|f| std::str::from_utf8(f).ok()?.parse::<u32>().ok());
         if innermost == Some(pid) {

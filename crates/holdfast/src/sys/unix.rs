@@ -682,9 +682,7 @@ pub(crate) fn set_times(file: &File, t: std::time::SystemTime) -> io::Result<()>
 pub(crate) fn pid_namespace() -> Option<u64> {
     #[cfg(target_os = "linux")]
     {
-        rustix::fs::stat("/proc/self/ns/pid")
-            .ok()
-            .map(|s| s.st_ino as u64)
+        rustix::fs::stat("/proc/self/ns/pid").ok().map(|s| s.st_ino)
     }
     #[cfg(not(target_os = "linux"))]
     {
