@@ -372,7 +372,7 @@ impl Ctx {
             obs.times,
             &self.me.local,
             &self.rules(),
-            &SysProbe,
+            &SysProbe::default(),
             SystemTime::now(),
             unchanged_for,
         )
@@ -385,7 +385,7 @@ impl Ctx {
             Content::Holder(c) => {
                 let here = stale::same_host(c, local);
                 let command = c.command.clone().filter(|s| !s.is_empty()).or_else(|| {
-                    (here && SysProbe.alive(c.pid))
+                    (here && SysProbe::default().alive(c.pid))
                         .then(|| sys::process_cmdline(c.pid))
                         .flatten()
                 });
@@ -440,15 +440,42 @@ impl Ctx {
     }
 }
 
-/// Process liveness from the system.
-pub(crate) struct SysProbe;
+/// Process liveness from the system. Each probe reads `/proc/PID/stat`
+/// once and remembers it, so one judgement costs one read.
+#[derive(Default)]
+pub(crate) struct SysProbe {
+    /// The last pid asked about, with its (state, start time) if it exists.
+    seen: std::cell::Cell<Option<(u32, ProcStat)>>,
+}
+
+/// `(state letter, start time)` of a process; `None` if unreadable.
+type ProcStat = Option<(char, u64)>;
+
+impl SysProbe {
+    fn stat(&self, pid: u32) -> ProcStat {
+        if let Some((p, s)) = self.seen.get()
+            && p == pid
+        {
+            return s;
+        }
+        let s = sys::process_state_start(pid);
+        self.seen.set(Some((pid, s)));
+        s
+    }
+}
 
 impl Probe for SysProbe {
     fn alive(&self, pid: u32) -> bool {
-        sys::process_exists(pid) && !sys::process_is_zombie(pid)
+        match self.stat(pid) {
+            Some((state, _)) => state != 'Z' && state != 'X',
+            // Gone, or not readable (no /proc, another platform, or
+            // /proc mounted hidepid=2): ask the kernel, which answers EPERM
+            // for a live process of another user.
+            None => sys::process_exists(pid),
+        }
     }
     fn start_time(&self, pid: u32) -> Option<u64> {
-        sys::process_start_time(pid)
+        self.stat(pid).map(|(_, s)| s)
     }
     fn runs_in_child_ns(&self, pid: u32, start: u64) -> bool {
         sys::owner_runs_in_child_pidns(pid, start)

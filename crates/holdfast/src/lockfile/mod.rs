@@ -523,6 +523,28 @@ fn default_compat(p: Protocol) -> Compat {
 pub struct LockFile {
     ctx: Arc<Ctx>,
     current: Mutex<Option<Weak<GuardCore>>>,
+    /// Directory watches kept for the next wait: closing an inotify
+    /// instance waits for an RCU grace period (milliseconds), which must
+    /// not sit between a wake-up and the caller getting its lock.
+    watches: Mutex<Vec<crate::sys::DirWatch>>,
+}
+
+/// A directory watch borrowed from a [`LockFile`]'s pool for one
+/// acquisition, returned on drop.
+struct WatchSlot<'a> {
+    lock: &'a LockFile,
+    watch: Option<crate::sys::DirWatch>,
+}
+
+impl Drop for WatchSlot<'_> {
+    fn drop(&mut self) {
+        if let Some(w) = self.watch.take() {
+            let mut pool = self.lock.watches.lock().unwrap_or_else(|e| e.into_inner());
+            if pool.len() < 4 {
+                pool.push(w);
+            }
+        }
+    }
 }
 
 impl fmt::Debug for LockFile {
@@ -692,6 +714,7 @@ impl LockFile {
                 me,
             }),
             current: Mutex::new(None),
+            watches: Mutex::new(Vec::new()),
         })
     }
 
@@ -773,8 +796,12 @@ impl LockFile {
             _ => None,
         };
         let mut prep = Prepared::new(ctx)?;
-        let mut watcher: Option<crate::sys::DirWatch> = None;
+        let mut watcher = WatchSlot {
+            lock: self,
+            watch: None,
+        };
         let mut watch_tried = !ctx.opts.watch;
+        let mut pid_watch: Option<((u32, Option<u64>), crate::sys::PidWatch)> = None;
         let mut seen: Option<(core::ObsKey, Instant)> = None;
         let mut warned = false;
         let mut churn = 0u32;
@@ -864,19 +891,30 @@ impl LockFile {
                 // Watch first, then look again: a release between our last
                 // look and the watch would otherwise go unnoticed.
                 watch_tried = true;
-                match crate::sys::DirWatch::new(&ctx.dir, &ctx.name) {
+                let pooled = self.watches.lock().unwrap_or_else(|e| e.into_inner()).pop();
+                let w = match pooled {
+                    Some(w) => {
+                        w.clear();
+                        Ok(w)
+                    }
+                    None => crate::sys::DirWatch::new(&ctx.dir, &ctx.name),
+                };
+                match w {
                     Ok(w) => {
-                        watcher = Some(w);
+                        watcher.watch = Some(w);
                         continue;
                     }
                     Err(e) => tracing::debug!(error = %e, "no directory notification; polling"),
                 }
             }
-            let pid_watch = j.watch_pid.and_then(|(pid, start)| {
-                let w = crate::sys::PidWatch::open(pid).ok()?;
-                // The pidfd must be the holder's, not a successor's.
-                (start.is_none() || crate::sys::process_start_time(pid) == start).then_some(w)
-            });
+            if pid_watch.as_ref().map(|(k, _)| *k) != j.watch_pid {
+                pid_watch = j.watch_pid.and_then(|(pid, start)| {
+                    let w = crate::sys::PidWatch::open(pid).ok()?;
+                    // The pidfd must be the holder's, not a successor's.
+                    (start.is_none() || crate::sys::process_start_time(pid) == start)
+                        .then_some(((pid, start), w))
+                });
+            }
             let mut nap = ctx.opts.poll_interval;
             if let Some(r) = j.recheck_in {
                 nap = nap.min(r);
@@ -887,7 +925,8 @@ impl LockFile {
             if let Some(d) = deadline {
                 nap = nap.min(d.saturating_duration_since(now));
             }
-            if crate::sys::wait_for_change(watcher.as_ref(), pid_watch.as_ref(), nap).is_err() {
+            let pw = pid_watch.as_ref().map(|(_, w)| w);
+            if crate::sys::wait_for_change(watcher.watch.as_ref(), pw, nap).is_err() {
                 thread::sleep(nap);
             }
             drop(obs);

@@ -266,7 +266,7 @@ fn recover_stranded(ctx: &Ctx, breaker: u32, obs: &Observed) -> Result<bool> {
             candidates.push((e.path(), false));
         } else if let Some(r) = record::parse_side_name(&ctx.name, "restore", &name) {
             let ours = r == me;
-            if !ours && SysProbe.alive(r) {
+            if !ours && SysProbe::default().alive(r) {
                 return Ok(true); // a live recoverer is at work
             }
             candidates.push((e.path(), ours));
@@ -411,7 +411,7 @@ fn election_token(
             let age = SystemTime::now()
                 .duration_since(core::ctime_of(&m))
                 .unwrap_or_default();
-            let abandoned = !SysProbe.alive(pid) || age > rules.grace + rules.skew;
+            let abandoned = !SysProbe::default().alive(pid) || age > rules.grace + rules.skew;
             if abandoned && m.dev() == obs.id.dev && m.ino() == obs.id.ino {
                 return Some((e.path(), n.to_owned()));
             }

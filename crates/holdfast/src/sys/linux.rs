@@ -34,15 +34,15 @@ pub(crate) fn parse_stat_start_time(stat: &str) -> Option<u64> {
     rest.split_ascii_whitespace().nth(19)?.parse().ok()
 }
 
-/// Whether a process is a zombie (exited, not yet reaped): it will never
-/// release anything, though `kill(pid, 0)` still finds it.
-pub(crate) fn process_is_zombie(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    stat.rfind(')')
-        .and_then(|i| stat[i + 1..].split_ascii_whitespace().next())
-        .is_some_and(|state| state == "Z" || state == "X")
+/// A process's state letter and start time, from one read of
+/// `/proc/PID/stat`; `None` if it does not exist.
+pub(crate) fn process_state_start(pid: u32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
 }
 
 /// A process's command line, arguments joined by spaces; the short command
@@ -426,6 +426,11 @@ impl DirWatch {
         })
     }
 
+    /// Forgets pending events (before reusing the watch for another wait).
+    pub(crate) fn clear(&self) {
+        let _ = self.drain();
+    }
+
     /// Reads every pending event; `true` if one concerned our name (or the
     /// queue overflowed, or the directory itself went away).
     fn drain(&self) -> io::Result<bool> {
@@ -572,6 +577,13 @@ pub(crate) fn owner_runs_in_child_pidns(pid: u32, start: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn state_and_start_of_this_process() {
+        let (state, start) = process_state_start(std::process::id()).unwrap();
+        assert_eq!(Some(start), process_start_time(std::process::id()));
+        assert!(state == 'R' || state == 'S', "{state}");
+    }
 
     #[test]
     fn stat_start_time_survives_odd_names() {

@@ -17,7 +17,7 @@ use crate::lock::{Backend, Mode};
 
 #[cfg(target_os = "linux")]
 pub(crate) use super::linux::{
-    boot_id, fd_path, kernel_locks, process_cmdline, process_is_zombie, process_start_time,
+    boot_id, fd_path, kernel_locks, process_cmdline, process_start_time, process_state_start,
     process_uid,
 };
 
@@ -356,8 +356,8 @@ mod no_proc {
     pub(crate) fn process_uid(_pid: u32) -> Option<u32> {
         None
     }
-    pub(crate) fn process_is_zombie(_pid: u32) -> bool {
-        false
+    pub(crate) fn process_state_start(_pid: u32) -> Option<(char, u64)> {
+        None
     }
     pub(crate) fn kernel_locks(_id: FileId) -> io::Result<Option<Vec<KernelLock>>> {
         Ok(None)
@@ -749,6 +749,7 @@ mod no_watch {
         pub(crate) fn new(_dir: &Path, _name: &std::ffi::OsStr) -> io::Result<DirWatch> {
             Err(io::Error::new(io::ErrorKind::Unsupported, "no inotify"))
         }
+        pub(crate) fn clear(&self) {}
     }
     /// No pidfds on this platform.
     #[derive(Debug)]

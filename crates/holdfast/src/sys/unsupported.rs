@@ -68,8 +68,8 @@ pub(crate) fn process_cmdline(_pid: u32) -> Option<String> {
 pub(crate) fn process_uid(_pid: u32) -> Option<u32> {
     None
 }
-pub(crate) fn process_is_zombie(_pid: u32) -> bool {
-    false
+pub(crate) fn process_state_start(_pid: u32) -> Option<(char, u64)> {
+    None
 }
 pub(crate) fn kernel_locks(_id: FileId) -> io::Result<Option<Vec<KernelLock>>> {
     Ok(None)
@@ -149,6 +149,7 @@ impl DirWatch {
     pub(crate) fn new(_dir: &Path, _name: &std::ffi::OsStr) -> io::Result<DirWatch> {
         Err(unsupported())
     }
+    pub(crate) fn clear(&self) {}
 }
 /// No process handles on this platform.
 #[derive(Debug)]
