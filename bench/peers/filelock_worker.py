@@ -27,8 +27,11 @@ def make(impl, path):
         lock = Lock(path, lifetime=timedelta(seconds=60))
         return lock.lock, lock.unlock
     if impl in ("lockfile-link", "lockfile-mkdir"):
-        import lockfile
-        cls = lockfile.LinkLockFile if impl == "lockfile-link" else lockfile.MkdirLockFile
+        # The classes live in submodules; the package only re-exports
+        # LockFile (= LinkLockFile) and deprecated factories.
+        from lockfile.linklockfile import LinkLockFile
+        from lockfile.mkdirlockfile import MkdirLockFile
+        cls = LinkLockFile if impl == "lockfile-link" else MkdirLockFile
         base = path[:-5] if path.endswith(".lock") else path
         lock = cls(base)
         return lock.acquire, lock.release

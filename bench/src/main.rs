@@ -6,11 +6,12 @@
 //! creates the Python venv and runs everything; see BENCHMARKS.md.
 //!
 //! Usage: `holdfast-bench [--quick] [--python PATH] [SCENARIO...]`, where
-//! SCENARIO is `lock`, `phases` or `cli` (default: all). `holdfast-bench worker ...` is the
-//! worker side, started by the harness itself.
+//! SCENARIO is `lock`, `lockfile`, `phases` or `cli` (default: all). `holdfast-bench worker ...`
+//! (and `lockfile-worker`, `phase-worker`) is the worker side, started by the harness itself.
 
 mod cli;
 mod lock;
+mod lockfile;
 mod phases;
 mod proc;
 mod stats;
@@ -22,6 +23,10 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("worker") {
         workers::main(&args[1..]);
+        return;
+    }
+    if args.first().map(String::as_str) == Some("lockfile-worker") {
+        lockfile::worker(&args[1..]);
         return;
     }
     if args.first().map(String::as_str) == Some("phase-worker") {
@@ -42,7 +47,12 @@ fn main() {
         }
     }
     if scenarios.is_empty() {
-        scenarios = vec!["lock".into(), "phases".into(), "cli".into()];
+        scenarios = vec![
+            "lock".into(),
+            "lockfile".into(),
+            "phases".into(),
+            "cli".into(),
+        ];
     }
     let dir = tempfile_dir();
     println!("# holdfast-bench results\n");
@@ -61,6 +71,7 @@ fn main() {
     for s in &scenarios {
         match s.as_str() {
             "lock" => lock::run(&env, &dir),
+            "lockfile" => lockfile::run(&env, &dir),
             "phases" => phases::run(&env, &dir),
             "cli" => cli::run(&env, &dir),
             other => {
