@@ -934,6 +934,14 @@ impl LockFile {
     }
 
     fn guard(&self, held: Held) -> Result<LockFileGuard<'_>> {
+        if self.ctx.protocol == Protocol::Link {
+            // The claim's lease was stamped when the wait began; the lock
+            // starts now (flufl.lock touches it again after its link, too).
+            if let Err(e) = self.ctx.stamp(&held.file) {
+                let _ = core::release(&self.ctx, &held);
+                return Err(self.ctx.io("set the lease of", e));
+            }
+        }
         let nonce = held.nonce.clone();
         let core = Arc::new(GuardCore {
             ctx: self.ctx.clone(),

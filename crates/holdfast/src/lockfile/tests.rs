@@ -404,3 +404,32 @@ fn a_lease_in_the_far_future_is_read_from_the_ctime() {
         .expect("taken once the clamped lease ends");
     drop(g);
 }
+
+#[test]
+fn a_link_lock_won_after_a_long_wait_gets_a_fresh_lease() {
+    let d = tmp();
+    let path = d.path().join("w.lck");
+    let opts = || {
+        let mut o = LockFile::options(Protocol::Link);
+        o.lifetime(Duration::from_millis(400));
+        o
+    };
+    let holder = opts().open(&path).unwrap();
+    let waiter = opts().open(&path).unwrap();
+    let g = holder.lock().unwrap();
+    std::thread::scope(|s| {
+        let w = s.spawn(|| {
+            let g2 = waiter.lock_timeout(Duration::from_secs(30)).unwrap();
+            let exp = waiter.status().unwrap().expires.unwrap();
+            assert!(
+                exp > SystemTime::now(),
+                "won with an expired lease: {exp:?}"
+            );
+            drop(g2);
+        });
+        // Hold past the waiter's claim lifetime, then let go.
+        std::thread::sleep(Duration::from_millis(900));
+        drop(g);
+        w.join().unwrap();
+    });
+}
