@@ -11,6 +11,10 @@
 //! - **Readers and writers**: shared and exclusive modes on one file.
 //! - **Fence stale writers**: each exclusive acquisition gets a fencing token
 //!   that only grows, stored in the lock file.
+//! - **Where kernel locks do not reach** (NFS, other hosts, paths that
+//!   Python's flufl.lock, lockfile or filelock guard with lock files):
+//!   [lock files](lockfile) with the peers' exact on-disk formats, stale
+//!   detection a recycled pid cannot fool, leases, and race-free breaking.
 //! - **Set up once, resume after a crash**: ordered [setup phases](phase)
 //!   with durable completion markers, shared on disk with Python
 //!   `phaselock`, and [`once()`] for the one-step case.
@@ -39,6 +43,10 @@
 //!   exclusion never depends on it, and a corrupt record only means "holder
 //!   unknown".
 //! - [`status`] looks at a lock without taking it.
+//! - [`LockFile`] ([`lockfile`] module, Unix) is a lock that *is* a file
+//!   (soft `O_EXCL`, link, mkdir): it outlives a crash, so a waiter judges
+//!   the holder (same host: pid, start time and boot id; another host: its
+//!   lease) and takes over a stale one with an atomic exchange of names.
 //! - All system calls live in one private `sys` module.
 //!
 //! # Security
