@@ -575,18 +575,19 @@ pub struct LockFileStatus {
     pub mine: bool,
 }
 
-/// Nonces of the lock files this process holds, and the thread that took
-/// each: a thread waiting for a lock it holds itself would wait forever.
-static HELD: Mutex<Vec<(String, ThreadId)>> = Mutex::new(Vec::new());
+/// The lock objects this process holds (nonce, identity) and the thread
+/// that took each: a thread waiting for a lock it holds itself would wait
+/// forever. The identity covers records without a nonce (filelock's).
+static HELD: Mutex<Vec<(String, crate::sys::FileId, ThreadId)>> = Mutex::new(Vec::new());
 /// Heartbeat threads alive in this process (for tests).
 static HEARTBEATS: AtomicUsize = AtomicUsize::new(0);
 
-fn held_by_this_thread(nonce: &str) -> bool {
+fn held_by_this_thread(nonce: Option<&str>, id: crate::sys::FileId) -> bool {
     let me = thread::current().id();
     HELD.lock()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
-        .any(|(n, t)| n == nonce && *t == me)
+        .any(|(n, i, t)| *t == me && (Some(n.as_str()) == nonce || *i == id))
 }
 
 impl LockFile {
@@ -825,9 +826,7 @@ impl LockFile {
             {
                 return self.guard(h);
             }
-            if let Some(n) = obs.claimant().and_then(|c| c.nonce.as_deref())
-                && held_by_this_thread(n)
-            {
+            if held_by_this_thread(obs.claimant().and_then(|c| c.nonce.as_deref()), obs.id) {
                 return Err(Error::AlreadyHeld {
                     path: ctx.path.clone(),
                 });
@@ -943,6 +942,7 @@ impl LockFile {
             }
         }
         let nonce = held.nonce.clone();
+        let id = held.id;
         let core = Arc::new(GuardCore {
             ctx: self.ctx.clone(),
             state: Mutex::new(CoreState {
@@ -964,9 +964,11 @@ impl LockFile {
             }
             _ => None,
         };
-        HELD.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((nonce.clone(), thread::current().id()));
+        HELD.lock().unwrap_or_else(|e| e.into_inner()).push((
+            nonce.clone(),
+            id,
+            thread::current().id(),
+        ));
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::downgrade(&core));
         Ok(LockFileGuard {
             lock: self,
@@ -1381,7 +1383,7 @@ impl<'a> LockFileGuard<'a> {
         }
         {
             let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(i) = held.iter().position(|(n, _)| *n == self.nonce) {
+            if let Some(i) = held.iter().position(|(n, _, _)| *n == self.nonce) {
                 held.swap_remove(i);
             }
         }

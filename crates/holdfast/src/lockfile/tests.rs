@@ -341,9 +341,20 @@ fn soft_and_mkdir_wait_without_an_exchange_and_break_lock_removes() {
 fn the_holding_thread_gets_already_held_not_a_deadlock() {
     let d = tmp();
     let path = d.path().join("t.lock");
-    for protocol in [Protocol::Soft, Protocol::Link, Protocol::Mkdir] {
-        let a = LockFile::open(&path, protocol).unwrap();
-        let b = LockFile::open(&path, protocol).unwrap();
+    for (protocol, compat) in [
+        (Protocol::Soft, Compat::Holdfast),
+        (Protocol::Soft, Compat::Filelock),
+        (Protocol::Link, Compat::Flufl),
+        (Protocol::Link, Compat::Lockfile),
+        (Protocol::Mkdir, Compat::Holdfast),
+    ] {
+        let open = || {
+            LockFile::options(protocol)
+                .compat(compat)
+                .open(&path)
+                .unwrap()
+        };
+        let (a, b) = (open(), open());
         let g = a.lock().unwrap();
         assert!(
             matches!(a.lock(), Err(Error::AlreadyHeld { .. })),
