@@ -8,6 +8,7 @@
 //! Exit codes: 0 ok, 1 error, 2 usage, 10 would block, 11 timed out.
 
 mod args;
+mod fifo;
 mod lock;
 mod phase;
 
@@ -17,7 +18,10 @@ fn main() {
         eprintln!("usage: holdfast-helper SUBCOMMAND ARGS...");
         std::process::exit(2);
     };
-    let code = match lock::dispatch(cmd, rest).or_else(|| phase::dispatch(cmd, rest)) {
+    let code = match lock::dispatch(cmd, rest)
+        .or_else(|| phase::dispatch(cmd, rest))
+        .or_else(|| fifo::dispatch(cmd, rest))
+    {
         Some(code) => code,
         None => {
             eprintln!("holdfast-helper: unknown subcommand {cmd:?}");
