@@ -326,3 +326,186 @@ fn stouputils_lockfifo_and_fifolock_exclude_each_other() {
     let out = peer(&py, &["try", s(&lock), "5"]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "acquired");
 }
+
+// ---------------------------------------------------------------------------
+// Async (feature `tokio`), on a current-thread runtime: the executor has one
+// thread, so any blocking call in an acquisition would stop every task.
+
+mod asynchronous {
+    use super::*;
+    use holdfast::tokio::{AsyncFifoLock, AsyncLock, AsyncSemaphore};
+    use std::future::Future;
+    use std::pin::Pin;
+
+    type Acq<'a> = Pin<Box<dyn Future<Output = Result<Box<dyn std::any::Any>, holdfast::Error>> + 'a>>;
+
+    /// The three async primitives behind one face, each with the helper
+    /// command that holds it from another process.
+    enum Kind {
+        Plain(AsyncLock),
+        Fifo(AsyncFifoLock),
+        Sem(AsyncSemaphore),
+    }
+
+    impl Kind {
+        fn all(d: &Dir) -> Vec<(Kind, Vec<String>)> {
+            let p = d.join("plain.lock");
+            let f = d.join("fifo.lock");
+            let sem = d.join("one.sem");
+            vec![
+                (Kind::Plain(AsyncLock::open(&p).unwrap()), vec!["hold".into(), s(&p).into()]),
+                (
+                    Kind::Fifo(AsyncFifoLock::open(&f).unwrap()),
+                    vec!["fifo-hold".into(), s(&f).into()],
+                ),
+                (
+                    Kind::Sem(AsyncSemaphore::open(&sem, 1).unwrap()),
+                    vec!["sem-hold".into(), s(&sem).into(), "1".into()],
+                ),
+            ]
+        }
+        fn acquire(&self, timeout: Option<Duration>) -> Acq<'_> {
+            fn boxed<T: 'static>(r: Result<T, holdfast::Error>) -> Result<Box<dyn std::any::Any>, holdfast::Error> {
+                r.map(|g| Box::new(g) as Box<dyn std::any::Any>)
+            }
+            match (self, timeout) {
+                (Kind::Plain(l), None) => Box::pin(async move { boxed(l.lock().await) }),
+                (Kind::Plain(l), Some(t)) => Box::pin(async move { boxed(l.lock_timeout(t).await) }),
+                (Kind::Fifo(l), None) => Box::pin(async move { boxed(l.lock().await) }),
+                (Kind::Fifo(l), Some(t)) => Box::pin(async move { boxed(l.lock_timeout(t).await) }),
+                (Kind::Sem(l), None) => Box::pin(async move { boxed(l.acquire().await) }),
+                (Kind::Sem(l), Some(t)) => Box::pin(async move { boxed(l.acquire_timeout(t).await) }),
+            }
+        }
+        /// The file that waiters block on in the kernel.
+        fn wait_file(&self, d: &Dir) -> std::path::PathBuf {
+            match self {
+                Kind::Plain(_) => d.join("plain.lock"),
+                Kind::Fifo(_) => queue_of(&d.join("fifo.lock")),
+                Kind::Sem(_) => d.join("one.sem"),
+            }
+        }
+        fn name(&self) -> &'static str {
+            match self {
+                Kind::Plain(_) => "AsyncLock",
+                Kind::Fifo(_) => "AsyncFifoLock",
+                Kind::Sem(_) => "AsyncSemaphore",
+            }
+        }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn holder_of(args: &[String]) -> Child {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut c = Child::spawn(helper(&args));
+        let first = c.line(LONG);
+        assert!(first.starts_with("locked") || first.starts_with("acquired"), "{first}");
+        c
+    }
+
+    #[test]
+    fn other_tasks_keep_running_while_one_waits() {
+        let d = Dir::new();
+        let rt = runtime();
+        for (kind, hold_args) in Kind::all(&d) {
+            let mut holder = holder_of(&hold_args);
+            let wait_file = kind.wait_file(&d);
+            rt.block_on(async {
+                let local = tokio::task::LocalSet::new();
+                local
+                    .run_until(async {
+                        let kind = std::rc::Rc::new(kind);
+                        let k2 = kind.clone();
+                        let waiting = tokio::task::spawn_local(async move { k2.acquire(None).await.is_ok() });
+                        // The waiter is blocked in the kernel (its helper
+                        // task), and this task on the same single thread
+                        // keeps running: 1000 turns of the executor.
+                        let mut ticks = 0;
+                        while blocked_on(&wait_file) == 0 {
+                            tokio::task::yield_now().await;
+                            ticks += 1;
+                            assert!(ticks < 1_000_000, "{}: never blocked in the kernel", kind.name());
+                        }
+                        for _ in 0..1000 {
+                            tokio::task::yield_now().await;
+                        }
+                        assert!(!waiting.is_finished(), "{}: got in while held", kind.name());
+                        holder.close_stdin();
+                        assert!(waiting.await.unwrap(), "{}", kind.name());
+                    })
+                    .await
+            });
+        }
+    }
+
+    #[test]
+    fn a_timeout_fires_and_names_the_holder() {
+        let d = Dir::new();
+        let rt = runtime();
+        for (kind, hold_args) in Kind::all(&d) {
+            let holder = holder_of(&hold_args);
+            let started = Instant::now();
+            let err = rt
+                .block_on(kind.acquire(Some(Duration::from_millis(150))))
+                .map(|_| ())
+                .unwrap_err();
+            let waited = started.elapsed();
+            assert!(matches!(err, holdfast::Error::Timeout { .. }), "{}: {err}", kind.name());
+            assert!(waited >= Duration::from_millis(150), "{}: {waited:?}", kind.name());
+            assert!(
+                err.holders().iter().any(|h| h.pid == Some(holder.pid())),
+                "{}: {err}",
+                kind.name()
+            );
+            assert_eq!(blocked_on(&kind.wait_file(&d)), 0, "{}: a waiter task left", kind.name());
+        }
+    }
+
+    #[test]
+    fn cancellation_at_random_points_leaves_nothing_held() {
+        let d = Dir::new();
+        let rt = runtime();
+        let mut rng = Rng::new();
+        // A contender process takes and releases the FIFO lock in a loop;
+        // it would wedge behind any ticket or lock a cancelled future
+        // leaked, so its progress is checked after every cancellation.
+        let fifo_path = d.join("fifo.lock");
+        let cs = d.join("cs");
+        std::fs::create_dir(&cs).unwrap();
+        let counter = cs.join("counter");
+        let mut contender = Child::spawn(helper(&["fifo-count", s(&fifo_path), s(&cs), "0"]));
+        let all = Kind::all(&d);
+        let mut outcomes = [0usize; 2];
+        for round in 0..300 {
+            let (kind, hold_args) = &all[round % all.len()];
+            // Half the rounds against a holder (cancelled while waiting),
+            // half free or contended (cancelled anywhere, or acquired).
+            let holder = (round % 2 == 0 && !matches!(kind, Kind::Fifo(_))).then(|| holder_of(hold_args));
+            let cancel_after = Duration::from_micros(rng.below(3000) as u64);
+            let got = rt.block_on(async { tokio::time::timeout(cancel_after, kind.acquire(None)).await });
+            outcomes[got.is_ok() as usize] += 1;
+            drop(got); // drops a guard if it was acquired
+            drop(holder);
+            let before = read_u64(&counter);
+            wait_for(&format!("the contender to progress after round {round}"), LONG, || {
+                (read_u64(&counter) >= before + 1).then_some(())
+            });
+            assert_eq!(blocked_on(&kind.wait_file(&d)) > 1, false, "{}: waiters left", kind.name());
+        }
+        contender.kill9();
+        // Nothing of ours is held in any of the files.
+        for (kind, _) in &all {
+            let f = kind.wait_file(&d);
+            assert_eq!(proc_locks(&f), vec![], "{}: locks left on {}", kind.name(), f.display());
+        }
+        assert_eq!(proc_locks(&fifo_path), vec![]);
+        assert!(outcomes[0] > 0 && outcomes[1] > 0, "cancelled {} / acquired {}", outcomes[0], outcomes[1]);
+        assert_no_violations(&cs);
+    }
+}

@@ -86,6 +86,8 @@ mod queue;
 pub mod semaphore;
 mod status;
 mod sys;
+#[cfg(all(feature = "tokio", target_os = "linux"))]
+pub mod tokio;
 
 pub use error::{Error, Result};
 pub use fifo::{FifoGuard, FifoLock, FifoOptions};

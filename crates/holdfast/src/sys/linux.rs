@@ -220,6 +220,20 @@ fn raw_request(fd: i32, req: &LockReq, wait: bool) -> Result<(), Errno> {
     }
 }
 
+/// One non-blocking attempt at `req` on `file`: `Ok(false)` if taken by
+/// someone else.
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+pub(crate) fn raw_try(file: &File, req: &LockReq) -> io::Result<bool> {
+    loop {
+        match raw_request(file.as_raw_fd(), req, false) {
+            Ok(()) => return Ok(true),
+            Err(Errno::AGAIN) | Err(Errno::ACCESS) => return Ok(false),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Takes an OFD lock on a byte range: `Ok(false)` if another open file
 /// description holds a conflicting lock (only when not waiting).
 pub(crate) fn range_lock(file: &File, r: Range, wait: bool) -> io::Result<bool> {
@@ -308,6 +322,8 @@ struct WaiterRequest {
     req: LockReq,
     /// Our pid, to notice being orphaned before the death signal was set.
     parent: i32,
+    /// Descriptors to close one by one where `close_range` is missing.
+    max_fd: u32,
 }
 
 extern "C" fn waiter_main(arg: *mut libc::c_void) -> libc::c_int {
@@ -326,11 +342,35 @@ extern "C" fn waiter_main(arg: *mut libc::c_void) -> libc::c_int {
     {
         return libc::ESRCH;
     }
+    // The copied descriptor table also holds every other file, pipe and
+    // socket of the parent: a pipe the parent closes while we wait would
+    // stay open (its reader never sees EOF), a socket would stay
+    // connected. Keep only the descriptor we lock.
+    close_all_but(req.fd, req.max_fd);
     loop {
         match raw_request(req.fd, &req.req, true) {
             Ok(()) => return 0,
             Err(Errno::INTR) => continue,
             Err(e) => return e.raw_os_error(),
+        }
+    }
+}
+
+/// Closes every descriptor except `keep`, without allocating.
+fn close_all_but(keep: i32, max_fd: u32) {
+    let keep = keep as u32;
+    let close_range = |first: u32, last: u32| {
+        // SAFETY: close_range(2) on our own (copied) descriptor table; no
+        // pointers involved.
+        unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) }
+    };
+    let low = if keep > 0 { close_range(0, keep - 1) } else { 0 };
+    let high = close_range(keep + 1, u32::MAX);
+    if low == -1 || high == -1 {
+        // Linux < 5.9: one by one up to the descriptor limit.
+        for fd in (0..max_fd).filter(|&fd| fd != keep) {
+            // SAFETY: closing descriptors of our own copied table.
+            unsafe { libc::syscall(libc::SYS_close, fd) };
         }
     }
 }
@@ -379,10 +419,15 @@ impl std::fmt::Debug for Waiter {
 impl Waiter {
     /// Starts a child blocked in `req` on `file`'s open file description.
     pub(crate) fn spawn(file: &File, req: LockReq) -> io::Result<Waiter> {
+        let max_fd = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .unwrap_or(1024)
+            .min(1 << 20) as u32;
         let req = Box::new(WaiterRequest {
             fd: file.as_raw_fd(),
             req,
             parent: rustix::process::getpid().as_raw_nonzero().get(),
+            max_fd,
         });
         let mut stack = vec![0u8; WAITER_STACK];
         let pidfd = spawn_child(&req, &mut stack)?;
@@ -400,6 +445,7 @@ impl Waiter {
     }
 
     /// The child's pidfd: readable once it has exited.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn pidfd(&self) -> std::os::fd::BorrowedFd<'_> {
         use std::os::fd::AsFd;
         self.pidfd.as_fd()
@@ -436,6 +482,7 @@ impl Drop for Waiter {
                 fd: -1,
                 req: self.req.req,
                 parent: 0,
+                max_fd: 0,
             });
             std::mem::forget(std::mem::replace(&mut self.req, placeholder));
         }

@@ -21,6 +21,8 @@ pub(crate) use super::linux::{
 };
 #[cfg(target_os = "linux")]
 pub(crate) use super::linux::{ofd_lock_pids, range_conflict, range_lock, range_unlock, wait_any};
+#[cfg(all(target_os = "linux", feature = "tokio"))]
+pub(crate) use super::linux::{WaitStatus, Waiter, raw_try, settle};
 
 /// Opens (and by default creates) a lock file without truncating it and,
 /// unless asked, without following a symlink in the last component.
