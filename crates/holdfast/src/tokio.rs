@@ -234,6 +234,7 @@ async fn drive<M: Machine>(m: &mut M, wait: Wait) -> Result<()> {
 pub struct AsyncLock {
     path: Arc<Path>,
     opts: LockOptions,
+    template: Arc<std::sync::Mutex<Option<holder::RecordTemplate>>>,
 }
 
 impl AsyncLock {
@@ -260,6 +261,7 @@ impl AsyncLock {
         Ok(AsyncLock {
             path: path.into(),
             opts: opts.clone(),
+            template: Arc::default(),
         })
     }
 
@@ -335,7 +337,8 @@ impl AsyncLock {
         };
         drive(&mut m, wait).await?;
         let token = if mode == Mode::Exclusive && self.opts.record && m.kind == FileKind::Writable {
-            holder::write_record(&m.file, Mode::Exclusive).unwrap_or_else(|e| {
+            let mut template = self.template.lock().unwrap_or_else(|e| e.into_inner());
+            holder::RecordTemplate::write(&mut template, &m.file).unwrap_or_else(|e| {
                 tracing::warn!(path = %self.path.display(), error = %e, "could not write the holder record");
                 None
             })
