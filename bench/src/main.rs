@@ -6,10 +6,11 @@
 //! creates the Python venv and runs everything; see BENCHMARKS.md.
 //!
 //! Usage: `holdfast-bench [--quick] [--python PATH] [SCENARIO...]`, where
-//! SCENARIO is `lock`, `phases` or `cli` (default: all). `holdfast-bench worker ...` is the
+//! SCENARIO is `lock`, `phases`, `cli` or `fifo` (default: all). `holdfast-bench worker ...` is the
 //! worker side, started by the harness itself.
 
 mod cli;
+mod fifo;
 mod lock;
 mod phases;
 mod proc;
@@ -22,6 +23,10 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("worker") {
         workers::main(&args[1..]);
+        return;
+    }
+    if args.first().map(String::as_str) == Some("fifo-worker") {
+        fifo::worker(&args[1..]);
         return;
     }
     if args.first().map(String::as_str) == Some("phase-worker") {
@@ -42,7 +47,7 @@ fn main() {
         }
     }
     if scenarios.is_empty() {
-        scenarios = vec!["lock".into(), "phases".into(), "cli".into()];
+        scenarios = vec!["lock".into(), "phases".into(), "cli".into(), "fifo".into()];
     }
     let dir = tempfile_dir();
     println!("# holdfast-bench results\n");
@@ -63,6 +68,7 @@ fn main() {
             "lock" => lock::run(&env, &dir),
             "phases" => phases::run(&env, &dir),
             "cli" => cli::run(&env, &dir),
+            "fifo" => fifo::run(&env, &dir),
             other => {
                 eprintln!("unknown scenario {other}");
                 std::process::exit(2);

@@ -663,12 +663,18 @@ impl FifoAcquire {
             mode,
             ..
         } = self;
-        let Enqueue { queue, ticket, .. } = q;
+        let Enqueue {
+            queue,
+            ticket,
+            stale,
+            ..
+        } = q;
         FifoHeld {
             shared,
             files: Some((main, queue)),
             main_id,
             ticket: ticket.expect("a finished acquisition holds a ticket"),
+            stale,
             mode,
             token,
             pid: sys::current_pid(),
@@ -780,6 +786,8 @@ pub(crate) struct FifoHeld {
     files: Option<(File, File)>,
     main_id: FileId,
     ticket: u64,
+    /// A departed predecessor's byte still locked (see `Enqueue::granted`).
+    stale: Option<u64>,
     mode: Mode,
     token: Option<u64>,
     pid: u32,
@@ -812,6 +820,13 @@ impl FifoHeld {
             .map_err(|e| Error::io("unlock", &self.shared.path, e));
         let left = sys::range_unlock(&q, queue::TICKET_BASE + self.ticket, 1)
             .map_err(|e| Error::io("leave the queue of", &self.shared.queue_path, e));
+        let left = match self.stale.take() {
+            Some(b) => left.and(
+                sys::range_unlock(&q, queue::TICKET_BASE + b, 1)
+                    .map_err(|e| Error::io("leave the queue of", &self.shared.queue_path, e)),
+            ),
+            None => left,
+        };
         if unlocked.is_ok() && left.is_ok() {
             self.shared.put_idle(main, q);
         }

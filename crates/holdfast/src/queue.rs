@@ -139,6 +139,12 @@ pub(crate) fn open_queue(path: &Path, permissions: u32) -> Result<File> {
 
 /// Whether `file` is still the file at `path` (nobody removed the idle
 /// queue file since we opened it).
+/// The cheap check on the ticket path: only our own protocol removes the
+/// queue file, and it unlinks it, which `nlink` shows (one `statx`).
+fn not_unlinked(file: &File) -> std::io::Result<bool> {
+    Ok(!sys::is_unlinked(file)?)
+}
+
 pub(crate) fn still_linked(file: &File, path: &Path) -> std::io::Result<bool> {
     if sys::is_unlinked(file)? {
         return Ok(false);
@@ -450,6 +456,9 @@ pub(crate) struct Enqueue {
     pub ticket: Option<u64>,
     /// The predecessor byte we are blocked on.
     pub waiting_on: Option<u64>,
+    /// A predecessor's byte we were granted after it left: still ours,
+    /// released later (see [`Enqueue::granted`]).
+    pub stale: Option<u64>,
 }
 
 impl Enqueue {
@@ -463,6 +472,7 @@ impl Enqueue {
             counter_held: false,
             ticket: None,
             waiting_on: None,
+            stale: None,
         }
     }
 
@@ -480,7 +490,7 @@ impl Enqueue {
                 }
                 self.counter_held = true;
             }
-            let linked = still_linked(&self.queue, &self.queue_path).map_err(|e| io(&self.queue_path, e))?;
+            let linked = not_unlinked(&self.queue).map_err(|e| io(&self.queue_path, e))?;
             if !linked {
                 // The idle queue file was removed: use the one at the path.
                 self.release_counter();
@@ -506,42 +516,55 @@ impl Enqueue {
     pub(crate) fn wait_turn(&mut self) -> Result<Option<Step>> {
         let t = self.ticket.expect("a ticket");
         let io = |p: &Path, e| Error::io("wait in the queue file", p, e);
-        loop {
-            match highest_below(&self.queue, t, self.exclusive).map_err(|e| io(&self.queue_path, e))? {
-                None => return Ok(None),
-                Some(b) => {
-                    let r = Range::byte(TICKET_BASE + b, self.exclusive);
-                    if sys::range_lock(&self.queue, r, false).map_err(|e| io(&self.queue_path, e))? {
-                        // Gone already.
-                        let _ = sys::range_unlock(&self.queue, r.start, 1);
-                        continue;
-                    }
-                    self.waiting_on = Some(b);
-                    return Ok(Some(Step::Wait {
-                        target: Target::Queue,
-                        reqs: vec![LockReq::Range(r)],
-                        short: false,
-                    }));
-                }
-            }
-        }
+        // The common case: the direct predecessor is still in line (one
+        // probe). Otherwise search for the nearest live one.
+        let direct = t > 0
+            && self.stale.is_none()
+            && sys::range_conflict(&self.queue, Range::byte(TICKET_BASE + t - 1, self.exclusive))
+                .map_err(|e| io(&self.queue_path, e))?
+                .is_some();
+        let nearest = if direct {
+            Some(t - 1)
+        } else {
+            highest_below(&self.queue, t, self.exclusive).map_err(|e| io(&self.queue_path, e))?
+        };
+        let Some(b) = nearest else {
+            return Ok(None);
+        };
+        self.drop_stale();
+        self.waiting_on = Some(b);
+        Ok(Some(Step::Wait {
+            target: Target::Queue,
+            reqs: vec![LockReq::Range(Range::byte(TICKET_BASE + b, self.exclusive))],
+            short: false,
+        }))
     }
 
     /// The wait on the counter or on a predecessor was granted.
     pub(crate) fn granted(&mut self) -> Result<()> {
         if let Some(b) = self.waiting_on.take() {
-            // We now hold the dead or departed predecessor's byte: let go.
-            sys::range_unlock(&self.queue, TICKET_BASE + b, 1)
-                .map_err(|e| Error::io("unlock in the queue file", &self.queue_path, e))?;
+            // We now hold the dead or departed predecessor's byte. Letting
+            // go of it can wait: off the hand-off path, it is released with
+            // our own ticket (or before we wait again). Holding it misleads
+            // nobody for long: a probe that sees it waits on it, wakes when
+            // we let go, and looks again.
+            self.stale = Some(b);
         } else if self.ticket.is_none() {
             self.counter_held = true;
         }
         Ok(())
     }
 
+    fn drop_stale(&mut self) {
+        if let Some(b) = self.stale.take() {
+            let _ = sys::range_unlock(&self.queue, TICKET_BASE + b, 1);
+        }
+    }
+
     /// Gives the ticket back (the place in the queue is left).
     pub(crate) fn leave(&mut self) -> std::io::Result<()> {
         self.release_counter();
+        self.drop_stale();
         if let Some(b) = self.waiting_on.take() {
             let _ = sys::range_unlock(&self.queue, TICKET_BASE + b, 1);
         }
