@@ -44,10 +44,13 @@
 //! 2. **Wait for your turn.** Ask the kernel (`F_OFD_GETLK`) whether any
 //!    ticket below `t` is held in a conflicting mode: for a writer any
 //!    ticket, for a reader only writers' tickets. If none, go to 3.
-//!    Otherwise find the *nearest* such predecessor `p` (binary search with
-//!    `F_OFD_GETLK`) and block on it: `F_OFD_SETLKW` on byte `p`. When that
-//!    is granted, `p` is gone (released, gave up, or died); unlock byte `p`
-//!    and repeat 2.
+//!    Otherwise find the *nearest* such predecessor `p` (first byte `t - 1`,
+//!    else a binary search with `F_OFD_GETLK`) and block on it:
+//!    `F_OFD_SETLKW` on byte `p`. When that is granted, `p` is gone
+//!    (released, gave up, or died) and we hold its byte; repeat 2. (We let
+//!    go of that byte when we wait again or when we release, off the
+//!    hand-off path; a probe that sees it meanwhile waits on it, is woken
+//!    when we let go, and probes again.)
 //! 3. **Take the lock file's kernel lock**, blocking, in the mode asked
 //!    for; check the file was not deleted meanwhile (else reopen, retry).
 //! 4. **Release**: unlock the lock file, then the ticket byte. The
