@@ -52,7 +52,9 @@ impl Subject {
             Subject::Fifo => "fifo",
             Subject::LockFifo => {
                 let mut c = Command::new(env.python.as_ref()?);
-                c.arg(peers_dir().join("stouputils_worker.py")).arg("lockfifo").args(args);
+                c.arg(peers_dir().join("stouputils_worker.py"))
+                    .arg("lockfifo")
+                    .args(args);
                 return Some(c);
             }
         };
@@ -62,7 +64,12 @@ impl Subject {
     }
 }
 
-const ALL: [Subject; 4] = [Subject::Flock, Subject::Holdfast, Subject::Fifo, Subject::LockFifo];
+const ALL: [Subject; 4] = [
+    Subject::Flock,
+    Subject::Holdfast,
+    Subject::Fifo,
+    Subject::LockFifo,
+];
 
 /// (acquisitions per second, per-process counts over the whole run, per-
 /// process counts over the first half).
@@ -77,7 +84,9 @@ fn contended(
     let ms = format!("{millis}:{work_us}");
     let mut ws = Vec::new();
     for _ in 0..procs {
-        ws.push(Worker::spawn_command(s.command(env, &["loop", lock.to_str().unwrap(), &ms])?));
+        ws.push(Worker::spawn_command(
+            s.command(env, &["loop", lock.to_str().unwrap(), &ms])?,
+        ));
     }
     for w in &mut ws {
         assert_eq!(w.recv(), "ready");
@@ -181,7 +190,9 @@ pub fn run(env: &Env, dir: &Path) {
     println!(
         "{procs} processes lock and unlock one exclusive lock in a loop for {millis} ms. Fairness = max/min acquisitions per process during the first half of the run; throughput = all acquisitions per second, against the plain holdfast Lock.\n"
     );
-    println!("| implementation | acquisitions/s | vs holdfast Lock | fairness max/min (first half) | per process, first half |");
+    println!(
+        "| implementation | acquisitions/s | vs holdfast Lock | fairness max/min (first half) | per process, first half |"
+    );
     println!("|---|---|---|---|---|");
     let mut plain = f64::NAN;
     for (i, s) in ALL.iter().enumerate() {
@@ -198,18 +209,32 @@ pub fn run(env: &Env, dir: &Path) {
         } else {
             format!("{:.2}×", mx as f64 / mn as f64)
         };
-        let list = halves.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
-        println!("| {} | {rate:.0}/s | {} | {fairness} | {list} |", s.label(), ratio(rate, plain));
+        let list = halves
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        println!(
+            "| {} | {rate:.0}/s | {} | {fairness} | {list} |",
+            s.label(),
+            ratio(rate, plain)
+        );
     }
 
     println!("\n## Fair queueing: throughput when the lock guards some work\n");
     println!(
         "As above, but each holder spins for 20 µs of CPU work while it holds the lock (no work outside). Python LockFifo is left out (it polls every 50 ms).\n"
     );
-    println!("| implementation | acquisitions/s | vs holdfast Lock | fairness max/min (first half) |");
+    println!(
+        "| implementation | acquisitions/s | vs holdfast Lock | fairness max/min (first half) |"
+    );
     println!("|---|---|---|---|");
     let mut plain = f64::NAN;
-    for (i, s) in ALL.iter().enumerate().filter(|(_, s)| **s != Subject::LockFifo) {
+    for (i, s) in ALL
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| **s != Subject::LockFifo)
+    {
         let lock = dir.join(format!("fifo-work-{i}.lock"));
         let Some((rate, _, halves)) = contended(*s, env, &lock, procs, millis, 20) else {
             continue;
@@ -222,7 +247,11 @@ pub fn run(env: &Env, dir: &Path) {
             "| {} | {rate:.0}/s | {} | {} |",
             s.label(),
             ratio(rate, plain),
-            if mn == 0 { "∞".to_owned() } else { format!("{:.2}×", mx as f64 / mn as f64) }
+            if mn == 0 {
+                "∞".to_owned()
+            } else {
+                format!("{:.2}×", mx as f64 / mn as f64)
+            }
         );
     }
 

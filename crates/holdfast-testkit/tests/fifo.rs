@@ -108,7 +108,11 @@ fn eight_processes_acquire_in_arrival_order() {
         });
     }
     assert!(!log.exists(), "nobody got in while the first held it");
-    assert_eq!(blocked_on(&lock), 0, "waiters wait in the queue, not on the lock file");
+    assert_eq!(
+        blocked_on(&lock),
+        0,
+        "waiters wait in the queue, not on the lock file"
+    );
     first.close_stdin();
     first.expect_line("released", LONG);
     let mut tickets = Vec::new();
@@ -134,20 +138,30 @@ fn a_killed_waiter_hands_its_place_to_the_next_live_predecessor() {
     let queue = queue_of(&lock);
     let mut holder = hold(&lock);
     let mut w1 = Child::spawn(helper(&["fifo-hold", s(&lock)]));
-    wait_for("w1 queued", LONG, || (blocked_on(&queue) == 1).then_some(()));
+    wait_for("w1 queued", LONG, || {
+        (blocked_on(&queue) == 1).then_some(())
+    });
     let mut w2 = Child::spawn(helper(&["fifo-hold", s(&lock)]));
-    wait_for("w2 queued", LONG, || (blocked_on(&queue) == 2).then_some(()));
+    wait_for("w2 queued", LONG, || {
+        (blocked_on(&queue) == 2).then_some(())
+    });
     // w2 is blocked on w1's byte. Kill w1: w2 wakes, must find the holder
     // still ahead, and block again, on the holder's byte, not on the lock.
     w1.kill9();
     wait_for("w2 to block on the holder", LONG, || {
         (blocked_on(&queue) == 1).then_some(())
     });
-    assert_eq!(w2.try_line(Duration::from_millis(100)), None, "w2 got in while held");
+    assert_eq!(
+        w2.try_line(Duration::from_millis(100)),
+        None,
+        "w2 got in while held"
+    );
     assert_eq!(blocked_on(&lock), 0);
     // A third arrives behind w2; kill the holder: w2, then w3.
     let mut w3 = Child::spawn(helper(&["fifo-hold", s(&lock)]));
-    wait_for("w3 queued", LONG, || (blocked_on(&queue) == 2).then_some(()));
+    wait_for("w3 queued", LONG, || {
+        (blocked_on(&queue) == 2).then_some(())
+    });
     holder.kill9();
     w2.expect_line("locked", LONG);
     assert_eq!(w3.try_line(Duration::from_millis(50)), None);
@@ -197,7 +211,10 @@ fn sigkill_of_random_waiters_and_holders_never_wedges_or_breaks_exclusion() {
         (read_u64(&counter) >= before + 10).then_some(())
     });
     assert_no_violations(&dir);
-    assert!(holder_kills >= ROUNDS / 4, "only {holder_kills} holders were killed");
+    assert!(
+        holder_kills >= ROUNDS / 4,
+        "only {holder_kills} holders were killed"
+    );
     for k in &mut kids {
         k.kill9();
     }
@@ -230,14 +247,24 @@ fn semaphore_never_admits_n_plus_one_and_frees_a_killed_holders_slot() {
     wait_for("the fourth to block on every slot", LONG, || {
         (blocked_on(&sem) == 3).then_some(())
     });
-    assert_eq!(fourth.try_line(Duration::from_millis(100)), None, "N+1 admitted");
+    assert_eq!(
+        fourth.try_line(Duration::from_millis(100)),
+        None,
+        "N+1 admitted"
+    );
     let probe = Semaphore::open(&sem, 3).unwrap();
     assert_eq!(probe.available().unwrap(), 0);
     assert_eq!(probe.holders().len(), 3, "{}", probe.holders());
     holders[1].kill9();
     let line = fourth.expect_line("acquired", LONG);
-    assert_eq!(line.split_whitespace().nth(1).unwrap(), slots[1], "took the dead holder's slot");
-    wait_for("the waiter tasks to be gone", LONG, || (blocked_on(&sem) == 0).then_some(()));
+    assert_eq!(
+        line.split_whitespace().nth(1).unwrap(),
+        slots[1],
+        "took the dead holder's slot"
+    );
+    wait_for("the waiter tasks to be gone", LONG, || {
+        (blocked_on(&sem) == 0).then_some(())
+    });
     assert_eq!(
         proc_locks(&sem).len(),
         3,
@@ -268,7 +295,9 @@ fn semaphore_bound_holds_while_holders_are_killed() {
         assert_no_violations(&dir);
     }
     let before = size();
-    wait_for("progress at the end", LONG, || (size() >= before + 10).then_some(()));
+    wait_for("progress at the end", LONG, || {
+        (size() >= before + 10).then_some(())
+    });
     assert_no_violations(&dir);
 }
 
@@ -287,7 +316,10 @@ fn python() -> Option<String> {
 
 fn peer(py: &str, args: &[&str]) -> Command {
     let mut c = Command::new(py);
-    c.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/stouputils_lockfifo.py"));
+    c.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/peers/stouputils_lockfifo.py"
+    ));
     c.args(args);
     c
 }
@@ -303,7 +335,11 @@ fn stouputils_lockfifo_and_fifolock_exclude_each_other() {
     let ours = FifoLock::open(&lock).unwrap();
     match ours.try_lock() {
         Err(holdfast::Error::WouldBlock { holders, .. }) => {
-            assert_eq!(holders.first().and_then(|h| h.pid), Some(lf.pid()), "{holders}");
+            assert_eq!(
+                holders.first().and_then(|h| h.pid),
+                Some(lf.pid()),
+                "{holders}"
+            );
         }
         other => panic!("expected WouldBlock, got {other:?}"),
     }
@@ -337,7 +373,8 @@ mod asynchronous {
     use std::future::Future;
     use std::pin::Pin;
 
-    type Acq<'a> = Pin<Box<dyn Future<Output = Result<Box<dyn std::any::Any>, holdfast::Error>> + 'a>>;
+    type Acq<'a> =
+        Pin<Box<dyn Future<Output = Result<Box<dyn std::any::Any>, holdfast::Error>> + 'a>>;
 
     /// The three async primitives behind one face, each with the helper
     /// command that holds it from another process.
@@ -353,7 +390,10 @@ mod asynchronous {
             let f = d.join("fifo.lock");
             let sem = d.join("one.sem");
             vec![
-                (Kind::Plain(AsyncLock::open(&p).unwrap()), vec!["hold".into(), s(&p).into()]),
+                (
+                    Kind::Plain(AsyncLock::open(&p).unwrap()),
+                    vec!["hold".into(), s(&p).into()],
+                ),
                 (
                     Kind::Fifo(AsyncFifoLock::open(&f).unwrap()),
                     vec!["fifo-hold".into(), s(&f).into()],
@@ -365,16 +405,22 @@ mod asynchronous {
             ]
         }
         fn acquire(&self, timeout: Option<Duration>) -> Acq<'_> {
-            fn boxed<T: 'static>(r: Result<T, holdfast::Error>) -> Result<Box<dyn std::any::Any>, holdfast::Error> {
+            fn boxed<T: 'static>(
+                r: Result<T, holdfast::Error>,
+            ) -> Result<Box<dyn std::any::Any>, holdfast::Error> {
                 r.map(|g| Box::new(g) as Box<dyn std::any::Any>)
             }
             match (self, timeout) {
                 (Kind::Plain(l), None) => Box::pin(async move { boxed(l.lock().await) }),
-                (Kind::Plain(l), Some(t)) => Box::pin(async move { boxed(l.lock_timeout(t).await) }),
+                (Kind::Plain(l), Some(t)) => {
+                    Box::pin(async move { boxed(l.lock_timeout(t).await) })
+                }
                 (Kind::Fifo(l), None) => Box::pin(async move { boxed(l.lock().await) }),
                 (Kind::Fifo(l), Some(t)) => Box::pin(async move { boxed(l.lock_timeout(t).await) }),
                 (Kind::Sem(l), None) => Box::pin(async move { boxed(l.acquire().await) }),
-                (Kind::Sem(l), Some(t)) => Box::pin(async move { boxed(l.acquire_timeout(t).await) }),
+                (Kind::Sem(l), Some(t)) => {
+                    Box::pin(async move { boxed(l.acquire_timeout(t).await) })
+                }
             }
         }
         /// The file that waiters block on in the kernel.
@@ -405,8 +451,40 @@ mod asynchronous {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut c = Child::spawn(helper(&args));
         let first = c.line(LONG);
-        assert!(first.starts_with("locked") || first.starts_with("acquired"), "{first}");
+        assert!(
+            first.starts_with("locked") || first.starts_with("acquired"),
+            "{first}"
+        );
         c
+    }
+
+    #[test]
+    fn futures_and_guards_are_send() {
+        fn send<T: Send>(_: &T) {}
+        let d = Dir::new();
+        let l = AsyncLock::open(d.join("a")).unwrap();
+        let f = AsyncFifoLock::open(d.join("b")).unwrap();
+        let s = AsyncSemaphore::open(d.join("c"), 1).unwrap();
+        // Checked at compile time; the futures are never polled.
+        send(&l.lock());
+        send(&f.lock());
+        send(&s.acquire());
+        let rt = runtime();
+        let (g1, g2, g3) =
+            rt.block_on(async { (l.lock().await, f.lock().await, s.acquire().await) });
+        let (g1, g2, g3) = (g1.unwrap(), g2.unwrap(), g3.unwrap());
+        send(&g1);
+        send(&g2);
+        send(&g3);
+        // Moved to another thread and released there.
+        std::thread::spawn(move || drop((g1, g2, g3)))
+            .join()
+            .unwrap();
+        rt.block_on(async {
+            assert!(l.try_lock().await.is_ok());
+            assert!(f.try_lock().await.is_ok());
+            assert!(s.try_acquire().await.is_ok());
+        });
     }
 
     #[test]
@@ -422,7 +500,8 @@ mod asynchronous {
                     .run_until(async {
                         let kind = std::rc::Rc::new(kind);
                         let k2 = kind.clone();
-                        let waiting = tokio::task::spawn_local(async move { k2.acquire(None).await.is_ok() });
+                        let waiting =
+                            tokio::task::spawn_local(async move { k2.acquire(None).await.is_ok() });
                         // The waiter is blocked in the kernel (its helper
                         // task), and this task on the same single thread
                         // keeps running: 1000 turns of the executor.
@@ -430,7 +509,11 @@ mod asynchronous {
                         while blocked_on(&wait_file) == 0 {
                             tokio::task::yield_now().await;
                             ticks += 1;
-                            assert!(ticks < 1_000_000, "{}: never blocked in the kernel", kind.name());
+                            assert!(
+                                ticks < 1_000_000,
+                                "{}: never blocked in the kernel",
+                                kind.name()
+                            );
                         }
                         for _ in 0..1000 {
                             tokio::task::yield_now().await;
@@ -456,14 +539,27 @@ mod asynchronous {
                 .map(|_| ())
                 .unwrap_err();
             let waited = started.elapsed();
-            assert!(matches!(err, holdfast::Error::Timeout { .. }), "{}: {err}", kind.name());
-            assert!(waited >= Duration::from_millis(150), "{}: {waited:?}", kind.name());
+            assert!(
+                matches!(err, holdfast::Error::Timeout { .. }),
+                "{}: {err}",
+                kind.name()
+            );
+            assert!(
+                waited >= Duration::from_millis(150),
+                "{}: {waited:?}",
+                kind.name()
+            );
             assert!(
                 err.holders().iter().any(|h| h.pid == Some(holder.pid())),
                 "{}: {err}",
                 kind.name()
             );
-            assert_eq!(blocked_on(&kind.wait_file(&d)), 0, "{}: a waiter task left", kind.name());
+            assert_eq!(
+                blocked_on(&kind.wait_file(&d)),
+                0,
+                "{}: a waiter task left",
+                kind.name()
+            );
         }
     }
 
@@ -486,26 +582,45 @@ mod asynchronous {
             let (kind, hold_args) = &all[round % all.len()];
             // Half the rounds against a holder (cancelled while waiting),
             // half free or contended (cancelled anywhere, or acquired).
-            let holder = (round % 2 == 0 && !matches!(kind, Kind::Fifo(_))).then(|| holder_of(hold_args));
+            let holder =
+                (round % 2 == 0 && !matches!(kind, Kind::Fifo(_))).then(|| holder_of(hold_args));
             let cancel_after = Duration::from_micros(rng.below(3000) as u64);
-            let got = rt.block_on(async { tokio::time::timeout(cancel_after, kind.acquire(None)).await });
+            let got =
+                rt.block_on(async { tokio::time::timeout(cancel_after, kind.acquire(None)).await });
             outcomes[got.is_ok() as usize] += 1;
             drop(got); // drops a guard if it was acquired
             drop(holder);
             let before = read_u64(&counter);
-            wait_for(&format!("the contender to progress after round {round}"), LONG, || {
-                (read_u64(&counter) >= before + 1).then_some(())
-            });
-            assert_eq!(blocked_on(&kind.wait_file(&d)) > 1, false, "{}: waiters left", kind.name());
+            wait_for(
+                &format!("the contender to progress after round {round}"),
+                LONG,
+                || (read_u64(&counter) > before).then_some(()),
+            );
+            assert!(
+                blocked_on(&kind.wait_file(&d)) <= 1,
+                "{}: waiters left",
+                kind.name()
+            );
         }
         contender.kill9();
         // Nothing of ours is held in any of the files.
         for (kind, _) in &all {
             let f = kind.wait_file(&d);
-            assert_eq!(proc_locks(&f), vec![], "{}: locks left on {}", kind.name(), f.display());
+            assert_eq!(
+                proc_locks(&f),
+                vec![],
+                "{}: locks left on {}",
+                kind.name(),
+                f.display()
+            );
         }
         assert_eq!(proc_locks(&fifo_path), vec![]);
-        assert!(outcomes[0] > 0 && outcomes[1] > 0, "cancelled {} / acquired {}", outcomes[0], outcomes[1]);
+        assert!(
+            outcomes[0] > 0 && outcomes[1] > 0,
+            "cancelled {} / acquired {}",
+            outcomes[0],
+            outcomes[1]
+        );
         assert_no_violations(&cs);
     }
 }

@@ -336,6 +336,7 @@ impl FifoLock {
         })
     }
 
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn shared(&self) -> &Arc<FifoShared> {
         &self.shared
     }
@@ -355,7 +356,7 @@ impl FifoLock {
     /// # Errors
     ///
     /// [`Error::AlreadyHeld`] if this thread holds it already (it would
-    /// wait for itself); [`Error::Io`].
+    /// wait for itself; the `try_` variants are allowed); [`Error::Io`].
     pub fn lock(&self) -> Result<FifoGuard<'_>> {
         self.acquire(Mode::Exclusive, Wait::Forever)
     }
@@ -424,7 +425,9 @@ impl FifoLock {
     /// [`Error::AlreadyHeld`]; [`Error::Io`].
     pub fn acquire(&self, mode: Mode, wait: Wait) -> Result<FifoGuard<'_>> {
         let mut m = FifoAcquire::new(&self.shared, mode)?;
-        if HELD_BY_THIS_THREAD.with(|h| h.borrow().contains(&m.main_id)) {
+        // Waiting behind our own place in line would never end (a try
+        // never waits, so it is allowed: two shared holds, for instance).
+        if wait != Wait::NoWait && HELD_BY_THIS_THREAD.with(|h| h.borrow().contains(&m.main_id)) {
             return Err(Error::AlreadyHeld {
                 path: self.shared.path.clone(),
             });
@@ -487,8 +490,9 @@ impl FifoShared {
             return Err(Error::Unsupported {
                 path: path.to_owned(),
                 what: "FIFO locks",
-                reason: "they need open-file-description byte-range locks, which exist only on Linux"
-                    .into(),
+                reason:
+                    "they need open-file-description byte-range locks, which exist only on Linux"
+                        .into(),
             });
         }
         let queue_path = opts.queue_path.clone().unwrap_or_else(|| {
@@ -506,12 +510,19 @@ impl FifoShared {
             writable: std::sync::atomic::AtomicBool::new(false),
         };
         let (main, _, kind) = shared.open_main_kind()?;
-        shared.writable.store(kind == FileKind::Writable, std::sync::atomic::Ordering::Relaxed);
+        shared.writable.store(
+            kind == FileKind::Writable,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         if shared.opts.create_parents
-            && let Some(parent) = shared.queue_path.parent().filter(|p| !p.as_os_str().is_empty())
+            && let Some(parent) = shared
+                .queue_path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
         {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| Error::io("create the parent directories of", &shared.queue_path, e))?;
+            std::fs::create_dir_all(parent).map_err(|e| {
+                Error::io("create the parent directories of", &shared.queue_path, e)
+            })?;
         }
         let q = queue::open_queue(&shared.queue_path, shared.opts.permissions)?;
         queue::check_on_open(&q, &shared.queue_path, Kind::Fifo)?;
@@ -644,9 +655,16 @@ impl FifoAcquire {
 
     /// Turns a finished acquisition into what a guard holds.
     pub(crate) fn finish(self) -> FifoHeld {
-        let writable = self.shared.writable.load(std::sync::atomic::Ordering::Relaxed);
+        let writable = self
+            .shared
+            .writable
+            .load(std::sync::atomic::Ordering::Relaxed);
         let token = if self.mode == Mode::Exclusive && self.shared.opts.record && writable {
-            let mut template = self.shared.template.lock().unwrap_or_else(|e| e.into_inner());
+            let mut template = self
+                .shared
+                .template
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             match holder::RecordTemplate::write(&mut template, &self.main) {
                 Ok(t) => t,
                 Err(e) => {
@@ -718,7 +736,9 @@ impl Machine for FifoAcquire {
                             });
                         }
                     }
-                    if self.shared.opts.verify_path && sys::is_unlinked(&self.main).map_err(lock_err)? {
+                    if self.shared.opts.verify_path
+                        && sys::is_unlinked(&self.main).map_err(lock_err)?
+                    {
                         tracing::debug!(path = %self.shared.path.display(), "lock file was unlinked; reopening");
                         let _ = sys::unlock(&self.main, backend);
                         self.main_held = false;
@@ -937,7 +957,10 @@ mod tests {
         let other = FifoLock::open(d.path().join("l")).unwrap();
         let g = lock.lock().unwrap();
         assert!(matches!(lock.lock(), Err(Error::AlreadyHeld { .. })));
-        assert!(matches!(other.lock_shared(), Err(Error::AlreadyHeld { .. })));
+        assert!(matches!(
+            other.lock_shared(),
+            Err(Error::AlreadyHeld { .. })
+        ));
         drop(g);
         drop(other.lock().unwrap());
     }
@@ -962,7 +985,10 @@ mod tests {
             // AlreadyHeld.)
             s.spawn(|| {
                 let other = FifoLock::open(&p).unwrap();
-                assert!(matches!(other.try_lock_shared(), Err(Error::WouldBlock { .. })));
+                assert!(matches!(
+                    other.try_lock_shared(),
+                    Err(Error::WouldBlock { .. })
+                ));
                 assert!(matches!(
                     other.lock_shared_timeout(Duration::from_millis(30)),
                     Err(Error::Timeout { .. })
@@ -1004,7 +1030,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("l");
         std::fs::write(d.path().join("l.fifo"), b"mine").unwrap();
-        assert!(matches!(FifoLock::open(&p), Err(Error::InvalidInput { .. })));
+        assert!(matches!(
+            FifoLock::open(&p),
+            Err(Error::InvalidInput { .. })
+        ));
         assert_eq!(std::fs::read(d.path().join("l.fifo")).unwrap(), b"mine");
     }
 }

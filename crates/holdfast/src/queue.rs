@@ -201,7 +201,13 @@ pub(crate) fn highest_below(file: &File, t: u64, exclusive: bool) -> std::io::Re
 
 /// Largest `b` in `[lo, hi)` with a conflict in `[b, end)`, given one in
 /// `[lo, end)` and none in `[hi, end)` (`lo` if they move meanwhile).
-fn bisect(file: &File, mut lo: u64, mut hi: u64, end: Option<u64>, exclusive: bool) -> std::io::Result<u64> {
+fn bisect(
+    file: &File,
+    mut lo: u64,
+    mut hi: u64,
+    end: Option<u64>,
+    exclusive: bool,
+) -> std::io::Result<u64> {
     while hi - lo > 1 {
         let mid = lo + (hi - lo) / 2;
         if conflict(file, mid, end, exclusive)? {
@@ -262,7 +268,8 @@ pub(crate) fn in_use(file: &File) -> std::io::Result<bool> {
 /// counter lock held.
 fn check_header(file: &File, path: &Path, kind: Kind) -> Result<(Option<u64>, usize)> {
     let mut buf = [0u8; MAX_HEADER];
-    let n = sys::read_head(file, &mut buf).map_err(|e| Error::io("read the queue file", path, e))?;
+    let n =
+        sys::read_head(file, &mut buf).map_err(|e| Error::io("read the queue file", path, e))?;
     match parse_header(&buf[..n]) {
         Ok(None) => {
             sys::write_head(file, &encode_header(kind, 0), n)
@@ -405,7 +412,11 @@ pub(crate) trait Machine {
 }
 
 /// When a wait of this kind must give up, for this `wait` policy.
-pub(crate) fn wait_deadline(wait: Wait, started: Instant, short: bool) -> Result<Option<Instant>, ()> {
+pub(crate) fn wait_deadline(
+    wait: Wait,
+    started: Instant,
+    short: bool,
+) -> Result<Option<Instant>, ()> {
     match wait {
         Wait::NoWait if short => Ok(Some(Instant::now() + SHORT_WAIT)),
         Wait::NoWait => Err(()),
@@ -462,7 +473,13 @@ pub(crate) struct Enqueue {
 }
 
 impl Enqueue {
-    pub(crate) fn new(queue: File, queue_path: PathBuf, permissions: u32, kind: Kind, exclusive: bool) -> Self {
+    pub(crate) fn new(
+        queue: File,
+        queue_path: PathBuf,
+        permissions: u32,
+        kind: Kind,
+        exclusive: bool,
+    ) -> Self {
         Enqueue {
             queue,
             queue_path,
@@ -481,7 +498,9 @@ impl Enqueue {
         let io = |p: &Path, e| Error::io("lock the queue file", p, e);
         loop {
             if !self.counter_held {
-                if !sys::range_lock(&self.queue, COUNTER, false).map_err(|e| io(&self.queue_path, e))? {
+                if !sys::range_lock(&self.queue, COUNTER, false)
+                    .map_err(|e| io(&self.queue_path, e))?
+                {
                     return Ok(Some(Step::Wait {
                         target: Target::Queue,
                         reqs: vec![LockReq::Range(COUNTER)],
@@ -520,9 +539,12 @@ impl Enqueue {
         // probe). Otherwise search for the nearest live one.
         let direct = t > 0
             && self.stale.is_none()
-            && sys::range_conflict(&self.queue, Range::byte(TICKET_BASE + t - 1, self.exclusive))
-                .map_err(|e| io(&self.queue_path, e))?
-                .is_some();
+            && sys::range_conflict(
+                &self.queue,
+                Range::byte(TICKET_BASE + t - 1, self.exclusive),
+            )
+            .map_err(|e| io(&self.queue_path, e))?
+            .is_some();
         let nearest = if direct {
             Some(t - 1)
         } else {
@@ -599,12 +621,18 @@ mod tests {
                 next: None
             })
         );
-        assert_eq!(encode_header(Kind::Fifo, 1).len(), encode_header(Kind::Fifo, 99).len());
+        assert_eq!(
+            encode_header(Kind::Fifo, 1).len(),
+            encode_header(Kind::Fifo, 99).len()
+        );
     }
 
     fn two(dir: &Path) -> (File, File) {
         let p = dir.join("q");
-        (open_queue(&p, 0o644).unwrap(), open_queue(&p, 0o644).unwrap())
+        (
+            open_queue(&p, 0o644).unwrap(),
+            open_queue(&p, 0o644).unwrap(),
+        )
     }
 
     #[test]
@@ -673,7 +701,10 @@ mod tests {
         assert!(!remove_if_idle(&b, &p).unwrap(), "a ticket is live");
         sys::range_unlock(&a, TICKET_BASE + 7, 1).unwrap();
         sys::range_lock(&a, COUNTER, true).unwrap();
-        assert!(!remove_if_idle(&b, &p).unwrap(), "someone is taking a ticket");
+        assert!(
+            !remove_if_idle(&b, &p).unwrap(),
+            "someone is taking a ticket"
+        );
         sys::range_unlock(&a, 0, 1).unwrap();
         assert!(remove_if_idle(&b, &p).unwrap());
         assert!(!p.exists());

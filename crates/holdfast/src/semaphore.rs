@@ -184,6 +184,7 @@ impl Semaphore {
         SemaphoreOptions::new()
     }
 
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn shared(&self) -> &Arc<SemShared> {
         &self.shared
     }
@@ -276,7 +277,11 @@ impl Semaphore {
 }
 
 impl SemShared {
-    pub(crate) fn open(path: &Path, permits: usize, opts: SemaphoreOptions) -> Result<Arc<SemShared>> {
+    pub(crate) fn open(
+        path: &Path,
+        permits: usize,
+        opts: SemaphoreOptions,
+    ) -> Result<Arc<SemShared>> {
         if path.as_os_str().is_empty() {
             return Err(Error::InvalidInput {
                 path: path.to_owned(),
@@ -296,8 +301,9 @@ impl SemShared {
             return Err(Error::Unsupported {
                 path: path.to_owned(),
                 what: "semaphores",
-                reason: "they need open-file-description byte-range locks, which exist only on Linux"
-                    .into(),
+                reason:
+                    "they need open-file-description byte-range locks, which exist only on Linux"
+                        .into(),
             });
         }
         if opts.create_parents
@@ -351,16 +357,15 @@ impl SemShared {
         let me = sys::current_pid();
         let list: Vec<Holder> = pids
             .into_iter()
-            .map(|pid| {
-                let mut h = Holder::default();
-                h.pid = Some(pid);
-                h.command = sys::process_cmdline(pid);
-                h.host = Some(host.clone());
-                h.uid = sys::process_uid(pid);
-                h.mode = Some(Mode::Exclusive);
-                h.this_process = pid == me;
-                h.source = HolderSource::Kernel;
-                h
+            .map(|pid| Holder {
+                pid: Some(pid),
+                command: sys::process_cmdline(pid),
+                host: Some(host.clone()),
+                uid: sys::process_uid(pid),
+                mode: Some(Mode::Exclusive),
+                this_process: pid == me,
+                source: HolderSource::Kernel,
+                ..Holder::default()
             })
             .collect();
         list.into()
@@ -407,7 +412,13 @@ impl SemAcquire {
         };
         Ok(SemAcquire {
             shared: shared.clone(),
-            q: Enqueue::new(file, shared.path.clone(), shared.opts.permissions, shared.kind(), true),
+            q: Enqueue::new(
+                file,
+                shared.path.clone(),
+                shared.opts.permissions,
+                shared.kind(),
+                true,
+            ),
             phase: Phase::Ticket,
             slot: None,
         })
@@ -426,7 +437,9 @@ impl SemAcquire {
     }
 
     pub(crate) fn finish(self) -> SemHeld {
-        let SemAcquire { shared, q, slot, .. } = self;
+        let SemAcquire {
+            shared, q, slot, ..
+        } = self;
         let Enqueue { queue, .. } = q;
         SemHeld {
             shared,
@@ -470,7 +483,9 @@ impl Machine for SemAcquire {
                     }
                     return Ok(Step::Wait {
                         target: Target::Queue,
-                        reqs: (0..n).map(|i| LockReq::Range(Self::slot_range(i))).collect(),
+                        reqs: (0..n)
+                            .map(|i| LockReq::Range(Self::slot_range(i)))
+                            .collect(),
                         short: false,
                     });
                 }
@@ -622,7 +637,10 @@ mod tests {
         let sem = Semaphore::open(d.path().join("s"), 3).unwrap();
         let mut ps: Vec<_> = (0..3).map(|_| Some(sem.acquire().unwrap())).collect();
         std::thread::scope(|s| {
-            let w = s.spawn(|| sem.acquire_timeout(Duration::from_secs(30)).map(|p| p.slot()));
+            let w = s.spawn(|| {
+                sem.acquire_timeout(Duration::from_secs(30))
+                    .map(|p| p.slot())
+            });
             // Wait until the waiter is queued (its ticket is live).
             let probe = queue::open_queue(sem.path(), 0o644).unwrap();
             while queue::live_tickets(&probe).unwrap() < 1 {
@@ -641,7 +659,10 @@ mod tests {
             Semaphore::open(d.path().join("s"), 3),
             Err(Error::InvalidInput { .. })
         ));
-        assert!(d.path().join("s").exists(), "a refused open removes nothing");
+        assert!(
+            d.path().join("s").exists(),
+            "a refused open removes nothing"
+        );
         assert!(matches!(
             Semaphore::open(d.path().join("t"), 0),
             Err(Error::InvalidInput { .. })

@@ -51,7 +51,7 @@ use std::fs::File;
 use std::future::poll_fn;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -120,7 +120,11 @@ fn watch(file: &File, req: LockReq) -> io::Result<AsyncFd<Watched>> {
 
 /// The async `sys::wait_any`: one helper per request, their pidfds in
 /// tokio's reactor, plus a timer for the deadline.
-async fn wait_any(file: &File, reqs: &[LockReq], deadline: Option<Instant>) -> io::Result<Option<usize>> {
+async fn wait_any(
+    file: &File,
+    reqs: &[LockReq],
+    deadline: Option<Instant>,
+) -> io::Result<Option<usize>> {
     if deadline.is_some_and(|d| Instant::now() >= d) {
         return Ok(None);
     }
@@ -371,7 +375,9 @@ impl Machine for WholeAcquire<'_> {
         let backend = self.lock.opts.backend;
         loop {
             if !self.held {
-                if sys::try_lock(&self.file, backend, self.mode).map_err(|e| Error::io("lock", path, e))? {
+                if sys::try_lock(&self.file, backend, self.mode)
+                    .map_err(|e| Error::io("lock", path, e))?
+                {
                     self.held = true;
                 } else {
                     return Ok(Step::Wait {
@@ -384,7 +390,9 @@ impl Machine for WholeAcquire<'_> {
                     });
                 }
             }
-            if self.lock.opts.verify_path && sys::is_unlinked(&self.file).map_err(|e| Error::io("lock", path, e))? {
+            if self.lock.opts.verify_path
+                && sys::is_unlinked(&self.file).map_err(|e| Error::io("lock", path, e))?
+            {
                 let _ = sys::unlock(&self.file, backend);
                 self.held = false;
                 let (f, k, i) = crate::lock::open_file(path, &self.lock.opts)?;
@@ -677,7 +685,11 @@ impl AsyncSemaphore {
     /// # Errors
     ///
     /// As [`SemaphoreOptions::open`].
-    pub fn with_options(opts: &SemaphoreOptions, path: impl AsRef<Path>, permits: usize) -> Result<AsyncSemaphore> {
+    pub fn with_options(
+        opts: &SemaphoreOptions,
+        path: impl AsRef<Path>,
+        permits: usize,
+    ) -> Result<AsyncSemaphore> {
         Ok(opts.open(path, permits)?.into())
     }
     /// Takes a permit, waiting in line.
@@ -745,16 +757,4 @@ impl OwnedSemaphorePermit {
     pub fn release(mut self) -> Result<()> {
         self.held.release()
     }
-}
-
-#[allow(dead_code)]
-fn _assert_send() {
-    fn send<T: Send>(_: &T) {}
-    fn check(l: &AsyncLock, f: &AsyncFifoLock, s: &AsyncSemaphore) {
-        send(&l.lock());
-        send(&f.lock());
-        send(&s.acquire());
-    }
-    let _ = check;
-    let _: Option<PathBuf> = None;
 }

@@ -174,7 +174,13 @@ fn ofd_owners(major: u32, minor: u32, ino: u64) -> Vec<u32> {
 
 /// Performs an OFD `fcntl` lock command on a byte range of a raw
 /// descriptor. Used by the waiter child too, so it must not allocate.
-fn ofd_range(fd: i32, cmd: libc::c_int, l_type: libc::c_int, start: u64, len: u64) -> Result<libc::flock, Errno> {
+fn ofd_range(
+    fd: i32,
+    cmd: libc::c_int,
+    l_type: libc::c_int,
+    start: u64,
+    len: u64,
+) -> Result<libc::flock, Errno> {
     let (Ok(l_start), Ok(l_len)) = (i64::try_from(start), i64::try_from(len)) else {
         return Err(Errno::INVAL);
     };
@@ -250,7 +256,13 @@ pub(crate) fn range_lock(file: &File, r: Range, wait: bool) -> io::Result<bool> 
 /// Releases whatever OFD lock this open file description holds on the
 /// range (a range it does not hold is no error).
 pub(crate) fn range_unlock(file: &File, start: u64, len: u64) -> io::Result<()> {
-    ofd_range(file.as_raw_fd(), libc::F_OFD_SETLK, libc::F_UNLCK, start, len)?;
+    ofd_range(
+        file.as_raw_fd(),
+        libc::F_OFD_SETLK,
+        libc::F_UNLCK,
+        start,
+        len,
+    )?;
     Ok(())
 }
 
@@ -258,7 +270,13 @@ pub(crate) fn range_unlock(file: &File, start: u64, len: u64) -> io::Result<()> 
 /// conflicts with `r`, as `(start, len)` (`len` 0: to the end), or `None`.
 /// Which one, when several conflict, is the kernel's choice.
 pub(crate) fn range_conflict(file: &File, r: Range) -> io::Result<Option<(u64, u64)>> {
-    let got = ofd_range(file.as_raw_fd(), libc::F_OFD_GETLK, range_type(&r), r.start, r.len)?;
+    let got = ofd_range(
+        file.as_raw_fd(),
+        libc::F_OFD_GETLK,
+        range_type(&r),
+        r.start,
+        r.len,
+    )?;
     if got.l_type as libc::c_int == libc::F_UNLCK {
         return Ok(None);
     }
@@ -312,7 +330,11 @@ fn parse_ofd_range(line: &str, want: &str) -> Option<(u64, u64)> {
         return None;
     }
     let s = f[6].parse().ok()?;
-    let e = if f[7] == "EOF" { u64::MAX } else { f[7].parse().ok()? };
+    let e = if f[7] == "EOF" {
+        u64::MAX
+    } else {
+        f[7].parse().ok()?
+    };
     Some((s, e))
 }
 
@@ -337,7 +359,8 @@ extern "C" fn waiter_main(arg: *mut libc::c_void) -> libc::c_int {
     // request is granted. The death signal fires when the thread that
     // cloned us ends; the parent check covers a parent that died before
     // the signal was armed.
-    if rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL)).is_err()
+    if rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        .is_err()
         || rustix::process::getppid().map(|p| p.as_raw_nonzero().get()) != Some(req.parent)
     {
         return libc::ESRCH;
@@ -364,7 +387,11 @@ fn close_all_but(keep: i32, max_fd: u32) {
         // pointers involved.
         unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) }
     };
-    let low = if keep > 0 { close_range(0, keep - 1) } else { 0 };
+    let low = if keep > 0 {
+        close_range(0, keep - 1)
+    } else {
+        0
+    };
     let high = close_range(keep + 1, u32::MAX);
     if low == -1 || high == -1 {
         // Linux < 5.9: one by one up to the descriptor limit.
@@ -540,7 +567,14 @@ fn reap(pidfd: &OwnedFd, block: bool) -> io::Result<Option<WaitStatus>> {
         // SAFETY: siginfo_t is plain data, filled in by waitid.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         // SAFETY: P_PIDFD with a pidfd we own; `info` is a valid out pointer.
-        let r = unsafe { libc::waitid(libc::P_PIDFD, pidfd.as_raw_fd() as libc::id_t, &mut info, flags) };
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PIDFD,
+                pidfd.as_raw_fd() as libc::id_t,
+                &mut info,
+                flags,
+            )
+        };
         if r == -1 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
@@ -581,7 +615,11 @@ fn give_back(file: &File, req: &LockReq) -> io::Result<()> {
 /// once if we already hold the lock. The first granted request wins; any
 /// other that was granted too is released. With several requests, each
 /// must be a range this description did not hold before the wait.
-pub(crate) fn settle(file: &File, waiters: &mut [Waiter], winner: Option<usize>) -> io::Result<Option<usize>> {
+pub(crate) fn settle(
+    file: &File,
+    waiters: &mut [Waiter],
+    winner: Option<usize>,
+) -> io::Result<Option<usize>> {
     let mut winner = winner;
     let mut failure = None;
     for (i, w) in waiters.iter_mut().enumerate() {
@@ -629,9 +667,16 @@ pub(crate) fn settle(file: &File, waiters: &mut [Waiter], winner: Option<usize>)
 /// the kernel: one plain blocking call for a single request without a
 /// deadline, otherwise one killable waiter per request and a `poll` on
 /// their pidfds with the remaining time.
-pub(crate) fn wait_any(file: &File, reqs: &[LockReq], deadline: Option<Instant>) -> io::Result<Option<usize>> {
+pub(crate) fn wait_any(
+    file: &File,
+    reqs: &[LockReq],
+    deadline: Option<Instant>,
+) -> io::Result<Option<usize>> {
     if reqs.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "nothing to wait for"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "nothing to wait for",
+        ));
     }
     if let (None, [req]) = (deadline, reqs) {
         loop {
@@ -650,9 +695,8 @@ pub(crate) fn wait_any(file: &File, reqs: &[LockReq], deadline: Option<Instant>)
         match Waiter::spawn(file, *req) {
             Ok(w) => waiters.push(w),
             Err(e) => {
-                let _ = settle(file, &mut waiters, None).map(|won| {
-                    won.map(|i| give_back(file, &reqs[i]))
-                });
+                let _ = settle(file, &mut waiters, None)
+                    .map(|won| won.map(|i| give_back(file, &reqs[i])));
                 return Err(e);
             }
         }
@@ -668,12 +712,16 @@ pub(crate) fn wait_any(file: &File, reqs: &[LockReq], deadline: Option<Instant>)
                 tv_nsec: left.subsec_nanos() as _,
             }
         });
-        let mut fds: Vec<PollFd<'_>> = waiters.iter().map(|w| PollFd::new(&w.pidfd, PollFlags::IN)).collect();
+        let mut fds: Vec<PollFd<'_>> = waiters
+            .iter()
+            .map(|w| PollFd::new(&w.pidfd, PollFlags::IN))
+            .collect();
         match rustix::event::poll(&mut fds, ts.as_ref()) {
             Ok(_) => {}
             Err(Errno::INTR) => continue,
             Err(e) => {
-                let _ = settle(file, &mut waiters, None).map(|won| won.map(|i| give_back(file, &reqs[i])));
+                let _ = settle(file, &mut waiters, None)
+                    .map(|won| won.map(|i| give_back(file, &reqs[i])));
                 return Err(e.into());
             }
         }
@@ -683,20 +731,24 @@ pub(crate) fn wait_any(file: &File, reqs: &[LockReq], deadline: Option<Instant>)
             match waiters[i].try_status()? {
                 Some(WaitStatus::Granted) => return settle(file, &mut waiters, Some(i)),
                 Some(WaitStatus::Failed(errno)) => {
-                    let _ = settle(file, &mut waiters, None).map(|won| won.map(|j| give_back(file, &reqs[j])));
+                    let _ = settle(file, &mut waiters, None)
+                        .map(|won| won.map(|j| give_back(file, &reqs[j])));
                     return Err(io::Error::from_raw_os_error(errno));
                 }
                 // A stray kill (the death signal of a thread that is not
                 // us cannot happen here, but be robust): decide with a
                 // non-blocking attempt, else wait again.
-                Some(WaitStatus::Killed) => match raw_request(file.as_raw_fd(), &waiters[i].request(), false) {
-                    Ok(()) => return settle(file, &mut waiters, Some(i)),
-                    Err(Errno::AGAIN) | Err(Errno::ACCESS) => respawn.push(i),
-                    Err(e) => {
-                        let _ = settle(file, &mut waiters, None).map(|won| won.map(|j| give_back(file, &reqs[j])));
-                        return Err(e.into());
+                Some(WaitStatus::Killed) => {
+                    match raw_request(file.as_raw_fd(), &waiters[i].request(), false) {
+                        Ok(()) => return settle(file, &mut waiters, Some(i)),
+                        Err(Errno::AGAIN) | Err(Errno::ACCESS) => respawn.push(i),
+                        Err(e) => {
+                            let _ = settle(file, &mut waiters, None)
+                                .map(|won| won.map(|j| give_back(file, &reqs[j])));
+                            return Err(e.into());
+                        }
                     }
-                },
+                }
                 None => {}
             }
         }
@@ -708,12 +760,22 @@ pub(crate) fn wait_any(file: &File, reqs: &[LockReq], deadline: Option<Instant>)
 }
 
 /// Waits for a whole-file lock until `deadline` (see `unix::lock_until`).
-pub(crate) fn wait_in_child(file: &File, backend: Backend, mode: Mode, deadline: Instant) -> io::Result<bool> {
+pub(crate) fn wait_in_child(
+    file: &File,
+    backend: Backend,
+    mode: Mode,
+    deadline: Instant,
+) -> io::Result<bool> {
     match wait_any(file, &[LockReq::Whole { backend, mode }], Some(deadline)) {
         Ok(got) => Ok(got.is_some()),
         // Kernel older than 5.2 (no CLONE_PIDFD) or a seccomp sandbox that
         // forbids the waiter: fall back to bounded polling.
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS | libc::EPERM)) => {
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EINVAL | libc::ENOSYS | libc::EPERM)
+            ) =>
+        {
             tracing::debug!(error = %e, "no killable lock waiter; polling instead");
             super::imp::poll_until(file, backend, mode, deadline)
         }
@@ -740,7 +802,10 @@ mod tests {
         assert_eq!(parse_ofd_range(l, "fd:01:9"), None);
         let e = "1: OFDLCK ADVISORY READ -1 fd:01:1234 0 EOF";
         assert_eq!(parse_ofd_range(e, "fd:01:1234"), Some((0, u64::MAX)));
-        assert_eq!(parse_ofd_range("1: FLOCK ADVISORY WRITE 5 fd:01:1234 0 EOF", "fd:01:1234"), None);
+        assert_eq!(
+            parse_ofd_range("1: FLOCK ADVISORY WRITE 5 fd:01:1234 0 EOF", "fd:01:1234"),
+            None
+        );
     }
 
     #[test]

@@ -108,6 +108,7 @@ pub(crate) fn inherited_kind(_file: &File) -> io::Result<FileKind> {
 #[allow(dead_code)] // used by the Unix-only `LockOptions::open_fd`
 pub(crate) fn fd_path(_file: &File) -> Option<std::path::PathBuf> {
     None
+}
 pub(crate) fn path_id(_path: &Path) -> io::Result<FileId> {
     Err(unsupported())
 }
