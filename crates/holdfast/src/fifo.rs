@@ -47,7 +47,9 @@
 //!    Otherwise find the *nearest* such predecessor `p` (first byte `t - 1`,
 //!    else a binary search with `F_OFD_GETLK`) and block on it:
 //!    `F_OFD_SETLKW` on byte `p`. When that is granted, `p` is gone
-//!    (released, gave up, or died) and we hold its byte; repeat 2. (We let
+//!    (released, gave up, or died) and we hold its byte; repeat 2, unless
+//!    `p` had nobody ahead of it when we started waiting (then we are the
+//!    head now: no ticket is ever issued below a live one). (We let
 //!    go of that byte when we wait again or when we release, off the
 //!    hand-off path; a probe that sees it meanwhile waits on it, is woken
 //!    when we let go, and probes again.)

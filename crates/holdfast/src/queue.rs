@@ -470,6 +470,11 @@ pub(crate) struct Enqueue {
     /// A predecessor's byte we were granted after it left: still ours,
     /// released later (see [`Enqueue::granted`]).
     pub stale: Option<u64>,
+    /// The predecessor we wait on had nobody conflicting ahead of it: once
+    /// it leaves, we are the head without asking again.
+    pred_was_head: bool,
+    /// We are the head (see `pred_was_head`).
+    head_known: bool,
 }
 
 impl Enqueue {
@@ -490,6 +495,8 @@ impl Enqueue {
             ticket: None,
             waiting_on: None,
             stale: None,
+            pred_was_head: false,
+            head_known: false,
         }
     }
 
@@ -535,6 +542,9 @@ impl Enqueue {
     pub(crate) fn wait_turn(&mut self) -> Result<Option<Step>> {
         let t = self.ticket.expect("a ticket");
         let io = |p: &Path, e| Error::io("wait in the queue file", p, e);
+        if self.head_known {
+            return Ok(None);
+        }
         // The common case: the direct predecessor is still in line (one
         // probe). Otherwise search for the nearest live one.
         let direct = t > 0
@@ -554,6 +564,12 @@ impl Enqueue {
             return Ok(None);
         };
         self.drop_stale();
+        // Is it the head? Then we will be once it leaves: tickets are only
+        // ever issued above the live ones, so nothing can appear below it.
+        // (One probe now, while we have time, saves one after the wake-up,
+        // on the hand-off path.)
+        self.pred_was_head = !conflict(&self.queue, 0, Some(b), self.exclusive)
+            .map_err(|e| io(&self.queue_path, e))?;
         self.waiting_on = Some(b);
         Ok(Some(Step::Wait {
             target: Target::Queue,
@@ -571,6 +587,7 @@ impl Enqueue {
             // nobody for long: a probe that sees it waits on it, wakes when
             // we let go, and looks again.
             self.stale = Some(b);
+            self.head_known = self.pred_was_head;
         } else if self.ticket.is_none() {
             self.counter_held = true;
         }
