@@ -938,6 +938,29 @@ impl Drop for FifoGuard<'_> {
     }
 }
 
+impl FifoHeld {
+    #[cfg(unix)]
+    pub(crate) fn main_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.files
+            .as_ref()
+            .expect("a held lock has its files until released")
+            .0
+            .as_fd()
+    }
+}
+
+#[cfg(unix)]
+impl std::os::fd::AsFd for FifoGuard<'_> {
+    /// The open file description that holds the lock file's kernel lock,
+    /// for handing to a child process as `flock(1)` does. (The place in
+    /// the queue stays with this process: if it exits first, the next in
+    /// line waits on the kernel lock, which the child still holds.)
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.held.main_fd()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

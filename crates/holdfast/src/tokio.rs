@@ -634,6 +634,24 @@ impl OwnedFifoGuard {
     }
 }
 
+impl std::os::fd::AsFd for OwnedFifoGuard {
+    /// The open file description holding the lock file's kernel lock (see
+    /// [`crate::FifoGuard`]'s `AsFd`).
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.held.main_fd()
+    }
+}
+
+impl std::os::fd::AsFd for OwnedLockGuard {
+    /// The open file description that holds the lock.
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.file
+            .as_ref()
+            .expect("a held lock has its file until released")
+            .as_fd()
+    }
+}
+
 /// The async counterpart of [`Semaphore`].
 ///
 /// ```
