@@ -6,10 +6,12 @@
 //! creates the Python venv and runs everything; see BENCHMARKS.md.
 //!
 //! Usage: `holdfast-bench [--quick] [--python PATH] [SCENARIO...]`, where
-//! SCENARIO is `lock`, `lockfile`, `phases` or `cli` (default: all). `holdfast-bench worker ...`
-//! (and `lockfile-worker`, `phase-worker`) is the worker side, started by the harness itself.
+//! SCENARIO is `lock`, `lockfile`, `phases`, `cli` or `fifo` (default: all).
+//! `holdfast-bench worker ...` (and `lockfile-worker`, `phase-worker`,
+//! `fifo-worker`) is the worker side, started by the harness itself.
 
 mod cli;
+mod fifo;
 mod lock;
 mod lockfile;
 mod phases;
@@ -27,6 +29,10 @@ fn main() {
     }
     if args.first().map(String::as_str) == Some("lockfile-worker") {
         lockfile::worker(&args[1..]);
+        return;
+    }
+    if args.first().map(String::as_str) == Some("fifo-worker") {
+        fifo::worker(&args[1..]);
         return;
     }
     if args.first().map(String::as_str) == Some("phase-worker") {
@@ -52,6 +58,7 @@ fn main() {
             "lockfile".into(),
             "phases".into(),
             "cli".into(),
+            "fifo".into(),
         ];
     }
     let dir = tempfile_dir();
@@ -74,6 +81,7 @@ fn main() {
             "lockfile" => lockfile::run(&env, &dir),
             "phases" => phases::run(&env, &dir),
             "cli" => cli::run(&env, &dir),
+            "fifo" => fifo::run(&env, &dir),
             other => {
                 eprintln!("unknown scenario {other}");
                 std::process::exit(2);

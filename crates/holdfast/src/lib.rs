@@ -85,22 +85,29 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod fifo;
 pub mod holder;
 pub mod lock;
 #[cfg(unix)]
 pub mod lockfile;
 pub mod once;
 pub mod phase;
+mod queue;
+pub mod semaphore;
 mod status;
 mod sys;
+#[cfg(all(feature = "tokio", target_os = "linux"))]
+pub mod tokio;
 
 pub use error::{Error, Result};
+pub use fifo::{FifoGuard, FifoLock, FifoOptions};
 pub use holder::{Holder, HolderRecord, HolderSource, Holders, RecordContent};
 pub use lock::{Backend, Lock, LockGuard, LockOptions, Mode, Wait};
 #[cfg(unix)]
 pub use lockfile::{LockFile, LockFileGuard, LockFileOptions};
 pub use once::{LeaderFailure, OnceOutcome, RunOnce, once};
 pub use phase::{ActionContext, ActionError, Phase, PhaseRunner, RunReport, XattrMode};
+pub use semaphore::{Semaphore, SemaphoreOptions, SemaphorePermit};
 pub use status::{LockStatus, status};
 
 /// The README's examples, compiled and run as doctests.

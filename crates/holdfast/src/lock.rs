@@ -147,14 +147,14 @@ pub enum Wait {
 /// ```
 #[derive(Clone, Debug)]
 pub struct LockOptions {
-    permissions: u32,
-    create: bool,
-    create_parents: bool,
-    follow_symlinks: bool,
+    pub(crate) permissions: u32,
+    pub(crate) create: bool,
+    pub(crate) create_parents: bool,
+    pub(crate) follow_symlinks: bool,
     reentrant: bool,
-    backend: Backend,
-    record: bool,
-    verify_path: bool,
+    pub(crate) backend: Backend,
+    pub(crate) record: bool,
+    pub(crate) verify_path: bool,
 }
 
 impl Default for LockOptions {
@@ -893,7 +893,7 @@ fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(100 * 365 * 86_400)
 }
 
-fn open_file(path: &Path, opts: &LockOptions) -> Result<(File, FileKind, FileId)> {
+pub(crate) fn open_file(path: &Path, opts: &LockOptions) -> Result<(File, FileKind, FileId)> {
     let spec = OpenSpec {
         mode: opts.permissions,
         create: opts.create,

@@ -8,7 +8,7 @@ use std::time::Instant;
 use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 
-use super::{FileId, KernelLock, KernelLockKind};
+use super::{FileId, KernelLock, KernelLockKind, LockReq, Range};
 use crate::lock::{Backend, Mode};
 
 /// The kernel's boot id: changes on every boot.
@@ -183,19 +183,206 @@ fn ofd_owners(major: u32, minor: u32, ino: u64) -> Vec<u32> {
     owners
 }
 
+/// Performs an OFD `fcntl` lock command on a byte range of a raw
+/// descriptor. Used by the waiter child too, so it must not allocate.
+fn ofd_range(
+    fd: i32,
+    cmd: libc::c_int,
+    l_type: libc::c_int,
+    start: u64,
+    len: u64,
+) -> Result<libc::flock, Errno> {
+    let (Ok(l_start), Ok(l_len)) = (i64::try_from(start), i64::try_from(len)) else {
+        return Err(Errno::INVAL);
+    };
+    let mut lock = libc::flock {
+        l_type: l_type as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: l_start as libc::off_t,
+        l_len: l_len as libc::off_t,
+        l_pid: 0,
+    };
+    // SAFETY: `fd` is an open descriptor the caller keeps open for this
+    // call, and `lock` is a fully initialised `struct flock` that outlives
+    // it (F_OFD_GETLK writes the answer back into it). `syscall` rather
+    // than the `fcntl` wrapper, as in `unix::ofd_op`.
+    let r = unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, &mut lock as *mut libc::flock) };
+    if r == -1 {
+        Err(Errno::from_io_error(&io::Error::last_os_error()).unwrap_or(Errno::IO))
+    } else {
+        Ok(lock)
+    }
+}
+
+fn range_type(r: &Range) -> libc::c_int {
+    if r.exclusive {
+        libc::F_WRLCK
+    } else {
+        libc::F_RDLCK
+    }
+}
+
+/// One lock request on a raw descriptor; blocking if `wait`.
+fn raw_request(fd: i32, req: &LockReq, wait: bool) -> Result<(), Errno> {
+    match req {
+        LockReq::Whole { backend, mode } => super::imp::raw_lock(fd, *backend, *mode, wait),
+        LockReq::Range(r) => {
+            let cmd = if wait {
+                libc::F_OFD_SETLKW
+            } else {
+                libc::F_OFD_SETLK
+            };
+            ofd_range(fd, cmd, range_type(r), r.start, r.len).map(drop)
+        }
+    }
+}
+
+/// One non-blocking attempt at `req` on `file`: `Ok(false)` if taken by
+/// someone else.
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+pub(crate) fn raw_try(file: &File, req: &LockReq) -> io::Result<bool> {
+    loop {
+        match raw_request(file.as_raw_fd(), req, false) {
+            Ok(()) => return Ok(true),
+            Err(Errno::AGAIN) | Err(Errno::ACCESS) => return Ok(false),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Takes an OFD lock on a byte range: `Ok(false)` if another open file
+/// description holds a conflicting lock (only when not waiting).
+pub(crate) fn range_lock(file: &File, r: Range, wait: bool) -> io::Result<bool> {
+    loop {
+        match raw_request(file.as_raw_fd(), &LockReq::Range(r), wait) {
+            Ok(()) => return Ok(true),
+            Err(Errno::AGAIN) | Err(Errno::ACCESS) if !wait => return Ok(false),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Releases whatever OFD lock this open file description holds on the
+/// range (a range it does not hold is no error).
+pub(crate) fn range_unlock(file: &File, start: u64, len: u64) -> io::Result<()> {
+    ofd_range(
+        file.as_raw_fd(),
+        libc::F_OFD_SETLK,
+        libc::F_UNLCK,
+        start,
+        len,
+    )?;
+    Ok(())
+}
+
+/// `F_OFD_GETLK`: a lock held by *another* open file description that
+/// conflicts with `r`, as `(start, len)` (`len` 0: to the end), or `None`.
+/// Which one, when several conflict, is the kernel's choice.
+pub(crate) fn range_conflict(file: &File, r: Range) -> io::Result<Option<(u64, u64)>> {
+    let got = ofd_range(
+        file.as_raw_fd(),
+        libc::F_OFD_GETLK,
+        range_type(&r),
+        r.start,
+        r.len,
+    )?;
+    if got.l_type as libc::c_int == libc::F_UNLCK {
+        return Ok(None);
+    }
+    Ok(Some((got.l_start.max(0) as u64, got.l_len.max(0) as u64)))
+}
+
+/// Pids of processes whose open file descriptions hold an OFD lock on the
+/// inode overlapping bytes `[start, end)`, from `/proc/*/fdinfo` (only
+/// processes we may inspect are seen).
+pub(crate) fn ofd_lock_pids(id: FileId, start: u64, end: u64) -> Vec<u32> {
+    let (major, minor) = super::imp::dev_major_minor(id.dev);
+    let want = format!("{major:02x}:{minor:02x}:{}", id.ino);
+    let mut pids = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(p.path().join("fdinfo")) else {
+            continue;
+        };
+        'fds: for fd in fds.flatten() {
+            let Ok(info) = std::fs::read_to_string(fd.path()) else {
+                continue;
+            };
+            for line in info.lines() {
+                let Some(rest) = line.strip_prefix("lock:") else {
+                    continue;
+                };
+                if let Some((s, e)) = parse_ofd_range(rest, &want)
+                    && s < end
+                    && e >= start
+                {
+                    pids.push(pid);
+                    break 'fds;
+                }
+            }
+        }
+    }
+    pids
+}
+
+/// `(first, last)` byte of an `OFDLCK` line on the inode `want`
+/// (`maj:min:ino`), held (not waiting).
+fn parse_ofd_range(line: &str, want: &str) -> Option<(u64, u64)> {
+    let f: Vec<&str> = line.split_ascii_whitespace().collect();
+    // "1:" "OFDLCK" "ADVISORY" "WRITE" "-1" "dev:ino" start end
+    if f.len() < 8 || f[1] != "OFDLCK" || f[5] != want {
+        return None;
+    }
+    let s = f[6].parse().ok()?;
+    let e = if f[7] == "EOF" {
+        u64::MAX
+    } else {
+        f[7].parse().ok()?
+    };
+    Some((s, e))
+}
+
 /// What the waiter child needs; lives on the parent's heap until reaped.
 struct WaiterRequest {
     fd: i32,
-    backend: Backend,
-    mode: Mode,
+    req: LockReq,
+    /// Our pid, to notice being orphaned before the death signal was set.
+    parent: i32,
+    /// Descriptors to close one by one where `close_range` is missing.
+    max_fd: u32,
 }
 
 extern "C" fn waiter_main(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` points to a `WaiterRequest` the parent keeps alive until
-    // it has reaped this child.
+    // it has reaped this child (or leaks it if it cannot).
     let req = unsafe { &*(arg as *const WaiterRequest) };
+    // The child holds a copy of the parent's descriptor table, so it keeps
+    // every open file description of the parent, and every lock on them,
+    // alive. If the parent dies (SIGKILL) while we wait, we must die too,
+    // at once: otherwise the dead parent's locks would outlive it until our
+    // request is granted. The death signal fires when the thread that
+    // cloned us ends; the parent check covers a parent that died before
+    // the signal was armed.
+    if rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        .is_err()
+        || rustix::process::getppid().map(|p| p.as_raw_nonzero().get()) != Some(req.parent)
+    {
+        return libc::ESRCH;
+    }
+    // The copied descriptor table also holds every other file, pipe and
+    // socket of the parent: a pipe the parent closes while we wait would
+    // stay open (its reader never sees EOF), a socket would stay
+    // connected. Keep only the descriptor we lock.
+    close_all_but(req.fd, req.max_fd);
     loop {
-        match super::imp::raw_lock(req.fd, req.backend, req.mode, true) {
+        match raw_request(req.fd, &req.req, true) {
             Ok(()) => return 0,
             Err(Errno::INTR) => continue,
             Err(e) => return e.raw_os_error(),
@@ -203,98 +390,144 @@ extern "C" fn waiter_main(arg: *mut libc::c_void) -> libc::c_int {
     }
 }
 
+/// Closes every descriptor except `keep`, without allocating.
+fn close_all_but(keep: i32, max_fd: u32) {
+    let keep = keep as u32;
+    let close_range = |first: u32, last: u32| {
+        // SAFETY: close_range(2) on our own (copied) descriptor table; no
+        // pointers involved.
+        unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) }
+    };
+    let low = if keep > 0 {
+        close_range(0, keep - 1)
+    } else {
+        0
+    };
+    let high = close_range(keep + 1, u32::MAX);
+    if low == -1 || high == -1 {
+        // Linux < 5.9: one by one up to the descriptor limit.
+        for fd in (0..max_fd).filter(|&fd| fd != keep) {
+            // SAFETY: closing descriptors of our own copied table.
+            unsafe { libc::syscall(libc::SYS_close, fd) };
+        }
+    }
+}
+
 const WAITER_STACK: usize = 64 * 1024;
 
-/// Waits for the lock in a killable child (see `unix::lock_until`).
+/// How a waiter child ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WaitStatus {
+    /// Its request was granted: our open file description holds the lock.
+    Granted,
+    /// Its request failed with this errno.
+    Failed(i32),
+    /// It was killed; the request may or may not have been granted just
+    /// before (see [`settle`]).
+    Killed,
+}
+
+/// A killable child task blocked in one lock request on our behalf.
 ///
 /// The child is created with `CLONE_VM` (no page-table copy, so this costs
 /// microseconds even in a large process) and a copy of our descriptor
 /// table, so its lock call acts on *our* open file description: when it is
 /// granted, we hold the lock. Its exit signal is none, so `waitpid(-1)` in
-/// the application never reaps it, and all signals are blocked in it. We
-/// wait on its pidfd with the remaining time; at the deadline we SIGKILL it
-/// (a blocked lock call is interruptible), reap it, and settle the one race
-/// left (granted just before the kill) with a non-blocking retry on our
-/// own description, which is a no-op if we already hold the lock.
-pub(crate) fn wait_in_child(
-    file: &File,
-    backend: Backend,
-    mode: Mode,
-    deadline: Instant,
-) -> io::Result<bool> {
-    loop {
-        if Instant::now() >= deadline {
-            return Ok(false);
-        }
+/// the application never reaps it; all signals are blocked in it, and it
+/// dies with the thread that created it. Its pidfd becomes readable when it
+/// exits, which is what both the blocking waits here and the async futures
+/// of the `tokio` feature wait on. Dropping a `Waiter` kills and reaps the
+/// child before its stack and request are freed.
+pub(crate) struct Waiter {
+    pidfd: OwnedFd,
+    req: Box<WaiterRequest>,
+    stack: Vec<u8>,
+    status: Option<WaitStatus>,
+}
+
+impl std::fmt::Debug for Waiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Waiter")
+            .field("req", &self.req.req)
+            .field("status", &self.status)
+            .finish()
+    }
+}
+
+impl Waiter {
+    /// Starts a child blocked in `req` on `file`'s open file description.
+    pub(crate) fn spawn(file: &File, req: LockReq) -> io::Result<Waiter> {
+        let max_fd = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .unwrap_or(1024)
+            .min(1 << 20) as u32;
         let req = Box::new(WaiterRequest {
             fd: file.as_raw_fd(),
-            backend,
-            mode,
+            req,
+            parent: rustix::process::getpid().as_raw_nonzero().get(),
+            max_fd,
         });
         let mut stack = vec![0u8; WAITER_STACK];
-        let child = match spawn_waiter(&req, &mut stack) {
-            Ok(c) => c,
-            // Kernel older than 5.2 (no CLONE_PIDFD) or a seccomp sandbox
-            // that forbids the waiter: fall back to bounded polling.
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EINVAL | libc::ENOSYS | libc::EPERM)
-                ) =>
-            {
-                tracing::debug!(error = %e, "no killable lock waiter; polling instead");
-                return super::imp::poll_until(file, backend, mode, deadline);
-            }
-            Err(e) => return Err(e),
-        };
-        let outcome = wait_child(&child, deadline);
-        // Whatever happened, the child must be gone before `req` and
-        // `stack` are freed.
-        let (status, wait_error) = match outcome {
-            Ok(Some(status)) => (status, None),
-            Ok(None) | Err(_) => {
-                let _ =
-                    rustix::process::pidfd_send_signal(&child.pidfd, rustix::process::Signal::KILL);
-                (reap(&child)?, outcome.err())
-            }
-        };
-        drop(stack);
-        drop(req);
-        if let Some(e) = wait_error {
-            // We could not wait; the child is gone. If it got the lock for
-            // us, give it back before reporting the failure.
-            if matches!(status, ChildStatus::Exited(0)) {
-                let _ = super::imp::unlock(file, backend);
-            }
-            return Err(e);
+        let pidfd = spawn_child(&req, &mut stack)?;
+        Ok(Waiter {
+            pidfd,
+            req,
+            stack,
+            status: None,
+        })
+    }
+
+    /// The request this waiter makes.
+    pub(crate) fn request(&self) -> LockReq {
+        self.req.req
+    }
+
+    /// The child's pidfd: readable once it has exited.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn pidfd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.pidfd.as_fd()
+    }
+
+    /// How the child ended, if it has (never blocks).
+    pub(crate) fn try_status(&mut self) -> io::Result<Option<WaitStatus>> {
+        if self.status.is_none() {
+            self.status = reap(&self.pidfd, false)?;
         }
-        match status {
-            ChildStatus::Exited(0) => return Ok(true),
-            ChildStatus::Exited(errno) => return Err(io::Error::from_raw_os_error(errno)),
-            ChildStatus::Killed => {
-                // Granted-then-killed race, or a stray signal: decide with
-                // a non-blocking attempt on our own description.
-                if super::imp::try_lock(file, backend, mode)? {
-                    return Ok(true);
-                }
-                if Instant::now() >= deadline {
-                    return Ok(false);
-                }
-            }
+        Ok(self.status)
+    }
+
+    /// Kills the child (if still running) and reaps it.
+    pub(crate) fn kill(&mut self) -> io::Result<WaitStatus> {
+        if let Some(s) = self.status {
+            return Ok(s);
+        }
+        let _ = rustix::process::pidfd_send_signal(&self.pidfd, rustix::process::Signal::KILL);
+        let s = reap(&self.pidfd, true)?.unwrap_or(WaitStatus::Killed);
+        self.status = Some(s);
+        Ok(s)
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        if self.status.is_none() && self.kill().is_err() {
+            // The child may still run on this stack and read the request:
+            // never free them. (Unreachable in practice: a pidfd of our own
+            // child can always be signalled and reaped.)
+            std::mem::forget(std::mem::take(&mut self.stack));
+            let placeholder = Box::new(WaiterRequest {
+                fd: -1,
+                req: self.req.req,
+                parent: 0,
+                max_fd: 0,
+            });
+            std::mem::forget(std::mem::replace(&mut self.req, placeholder));
         }
     }
 }
 
-struct Child {
-    pidfd: OwnedFd,
-}
-
-enum ChildStatus {
-    Exited(i32),
-    Killed,
-}
-
-fn spawn_waiter(req: &WaiterRequest, stack: &mut [u8]) -> io::Result<Child> {
+fn spawn_child(req: &WaiterRequest, stack: &mut [u8]) -> io::Result<OwnedFd> {
     let mut pidfd: libc::c_int = -1;
     // Stack grows down; the top must be 16-byte aligned.
     let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
@@ -312,10 +545,10 @@ fn spawn_waiter(req: &WaiterRequest, stack: &mut [u8]) -> io::Result<Child> {
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
     }
     // SAFETY: `waiter_main` only reads `req` (alive until reaped) and makes
-    // raw lock syscalls on its private stack `stack` (alive until reaped);
-    // it touches no allocator, lock or thread-local state. CLONE_PIDFD
-    // stores the pidfd through the parent_tid argument. The exit signal is
-    // 0, so only an explicit __WCLONE wait reaps the child.
+    // raw syscalls on its private stack `stack` (alive until reaped); it
+    // touches no allocator, lock or thread-local state. CLONE_PIDFD stores
+    // the pidfd through the parent_tid argument. The exit signal is 0, so
+    // only an explicit __WCLONE wait reaps the child.
     let pid = unsafe {
         libc::clone(
             waiter_main,
@@ -334,33 +567,13 @@ fn spawn_waiter(req: &WaiterRequest, stack: &mut [u8]) -> io::Result<Child> {
         return Err(err);
     }
     // SAFETY: the kernel returned a fresh pidfd that we now own.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-    Ok(Child { pidfd })
+    Ok(unsafe { OwnedFd::from_raw_fd(pidfd) })
 }
 
-/// Waits for the child to exit until `deadline`: `Some(status)` if it did.
-fn wait_child(child: &Child, deadline: Instant) -> io::Result<Option<ChildStatus>> {
-    loop {
-        let now = Instant::now();
-        if now >= deadline {
-            return Ok(None);
-        }
-        let left = deadline - now;
-        let ts = rustix::event::Timespec {
-            tv_sec: left.as_secs() as _,
-            tv_nsec: left.subsec_nanos() as _,
-        };
-        let mut fds = [PollFd::new(&child.pidfd, PollFlags::IN)];
-        match rustix::event::poll(&mut fds, Some(&ts)) {
-            Ok(0) => continue,
-            Ok(_) => return reap(child).map(Some),
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-fn reap(child: &Child) -> io::Result<ChildStatus> {
+/// Reaps the child behind `pidfd`: `None` if it is still running (only
+/// when not `block`ing).
+fn reap(pidfd: &OwnedFd, block: bool) -> io::Result<Option<WaitStatus>> {
+    let flags = libc::WEXITED | libc::__WCLONE | if block { 0 } else { libc::WNOHANG };
     loop {
         // SAFETY: siginfo_t is plain data, filled in by waitid.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
@@ -368,9 +581,9 @@ fn reap(child: &Child) -> io::Result<ChildStatus> {
         let r = unsafe {
             libc::waitid(
                 libc::P_PIDFD,
-                child.pidfd.as_raw_fd() as libc::id_t,
+                pidfd.as_raw_fd() as libc::id_t,
                 &mut info,
-                libc::WEXITED | libc::__WCLONE,
+                flags,
             )
         };
         if r == -1 {
@@ -380,13 +593,204 @@ fn reap(child: &Child) -> io::Result<ChildStatus> {
             }
             return Err(e);
         }
-        // SAFETY: waitid filled in a CLD_* record for our child.
-        let (code, status) = unsafe { (info.si_code, info.si_status()) };
-        return Ok(if code == libc::CLD_EXITED {
-            ChildStatus::Exited(status)
+        // SAFETY: waitid filled in a CLD_* record, or left it zeroed when
+        // WNOHANG found nothing to reap (si_pid 0).
+        let (pid, code, status) = unsafe { (info.si_pid(), info.si_code, info.si_status()) };
+        if pid == 0 {
+            return Ok(None);
+        }
+        return Ok(Some(if code == libc::CLD_EXITED {
+            if status == 0 {
+                WaitStatus::Granted
+            } else {
+                WaitStatus::Failed(status)
+            }
         } else {
-            ChildStatus::Killed
+            WaitStatus::Killed
+        }));
+    }
+}
+
+/// Releases what a settled-away request may hold on `file`.
+fn give_back(file: &File, req: &LockReq) -> io::Result<()> {
+    match req {
+        LockReq::Whole { backend, .. } => super::imp::unlock(file, *backend),
+        LockReq::Range(r) => range_unlock(file, r.start, r.len),
+    }
+}
+
+/// Ends a wait on several waiters: kills and reaps all of them, then makes
+/// sure that exactly one request is held on `file` (returning its index)
+/// or none. A child killed right after its request was granted is told
+/// apart by a non-blocking retry on our own description, which succeeds at
+/// once if we already hold the lock. The first granted request wins; any
+/// other that was granted too is released. With several requests, each
+/// must be a range this description did not hold before the wait.
+pub(crate) fn settle(
+    file: &File,
+    waiters: &mut [Waiter],
+    winner: Option<usize>,
+) -> io::Result<Option<usize>> {
+    let mut winner = winner;
+    let mut failure = None;
+    for (i, w) in waiters.iter_mut().enumerate() {
+        if Some(i) == winner {
+            continue;
+        }
+        let req = w.request();
+        let granted = match w.kill() {
+            Ok(WaitStatus::Granted) => true,
+            Ok(WaitStatus::Killed) => match raw_request(file.as_raw_fd(), &req, false) {
+                Ok(()) => true,
+                Err(Errno::AGAIN) | Err(Errno::ACCESS) => false,
+                Err(e) => {
+                    failure.get_or_insert(io::Error::from(e));
+                    false
+                }
+            },
+            Ok(WaitStatus::Failed(_)) => false,
+            Err(e) => {
+                failure.get_or_insert(e);
+                false
+            }
+        };
+        if granted {
+            if winner.is_none() {
+                winner = Some(i);
+            } else {
+                give_back(file, &req)?;
+            }
+        }
+    }
+    match failure {
+        Some(e) => {
+            if let Some(i) = winner {
+                let _ = give_back(file, &waiters[i].request());
+            }
+            Err(e)
+        }
+        None => Ok(winner),
+    }
+}
+
+/// Waits until one of `reqs` on `file` is granted (`Some(index)`, that
+/// request now held) or `deadline` passes (`None`, nothing held). Blocks in
+/// the kernel: one plain blocking call for a single request without a
+/// deadline, otherwise one killable waiter per request and a `poll` on
+/// their pidfds with the remaining time.
+pub(crate) fn wait_any(
+    file: &File,
+    reqs: &[LockReq],
+    deadline: Option<Instant>,
+) -> io::Result<Option<usize>> {
+    if reqs.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "nothing to wait for",
+        ));
+    }
+    if let (None, [req]) = (deadline, reqs) {
+        loop {
+            match raw_request(file.as_raw_fd(), req, true) {
+                Ok(()) => return Ok(Some(0)),
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    let mut waiters = Vec::with_capacity(reqs.len());
+    for req in reqs {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        match Waiter::spawn(file, *req) {
+            Ok(w) => waiters.push(w),
+            Err(e) => {
+                let _ = settle(file, &mut waiters, None)
+                    .map(|won| won.map(|i| give_back(file, &reqs[i])));
+                return Err(e);
+            }
+        }
+    }
+    loop {
+        if waiters.is_empty() || deadline.is_some_and(|d| Instant::now() >= d) {
+            return settle(file, &mut waiters, None);
+        }
+        let ts = deadline.map(|d| {
+            let left = d.saturating_duration_since(Instant::now());
+            rustix::event::Timespec {
+                tv_sec: left.as_secs() as _,
+                tv_nsec: left.subsec_nanos() as _,
+            }
         });
+        let mut fds: Vec<PollFd<'_>> = waiters
+            .iter()
+            .map(|w| PollFd::new(&w.pidfd, PollFlags::IN))
+            .collect();
+        match rustix::event::poll(&mut fds, ts.as_ref()) {
+            Ok(_) => {}
+            Err(Errno::INTR) => continue,
+            Err(e) => {
+                let _ = settle(file, &mut waiters, None)
+                    .map(|won| won.map(|i| give_back(file, &reqs[i])));
+                return Err(e.into());
+            }
+        }
+        drop(fds);
+        let mut respawn = Vec::new();
+        for i in 0..waiters.len() {
+            match waiters[i].try_status()? {
+                Some(WaitStatus::Granted) => return settle(file, &mut waiters, Some(i)),
+                Some(WaitStatus::Failed(errno)) => {
+                    let _ = settle(file, &mut waiters, None)
+                        .map(|won| won.map(|j| give_back(file, &reqs[j])));
+                    return Err(io::Error::from_raw_os_error(errno));
+                }
+                // A stray kill (the death signal of a thread that is not
+                // us cannot happen here, but be robust): decide with a
+                // non-blocking attempt, else wait again.
+                Some(WaitStatus::Killed) => {
+                    match raw_request(file.as_raw_fd(), &waiters[i].request(), false) {
+                        Ok(()) => return settle(file, &mut waiters, Some(i)),
+                        Err(Errno::AGAIN) | Err(Errno::ACCESS) => respawn.push(i),
+                        Err(e) => {
+                            let _ = settle(file, &mut waiters, None)
+                                .map(|won| won.map(|j| give_back(file, &reqs[j])));
+                            return Err(e.into());
+                        }
+                    }
+                }
+                None => {}
+            }
+        }
+        for i in respawn {
+            let req = waiters[i].request();
+            waiters[i] = Waiter::spawn(file, req)?;
+        }
+    }
+}
+
+/// Waits for a whole-file lock until `deadline` (see `unix::lock_until`).
+pub(crate) fn wait_in_child(
+    file: &File,
+    backend: Backend,
+    mode: Mode,
+    deadline: Instant,
+) -> io::Result<bool> {
+    match wait_any(file, &[LockReq::Whole { backend, mode }], Some(deadline)) {
+        Ok(got) => Ok(got.is_some()),
+        // Kernel older than 5.2 (no CLONE_PIDFD) or a seccomp sandbox that
+        // forbids the waiter: fall back to bounded polling.
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EINVAL | libc::ENOSYS | libc::EPERM)
+            ) =>
+        {
+            tracing::debug!(error = %e, "no killable lock waiter; polling instead");
+            super::imp::poll_until(file, backend, mode, deadline)
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -591,6 +995,19 @@ mod tests {
             "4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
         assert_eq!(parse_stat_start_time(stat), Some(987654));
         assert_eq!(parse_stat_start_time("garbage"), None);
+    }
+
+    #[test]
+    fn ofd_range_lines() {
+        let l = "\t7: OFDLCK ADVISORY  WRITE -1 fd:01:1234 1048576 1048577";
+        assert_eq!(parse_ofd_range(l, "fd:01:1234"), Some((1048576, 1048577)));
+        assert_eq!(parse_ofd_range(l, "fd:01:9"), None);
+        let e = "1: OFDLCK ADVISORY READ -1 fd:01:1234 0 EOF";
+        assert_eq!(parse_ofd_range(e, "fd:01:1234"), Some((0, u64::MAX)));
+        assert_eq!(
+            parse_ofd_range("1: FLOCK ADVISORY WRITE 5 fd:01:1234 0 EOF", "fd:01:1234"),
+            None
+        );
     }
 
     #[test]

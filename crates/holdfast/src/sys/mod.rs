@@ -70,3 +70,42 @@ pub(crate) enum KernelLockKind {
     /// Classic process-associated POSIX `fcntl`/`lockf` lock.
     Posix,
 }
+
+/// A byte range of a file for an open-file-description `fcntl` lock
+/// (Linux): `[start, start + len)`, or `[start, ∞)` when `len` is 0. The
+/// fair queue and the semaphore keep their tickets and slots as such
+/// ranges of one file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Range {
+    /// First byte.
+    pub start: u64,
+    /// Number of bytes; 0 means "to the end of all possible offsets".
+    pub len: u64,
+    /// A write (exclusive) rather than a read (shared) lock.
+    pub exclusive: bool,
+}
+
+impl Range {
+    /// One byte at `start`.
+    pub const fn byte(start: u64, exclusive: bool) -> Range {
+        Range {
+            start,
+            len: 1,
+            exclusive,
+        }
+    }
+}
+
+/// A lock request a killable waiter can block on (see `linux.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LockReq {
+    /// The whole file, with the lock family of a [`crate::Lock`].
+    Whole {
+        /// `flock` or OFD `fcntl`.
+        backend: crate::lock::Backend,
+        /// Exclusive or shared.
+        mode: crate::lock::Mode,
+    },
+    /// A byte range, always an OFD `fcntl` lock.
+    Range(Range),
+}

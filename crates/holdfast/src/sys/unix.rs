@@ -15,11 +15,15 @@ use rustix::io::Errno;
 use super::{FileId, FileKind, OpenSpec};
 use crate::lock::{Backend, Mode};
 
+#[cfg(all(target_os = "linux", feature = "tokio"))]
+pub(crate) use super::linux::{WaitStatus, Waiter, raw_try, settle};
 #[cfg(target_os = "linux")]
 pub(crate) use super::linux::{
     boot_id, fd_path, kernel_locks, process_cmdline, process_start_time, process_state_start,
     process_uid,
 };
+#[cfg(target_os = "linux")]
+pub(crate) use super::linux::{ofd_lock_pids, range_conflict, range_lock, range_unlock, wait_any};
 
 /// Opens (and by default creates) a lock file without truncating it and,
 /// unless asked, without following a symlink in the last component.
@@ -776,6 +780,51 @@ mod no_watch {
 pub(crate) use super::linux::wait_for_change;
 #[cfg(not(target_os = "linux"))]
 pub(crate) use no_watch::*;
+/// Device and inode of the file at `path` (not following a final symlink).
+pub(crate) fn path_id(path: &Path) -> io::Result<FileId> {
+    let st = rustix::fs::lstat(path)?;
+    Ok(FileId {
+        dev: st.st_dev as u64,
+        ino: st.st_ino as u64,
+    })
+}
+
+/// Byte-range OFD locks exist only on Linux; elsewhere the fair queue and
+/// the semaphore report `Unsupported`.
+#[cfg(not(target_os = "linux"))]
+mod no_ranges {
+    use super::super::{LockReq, Range};
+    use std::fs::File;
+    use std::io;
+    use std::time::Instant;
+    fn unsupported() -> io::Error {
+        io::Error::new(
+            io::ErrorKind::Unsupported,
+            "open-file-description byte-range locks exist only on Linux",
+        )
+    }
+    pub(crate) fn range_lock(_file: &File, _r: Range, _wait: bool) -> io::Result<bool> {
+        Err(unsupported())
+    }
+    pub(crate) fn range_unlock(_file: &File, _start: u64, _len: u64) -> io::Result<()> {
+        Err(unsupported())
+    }
+    pub(crate) fn range_conflict(_file: &File, _r: Range) -> io::Result<Option<(u64, u64)>> {
+        Err(unsupported())
+    }
+    pub(crate) fn wait_any(
+        _file: &File,
+        _reqs: &[LockReq],
+        _deadline: Option<Instant>,
+    ) -> io::Result<Option<usize>> {
+        Err(unsupported())
+    }
+    pub(crate) fn ofd_lock_pids(_id: super::super::FileId, _start: u64, _end: u64) -> Vec<u32> {
+        Vec::new()
+    }
+}
+#[cfg(not(target_os = "linux"))]
+pub(crate) use no_ranges::*;
 
 #[cfg(test)]
 mod tests {

@@ -6,7 +6,7 @@ use std::io;
 use std::path::Path;
 use std::time::Instant;
 
-use super::{FileId, FileKind, KernelLock, OpenSpec};
+use super::{FileId, FileKind, KernelLock, LockReq, OpenSpec, Range};
 use crate::lock::{Backend, Mode};
 
 fn unsupported() -> io::Error {
@@ -169,4 +169,26 @@ pub(crate) fn wait_for_change(
 }
 pub(crate) fn owner_runs_in_child_pidns(_pid: u32, _start: u64) -> bool {
     false
+}
+pub(crate) fn path_id(_path: &Path) -> io::Result<FileId> {
+    Err(unsupported())
+}
+pub(crate) fn range_lock(_file: &File, _r: Range, _wait: bool) -> io::Result<bool> {
+    Err(unsupported())
+}
+pub(crate) fn range_unlock(_file: &File, _start: u64, _len: u64) -> io::Result<()> {
+    Err(unsupported())
+}
+pub(crate) fn range_conflict(_file: &File, _r: Range) -> io::Result<Option<(u64, u64)>> {
+    Err(unsupported())
+}
+pub(crate) fn wait_any(
+    _file: &File,
+    _reqs: &[LockReq],
+    _deadline: Option<Instant>,
+) -> io::Result<Option<usize>> {
+    Err(unsupported())
+}
+pub(crate) fn ofd_lock_pids(_id: FileId, _start: u64, _end: u64) -> Vec<u32> {
+    Vec::new()
 }

@@ -8,6 +8,7 @@
 //! Exit codes: 0 ok, 1 error, 2 usage, 10 would block, 11 timed out.
 
 mod args;
+mod fifo;
 mod lock;
 mod lockfile;
 mod phase;
@@ -21,6 +22,7 @@ fn main() {
     let code = match lock::dispatch(cmd, rest)
         .or_else(|| phase::dispatch(cmd, rest))
         .or_else(|| lockfile::dispatch(cmd, rest))
+        .or_else(|| fifo::dispatch(cmd, rest))
     {
         Some(code) => code,
         None => {

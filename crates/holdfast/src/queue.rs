@@ -1,0 +1,730 @@
+//! The ticket queue shared by [`crate::fifo`] and [`crate::semaphore`]: a
+//! counter and one byte-range lock per ticket in one file, plus the step
+//! machine that both the blocking and the async acquisitions drive.
+//!
+//! The protocol and its correctness argument are written down in the
+//! [`fifo`](crate::fifo) module docs; this module is the code.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::lock::Wait;
+use crate::sys::{self, FileKind, LockReq, OpenSpec, Range};
+
+/// Byte 0: the counter lock, held for the few system calls of taking a
+/// ticket (and while the idle queue file is removed).
+pub(crate) const COUNTER: Range = Range::byte(0, true);
+/// Semaphore slot `i` is the byte `SLOT_BASE + i`.
+pub(crate) const SLOT_BASE: u64 = 1 << 20;
+/// Most permits a semaphore may have.
+pub(crate) const MAX_PERMITS: u64 = 1 << 20;
+/// Ticket `t` is the byte `TICKET_BASE + t`.
+pub(crate) const TICKET_BASE: u64 = 1 << 32;
+/// Past this ticket number the counter restarts at 0 when the queue is
+/// empty (never reached in practice: 2^61 acquisitions).
+const RESTART_TICKET: u64 = 1 << 61;
+/// Past this one it restarts even if the queue is not empty (FIFO order is
+/// then lost for the tickets in the queue at that moment; exclusion is not
+/// affected). Keeps every offset below 2^63.
+const WRAP_TICKET: u64 = 1 << 62;
+/// How long a non-blocking attempt waits for another process that is in
+/// the middle of taking a ticket (a few system calls) before it reports
+/// "would block". Only a stopped or frozen process can hold it that long.
+pub(crate) const SHORT_WAIT: Duration = Duration::from_secs(1);
+
+const MAGIC: &str = "holdfast-queue";
+const MAX_HEADER: usize = 512;
+
+/// What a queue file is for; stored in its header so that a FIFO lock and
+/// a semaphore (or two semaphores with different sizes) never share one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// The queue of a [`crate::FifoLock`].
+    Fifo,
+    /// A [`crate::Semaphore`] with this many permits.
+    Semaphore(u64),
+}
+
+/// The parsed header of a queue file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub kind: Kind,
+    /// The next ticket to issue; `None` if that line was unreadable.
+    pub next: Option<u64>,
+}
+
+/// The text header at the start of a queue file:
+///
+/// ```text
+/// holdfast-queue 1
+/// kind semaphore 4
+/// next 00000000000000000042
+/// end
+/// ```
+pub(crate) fn encode_header(kind: Kind, next: u64) -> Vec<u8> {
+    let kind = match kind {
+        Kind::Fifo => "fifo".to_owned(),
+        Kind::Semaphore(n) => format!("semaphore {n}"),
+    };
+    format!("{MAGIC} 1\nkind {kind}\nnext {next:020}\nend\n").into_bytes()
+}
+
+/// `Ok(None)`: empty file. `Err(reason)`: not a queue file (never
+/// overwritten). A holdfast header whose `next` line is damaged parses with
+/// `next: None` (the ticket is then recovered from the live locks).
+pub(crate) fn parse_header(bytes: &[u8]) -> std::result::Result<Option<Header>, String> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())?;
+    let mut lines = text.lines();
+    match lines.next() {
+        Some(l) if l.starts_with(MAGIC) => {}
+        _ => return Err(format!("it does not start with {MAGIC:?}")),
+    }
+    let mut kind = None;
+    let mut next = None;
+    for line in lines {
+        let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+        match key {
+            "kind" => {
+                kind = match value.split_once(' ').unwrap_or((value, "")) {
+                    ("fifo", _) => Some(Kind::Fifo),
+                    ("semaphore", n) => n.parse().ok().map(Kind::Semaphore),
+                    _ => None,
+                }
+            }
+            "next" => next = value.parse().ok(),
+            _ => {}
+        }
+    }
+    let kind = kind.ok_or_else(|| "its kind line is missing or damaged".to_owned())?;
+    Ok(Some(Header { kind, next }))
+}
+
+/// Opens (creating) a queue file for reading and writing.
+pub(crate) fn open_queue(path: &Path, permissions: u32) -> Result<File> {
+    let spec = OpenSpec {
+        mode: permissions,
+        create: true,
+        follow_symlinks: false,
+    };
+    let (file, kind) = sys::open_lock_file(path, &spec).map_err(|e| {
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+            Error::Symlink {
+                path: path.to_owned(),
+            }
+        } else {
+            Error::io("open the queue file", path, e)
+        }
+    })?;
+    match kind {
+        FileKind::Writable => Ok(file),
+        FileKind::ReadOnly => Err(Error::Unsupported {
+            path: path.to_owned(),
+            what: "a read-only queue file",
+            reason: "taking a place in the queue needs write access; \
+                     create it with permissions 0o666 (or 0o664 and a shared group) \
+                     for users who share it"
+                .into(),
+        }),
+        FileKind::Other => Err(Error::InvalidInput {
+            path: path.to_owned(),
+            reason: "the queue file is not a regular file".into(),
+        }),
+    }
+}
+
+/// Whether `file` is still the file at `path` (nobody removed the idle
+/// queue file since we opened it).
+/// The cheap check on the ticket path: only our own protocol removes the
+/// queue file, and it unlinks it, which `nlink` shows (one `statx`).
+fn not_unlinked(file: &File) -> std::io::Result<bool> {
+    Ok(!sys::is_unlinked(file)?)
+}
+
+pub(crate) fn still_linked(file: &File, path: &Path) -> std::io::Result<bool> {
+    if sys::is_unlinked(file)? {
+        return Ok(false);
+    }
+    match sys::path_id(path) {
+        Ok(id) => Ok(id == sys::file_id(file)?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn ticket_range(lo: u64, hi: Option<u64>, exclusive: bool) -> Range {
+    Range {
+        start: TICKET_BASE + lo,
+        len: hi.map_or(0, |hi| hi - lo),
+        exclusive,
+    }
+}
+
+/// Whether another open file description holds a lock among tickets
+/// `[lo, hi)` (`hi` `None`: all tickets from `lo` on) that conflicts with a
+/// lock of the given kind: a write probe sees every ticket, a read probe
+/// only writers.
+fn conflict(file: &File, lo: u64, hi: Option<u64>, exclusive: bool) -> std::io::Result<bool> {
+    if hi.is_some_and(|hi| hi <= lo) {
+        return Ok(false);
+    }
+    Ok(sys::range_conflict(file, ticket_range(lo, hi, exclusive))?.is_some())
+}
+
+/// The highest ticket below `t` held by someone else in a way that
+/// conflicts with a `exclusive` probe: the predecessor to wait for. `None`:
+/// nobody is ahead of `t`. Costs two `F_OFD_GETLK` calls when the direct
+/// predecessor is alive, O(log distance) otherwise.
+pub(crate) fn highest_below(file: &File, t: u64, exclusive: bool) -> std::io::Result<Option<u64>> {
+    if !conflict(file, 0, Some(t), exclusive)? {
+        return Ok(None);
+    }
+    // Exponential search for a window [t - span, t) with a conflict.
+    let mut span = 1u64;
+    let lo = loop {
+        let lo = t.saturating_sub(span);
+        if conflict(file, lo, Some(t), exclusive)? {
+            break lo;
+        }
+        if lo == 0 {
+            // It left between the two probes.
+            return Ok(None);
+        }
+        span = span.saturating_mul(2);
+    };
+    Ok(Some(bisect(file, lo, t - span / 2, Some(t), exclusive)?))
+}
+
+/// Largest `b` in `[lo, hi)` with a conflict in `[b, end)`, given one in
+/// `[lo, end)` and none in `[hi, end)` (`lo` if they move meanwhile).
+fn bisect(
+    file: &File,
+    mut lo: u64,
+    mut hi: u64,
+    end: Option<u64>,
+    exclusive: bool,
+) -> std::io::Result<u64> {
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if conflict(file, mid, end, exclusive)? {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo)
+}
+
+/// The highest ticket at or above `from` held by anyone else.
+fn highest_from(file: &File, from: u64) -> std::io::Result<Option<u64>> {
+    if !conflict(file, from, None, true)? {
+        return Ok(None);
+    }
+    let mut hi = from.saturating_add(1).max(1);
+    while hi < WRAP_TICKET * 2 && conflict(file, hi, None, true)? {
+        hi = hi.saturating_mul(2);
+    }
+    Ok(Some(bisect(file, from, hi, None, true)?))
+}
+
+/// Number of tickets held by other open file descriptions (the waiters and
+/// holders of the queue, seen from outside).
+pub(crate) fn live_tickets(file: &File) -> std::io::Result<usize> {
+    let mut n = 0;
+    let mut below = None::<u64>;
+    loop {
+        let top = match below {
+            None => highest_from(file, 0)?,
+            Some(b) => highest_below(file, b, true)?,
+        };
+        match top {
+            Some(t) => {
+                n += 1;
+                below = Some(t);
+            }
+            None => return Ok(n),
+        }
+    }
+}
+
+/// Whether any slot or ticket of the queue file is held by someone else.
+pub(crate) fn in_use(file: &File) -> std::io::Result<bool> {
+    Ok(sys::range_conflict(
+        file,
+        Range {
+            start: SLOT_BASE,
+            len: 0,
+            exclusive: true,
+        },
+    )?
+    .is_some())
+}
+
+/// Checks (and, on an empty file, writes) the header. Call with the
+/// counter lock held.
+fn check_header(file: &File, path: &Path, kind: Kind) -> Result<(Option<u64>, usize)> {
+    let mut buf = [0u8; MAX_HEADER];
+    let n =
+        sys::read_head(file, &mut buf).map_err(|e| Error::io("read the queue file", path, e))?;
+    match parse_header(&buf[..n]) {
+        Ok(None) => {
+            sys::write_head(file, &encode_header(kind, 0), n)
+                .map_err(|e| Error::io("write the queue file", path, e))?;
+            Ok((Some(0), MAX_HEADER.min(encode_header(kind, 0).len())))
+        }
+        Ok(Some(h)) if h.kind == kind => Ok((h.next, n)),
+        Ok(Some(h)) => Err(Error::InvalidInput {
+            path: path.to_owned(),
+            reason: format!(
+                "this queue file belongs to {}, not to {}",
+                describe_kind(h.kind),
+                describe_kind(kind)
+            ),
+        }),
+        Err(why) => Err(Error::InvalidInput {
+            path: path.to_owned(),
+            reason: format!("not a holdfast queue file ({why}); refusing to overwrite it"),
+        }),
+    }
+}
+
+fn describe_kind(k: Kind) -> String {
+    match k {
+        Kind::Fifo => "a FIFO lock".into(),
+        Kind::Semaphore(n) => format!("a semaphore with {n} permits"),
+    }
+}
+
+/// Validates the header of a freshly opened queue file (taking the counter
+/// lock briefly): a mismatch is reported at open time.
+pub(crate) fn check_on_open(file: &File, path: &Path, kind: Kind) -> Result<()> {
+    sys::range_lock(file, COUNTER, true).map_err(|e| Error::io("lock the queue file", path, e))?;
+    let r = check_header(file, path, kind).map(drop);
+    let _ = sys::range_unlock(file, COUNTER.start, COUNTER.len);
+    r
+}
+
+/// Issues the next ticket and takes its byte lock. Call with the counter
+/// lock held. The stored counter is only a hint: the ticket issued is
+/// always above every live ticket, so a damaged or rewound counter cannot
+/// put a newcomer ahead of a waiter.
+fn issue_ticket(file: &File, path: &Path, kind: Kind, exclusive: bool) -> Result<u64> {
+    let io = |e| Error::io("take a ticket in the queue file", path, e);
+    let (next, old_len) = check_header(file, path, kind)?;
+    let mut t = next.unwrap_or(0);
+    if let Some(h) = highest_from(file, t).map_err(io)? {
+        t = h + 1;
+    }
+    if t >= WRAP_TICKET || (t >= RESTART_TICKET && !in_use(file).map_err(io)?) {
+        t = 0;
+    }
+    // Under the counter lock nobody else takes a ticket, and every live
+    // ticket is below `t`: the byte is free. Be defensive all the same.
+    let mut tries = 0;
+    while !sys::range_lock(file, Range::byte(TICKET_BASE + t, exclusive), false).map_err(io)? {
+        t += 1;
+        tries += 1;
+        if tries > 64 {
+            return Err(Error::Corrupt {
+                path: path.to_owned(),
+                reason: "no free ticket found above the live ones".into(),
+            });
+        }
+    }
+    let header = encode_header(kind, t + 1);
+    if let Err(e) = sys::write_head(file, &header, old_len) {
+        let _ = sys::range_unlock(file, TICKET_BASE + t, 1);
+        return Err(Error::io("write the queue file", path, e));
+    }
+    Ok(t)
+}
+
+/// Removes the queue file if nobody uses it: no ticket, no slot, and the
+/// counter lock free (someone taking a ticket holds it). Safe against a
+/// newcomer who opened the file just before: it takes the counter lock
+/// after us, sees the file unlinked, and reopens the path.
+pub(crate) fn remove_if_idle(file: &File, path: &Path) -> std::io::Result<bool> {
+    if !sys::range_lock(file, COUNTER, false)? {
+        return Ok(false);
+    }
+    let removed = (|| {
+        if !still_linked(file, path)? || in_use(file)? {
+            return Ok(false);
+        }
+        // Never remove a file that is not ours.
+        let mut buf = [0u8; MAX_HEADER];
+        let n = sys::read_head(file, &mut buf)?;
+        if parse_header(&buf[..n]).is_err() {
+            return Ok(false);
+        }
+        std::fs::remove_file(path)?;
+        Ok(true)
+    })();
+    let _ = sys::range_unlock(file, COUNTER.start, COUNTER.len);
+    removed
+}
+
+/// Which file of an acquisition a wait is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// The queue file (counter, tickets, slots).
+    Queue,
+    /// The main lock file of a FIFO lock.
+    Main,
+}
+
+/// What an acquisition needs next.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// Acquired.
+    Ready,
+    /// Block until one of `reqs` on the `target` file is granted, then call
+    /// [`Machine::granted`] with its index.
+    Wait {
+        target: Target,
+        reqs: Vec<LockReq>,
+        /// A brief wait on another process's bookkeeping (the counter
+        /// lock), not on a holder: a non-blocking attempt waits for it up
+        /// to [`SHORT_WAIT`].
+        short: bool,
+    },
+}
+
+/// An acquisition as a sequence of non-blocking steps, so that the
+/// blocking and the async drivers share every decision.
+pub(crate) trait Machine {
+    /// Does all the work that needs no waiting.
+    fn advance(&mut self) -> Result<Step>;
+    /// The wait returned with request `index` granted (and held).
+    fn granted(&mut self, index: usize) -> Result<()>;
+    /// The open file for a target.
+    fn file(&self, target: Target) -> &File;
+    /// Its path, for errors.
+    fn path(&self, target: Target) -> &Path;
+    /// The "would block" (`timed_out` false) or "timed out" error naming
+    /// whoever is in the way. The machine is dropped afterwards, which
+    /// releases whatever it held.
+    fn contention(&mut self, timed_out: bool, started: Instant) -> Error;
+}
+
+/// When a wait of this kind must give up, for this `wait` policy.
+pub(crate) fn wait_deadline(
+    wait: Wait,
+    started: Instant,
+    short: bool,
+) -> Result<Option<Instant>, ()> {
+    match wait {
+        Wait::NoWait if short => Ok(Some(Instant::now() + SHORT_WAIT)),
+        Wait::NoWait => Err(()),
+        Wait::Forever => Ok(None),
+        Wait::Timeout(d) => Ok(Some(started.checked_add(d).unwrap_or_else(far_future))),
+        Wait::Deadline(d) => Ok(Some(d)),
+    }
+}
+
+pub(crate) fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 86_400)
+}
+
+/// Runs a machine to completion, blocking the calling thread in the kernel.
+pub(crate) fn drive<M: Machine>(m: &mut M, wait: Wait) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        match m.advance()? {
+            Step::Ready => return Ok(()),
+            Step::Wait {
+                target,
+                reqs,
+                short,
+            } => {
+                let Ok(deadline) = wait_deadline(wait, started, short) else {
+                    return Err(m.contention(false, started));
+                };
+                let got = sys::wait_any(m.file(target), &reqs, deadline)
+                    .map_err(|e| Error::io("wait in the queue of", m.path(target), e))?;
+                match got {
+                    Some(i) => m.granted(i)?,
+                    None => return Err(m.contention(!matches!(wait, Wait::NoWait), started)),
+                }
+            }
+        }
+    }
+}
+
+/// The ticket-taking steps shared by both machines.
+#[derive(Debug)]
+pub(crate) struct Enqueue {
+    pub queue: File,
+    pub queue_path: PathBuf,
+    pub permissions: u32,
+    pub kind: Kind,
+    pub exclusive: bool,
+    pub counter_held: bool,
+    pub ticket: Option<u64>,
+    /// The predecessor byte we are blocked on.
+    pub waiting_on: Option<u64>,
+    /// A predecessor's byte we were granted after it left: still ours,
+    /// released later (see [`Enqueue::granted`]).
+    pub stale: Option<u64>,
+    /// The predecessor we wait on had nobody conflicting ahead of it: once
+    /// it leaves, we are the head without asking again.
+    pred_was_head: bool,
+    /// We are the head (see `pred_was_head`).
+    head_known: bool,
+}
+
+impl Enqueue {
+    pub(crate) fn new(
+        queue: File,
+        queue_path: PathBuf,
+        permissions: u32,
+        kind: Kind,
+        exclusive: bool,
+    ) -> Self {
+        Enqueue {
+            queue,
+            queue_path,
+            permissions,
+            kind,
+            exclusive,
+            counter_held: false,
+            ticket: None,
+            waiting_on: None,
+            stale: None,
+            pred_was_head: false,
+            head_known: false,
+        }
+    }
+
+    /// Takes a ticket (or says what to wait for). `Ok(None)`: wait.
+    pub(crate) fn take_ticket(&mut self) -> Result<Option<Step>> {
+        let io = |p: &Path, e| Error::io("lock the queue file", p, e);
+        loop {
+            if !self.counter_held {
+                if !sys::range_lock(&self.queue, COUNTER, false)
+                    .map_err(|e| io(&self.queue_path, e))?
+                {
+                    return Ok(Some(Step::Wait {
+                        target: Target::Queue,
+                        reqs: vec![LockReq::Range(COUNTER)],
+                        short: true,
+                    }));
+                }
+                self.counter_held = true;
+            }
+            let linked = not_unlinked(&self.queue).map_err(|e| io(&self.queue_path, e))?;
+            if !linked {
+                // The idle queue file was removed: use the one at the path.
+                self.release_counter();
+                self.queue = open_queue(&self.queue_path, self.permissions)?;
+                continue;
+            }
+            let issued = issue_ticket(&self.queue, &self.queue_path, self.kind, self.exclusive);
+            self.release_counter();
+            self.ticket = Some(issued?);
+            return Ok(None);
+        }
+    }
+
+    fn release_counter(&mut self) {
+        if self.counter_held {
+            let _ = sys::range_unlock(&self.queue, COUNTER.start, COUNTER.len);
+            self.counter_held = false;
+        }
+    }
+
+    /// With a ticket: `Ok(None)` if nobody conflicting is ahead, else the
+    /// wait on the nearest one.
+    pub(crate) fn wait_turn(&mut self) -> Result<Option<Step>> {
+        let t = self.ticket.expect("a ticket");
+        let io = |p: &Path, e| Error::io("wait in the queue file", p, e);
+        if self.head_known {
+            return Ok(None);
+        }
+        // The common case: the direct predecessor is still in line (one
+        // probe). Otherwise search for the nearest live one.
+        let direct = t > 0
+            && self.stale.is_none()
+            && sys::range_conflict(
+                &self.queue,
+                Range::byte(TICKET_BASE + t - 1, self.exclusive),
+            )
+            .map_err(|e| io(&self.queue_path, e))?
+            .is_some();
+        let nearest = if direct {
+            Some(t - 1)
+        } else {
+            highest_below(&self.queue, t, self.exclusive).map_err(|e| io(&self.queue_path, e))?
+        };
+        let Some(b) = nearest else {
+            return Ok(None);
+        };
+        self.drop_stale();
+        // Is it the head? Then we will be once it leaves: tickets are only
+        // ever issued above the live ones, so nothing can appear below it.
+        // (One probe now, while we have time, saves one after the wake-up,
+        // on the hand-off path.)
+        self.pred_was_head = !conflict(&self.queue, 0, Some(b), self.exclusive)
+            .map_err(|e| io(&self.queue_path, e))?;
+        self.waiting_on = Some(b);
+        Ok(Some(Step::Wait {
+            target: Target::Queue,
+            reqs: vec![LockReq::Range(Range::byte(TICKET_BASE + b, self.exclusive))],
+            short: false,
+        }))
+    }
+
+    /// The wait on the counter or on a predecessor was granted.
+    pub(crate) fn granted(&mut self) -> Result<()> {
+        if let Some(b) = self.waiting_on.take() {
+            // We now hold the dead or departed predecessor's byte. Letting
+            // go of it can wait: off the hand-off path, it is released with
+            // our own ticket (or before we wait again). Holding it misleads
+            // nobody for long: a probe that sees it waits on it, wakes when
+            // we let go, and looks again.
+            self.stale = Some(b);
+            self.head_known = self.pred_was_head;
+        } else if self.ticket.is_none() {
+            self.counter_held = true;
+        }
+        Ok(())
+    }
+
+    fn drop_stale(&mut self) {
+        if let Some(b) = self.stale.take() {
+            let _ = sys::range_unlock(&self.queue, TICKET_BASE + b, 1);
+        }
+    }
+
+    /// Gives the ticket back (the place in the queue is left).
+    pub(crate) fn leave(&mut self) -> std::io::Result<()> {
+        self.release_counter();
+        self.drop_stale();
+        if let Some(b) = self.waiting_on.take() {
+            let _ = sys::range_unlock(&self.queue, TICKET_BASE + b, 1);
+        }
+        match self.ticket.take() {
+            Some(t) => sys::range_unlock(&self.queue, TICKET_BASE + t, 1),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trip_and_damage() {
+        let h = encode_header(Kind::Semaphore(4), 42);
+        assert_eq!(
+            parse_header(&h).unwrap(),
+            Some(Header {
+                kind: Kind::Semaphore(4),
+                next: Some(42)
+            })
+        );
+        assert_eq!(parse_header(b"").unwrap(), None);
+        assert!(parse_header(b"precious data").is_err());
+        assert!(parse_header(b"holdfast-queue 1\n").is_err(), "no kind");
+        assert_eq!(
+            parse_header(b"holdfast-queue 1\nkind fifo\nnext 00x\n").unwrap(),
+            Some(Header {
+                kind: Kind::Fifo,
+                next: None
+            })
+        );
+        assert_eq!(
+            encode_header(Kind::Fifo, 1).len(),
+            encode_header(Kind::Fifo, 99).len()
+        );
+    }
+
+    fn two(dir: &Path) -> (File, File) {
+        let p = dir.join("q");
+        (
+            open_queue(&p, 0o644).unwrap(),
+            open_queue(&p, 0o644).unwrap(),
+        )
+    }
+
+    #[test]
+    fn highest_below_finds_the_nearest_live_predecessor() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, probe) = two(d.path());
+        for t in [3u64, 17, 18, 1000, 5000] {
+            assert!(sys::range_lock(&a, Range::byte(TICKET_BASE + t, true), false).unwrap());
+        }
+        assert_eq!(highest_below(&probe, 3, true).unwrap(), None);
+        assert_eq!(highest_below(&probe, 4, true).unwrap(), Some(3));
+        assert_eq!(highest_below(&probe, 17, true).unwrap(), Some(3));
+        assert_eq!(highest_below(&probe, 19, true).unwrap(), Some(18));
+        assert_eq!(highest_below(&probe, 4999, true).unwrap(), Some(1000));
+        assert_eq!(highest_below(&probe, 1 << 40, true).unwrap(), Some(5000));
+        assert_eq!(highest_from(&probe, 0).unwrap(), Some(5000));
+        assert_eq!(highest_from(&probe, 5001).unwrap(), None);
+        assert_eq!(live_tickets(&probe).unwrap(), 5);
+    }
+
+    #[test]
+    fn readers_only_see_writers() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, probe) = two(d.path());
+        assert!(sys::range_lock(&a, Range::byte(TICKET_BASE + 5, true), false).unwrap());
+        assert!(sys::range_lock(&a, Range::byte(TICKET_BASE + 9, false), false).unwrap());
+        assert_eq!(highest_below(&probe, 12, true).unwrap(), Some(9));
+        assert_eq!(highest_below(&probe, 12, false).unwrap(), Some(5));
+    }
+
+    #[test]
+    fn a_rewound_counter_still_issues_a_ticket_above_the_live_ones() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("q");
+        let (a, b) = two(d.path());
+        sys::range_lock(&a, COUNTER, true).unwrap();
+        let t0 = issue_ticket(&a, &p, Kind::Fifo, true).unwrap();
+        let t1 = issue_ticket(&a, &p, Kind::Fifo, true).unwrap();
+        sys::range_unlock(&a, 0, 1).unwrap();
+        assert_eq!((t0, t1), (0, 1));
+        // Rewind the stored counter to 0 and damage it.
+        sys::write_head(&b, &encode_header(Kind::Fifo, 0), MAX_HEADER).unwrap();
+        sys::range_lock(&b, COUNTER, true).unwrap();
+        assert_eq!(issue_ticket(&b, &p, Kind::Fifo, true).unwrap(), 2);
+        // (Each ticket has its own open file description in real use: our
+        // own locks are invisible to our probes.)
+        let c = open_queue(&p, 0o644).unwrap();
+        std::fs::write(&p, b"holdfast-queue 1\nkind fifo\nnext garbage\n").unwrap();
+        assert_eq!(issue_ticket(&c, &p, Kind::Fifo, true).unwrap(), 3);
+        // A different kind is refused, and foreign content is never touched.
+        assert!(matches!(
+            issue_ticket(&b, &p, Kind::Semaphore(2), true),
+            Err(Error::InvalidInput { .. })
+        ));
+        std::fs::write(&p, b"user data").unwrap();
+        assert!(issue_ticket(&b, &p, Kind::Fifo, true).is_err());
+        assert_eq!(std::fs::read(&p).unwrap(), b"user data");
+    }
+
+    #[test]
+    fn the_idle_file_is_removed_only_when_idle() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("q");
+        let (a, b) = two(d.path());
+        assert!(sys::range_lock(&a, Range::byte(TICKET_BASE + 7, true), false).unwrap());
+        assert!(!remove_if_idle(&b, &p).unwrap(), "a ticket is live");
+        sys::range_unlock(&a, TICKET_BASE + 7, 1).unwrap();
+        sys::range_lock(&a, COUNTER, true).unwrap();
+        assert!(
+            !remove_if_idle(&b, &p).unwrap(),
+            "someone is taking a ticket"
+        );
+        sys::range_unlock(&a, 0, 1).unwrap();
+        assert!(remove_if_idle(&b, &p).unwrap());
+        assert!(!p.exists());
+        assert!(!still_linked(&a, &p).unwrap());
+    }
+}

@@ -1,0 +1,671 @@
+//! A counting semaphore across processes: at most N holders of a named
+//! resource, released by the kernel when a holder dies.
+//!
+//! ```
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = dir.path().join("gpu.sem");
+//! let gpus = holdfast::Semaphore::open(&path, 2)?;
+//! let a = gpus.acquire()?;
+//! let b = gpus.acquire()?;
+//! assert!(gpus.try_acquire().is_err()); // both permits taken
+//! assert_ne!(a.slot(), b.slot());
+//! drop(a);
+//! let _c = gpus.try_acquire()?;
+//! # Ok::<(), holdfast::Error>(())
+//! ```
+//!
+//! # Protocol
+//!
+//! One file holds everything, as open-file-description byte-range locks
+//! (Linux): a header naming the number of permits, byte 0 as the counter
+//! lock, **slot** `i` (`0 ≤ i < N`) as byte `2^20 + i`, and a ticket
+//! queue exactly like the [FIFO lock's](crate::fifo) at `2^32 + t`.
+//!
+//! 1. Take a ticket (as in [`crate::fifo`]) and wait until no earlier
+//!    ticket is live: waiters are served in arrival order.
+//! 2. Try the slots without waiting, starting at `ticket mod N`. A free one
+//!    is taken with a write lock.
+//! 3. If all are taken, block until *any* of them is released: one killable
+//!    helper task per slot, each blocked in `F_OFD_SETLKW` on its slot, and
+//!    a `poll` on their pidfds. The first granted slot is kept; the other
+//!    tasks are killed, and a slot one of them got in the meantime is
+//!    released at once.
+//! 4. Holding a slot, give the ticket back: the next waiter becomes the
+//!    head and goes to 2.
+//! 5. Release = unlock the slot byte.
+//!
+//! **At most N holders** is the kernel's guarantee, not the queue's: a
+//! holder holds a write lock on one of N bytes, and two open file
+//! descriptions never both hold a write lock on one byte. **No leaked
+//! permits**: a slot is a lock, not a file or a counter, so the kernel
+//! releases it when its holder dies (portalocker's `BoundedSemaphore` and
+//! counters in files or shared memory can leak a permit that way, or need
+//! a stale-holder rule to win it back). A killed waiter's ticket is
+//! released the same way; see the [FIFO lock's argument](crate::fifo) for
+//! the queue.
+//!
+//! Every process must open the semaphore with the same number of permits:
+//! the first one writes it into the header, and a different number is
+//! refused with [`Error::InvalidInput`]. When a [`Semaphore`] is dropped
+//! and nobody holds or waits for a permit, the file is removed, with the
+//! same newcomer-safe check as the FIFO queue file.
+//!
+//! # Platforms
+//!
+//! Linux only; elsewhere [`Semaphore::open`] returns
+//! [`Error::Unsupported`].
+
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::holder::{self, Holder, HolderSource, Holders};
+use crate::lock::{Mode, Wait};
+use crate::queue::{self, Enqueue, Kind, Machine, Step, Target};
+use crate::sys::{self, LockReq, Range};
+
+/// Options for opening a [`Semaphore`].
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// let sem = holdfast::Semaphore::options()
+///     .permissions(0o666)
+///     .create_parents(true)
+///     .open(dir.path().join("sems/build.sem"), 4)?;
+/// assert_eq!(sem.permits(), 4);
+/// # Ok::<(), holdfast::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct SemaphoreOptions {
+    permissions: u32,
+    create_parents: bool,
+    remove_when_idle: bool,
+}
+
+impl Default for SemaphoreOptions {
+    fn default() -> Self {
+        SemaphoreOptions {
+            permissions: 0o644,
+            create_parents: false,
+            remove_when_idle: true,
+        }
+    }
+}
+
+impl SemaphoreOptions {
+    /// Defaults: mode `0o644` (use `0o666` to share between users: every
+    /// participant needs write access), no parent creation, file removed
+    /// when idle.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Permission bits for a newly created semaphore file (umask applies).
+    pub fn permissions(&mut self, mode: u32) -> &mut Self {
+        self.permissions = mode & 0o7777;
+        self
+    }
+    /// Create missing parent directories (default `false`).
+    pub fn create_parents(&mut self, yes: bool) -> &mut Self {
+        self.create_parents = yes;
+        self
+    }
+    /// Remove the file when a [`Semaphore`] is dropped and nobody holds or
+    /// waits for a permit (default `true`).
+    pub fn remove_when_idle(&mut self, yes: bool) -> &mut Self {
+        self.remove_when_idle = yes;
+        self
+    }
+    /// Opens (creating) the semaphore file for `permits` permits.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] if `permits` is 0 or above 2^20, if the file
+    /// was created for a different number of permits, or if it holds
+    /// something else (never overwritten); [`Error::Symlink`];
+    /// [`Error::Unsupported`] off Linux; [`Error::Io`].
+    pub fn open(&self, path: impl AsRef<Path>, permits: usize) -> Result<Semaphore> {
+        Ok(Semaphore {
+            shared: SemShared::open(path.as_ref(), permits, self.clone())?,
+        })
+    }
+}
+
+/// At most N holders across processes and threads, served in arrival
+/// order. See the [module docs](self).
+///
+/// ```
+/// use std::time::Duration;
+/// # let dir = tempfile::tempdir().unwrap();
+/// let sem = holdfast::Semaphore::open(dir.path().join("db.sem"), 1)?;
+/// let p = sem.acquire()?;
+/// let err = sem.acquire_timeout(Duration::from_millis(20)).unwrap_err();
+/// assert!(err.to_string().contains("timed out"));
+/// p.release()?;
+/// # Ok::<(), holdfast::Error>(())
+/// ```
+pub struct Semaphore {
+    shared: Arc<SemShared>,
+}
+
+pub(crate) struct SemShared {
+    pub(crate) path: PathBuf,
+    permits: u64,
+    opts: SemaphoreOptions,
+    idle: Mutex<Vec<File>>,
+    /// Set once the file was checked: only then may drop remove it.
+    opened: bool,
+}
+
+impl fmt::Debug for Semaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Semaphore")
+            .field("path", &self.shared.path)
+            .field("permits", &self.shared.permits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Semaphore {
+    /// Opens (creating) a semaphore with `permits` permits and the default
+    /// [`SemaphoreOptions`].
+    ///
+    /// # Errors
+    ///
+    /// See [`SemaphoreOptions::open`].
+    pub fn open(path: impl AsRef<Path>, permits: usize) -> Result<Semaphore> {
+        SemaphoreOptions::new().open(path, permits)
+    }
+
+    /// A new set of options.
+    pub fn options() -> SemaphoreOptions {
+        SemaphoreOptions::new()
+    }
+
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn shared(&self) -> &Arc<SemShared> {
+        &self.shared
+    }
+
+    /// The semaphore file.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// How many holders it admits.
+    pub fn permits(&self) -> usize {
+        self.shared.permits as usize
+    }
+
+    /// Takes a permit, waiting in line as long as it takes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if a lock call fails.
+    pub fn acquire(&self) -> Result<SemaphorePermit<'_>> {
+        self.acquire_with(Wait::Forever)
+    }
+
+    /// Takes a permit if one is free and nobody waits ahead.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`] naming the holders; [`Error::Io`].
+    pub fn try_acquire(&self) -> Result<SemaphorePermit<'_>> {
+        self.acquire_with(Wait::NoWait)
+    }
+
+    /// Takes a permit, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] naming the holders; [`Error::Io`].
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<SemaphorePermit<'_>> {
+        self.acquire_with(Wait::Timeout(timeout))
+    }
+
+    /// Takes a permit, waiting as `wait` says.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`] / [`Error::Timeout`] naming the holders;
+    /// [`Error::Io`].
+    pub fn acquire_with(&self, wait: Wait) -> Result<SemaphorePermit<'_>> {
+        let mut m = SemAcquire::new(&self.shared)?;
+        queue::drive(&mut m, wait)?;
+        Ok(SemaphorePermit {
+            sem: self,
+            held: m.finish(),
+        })
+    }
+
+    /// How many permits are free right now (a snapshot).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let sem = holdfast::Semaphore::open(dir.path().join("s"), 3)?;
+    /// let _p = sem.acquire()?;
+    /// assert_eq!(sem.available()?, 2);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`].
+    pub fn available(&self) -> Result<usize> {
+        let file = self.shared.fresh_file()?;
+        let mut free = 0;
+        for i in 0..self.shared.permits {
+            let r = Range::byte(queue::SLOT_BASE + i, true);
+            if sys::range_conflict(&file, r)
+                .map_err(|e| Error::io("inspect", &self.shared.path, e))?
+                .is_none()
+            {
+                free += 1;
+            }
+        }
+        Ok(free)
+    }
+
+    /// The processes holding permits now (from `/proc`; empty where that
+    /// cannot be read).
+    pub fn holders(&self) -> Holders {
+        self.shared.holders()
+    }
+}
+
+impl SemShared {
+    pub(crate) fn open(
+        path: &Path,
+        permits: usize,
+        opts: SemaphoreOptions,
+    ) -> Result<Arc<SemShared>> {
+        if path.as_os_str().is_empty() {
+            return Err(Error::InvalidInput {
+                path: path.to_owned(),
+                reason: "the semaphore path is empty".into(),
+            });
+        }
+        if permits == 0 || permits as u64 > queue::MAX_PERMITS {
+            return Err(Error::InvalidInput {
+                path: path.to_owned(),
+                reason: format!(
+                    "a semaphore needs between 1 and {} permits, not {permits}",
+                    queue::MAX_PERMITS
+                ),
+            });
+        }
+        if !sys::HAS_OFD {
+            return Err(Error::Unsupported {
+                path: path.to_owned(),
+                what: "semaphores",
+                reason:
+                    "they need open-file-description byte-range locks, which exist only on Linux"
+                        .into(),
+            });
+        }
+        if opts.create_parents
+            && let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::io("create the parent directories of", path, e))?;
+        }
+        let mut shared = SemShared {
+            path: path.to_owned(),
+            permits: permits as u64,
+            opts,
+            idle: Mutex::new(Vec::new()),
+            opened: false,
+        };
+        let file = shared.fresh_file()?;
+        queue::check_on_open(&file, path, shared.kind())?;
+        shared.put_idle(file);
+        shared.opened = true;
+        Ok(Arc::new(shared))
+    }
+
+    fn kind(&self) -> Kind {
+        Kind::Semaphore(self.permits)
+    }
+
+    fn fresh_file(&self) -> Result<File> {
+        queue::open_queue(&self.path, self.opts.permissions)
+    }
+
+    fn take_idle(&self) -> Option<File> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
+
+    fn put_idle(&self, file: File) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < 4 {
+            idle.push(file);
+        }
+    }
+
+    pub(crate) fn holders(&self) -> Holders {
+        let Ok(file) = self.fresh_file() else {
+            return Holders::new();
+        };
+        let Ok(id) = sys::file_id(&file) else {
+            return Holders::new();
+        };
+        let pids = sys::ofd_lock_pids(id, queue::SLOT_BASE, queue::SLOT_BASE + self.permits);
+        let host = holder::hostname_override().unwrap_or_else(sys::hostname);
+        let me = sys::current_pid();
+        let list: Vec<Holder> = pids
+            .into_iter()
+            .map(|pid| Holder {
+                pid: Some(pid),
+                command: sys::process_cmdline(pid),
+                host: Some(host.clone()),
+                uid: sys::process_uid(pid),
+                mode: Some(Mode::Exclusive),
+                this_process: pid == me,
+                source: HolderSource::Kernel,
+                ..Holder::default()
+            })
+            .collect();
+        list.into()
+    }
+}
+
+impl Drop for SemShared {
+    fn drop(&mut self) {
+        if !self.opts.remove_when_idle || !self.opened {
+            return;
+        }
+        let file = match self.take_idle() {
+            Some(f) => Ok(f),
+            None => self.fresh_file(),
+        };
+        if let Ok(f) = file
+            && let Err(e) = queue::remove_if_idle(&f, &self.path)
+        {
+            tracing::debug!(path = %self.path.display(), error = %e, "could not remove the idle semaphore file");
+        }
+    }
+}
+
+/// One acquisition of a permit, as a step machine.
+pub(crate) struct SemAcquire {
+    shared: Arc<SemShared>,
+    q: Enqueue,
+    phase: Phase,
+    slot: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Ticket,
+    Turn,
+    Slots,
+}
+
+impl SemAcquire {
+    pub(crate) fn new(shared: &Arc<SemShared>) -> Result<SemAcquire> {
+        let file = match shared.take_idle() {
+            Some(f) => f,
+            None => shared.fresh_file()?,
+        };
+        Ok(SemAcquire {
+            shared: shared.clone(),
+            q: Enqueue::new(
+                file,
+                shared.path.clone(),
+                shared.opts.permissions,
+                shared.kind(),
+                true,
+            ),
+            phase: Phase::Ticket,
+            slot: None,
+        })
+    }
+
+    fn slot_range(i: u64) -> Range {
+        Range::byte(queue::SLOT_BASE + i, true)
+    }
+
+    fn got_slot(&mut self, i: u64) -> Result<()> {
+        self.slot = Some(i);
+        // Holding a permit, we are no longer waiting: let the next in.
+        self.q
+            .leave()
+            .map_err(|e| Error::io("leave the queue of", &self.shared.path, e))
+    }
+
+    pub(crate) fn finish(self) -> SemHeld {
+        let SemAcquire {
+            shared, q, slot, ..
+        } = self;
+        let Enqueue { queue, .. } = q;
+        SemHeld {
+            shared,
+            file: Some(queue),
+            slot: slot.expect("a finished acquisition holds a slot"),
+            pid: sys::current_pid(),
+        }
+    }
+}
+
+impl Machine for SemAcquire {
+    fn advance(&mut self) -> Result<Step> {
+        loop {
+            match self.phase {
+                Phase::Ticket => {
+                    if let Some(step) = self.q.take_ticket()? {
+                        return Ok(step);
+                    }
+                    self.phase = Phase::Turn;
+                }
+                Phase::Turn => {
+                    if let Some(step) = self.q.wait_turn()? {
+                        return Ok(step);
+                    }
+                    self.phase = Phase::Slots;
+                }
+                Phase::Slots => {
+                    if self.slot.is_some() {
+                        return Ok(Step::Ready);
+                    }
+                    let n = self.shared.permits;
+                    let start = self.q.ticket.unwrap_or(0) % n;
+                    for k in 0..n {
+                        let i = (start + k) % n;
+                        if sys::range_lock(&self.q.queue, Self::slot_range(i), false)
+                            .map_err(|e| Error::io("lock a slot of", &self.shared.path, e))?
+                        {
+                            self.got_slot(i)?;
+                            return Ok(Step::Ready);
+                        }
+                    }
+                    return Ok(Step::Wait {
+                        target: Target::Queue,
+                        reqs: (0..n)
+                            .map(|i| LockReq::Range(Self::slot_range(i)))
+                            .collect(),
+                        short: false,
+                    });
+                }
+            }
+        }
+    }
+
+    fn granted(&mut self, index: usize) -> Result<()> {
+        match self.phase {
+            Phase::Ticket | Phase::Turn => self.q.granted(),
+            Phase::Slots => self.got_slot(index as u64),
+        }
+    }
+
+    fn file(&self, _target: Target) -> &File {
+        &self.q.queue
+    }
+
+    fn path(&self, _target: Target) -> &Path {
+        &self.shared.path
+    }
+
+    fn contention(&mut self, timed_out: bool, started: Instant) -> Error {
+        let _ = self.q.leave();
+        if let Some(i) = self.slot.take() {
+            let _ = sys::range_unlock(&self.q.queue, queue::SLOT_BASE + i, 1);
+        }
+        let holders = self.shared.holders();
+        let path = self.shared.path.clone();
+        if timed_out {
+            Error::Timeout {
+                path,
+                mode: Mode::Exclusive,
+                waited: started.elapsed(),
+                holders,
+            }
+        } else {
+            Error::WouldBlock {
+                path,
+                mode: Mode::Exclusive,
+                holders,
+            }
+        }
+    }
+}
+
+/// What a permit owns: its open file description and slot.
+pub(crate) struct SemHeld {
+    shared: Arc<SemShared>,
+    file: Option<File>,
+    slot: u64,
+    pid: u32,
+}
+
+impl SemHeld {
+    pub(crate) fn slot(&self) -> usize {
+        self.slot as usize
+    }
+    pub(crate) fn path(&self) -> &Path {
+        &self.shared.path
+    }
+    pub(crate) fn release(&mut self) -> Result<()> {
+        let Some(file) = self.file.take() else {
+            return Ok(());
+        };
+        if sys::current_pid() != self.pid {
+            return Ok(()); // a forked child: the parent's permit
+        }
+        let r = sys::range_unlock(&file, queue::SLOT_BASE + self.slot, 1)
+            .map_err(|e| Error::io("release a permit of", &self.shared.path, e));
+        if r.is_ok() {
+            self.shared.put_idle(file);
+        }
+        r
+    }
+}
+
+impl Drop for SemHeld {
+    fn drop(&mut self) {
+        if let Err(e) = self.release() {
+            tracing::error!(path = %self.shared.path.display(), error = %e, "failed to release a permit");
+        }
+    }
+}
+
+/// A permit of a [`Semaphore`]; given back when dropped.
+#[must_use = "the permit is released when it is dropped"]
+pub struct SemaphorePermit<'a> {
+    sem: &'a Semaphore,
+    held: SemHeld,
+}
+
+impl fmt::Debug for SemaphorePermit<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SemaphorePermit")
+            .field("path", &self.held.path())
+            .field("slot", &self.held.slot)
+            .finish()
+    }
+}
+
+impl<'a> SemaphorePermit<'a> {
+    /// Which of the N slots this permit occupies (`0..N`): handy to pick
+    /// one of N resources, such as a GPU.
+    pub fn slot(&self) -> usize {
+        self.held.slot()
+    }
+    /// The semaphore.
+    pub fn semaphore(&self) -> &'a Semaphore {
+        self.sem
+    }
+    /// Gives the permit back now, reporting failure.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the unlock fails (the file is closed anyway, which
+    /// releases the slot).
+    pub fn release(mut self) -> Result<()> {
+        self.held.release()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn n_permits_then_would_block_naming_holders() {
+        let d = tempfile::tempdir().unwrap();
+        let sem = Semaphore::open(d.path().join("s"), 3).unwrap();
+        let ps: Vec<_> = (0..3).map(|_| sem.acquire().unwrap()).collect();
+        let mut slots: Vec<usize> = ps.iter().map(|p| p.slot()).collect();
+        slots.sort();
+        assert_eq!(slots, vec![0, 1, 2]);
+        match sem.try_acquire() {
+            Err(Error::WouldBlock { holders, .. }) => {
+                assert!(holders.iter().any(|h| h.this_process), "{holders}");
+            }
+            other => panic!("expected WouldBlock, got {other:?}"),
+        }
+        assert_eq!(sem.available().unwrap(), 0);
+        drop(ps);
+        assert_eq!(sem.available().unwrap(), 3);
+    }
+
+    #[test]
+    fn a_blocked_acquire_gets_the_first_released_slot() {
+        let d = tempfile::tempdir().unwrap();
+        let sem = Semaphore::open(d.path().join("s"), 3).unwrap();
+        let mut ps: Vec<_> = (0..3).map(|_| Some(sem.acquire().unwrap())).collect();
+        std::thread::scope(|s| {
+            let w = s.spawn(|| {
+                sem.acquire_timeout(Duration::from_secs(30))
+                    .map(|p| p.slot())
+            });
+            // Wait until the waiter is queued (its ticket is live).
+            let probe = queue::open_queue(sem.path(), 0o644).unwrap();
+            while queue::live_tickets(&probe).unwrap() < 1 {
+                std::thread::yield_now();
+            }
+            let freed = ps[1].take().unwrap().slot();
+            assert_eq!(w.join().unwrap().unwrap(), freed);
+        });
+    }
+
+    #[test]
+    fn permits_must_agree() {
+        let d = tempfile::tempdir().unwrap();
+        let _a = Semaphore::open(d.path().join("s"), 2).unwrap();
+        assert!(matches!(
+            Semaphore::open(d.path().join("s"), 3),
+            Err(Error::InvalidInput { .. })
+        ));
+        assert!(
+            d.path().join("s").exists(),
+            "a refused open removes nothing"
+        );
+        assert!(matches!(
+            Semaphore::open(d.path().join("t"), 0),
+            Err(Error::InvalidInput { .. })
+        ));
+    }
+}

@@ -1,0 +1,778 @@
+//! Async acquisitions for tokio (feature `tokio`, Linux): futures that
+//! never block the executor thread, honour a timeout, and are
+//! cancellation-safe.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), holdfast::Error> {
+//! use std::time::Duration;
+//! # let dir = tempfile::tempdir().unwrap();
+//! let lock = holdfast::tokio::AsyncLock::open(dir.path().join("app.lock"))?;
+//! let guard = lock.lock_timeout(Duration::from_secs(5)).await?;
+//! tokio::spawn(async move {
+//!     // Guards are owned and `Send`: move them into tasks.
+//!     drop(guard);
+//! }).await.unwrap();
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # How waiting works
+//!
+//! An acquisition first tries without waiting. When it must wait, it
+//! starts a killable helper task blocked in the kernel lock call on the
+//! acquisition's own open file description (the mechanism timed waits use,
+//! see `sys/linux.rs`), and registers the helper's **pidfd** with tokio's
+//! reactor ([`::tokio::io::unix::AsyncFd`]): the pidfd becomes readable when
+//! the helper exits, i.e. when the lock was granted. The executor thread
+//! only ever makes non-blocking system calls (and opens the lock files).
+//!
+//! # Cancellation
+//!
+//! Every acquisition opens its own file descriptions; everything it has
+//! taken so far (a ticket, a predecessor's byte, a slot, the lock itself)
+//! is a lock on those descriptions. Dropping the future at any `.await`
+//! kills and reaps the helper task, then closes the descriptions, which
+//! releases every lock the kernel gave them, including one granted in the
+//! instant before the kill. So `tokio::time::timeout(d, lock.lock())` and
+//! `select!` are safe, and so is aborting the task.
+//!
+//! # Differences from the blocking API
+//!
+//! - Tasks are excluded from each other by the kernel, like processes: a
+//!   task that awaits a lock it already holds waits for itself (use a
+//!   timeout).
+//! - The timeout variants need tokio's timer (`enable_time` on the
+//!   runtime).
+//! - Linux only (pidfds).
+
+use std::fmt;
+use std::fs::File;
+use std::future::poll_fn;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use ::tokio::io::Interest;
+use ::tokio::io::unix::AsyncFd;
+
+use crate::error::{Error, Result};
+use crate::fifo::{FifoAcquire, FifoHeld, FifoLock, FifoOptions, FifoShared};
+use crate::holder;
+use crate::lock::{Backend, LockOptions, Mode, Wait};
+use crate::queue::{self, Machine, Step, Target};
+use crate::semaphore::{SemAcquire, SemHeld, SemShared, Semaphore, SemaphoreOptions};
+use crate::sys::{self, FileId, FileKind, LockReq, WaitStatus, Waiter};
+
+/// A waiter whose pidfd tokio watches.
+struct Watched(Waiter);
+
+impl AsRawFd for Watched {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.pidfd().as_raw_fd()
+    }
+}
+
+/// Kills (on drop) every waiter still registered; see [`wait_any`].
+struct WaiterSet<'f> {
+    file: &'f File,
+    fds: Vec<AsyncFd<Watched>>,
+}
+
+impl WaiterSet<'_> {
+    fn into_waiters(self) -> Vec<Waiter> {
+        let mut me = std::mem::ManuallyDrop::new(self);
+        std::mem::take(&mut me.fds)
+            .into_iter()
+            .map(|fd| fd.into_inner().0)
+            .collect()
+    }
+
+    /// Ends the wait: see `sys::settle`.
+    fn settle(self, winner: Option<usize>) -> io::Result<Option<usize>> {
+        let file = self.file;
+        let mut waiters = self.into_waiters();
+        sys::settle(file, &mut waiters, winner)
+    }
+}
+
+impl Drop for WaiterSet<'_> {
+    fn drop(&mut self) {
+        // Cancelled: deregister, kill and reap every helper (Waiter's own
+        // drop). A lock one of them got is released when the owner of
+        // `file` closes it, which a cancelled acquisition does next.
+        self.fds.clear();
+    }
+}
+
+fn watch(file: &File, req: LockReq) -> io::Result<AsyncFd<Watched>> {
+    let w = Watched(Waiter::spawn(file, req)?);
+    // SAFETY: the pidfd is owned by the `Waiter` inside, which stays in the
+    // `AsyncFd` (only `try_status` is called through `get_mut`) until it is
+    // taken out with `into_inner` or dropped with it; it is never closed
+    // or replaced before.
+    unsafe { AsyncFd::register_with_interest(w, Interest::READABLE) }.map_err(|e| e.into_parts().1)
+}
+
+/// The async `sys::wait_any`: one helper per request, their pidfds in
+/// tokio's reactor, plus a timer for the deadline.
+async fn wait_any(
+    file: &File,
+    reqs: &[LockReq],
+    deadline: Option<Instant>,
+) -> io::Result<Option<usize>> {
+    if deadline.is_some_and(|d| Instant::now() >= d) {
+        return Ok(None);
+    }
+    let mut set = WaiterSet {
+        file,
+        fds: Vec::with_capacity(reqs.len()),
+    };
+    for req in reqs {
+        set.fds.push(watch(file, *req)?);
+    }
+    let mut sleep = deadline.map(|d| Box::pin(::tokio::time::sleep_until(d.into())));
+    loop {
+        let ready = poll_fn(|cx| {
+            for (i, fd) in set.fds.iter().enumerate() {
+                if let Poll::Ready(r) = fd.poll_read_ready(cx) {
+                    return Poll::Ready(r.map(|mut g| {
+                        g.clear_ready();
+                        Some(i)
+                    }));
+                }
+            }
+            if let Some(s) = sleep.as_mut()
+                && Pin::new(s).poll(cx).is_ready()
+            {
+                return Poll::Ready(Ok(None));
+            }
+            Poll::Pending
+        })
+        .await?;
+        let Some(i) = ready else {
+            return set.settle(None);
+        };
+        match set.fds[i].get_mut().0.try_status()? {
+            None => continue, // spurious readiness
+            Some(WaitStatus::Granted) => return set.settle(Some(i)),
+            Some(WaitStatus::Failed(errno)) => {
+                if let Some(w) = set.settle(None)? {
+                    let _ = release_req(file, &reqs[w]);
+                }
+                return Err(io::Error::from_raw_os_error(errno));
+            }
+            Some(WaitStatus::Killed) => {
+                // Its creating thread ended (the death signal follows the
+                // thread, and tokio may retire worker threads): decide with
+                // a non-blocking attempt, else start a new helper.
+                if sys::raw_try(file, &reqs[i])? {
+                    return set.settle(Some(i));
+                }
+                set.fds[i] = watch(file, reqs[i])?;
+            }
+        }
+    }
+}
+
+fn release_req(file: &File, req: &LockReq) -> io::Result<()> {
+    match req {
+        LockReq::Whole { backend, .. } => sys::unlock(file, *backend),
+        LockReq::Range(r) => sys::range_unlock(file, r.start, r.len),
+    }
+}
+
+/// Runs a machine to completion without blocking the executor.
+async fn drive<M: Machine>(m: &mut M, wait: Wait) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        match m.advance()? {
+            Step::Ready => return Ok(()),
+            Step::Wait {
+                target,
+                reqs,
+                short,
+            } => {
+                let Ok(deadline) = queue::wait_deadline(wait, started, short) else {
+                    return Err(m.contention(false, started));
+                };
+                let got = wait_any(m.file(target), &reqs, deadline)
+                    .await
+                    .map_err(|e| Error::io("wait for", m.path(target), e))?;
+                match got {
+                    Some(i) => m.granted(i)?,
+                    None => return Err(m.contention(!matches!(wait, Wait::NoWait), started)),
+                }
+            }
+        }
+    }
+}
+
+/// An async kernel lock on a path: the async counterpart of
+/// [`crate::Lock`], with the same [`LockOptions`].
+///
+/// Cheap to clone; every acquisition opens its own file description, so
+/// tasks exclude each other (and the blocking API's holders) through the
+/// kernel.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), holdfast::Error> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// use holdfast::tokio::AsyncLock;
+/// let lock = AsyncLock::open(dir.path().join("app.lock"))?;
+/// let r1 = lock.lock_shared().await?;
+/// let r2 = lock.try_lock_shared().await?;
+/// assert!(lock.try_lock().await.is_err());
+/// drop((r1, r2));
+/// let w = lock.lock().await?;
+/// assert!(w.token().is_some());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct AsyncLock {
+    path: Arc<Path>,
+    opts: LockOptions,
+    template: Arc<std::sync::Mutex<Option<holder::RecordTemplate>>>,
+}
+
+impl AsyncLock {
+    /// Opens (creating) the lock file with default options. Nothing is
+    /// locked yet.
+    ///
+    /// # Errors
+    ///
+    /// As [`LockOptions::open`].
+    pub fn open(path: impl AsRef<Path>) -> Result<AsyncLock> {
+        AsyncLock::with_options(&LockOptions::new(), path)
+    }
+
+    /// Opens with the given options (`reentrant` does not apply: tasks
+    /// always exclude each other).
+    ///
+    /// # Errors
+    ///
+    /// As [`LockOptions::open`].
+    pub fn with_options(opts: &LockOptions, path: impl AsRef<Path>) -> Result<AsyncLock> {
+        let path = path.as_ref();
+        // Validates the options and creates the file once.
+        drop(opts.open(path)?);
+        Ok(AsyncLock {
+            path: path.into(),
+            opts: opts.clone(),
+            template: Arc::default(),
+        })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Takes the lock exclusively.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`].
+    pub async fn lock(&self) -> Result<OwnedLockGuard> {
+        self.acquire(Mode::Exclusive, Wait::Forever).await
+    }
+    /// Takes the lock shared.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`].
+    pub async fn lock_shared(&self) -> Result<OwnedLockGuard> {
+        self.acquire(Mode::Shared, Wait::Forever).await
+    }
+    /// Takes the lock exclusively if it is free.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`] naming the holder; [`Error::Io`].
+    pub async fn try_lock(&self) -> Result<OwnedLockGuard> {
+        self.acquire(Mode::Exclusive, Wait::NoWait).await
+    }
+    /// Takes the lock shared if no writer holds it.
+    ///
+    /// # Errors
+    ///
+    /// As [`AsyncLock::try_lock`].
+    pub async fn try_lock_shared(&self) -> Result<OwnedLockGuard> {
+        self.acquire(Mode::Shared, Wait::NoWait).await
+    }
+    /// Takes the lock exclusively, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] naming the holder; [`Error::Io`].
+    pub async fn lock_timeout(&self, timeout: Duration) -> Result<OwnedLockGuard> {
+        self.acquire(Mode::Exclusive, Wait::Timeout(timeout)).await
+    }
+    /// Takes the lock shared, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`AsyncLock::lock_timeout`].
+    pub async fn lock_shared_timeout(&self, timeout: Duration) -> Result<OwnedLockGuard> {
+        self.acquire(Mode::Shared, Wait::Timeout(timeout)).await
+    }
+
+    /// Takes the lock in `mode`, waiting as `wait` says.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`] / [`Error::Timeout`] naming the holder;
+    /// [`Error::Io`].
+    pub async fn acquire(&self, mode: Mode, wait: Wait) -> Result<OwnedLockGuard> {
+        let (file, kind, id) = crate::lock::open_file(&self.path, &self.opts)?;
+        let mut m = WholeAcquire {
+            lock: self,
+            file,
+            kind,
+            id,
+            mode,
+            held: false,
+        };
+        drive(&mut m, wait).await?;
+        let token = if mode == Mode::Exclusive && self.opts.record && m.kind == FileKind::Writable {
+            let mut template = self.template.lock().unwrap_or_else(|e| e.into_inner());
+            holder::RecordTemplate::write(&mut template, &m.file).unwrap_or_else(|e| {
+                tracing::warn!(path = %self.path.display(), error = %e, "could not write the holder record");
+                None
+            })
+        } else {
+            None
+        };
+        Ok(OwnedLockGuard {
+            file: Some(m.file),
+            path: self.path.clone(),
+            backend: self.opts.backend,
+            mode,
+            token,
+            pid: sys::current_pid(),
+        })
+    }
+}
+
+struct WholeAcquire<'a> {
+    lock: &'a AsyncLock,
+    file: File,
+    kind: FileKind,
+    id: FileId,
+    mode: Mode,
+    held: bool,
+}
+
+impl Machine for WholeAcquire<'_> {
+    fn advance(&mut self) -> Result<Step> {
+        let path = &self.lock.path;
+        let backend = self.lock.opts.backend;
+        loop {
+            if !self.held {
+                if sys::try_lock(&self.file, backend, self.mode)
+                    .map_err(|e| Error::io("lock", path, e))?
+                {
+                    self.held = true;
+                } else {
+                    return Ok(Step::Wait {
+                        target: Target::Main,
+                        reqs: vec![LockReq::Whole {
+                            backend,
+                            mode: self.mode,
+                        }],
+                        short: false,
+                    });
+                }
+            }
+            if self.lock.opts.verify_path
+                && sys::is_unlinked(&self.file).map_err(|e| Error::io("lock", path, e))?
+            {
+                let _ = sys::unlock(&self.file, backend);
+                self.held = false;
+                let (f, k, i) = crate::lock::open_file(path, &self.lock.opts)?;
+                (self.file, self.kind, self.id) = (f, k, i);
+                continue;
+            }
+            return Ok(Step::Ready);
+        }
+    }
+    fn granted(&mut self, _index: usize) -> Result<()> {
+        self.held = true;
+        Ok(())
+    }
+    fn file(&self, _target: Target) -> &File {
+        &self.file
+    }
+    fn path(&self, _target: Target) -> &Path {
+        &self.lock.path
+    }
+    fn contention(&mut self, timed_out: bool, started: Instant) -> Error {
+        let holders = holder::describe(Some(&self.file), self.id);
+        let path = self.lock.path.to_path_buf();
+        if timed_out {
+            Error::Timeout {
+                path,
+                mode: self.mode,
+                waited: started.elapsed(),
+                holders,
+            }
+        } else {
+            Error::WouldBlock {
+                path,
+                mode: self.mode,
+                holders,
+            }
+        }
+    }
+}
+
+/// A held [`AsyncLock`]: owned, `Send`, released on drop.
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct OwnedLockGuard {
+    file: Option<File>,
+    path: Arc<Path>,
+    backend: Backend,
+    mode: Mode,
+    token: Option<u64>,
+    pid: u32,
+}
+
+impl fmt::Debug for OwnedLockGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedLockGuard")
+            .field("path", &self.path)
+            .field("mode", &self.mode)
+            .field("token", &self.token)
+            .finish()
+    }
+}
+
+impl OwnedLockGuard {
+    /// The mode held.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+    /// The fencing token, as [`crate::LockGuard::token`].
+    pub fn token(&self) -> Option<u64> {
+        self.token
+    }
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// Releases now, reporting failure.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] (the file is closed anyway, which releases the lock).
+    pub fn unlock(mut self) -> Result<()> {
+        self.release()
+    }
+    fn release(&mut self) -> Result<()> {
+        let Some(file) = self.file.take() else {
+            return Ok(());
+        };
+        if sys::current_pid() != self.pid {
+            return Ok(());
+        }
+        sys::unlock(&file, self.backend).map_err(|e| Error::io("unlock", &self.path, e))
+    }
+}
+
+impl Drop for OwnedLockGuard {
+    fn drop(&mut self) {
+        if let Err(e) = self.release() {
+            tracing::error!(path = %self.path.display(), error = %e, "failed to release lock");
+        }
+    }
+}
+
+/// The async counterpart of [`FifoLock`]: waiters are served first come,
+/// first served, across processes, threads and tasks.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), holdfast::Error> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// let lock = holdfast::tokio::AsyncFifoLock::open(dir.path().join("app.lock"))?;
+/// let first = lock.lock().await?;
+/// let second = lock.lock_timeout(std::time::Duration::from_millis(20)).await;
+/// assert!(matches!(second, Err(holdfast::Error::Timeout { .. })));
+/// drop(first);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct AsyncFifoLock {
+    shared: Arc<FifoShared>,
+}
+
+impl fmt::Debug for AsyncFifoLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncFifoLock")
+            .field("path", &self.shared.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<FifoLock> for AsyncFifoLock {
+    fn from(lock: FifoLock) -> Self {
+        AsyncFifoLock {
+            shared: lock.shared().clone(),
+        }
+    }
+}
+
+impl AsyncFifoLock {
+    /// Opens (creating) the lock and queue files with default options.
+    ///
+    /// # Errors
+    ///
+    /// As [`FifoOptions::open`].
+    pub fn open(path: impl AsRef<Path>) -> Result<AsyncFifoLock> {
+        AsyncFifoLock::with_options(&FifoOptions::new(), path)
+    }
+    /// Opens with the given options.
+    ///
+    /// # Errors
+    ///
+    /// As [`FifoOptions::open`].
+    pub fn with_options(opts: &FifoOptions, path: impl AsRef<Path>) -> Result<AsyncFifoLock> {
+        Ok(opts.open(path)?.into())
+    }
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+    /// Takes the lock exclusively, after everyone who asked before.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`].
+    pub async fn lock(&self) -> Result<OwnedFifoGuard> {
+        self.acquire(Mode::Exclusive, Wait::Forever).await
+    }
+    /// Takes the lock shared, after every writer who asked before.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`].
+    pub async fn lock_shared(&self) -> Result<OwnedFifoGuard> {
+        self.acquire(Mode::Shared, Wait::Forever).await
+    }
+    /// Takes the lock exclusively if nobody holds it or waits for it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`]; [`Error::Io`].
+    pub async fn try_lock(&self) -> Result<OwnedFifoGuard> {
+        self.acquire(Mode::Exclusive, Wait::NoWait).await
+    }
+    /// Takes the lock exclusively, waiting in line at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`]; [`Error::Io`].
+    pub async fn lock_timeout(&self, timeout: Duration) -> Result<OwnedFifoGuard> {
+        self.acquire(Mode::Exclusive, Wait::Timeout(timeout)).await
+    }
+    /// Takes the lock in `mode`, waiting as `wait` says.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`] / [`Error::Timeout`] naming the holder;
+    /// [`Error::Io`].
+    pub async fn acquire(&self, mode: Mode, wait: Wait) -> Result<OwnedFifoGuard> {
+        let mut m = FifoAcquire::new(&self.shared, mode)?;
+        drive(&mut m, wait).await?;
+        Ok(OwnedFifoGuard { held: m.finish() })
+    }
+}
+
+/// A held [`AsyncFifoLock`]: owned, `Send`; hands the lock to the next in
+/// line when dropped.
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct OwnedFifoGuard {
+    held: FifoHeld,
+}
+
+impl fmt::Debug for OwnedFifoGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedFifoGuard")
+            .field("path", &self.held.path())
+            .field("ticket", &self.held.ticket())
+            .finish()
+    }
+}
+
+impl OwnedFifoGuard {
+    /// The mode held.
+    pub fn mode(&self) -> Mode {
+        self.held.mode()
+    }
+    /// The ticket it was served under (see [`crate::FifoGuard::ticket`]).
+    pub fn ticket(&self) -> u64 {
+        self.held.ticket()
+    }
+    /// The fencing token.
+    pub fn token(&self) -> Option<u64> {
+        self.held.token()
+    }
+    /// Releases now, reporting failure.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`].
+    pub fn unlock(mut self) -> Result<()> {
+        self.held.release()
+    }
+}
+
+impl std::os::fd::AsFd for OwnedFifoGuard {
+    /// The open file description holding the lock file's kernel lock (see
+    /// [`crate::FifoGuard`]'s `AsFd`).
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.held.main_fd()
+    }
+}
+
+impl std::os::fd::AsFd for OwnedLockGuard {
+    /// The open file description that holds the lock.
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.file
+            .as_ref()
+            .expect("a held lock has its file until released")
+            .as_fd()
+    }
+}
+
+/// The async counterpart of [`Semaphore`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), holdfast::Error> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// let sem = holdfast::tokio::AsyncSemaphore::open(dir.path().join("s"), 2)?;
+/// let a = sem.acquire().await?;
+/// let b = sem.acquire().await?;
+/// assert!(sem.try_acquire().await.is_err());
+/// drop(a);
+/// let c = sem.acquire().await?;
+/// assert_ne!(b.slot(), c.slot());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct AsyncSemaphore {
+    shared: Arc<SemShared>,
+}
+
+impl fmt::Debug for AsyncSemaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncSemaphore")
+            .field("path", &self.shared.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<Semaphore> for AsyncSemaphore {
+    fn from(s: Semaphore) -> Self {
+        AsyncSemaphore {
+            shared: s.shared().clone(),
+        }
+    }
+}
+
+impl AsyncSemaphore {
+    /// Opens (creating) a semaphore with `permits` permits.
+    ///
+    /// # Errors
+    ///
+    /// As [`SemaphoreOptions::open`].
+    pub fn open(path: impl AsRef<Path>, permits: usize) -> Result<AsyncSemaphore> {
+        AsyncSemaphore::with_options(&SemaphoreOptions::new(), path, permits)
+    }
+    /// Opens with the given options.
+    ///
+    /// # Errors
+    ///
+    /// As [`SemaphoreOptions::open`].
+    pub fn with_options(
+        opts: &SemaphoreOptions,
+        path: impl AsRef<Path>,
+        permits: usize,
+    ) -> Result<AsyncSemaphore> {
+        Ok(opts.open(path, permits)?.into())
+    }
+    /// Takes a permit, waiting in line.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`].
+    pub async fn acquire(&self) -> Result<OwnedSemaphorePermit> {
+        self.acquire_with(Wait::Forever).await
+    }
+    /// Takes a permit if one is free and nobody waits ahead.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`]; [`Error::Io`].
+    pub async fn try_acquire(&self) -> Result<OwnedSemaphorePermit> {
+        self.acquire_with(Wait::NoWait).await
+    }
+    /// Takes a permit, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`]; [`Error::Io`].
+    pub async fn acquire_timeout(&self, timeout: Duration) -> Result<OwnedSemaphorePermit> {
+        self.acquire_with(Wait::Timeout(timeout)).await
+    }
+    /// Takes a permit, waiting as `wait` says.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`] / [`Error::Timeout`] naming the holders;
+    /// [`Error::Io`].
+    pub async fn acquire_with(&self, wait: Wait) -> Result<OwnedSemaphorePermit> {
+        let mut m = SemAcquire::new(&self.shared)?;
+        drive(&mut m, wait).await?;
+        Ok(OwnedSemaphorePermit { held: m.finish() })
+    }
+}
+
+/// A permit of an [`AsyncSemaphore`]: owned, `Send`, given back on drop.
+#[must_use = "the permit is released when it is dropped"]
+pub struct OwnedSemaphorePermit {
+    held: SemHeld,
+}
+
+impl fmt::Debug for OwnedSemaphorePermit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedSemaphorePermit")
+            .field("path", &self.held.path())
+            .field("slot", &self.held.slot())
+            .finish()
+    }
+}
+
+impl OwnedSemaphorePermit {
+    /// Which slot (`0..N`) the permit occupies.
+    pub fn slot(&self) -> usize {
+        self.held.slot()
+    }
+    /// Gives the permit back now, reporting failure.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`].
+    pub fn release(mut self) -> Result<()> {
+        self.held.release()
+    }
+}
