@@ -18,6 +18,13 @@
 //! - **Set up once, resume after a crash**: ordered [setup phases](phase)
 //!   with durable completion markers, shared on disk with Python
 //!   `phaselock`, and [`once()`] for the one-step case.
+//! - **Fairness and bounded concurrency**: a [`FifoLock`] that serves
+//!   waiters across processes in arrival order, and a counting
+//!   [`Semaphore`] whose slots a crash can never leak; both wait in the
+//!   kernel.
+//! - **Async**: with the `tokio` feature, the `holdfast::tokio` module offers
+//!   lock, FIFO and semaphore acquisitions as futures that never block the
+//!   executor and are cancellation-safe.
 //!
 //! ```
 //! use std::time::Duration;
@@ -47,6 +54,11 @@
 //!   (soft `O_EXCL`, link, mkdir): it outlives a crash, so a waiter judges
 //!   the holder (same host: pid, start time and boot id; another host: its
 //!   lease) and takes over a stale one with an atomic exchange of names.
+//! - [`FifoLock`] ([`fifo`] module, Linux) queues waiters with tickets and
+//!   byte-range locks in a side file, each blocked on its predecessor;
+//!   exclusion itself stays the lock file's `flock`, so the queue can only
+//!   cost fairness, never exclusion. [`Semaphore`] keeps N slot locks in
+//!   one file.
 //! - All system calls live in one private `sys` module.
 //!
 //! # Security
