@@ -41,7 +41,7 @@ use std::fs::File;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::{self, ThreadId};
+
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -378,11 +378,11 @@ enum Held {
     /// A thread of this process is in the kernel acquiring the lock.
     Acquiring,
     Exclusive {
-        thread: ThreadId,
+        thread: ThreadKey,
         depth: u32,
     },
     Shared {
-        holders: Vec<(ThreadId, u32)>,
+        holders: Vec<(ThreadKey, u32)>,
     },
 }
 
@@ -393,6 +393,19 @@ impl fmt::Debug for Lock {
             .field("options", &self.opts)
             .finish_non_exhaustive()
     }
+}
+
+/// A cheap per-thread identity (`std::thread::current()` clones and drops
+/// an `Arc`, two atomic operations on every call).
+type ThreadKey = u64;
+
+fn current_thread() -> ThreadKey {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static KEY: ThreadKey = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    KEY.with(|k| *k)
 }
 
 thread_local! {
@@ -599,8 +612,7 @@ impl Lock {
     /// [`Error::WouldBlock`] (with [`Wait::NoWait`]) or [`Error::Timeout`]
     /// naming the holder; [`Error::AlreadyHeld`]; [`Error::Io`].
     pub fn acquire(&self, mode: Mode, wait: Wait) -> Result<LockGuard<'_>> {
-        let started = Instant::now();
-        let me = thread::current().id();
+        let me = current_thread();
         let mut st = lock_poisoned(self.state.lock());
         // Fast path: nobody in this process holds it; a non-blocking kernel
         // attempt is safe to make under the state mutex.
@@ -618,6 +630,8 @@ impl Lock {
                 return Err(self.would_block(mode, Some(&file), id));
             }
         }
+        // Slow path: somebody (possibly this process) is in the way.
+        let started = Instant::now();
         let deadline = match wait {
             Wait::Timeout(d) => Some(started.checked_add(d).unwrap_or_else(far_future)),
             Wait::Deadline(d) => Some(d),
@@ -713,7 +727,7 @@ impl Lock {
     }
 
     /// Records a fresh kernel acquisition in the state and makes its guard.
-    fn finish_acquire(&self, st: &mut State, me: ThreadId, mode: Mode) -> LockGuard<'_> {
+    fn finish_acquire(&self, st: &mut State, me: ThreadKey, mode: Mode) -> LockGuard<'_> {
         st.held = match mode {
             Mode::Exclusive => Held::Exclusive {
                 thread: me,
@@ -1034,7 +1048,7 @@ impl<'a> LockGuard<'a> {
             // parent, so unlocking it would release the parent's lock.
             return Ok(());
         }
-        let me = thread::current().id();
+        let me = current_thread();
         let mut st = lock_poisoned(self.lock.state.lock());
         let result = match &mut st.held {
             Held::Exclusive { depth, .. } if *depth > 1 => {
@@ -1119,7 +1133,7 @@ impl<'a> LockGuard<'a> {
             )
             .map_err(io),
         };
-        let me = thread::current().id();
+        let me = current_thread();
         let mut st = lock_poisoned(lock.state.lock());
         let result = match got {
             Ok(true) => {
@@ -1178,7 +1192,7 @@ impl<'a> LockGuard<'a> {
         sys::lock_blocking(&st.file, lock.opts.backend, Mode::Shared)
             .map_err(|e| Error::io("downgrade the lock on", &lock.path, e))?;
         st.held = Held::Shared {
-            holders: vec![(thread::current().id(), 1)],
+            holders: vec![(current_thread(), 1)],
         };
         self.mode = Mode::Shared;
         self.token = None;
