@@ -258,6 +258,7 @@
 //! - Not available on non-Unix systems yet.
 
 mod core;
+mod detect;
 mod link;
 mod mkdir;
 mod record;
@@ -575,6 +576,18 @@ pub struct LockFileStatus {
     pub mine: bool,
 }
 
+/// What [`LockFile::break_lock_if`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Broken {
+    /// There was no lock at the path.
+    NoLock,
+    /// The decision was not to break it; it is left as it was.
+    Kept(LockFileStatus),
+    /// This lock was removed (or went away while it was being broken).
+    Removed(LockFileStatus),
+}
+
 /// The lock objects this process holds (nonce, identity) and the thread
 /// that took each: a thread waiting for a lock it holds itself would wait
 /// forever. The identity covers records without a nonce (filelock's).
@@ -615,7 +628,13 @@ impl LockFile {
         LockFileOptions::new(protocol)
     }
 
-    fn with_options(path: &Path, mut opts: LockFileOptions) -> Result<LockFile> {
+    fn with_options(path: &Path, opts: LockFileOptions) -> Result<LockFile> {
+        Self::build(path, opts, false)
+    }
+
+    /// `exact`: `path` is the lock path itself, also for
+    /// [`Compat::Lockfile`] (which otherwise appends `.lock`).
+    pub(crate) fn build(path: &Path, mut opts: LockFileOptions, exact: bool) -> Result<LockFile> {
         let invalid = |reason: String| Error::InvalidInput {
             path: path.to_owned(),
             reason,
@@ -670,7 +689,7 @@ impl LockFile {
         }
         opts.poll_interval = opts.poll_interval.max(Duration::from_millis(1));
         let lock_path = match compat {
-            Compat::Lockfile => {
+            Compat::Lockfile if !exact => {
                 let cwd = std::env::current_dir()
                     .map_err(|e| Error::io("read the working directory for", path, e))?;
                 record::lockfile_lock_path(path, &cwd)
@@ -1046,33 +1065,39 @@ impl LockFile {
     /// As [`is_locked`](Self::is_locked).
     pub fn status(&self) -> Result<LockFileStatus> {
         let ctx = &*self.ctx;
-        let Some(obs) = core::observe(ctx, &ctx.path)? else {
-            return Ok(LockFileStatus {
+        Ok(match core::observe(ctx, &ctx.path)? {
+            Some(obs) => self.status_of(&obs),
+            None => LockFileStatus {
                 path: ctx.path.clone(),
                 locked: false,
                 holder: None,
                 stale: None,
                 expires: None,
                 mine: false,
-            });
-        };
-        let j = ctx.judge(&obs, Duration::ZERO);
+            },
+        })
+    }
+
+    /// The status one observation shows.
+    fn status_of(&self, obs: &core::Observed) -> LockFileStatus {
+        let ctx = &*self.ctx;
+        let j = ctx.judge(obs, Duration::ZERO);
         let mine = self.current_core().is_some_and(|c| {
             c.nonce().is_some_and(|n| {
                 obs.claimant().and_then(|cl| cl.nonce.as_deref()) == Some(n.as_str())
             }) || c.is_ours()
         });
-        Ok(LockFileStatus {
+        LockFileStatus {
             path: ctx.path.clone(),
             locked: true,
-            holder: ctx.holder(&obs, &j),
+            holder: ctx.holder(obs, &j),
             stale: match j.verdict {
                 Verdict::Stale(r) => Some(r),
                 _ => None,
             },
             expires: j.expires,
             mine,
-        })
+        }
     }
 
     /// Removes the lock that is there now, whoever holds it, and only that
@@ -1096,27 +1121,63 @@ impl LockFile {
     ///
     /// [`Error::Io`] if the lock cannot be removed; as [`is_locked`](Self::is_locked).
     pub fn break_lock(&self) -> Result<bool> {
+        Ok(!matches!(self.break_lock_if(|_| true)?, Broken::NoLock))
+    }
+
+    /// Removes the lock that is there now if `decide` says so, looking at
+    /// the very lock object that would be removed: the status `decide`
+    /// sees is judged from the same observation the take-over acts on, so
+    /// a lock that a new holder took meanwhile is never removed on the
+    /// strength of its predecessor's status (`decide` is asked again about
+    /// the new one). This is how to break a lock only if it is stale:
+    ///
+    /// ```
+    /// use holdfast::lockfile::{Broken, LockFile, Protocol};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = LockFile::open(dir.path().join("b.lock"), Protocol::Soft)?;
+    /// assert_eq!(lock.break_lock_if(|st| st.stale.is_some())?, Broken::NoLock);
+    /// let g = lock.lock()?;
+    /// // Held by a live process (this one): not stale, left alone.
+    /// let Broken::Kept(st) = lock.break_lock_if(|st| st.stale.is_some())? else { panic!() };
+    /// assert!(st.holder.unwrap().this_process);
+    /// // Removed whatever its state, naming who held it.
+    /// let Broken::Removed(st) = lock.break_lock_if(|_| true)? else { panic!() };
+    /// assert_eq!(st.holder.unwrap().pid, Some(std::process::id()));
+    /// assert!(g.check().is_err());
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`break_lock`](Self::break_lock).
+    pub fn break_lock_if(&self, mut decide: impl FnMut(&LockFileStatus) -> bool) -> Result<Broken> {
         let ctx = &*self.ctx;
-        let mut found = false;
+        let mut judged: Option<LockFileStatus> = None;
         for _ in 0..16 {
             let Some(obs) = core::observe(ctx, &ctx.path)? else {
-                return Ok(found);
+                // Gone: either there was none, or the one we were breaking
+                // went away while we were at it.
+                return Ok(judged.map_or(Broken::NoLock, Broken::Removed));
             };
-            found = true;
+            let st = self.status_of(&obs);
+            if !decide(&st) {
+                return Ok(Broken::Kept(st));
+            }
             let mut prep = Prepared::new(ctx)?;
             match takeover::take_over(ctx, &obs, &mut prep)? {
                 TakeOver::Won(held) => {
                     core::release(ctx, &held)?;
-                    return Ok(true);
+                    return Ok(Broken::Removed(st));
                 }
-                TakeOver::Freed => return Ok(true),
+                TakeOver::Freed => return Ok(Broken::Removed(st)),
                 TakeOver::Lost => {
                     // Changed under us. If the object we saw is gone, it is
                     // broken; if it is still there (a stranded lock was put
                     // back, or a recoverer is at work), look again.
                     if !takeover::still_there(ctx, &obs)? {
-                        return Ok(true);
+                        return Ok(Broken::Removed(st));
                     }
+                    judged = Some(st);
                     thread::sleep(Duration::from_millis(1));
                 }
                 TakeOver::CannotBreak => {
@@ -1124,11 +1185,11 @@ impl LockFile {
                         core::remove_object(ctx, &ctx.path)
                             .map_err(|e| ctx.io("remove the lock", e))?;
                     }
-                    return Ok(true);
+                    return Ok(Broken::Removed(st));
                 }
             }
         }
-        Ok(true)
+        Ok(judged.map_or(Broken::NoLock, Broken::Removed))
     }
 
     /// Renews the lease of the lock this `LockFile` holds (see

@@ -337,6 +337,56 @@ fn soft_and_mkdir_wait_without_an_exchange_and_break_lock_removes() {
     }
 }
 
+/// `break_lock_if` decides on the object it acts on: a stale lock that a
+/// live holder replaces between the look and the break is left alone (the
+/// stale one is gone all the same), and a live one is kept when asked.
+#[test]
+fn break_lock_if_never_removes_a_lock_it_did_not_judge() {
+    for protocol in [Protocol::Soft, Protocol::Link, Protocol::Mkdir] {
+        let d = tmp();
+        let path = d.path().join("b.lock");
+        let lock = LockFile::open(&path, protocol).unwrap();
+        let other = LockFile::open(&path, protocol).unwrap();
+        let sg = other.lock().unwrap();
+        let held = sg.core.take().unwrap();
+        drop(sg);
+        let dead = dead_pid();
+        rewrite_pid(&lock.ctx, &held, dead);
+        drop(held);
+        let newcomer = LockFile::open(&path, protocol).unwrap();
+        let mut live = None;
+        let mut asked = 0;
+        let out = lock
+            .break_lock_if(|st| {
+                asked += 1;
+                if asked == 1 {
+                    // Between the look and the break, the stale lock goes
+                    // and a live holder takes the path.
+                    assert!(matches!(st.stale, Some(StaleReason::Exited { pid }) if pid == dead));
+                    core::remove_object(&lock.ctx, &path).unwrap();
+                    live = Some(newcomer.lock().unwrap());
+                }
+                st.stale.is_some()
+            })
+            .unwrap();
+        match out {
+            Broken::Removed(st) => {
+                assert_eq!(st.holder.unwrap().pid, Some(dead), "{protocol}")
+            }
+            other => panic!("{protocol}: {other:?}"),
+        }
+        let live = live.unwrap();
+        live.check().expect("the live lock is untouched");
+        match lock.break_lock_if(|st| st.stale.is_some()).unwrap() {
+            Broken::Kept(st) => assert!(st.holder.unwrap().this_process && st.stale.is_none()),
+            other => panic!("{protocol}: {other:?}"),
+        }
+        live.check().expect("kept means kept");
+        drop(live);
+        assert_eq!(lock.break_lock_if(|_| true).unwrap(), Broken::NoLock);
+    }
+}
+
 #[test]
 fn the_holding_thread_gets_already_held_not_a_deadlock() {
     let d = tmp();
