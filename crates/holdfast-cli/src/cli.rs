@@ -82,6 +82,8 @@ pub enum Command {
     Status(StatusArgs),
     /// List the locks in a directory that are held or carry a holder record.
     List(ListArgs),
+    /// Remove a stale lock file (soft, link or mkdir protocol); never a kernel lock.
+    Break(BreakArgs),
     /// Run a command once across all concurrent and later callers.
     Once(OnceArgs),
     /// Run a command as one setup phase of a target, unless already done.
@@ -99,14 +101,32 @@ Examples:
   holdfast run --no-wait /run/lock/backup.lock -- /usr/local/bin/backup
   holdfast run --timeout 30s /srv/app/migrate.lock -- ./manage.py migrate
   holdfast run --shared /srv/app/schema.lock -- ./read-only-report
+  holdfast run --fifo /srv/app/deploy.lock -- ./deploy.sh       # first come, first served
+  holdfast run --lockfile link /nfs/shared/job.lock -- ./job    # across NFS clients
 
 While it waits longer than a moment with stderr on a terminal (or with
 --verbose), holdfast shows who holds the lock:
   waiting for an exclusive lock on ./app.lock — held by pid 4242 (python3 migrate.py) for 3.2s
 
-The command gets the lock's file descriptor (so the lock lives as long as the
-command does, even if holdfast is killed; --close turns that off) and the
-fencing token of the acquisition in HOLDFAST_FENCING_TOKEN.
+Kernel locks (the default): the command gets the lock's file descriptor (so
+the lock lives as long as the command does, even if holdfast is killed;
+--close turns that off) and the fencing token of the acquisition in
+HOLDFAST_FENCING_TOKEN. --fifo queues the waiters (holdfast::FifoLock, queue
+file LOCKFILE.fifo): they get the lock in the order they asked for it, while
+the lock itself is the same kernel lock flock(1) and 'holdfast run' take.
+
+Lock files (--lockfile soft|link|mkdir): the lock is a file (or directory)
+that exists while it is held, for NFS and several hosts, and for paths that
+Python's flufl.lock (link), lockfile (--compat lockfile) or filelock's
+SoftFileLock (soft --compat filelock) guard. It names holdfast as its
+holder, so holdfast stays until the command exits and then removes it:
+SIGTERM, SIGHUP, SIGINT and SIGQUIT sent to holdfast are passed on to the
+command, and if holdfast is killed outright the command is killed too
+(so it never runs without the lock). A lock whose holder died is taken
+over at once on the same host; a holder on another host is trusted until
+its lease (--lifetime; link locks default to 15s) runs out, so while the
+command runs holdfast renews the lease every lifetime/3 (--no-heartbeat
+turns that off).
 
 Exit codes:
   N      the command's own exit status
@@ -118,6 +138,7 @@ Exit codes:
   66     the lock file exists but cannot be opened
   71     the kernel refused the lock (or a system limit was hit)
   73     the lock file cannot be created (read-only filesystem, disk full)
+  75     --lockfile: the lock was broken or lost while the command ran
   126    the command cannot be executed
   127    the command was not found";
 
@@ -147,6 +168,35 @@ pub struct RunArgs {
     /// `flock --fcntl`, not by flock(2) users).
     #[arg(long)]
     pub fcntl: bool,
+    /// Serve waiters in arrival order (a FIFO queue in LOCKFILE.fifo in front
+    /// of the same kernel lock).
+    #[arg(long)]
+    pub fifo: bool,
+    /// Use a lock file of this protocol instead of a kernel lock (for NFS,
+    /// several hosts, and paths Python lock-file libraries guard).
+    #[arg(
+        long = "lockfile",
+        value_enum,
+        value_name = "PROTOCOL",
+        conflicts_with_all = ["shared", "fcntl", "fifo", "close"]
+    )]
+    pub protocol: Option<ProtocolArg>,
+    /// With --lockfile: whose on-disk format to follow (default: holdfast's;
+    /// link locks are flufl.lock's).
+    #[arg(long, value_enum, value_name = "FORMAT", requires = "protocol")]
+    pub compat: Option<CompatArg>,
+    /// With --lockfile: the lease other hosts trust (5s, 2m, ...; default:
+    /// 15s for link locks, none for soft and mkdir).
+    #[arg(long, value_name = "DURATION", requires = "protocol")]
+    pub lifetime: Option<String>,
+    /// With --lockfile: renew the lease every lifetime/3 while the command
+    /// runs (the default whenever there is a lease).
+    #[arg(long, requires = "protocol", overrides_with = "no_heartbeat")]
+    pub heartbeat: bool,
+    /// With --lockfile: do not renew the lease; it ends after --lifetime
+    /// even if the command still runs.
+    #[arg(long, requires = "protocol", overrides_with = "heartbeat")]
+    pub no_heartbeat: bool,
     /// Report waiting and acquisition on stderr, even when it is not a terminal.
     #[arg(short, long, conflicts_with = "quiet")]
     pub verbose: bool,
@@ -292,6 +342,88 @@ pub struct ListArgs {
     pub json: bool,
     /// The directory to look in.
     pub dir: PathBuf,
+}
+
+/// A lock-file protocol (`--lockfile`, `--protocol`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProtocolArg {
+    /// A file created with O_EXCL, holding the holder's record.
+    Soft,
+    /// A unique claim file hard-linked to the lock name (flufl.lock's, NFS-safe).
+    Link,
+    /// A directory created with mkdir, holding the holder's record.
+    Mkdir,
+}
+
+/// Whose on-disk conventions a lock file follows (`--compat`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CompatArg {
+    /// holdfast's own (for link locks: flufl.lock's).
+    Holdfast,
+    /// Python flufl.lock (link).
+    Flufl,
+    /// Python lockfile's LinkLockFile / MkdirLockFile: the lock is PATH.lock.
+    Lockfile,
+    /// Python filelock's SoftFileLock (soft).
+    Filelock,
+}
+
+const BREAK_HELP: &str = "\
+Removes a lock-file lock (soft, link or mkdir protocol) whose holder is
+gone, and says who that was and why it counts as gone: the holder's
+process exited, its pid now belongs to another process, the machine
+rebooted since, or its lease expired (a holder on another host). A lock
+whose holder is alive, or whose holder cannot be checked (another host
+with a lease still running, a lock without an owner record), is left
+alone unless --force is given. The lock examined is the lock removed: if
+another process takes the path meanwhile, its new lock is judged afresh.
+
+Kernel locks (flock(1), 'holdfast run', fcntl) cannot be broken and never
+need to be: the kernel releases them when the holder exits or closes the
+file. For those, break names the holder and exits 1.
+
+Without --protocol, the protocol and format come from what is at PATH:
+  a file with a holdfast lock-file record        soft (holdfast)
+  ... whose record names a claim file            link (lockfile's naming)
+  a file with a flufl.lock claim (a|b|pid|c)     link (flufl.lock)
+  a file with a filelock record (pid, host)      soft (filelock)
+  an empty file named *.lock with 2 links        link (lockfile's LinkLockFile)
+  a directory with a *.holdfast record, or an
+  empty directory named *.lock                   mkdir (holdfast)
+  a directory named *.lock with lockfile's name  mkdir (lockfile's MkdirLockFile)
+  none of these at PATH, but at PATH.lock        that lock (lockfile names locks so)
+Anything else (an empty file as flock(1) leaves, a pid file, data) is not
+taken for a lock: name the protocol to break it anyway.
+
+Examples:
+  holdfast break /shared/app/migrate.lock
+  holdfast break --force /nfs/jobs/nightly.lock
+  holdfast break --protocol soft --compat filelock --force /srv/app/data.lock
+
+Exit codes:
+  0      the lock was removed (it names who held it, on stdout)
+  1      refused: the holder is alive or cannot be checked (no --force), or
+         PATH is held with a kernel lock
+  64     bad input (a symlink, a protocol that does not match what is there)
+  66     no lock-file lock at PATH (nothing there, or not a lock file)
+  71     the lock could not be removed (permissions, I/O error)";
+
+#[derive(Debug, Args)]
+#[command(after_long_help = BREAK_HELP)]
+pub struct BreakArgs {
+    /// The protocol of the lock (default: recognised from what is at PATH).
+    #[arg(long, value_enum, value_name = "PROTOCOL")]
+    pub protocol: Option<ProtocolArg>,
+    /// Whose format the lock follows (default: the protocol's own).
+    #[arg(long, value_enum, value_name = "FORMAT", requires = "protocol")]
+    pub compat: Option<CompatArg>,
+    /// Break it even if its holder is alive or cannot be checked (that holder
+    /// may still believe it holds the lock).
+    #[arg(short, long)]
+    pub force: bool,
+    /// The lock (with --compat lockfile: the path lockfile was given; the lock
+    /// is PATH.lock).
+    pub path: PathBuf,
 }
 
 const ONCE_HELP: &str = "\

@@ -67,12 +67,22 @@ pub struct Launch<'a> {
     pub lock_fd: Option<BorrowedFd<'a>>,
     /// The fencing token, exported as `HOLDFAST_FENCING_TOKEN`.
     pub token: Option<u64>,
+    /// holdfast keeps a lock file for the command (see the module docs):
+    /// forward signals, and kill the command if holdfast dies. Other
+    /// threads (a lease heartbeat) may be running.
+    pub keeps_lock_file: bool,
 }
 
 impl Launch<'_> {
     fn prepare(&self, program: &Program) -> io::Result<(Command, Option<OwnedFd>)> {
-        let cmd = program.command();
-        export_token(self.token);
+        let mut cmd = program.command();
+        if self.keeps_lock_file {
+            // Other threads may run: leave this process's environment alone.
+            cmd.env_remove(TOKEN_VAR);
+            die_with_parent(&mut cmd);
+        } else {
+            export_token(self.token);
+        }
         // A plain dup(2) has no close-on-exec flag: this copy is inherited.
         let inherited = self.lock_fd.map(rustix::io::dup).transpose()?;
         reset_sigchld();
@@ -86,9 +96,20 @@ impl Launch<'_> {
     /// The spawn error (not found, not executable, out of memory).
     pub fn run(&self, program: &Program) -> io::Result<ExitStatus> {
         let (mut cmd, inherited) = self.prepare(program)?;
+        if self.keeps_lock_file {
+            forward::install();
+        }
         let child = cmd.spawn();
         drop(inherited);
-        child?.wait()
+        let mut child = child?;
+        if self.keeps_lock_file {
+            forward::to(child.id());
+        }
+        let status = child.wait();
+        if self.keeps_lock_file {
+            forward::done();
+        }
+        status
     }
 
     /// Replaces this process with `program` (flock(1)'s `--no-fork`); the
@@ -106,8 +127,10 @@ impl Launch<'_> {
 /// holdfast when there is no token). Setting it here rather than with
 /// `Command::env` keeps std from copying the whole environment into a map
 /// and back for the spawn, about half of std's own cost of starting it.
+const TOKEN_VAR: &str = "HOLDFAST_FENCING_TOKEN";
+
 fn export_token(token: Option<u64>) {
-    const VAR: &str = "HOLDFAST_FENCING_TOKEN";
+    const VAR: &str = TOKEN_VAR;
     match token {
         // SAFETY: holdfast has one thread when it starts the command (the
         // waiting-line thread is joined before the lock call returns), so
@@ -131,5 +154,100 @@ fn reset_sigchld() {
     // its own that this could displace.
     unsafe {
         libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+    }
+}
+
+/// Has the kernel send SIGKILL to the command when holdfast (the thread
+/// that spawns it, the main thread, which lives until holdfast exits) dies.
+#[cfg(target_os = "linux")]
+fn die_with_parent(cmd: &mut Command) {
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the child between fork and exec and
+    // calls only async-signal-safe functions (prctl, getppid, _exit); it
+    // allocates nothing and takes no locks.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // holdfast died before the prctl took effect.
+            if libc::getppid() as u32 != parent {
+                libc::_exit(128 + libc::SIGKILL);
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_cmd: &mut Command) {}
+
+/// Passing holdfast's termination signals on to the command.
+mod forward {
+    use std::sync::atomic::{AtomicI32, Ordering};
+
+    /// The command's pid, once it runs (0 before).
+    static CHILD: AtomicI32 = AtomicI32::new(0);
+    /// A signal that came before the command's pid was known.
+    static PENDING: AtomicI32 = AtomicI32::new(0);
+
+    const SIGNALS: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGHUP, libc::SIGINT, libc::SIGQUIT];
+
+    extern "C" fn handle(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+        // SAFETY: the kernel passes a valid siginfo_t to an SA_SIGINFO
+        // handler; only its si_code is read.
+        let code = unsafe { (*info).si_code };
+        // Sent by the kernel (the terminal's ^C, ^\, hang-up): it went to
+        // the whole foreground process group, the command got it already.
+        if code == libc::SI_KERNEL {
+            return;
+        }
+        let child = CHILD.load(Ordering::SeqCst);
+        if child > 0 {
+            // SAFETY: kill(2) is async-signal-safe and takes plain integers.
+            unsafe {
+                libc::kill(child, sig);
+            }
+        } else {
+            PENDING.store(sig, Ordering::SeqCst);
+        }
+    }
+
+    /// Catches the signals (before the spawn, so none is lost in between;
+    /// the command starts with default dispositions, as exec resets caught
+    /// signals).
+    pub fn install() {
+        for sig in SIGNALS {
+            // SAFETY: a zeroed sigaction is a valid starting value; the
+            // handler only touches atomics and calls kill(2), both
+            // async-signal-safe; SA_RESTART keeps waitpid from failing
+            // with EINTR.
+            unsafe {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = handle as *const () as usize;
+                sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+                libc::sigemptyset(&mut sa.sa_mask);
+                libc::sigaction(sig, &sa, std::ptr::null_mut());
+            }
+        }
+    }
+
+    /// The command has been reaped: its pid may be reused, send nothing more.
+    pub fn done() {
+        CHILD.store(0, Ordering::SeqCst);
+    }
+
+    /// From now on signals go to `pid`; one that came during the spawn is
+    /// passed on now.
+    pub fn to(pid: u32) {
+        let pid = pid as i32;
+        CHILD.store(pid, Ordering::SeqCst);
+        let pending = PENDING.swap(0, Ordering::SeqCst);
+        if pending != 0 {
+            // SAFETY: kill(2) with plain integers.
+            unsafe {
+                libc::kill(pid, pending);
+            }
+        }
     }
 }

@@ -1,20 +1,20 @@
 //! Exit codes of the `holdfast` command, in one place, and the mapping from
 //! library errors to codes and messages.
 //!
-//! `holdfast run`, `once`, `phase`, `phases`, `status`, `list`:
+//! `holdfast run`, `once`, `phase`, `phases`, `status`, `list`, `break`:
 //!
 //! | code | meaning |
 //! |---|---|
 //! | the command's own | the command ran; its status is passed through (`once`, `phase`: a non-zero status leaves the step not done) |
 //! | 128 + N | the command was killed by signal N |
-//! | 0 | the command succeeded; `once`/`phase`: or it was already done (skipped); `status`: every lock is free; `once --status`, `phases status NAME...`: done |
-//! | 1 | the lock is held and `--no-wait` was given; `status`: some lock is held; `once --status`, `phases status NAME...`: not done |
+//! | 0 | the command succeeded; `once`/`phase`: or it was already done (skipped); `status`: every lock is free (or a stale lock file); `once --status`, `phases status NAME...`: done; `break`: the lock was removed |
+//! | 1 | the lock is held and `--no-wait` was given; `status`: some lock is held; `once --status`, `phases status NAME...`: not done; `break`: refused (a live or uncheckable holder without `--force`, or a kernel lock) |
 //! | 64 | bad input: flags, durations, a missing command, a path in a missing or unwritable directory, a symlink, a bad phase name |
 //! | 65 | a phase status file is corrupt (holdfast never overwrites it; see `phases reset`) |
-//! | 66 | the lock file exists but cannot be opened |
+//! | 66 | the lock file exists but cannot be opened; `break`: no lock-file lock at the path |
 //! | 71 | the kernel refused the lock, or a system limit was hit |
 //! | 73 | the lock file cannot be created (read-only filesystem, disk full) |
-//! | 75 | `once --on-leader-failure propagate`: the caller running the command failed or died, and this caller did not run it |
+//! | 75 | `once --on-leader-failure propagate`: the caller running the command failed or died, and this caller did not run it; `run --lockfile`: the command succeeded but the lock was broken or lost while it ran |
 //! | 124 | timed out waiting for the lock (as timeout(1)) |
 //! | 126 | the command was found but could not be executed |
 //! | 127 | the command was not found |
@@ -32,6 +32,9 @@ use holdfast::Error;
 pub const OK: u8 = 0;
 /// The lock is held by someone else (no waiting asked for).
 pub const WOULD_BLOCK: u8 = 1;
+/// `break`: refused (the holder is alive or cannot be checked, or it is
+/// a kernel lock).
+pub const REFUSED: u8 = 1;
 /// `once --status`, `phases status NAME...`: not done.
 pub const NOT_DONE: u8 = 1;
 /// Usage error (sysexits `EX_USAGE`).
@@ -40,6 +43,8 @@ pub const USAGE: u8 = 64;
 pub const DATA_ERR: u8 = 65;
 /// The lock file cannot be opened (sysexits `EX_NOINPUT`).
 pub const NO_INPUT: u8 = 66;
+/// `break`: there is no lock-file lock at the path (sysexits `EX_NOINPUT`).
+pub const NO_LOCK: u8 = 66;
 /// The command cannot be executed (sysexits `EX_UNAVAILABLE`; flock(1)).
 pub const UNAVAILABLE: u8 = 69;
 /// A system limit or system call failed (sysexits `EX_OSERR`).
@@ -49,6 +54,10 @@ pub const CANT_CREATE: u8 = 73;
 /// Run-once with `--on-leader-failure propagate`: the leader stopped
 /// without completing (sysexits `EX_TEMPFAIL`: try again later).
 pub const LEADER_FAILED: u8 = 75;
+/// `run --lockfile`: the command succeeded, but the lock was broken or lost
+/// while it ran, so its work may have overlapped another holder's
+/// (sysexits `EX_TEMPFAIL`).
+pub const LOCK_LOST: u8 = 75;
 /// Timed out waiting for the lock.
 pub const TIMED_OUT: u8 = 124;
 /// The command could not be executed.
@@ -93,6 +102,7 @@ pub fn for_error(e: &Error) -> (u8, String) {
         Error::InvalidInput { .. } | Error::Unsupported { .. } => (USAGE, e.to_string()),
         Error::Corrupt { .. } => (DATA_ERR, e.to_string()),
         Error::LeaderFailed { .. } => (LEADER_FAILED, e.to_string()),
+        Error::Lost { .. } => (LOCK_LOST, e.to_string()),
         Error::Io { op, path, source } if op.starts_with("find the directory") => {
             missing_directory(path, source)
         }

@@ -104,6 +104,7 @@ fn holdfast() -> u8 {
         cli::Command::Flock(a) => cmd::flock::run("holdfast", a),
         cli::Command::Status(a) => cmd::status::run(a),
         cli::Command::List(a) => cmd::list::run(a),
+        cli::Command::Break(a) => cmd::break_lock::run(a),
         cli::Command::Once(a) => cmd::once::run(a),
         cli::Command::Phase(a) => cmd::phase::run(a),
         cli::Command::Phases(a) => match a.command {

@@ -26,7 +26,9 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use holdfast::{Error, Holders, Lock, LockGuard, Mode, Wait};
+use holdfast::{
+    Error, FifoGuard, FifoLock, Holders, Lock, LockFile, LockFileGuard, LockGuard, Mode, Wait,
+};
 
 /// How long a wait may last before it is shown.
 const MOMENT: Duration = Duration::from_millis(200);
@@ -64,26 +66,99 @@ pub fn acquire<'l>(
     show: Show,
 ) -> holdfast::Result<LockGuard<'l>> {
     let started = Instant::now();
-    // A timeout counts from now, not from after the first attempt.
-    let wait = match wait {
-        Wait::Timeout(d) => started.checked_add(d).map_or(wait, Wait::Deadline),
-        other => other,
-    };
+    let wait = deadline(wait, started);
     match lock.acquire(mode, Wait::NoWait) {
         Err(Error::WouldBlock { .. }) if wait != Wait::NoWait => {}
         other => return other,
     }
+    shown(lock.path(), mode, &|| lock.holders(), started, show, || {
+        lock.acquire(mode, wait)
+    })
+}
+
+/// [`acquire`] for a [`FifoLock`]. There is no first attempt without
+/// waiting here: giving up a place in the queue to take a new one would
+/// let a later arrival pass. So on a terminal the painter thread starts
+/// at once (it stays silent for the first moment, as always).
+///
+/// # Errors
+///
+/// As [`FifoLock::acquire`].
+pub fn acquire_fifo<'l>(
+    lock: &'l FifoLock,
+    mode: Mode,
+    wait: Wait,
+    show: Show,
+) -> holdfast::Result<FifoGuard<'l>> {
+    let started = Instant::now();
+    shown(lock.path(), mode, &|| lock.holders(), started, show, || {
+        lock.acquire(mode, wait)
+    })
+}
+
+/// [`acquire`] for a lock-file lock (always exclusive); the holder shown
+/// is the one the lock file names.
+///
+/// # Errors
+///
+/// As [`LockFile::acquire`].
+pub fn acquire_lockfile<'l>(
+    lock: &'l LockFile,
+    wait: Wait,
+    show: Show,
+) -> holdfast::Result<LockFileGuard<'l>> {
+    let started = Instant::now();
+    let wait = deadline(wait, started);
+    match lock.acquire(Wait::NoWait) {
+        Err(Error::WouldBlock { .. }) if wait != Wait::NoWait => {}
+        other => return other,
+    }
+    let holders = || -> Holders {
+        lock.holder()
+            .ok()
+            .flatten()
+            .into_iter()
+            .collect::<Vec<_>>()
+            .into()
+    };
+    shown(
+        lock.path(),
+        Mode::Exclusive,
+        &holders,
+        started,
+        show,
+        || lock.acquire(wait),
+    )
+}
+
+/// A timeout counts from `started`, not from after the first attempt.
+fn deadline(wait: Wait, started: Instant) -> Wait {
+    match wait {
+        Wait::Timeout(d) => started.checked_add(d).map_or(wait, Wait::Deadline),
+        other => other,
+    }
+}
+
+/// Runs the waiting call `wait` on this thread while a painter thread
+/// shows the line (if `show` allows), naming `holders`.
+fn shown<G>(
+    path: &Path,
+    mode: Mode,
+    holders: &(dyn Fn() -> Holders + Sync),
+    started: Instant,
+    show: Show,
+    wait: impl FnOnce() -> holdfast::Result<G>,
+) -> holdfast::Result<G> {
     let tty = std::io::stderr().is_terminal();
     let style = match (show, tty) {
-        (Show::Never, _) | (Show::OnTerminal, false) => return lock.acquire(mode, wait),
+        (Show::Never, _) | (Show::OnTerminal, false) => return wait(),
         (_, true) => Style::Live,
         (Show::Always, false) => Style::Lines,
     };
     let (done, stop) = mpsc::channel::<()>();
-    let holders = || lock.holders();
     thread::scope(|s| {
-        s.spawn(move || paint(lock.path(), &holders, mode, started, style, &stop));
-        let got = lock.acquire(mode, wait);
+        s.spawn(move || paint(path, holders, mode, started, style, &stop));
+        let got = wait();
         drop(done); // wakes the painter, which erases its line; joined here
         got
     })

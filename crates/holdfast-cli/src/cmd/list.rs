@@ -1,13 +1,17 @@
 //! `holdfast list DIR`: the locks in a directory.
 //!
 //! Every entry directly in the directory (a regular file or a directory,
-//! never a symlink) that the kernel reports locked, or that carries a
-//! holdfast holder record from an earlier holder, in name order.
+//! never a symlink) that the kernel reports locked, that carries a
+//! holdfast holder record from an earlier holder, or that is a lock-file
+//! lock (`LockFile::detect`: holdfast's soft, link and mkdir locks,
+//! flufl.lock's, Python lockfile's and filelock's), in name order.
 
+use holdfast::lockfile::LockFile;
 use serde_json::Value;
 
 use crate::cli::ListArgs;
-use crate::{exit, report};
+use crate::exit;
+use crate::report::{self, LockFileView};
 
 pub fn run(args: ListArgs) -> u8 {
     let entries = match std::fs::read_dir(&args.dir) {
@@ -37,12 +41,22 @@ pub fn run(args: ListArgs) -> u8 {
     let mut out = Vec::new();
     let mut code = exit::OK;
     for path in paths {
-        match holdfast::status(&path) {
-            Ok(st) if st.held.is_some() || st.last_record.is_some() => {
+        let looked = holdfast::status(&path).and_then(|st| {
+            let lf = match LockFile::detect(&path)? {
+                Some(lock) => Some(LockFileView::of(&lock)?).filter(|v| v.status.locked),
+                None => None,
+            };
+            Ok((st, lf))
+        });
+        match looked {
+            Ok((st, lf)) if st.held.is_some() || st.last_record.is_some() || lf.is_some() => {
                 if args.json {
-                    out.push(report::json(&st));
+                    out.push(report::json(&st, lf.as_ref()));
                 } else {
-                    println!("{}", report::text(&st, &path.display().to_string()));
+                    println!(
+                        "{}",
+                        report::text(&st, &path.display().to_string(), lf.as_ref())
+                    );
                 }
             }
             Ok(_) => {}

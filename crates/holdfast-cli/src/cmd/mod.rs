@@ -2,6 +2,7 @@
 //! out. A new subcommand is one more module here plus its `*Args` in
 //! `cli.rs` and one arm in `main`.
 
+pub mod break_lock;
 pub mod docs;
 pub mod flock;
 pub mod list;
@@ -10,10 +11,13 @@ pub mod phase;
 pub mod run;
 pub mod status;
 
-use std::path::Path;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 
 use holdfast::Wait;
+use holdfast::lockfile::{Compat, LockFile, LockFileOptions, Protocol};
 
+use crate::cli::{CompatArg, ProtocolArg};
 use crate::duration;
 use crate::waiting::Show;
 
@@ -52,4 +56,71 @@ pub fn create_parents(path: &Path) -> Result<(), String> {
             .map_err(|e| format!("cannot create directory {}: {e}", dir.display())),
         None => Ok(()),
     }
+}
+
+impl From<ProtocolArg> for Protocol {
+    fn from(p: ProtocolArg) -> Protocol {
+        match p {
+            ProtocolArg::Soft => Protocol::Soft,
+            ProtocolArg::Link => Protocol::Link,
+            ProtocolArg::Mkdir => Protocol::Mkdir,
+        }
+    }
+}
+
+impl From<CompatArg> for Compat {
+    fn from(c: CompatArg) -> Compat {
+        match c {
+            CompatArg::Holdfast => Compat::Holdfast,
+            CompatArg::Flufl => Compat::Flufl,
+            CompatArg::Lockfile => Compat::Lockfile,
+            CompatArg::Filelock => Compat::Filelock,
+        }
+    }
+}
+
+/// Options for a lock-file lock of `protocol`, in `compat`'s format.
+pub fn lockfile_options(protocol: ProtocolArg, compat: Option<CompatArg>) -> LockFileOptions {
+    let mut opts = LockFileOptions::new(protocol.into());
+    if let Some(c) = compat {
+        opts.compat(c.into());
+    }
+    opts
+}
+
+/// How a lock-file protocol and format are called in messages:
+/// `link lock (flufl.lock format)`.
+pub fn lockfile_kind(lock: &LockFile) -> String {
+    let format = match (lock.protocol(), lock.compat()) {
+        (_, Compat::Flufl) => "flufl.lock",
+        (_, Compat::Lockfile) => "Python lockfile",
+        (_, Compat::Filelock) => "filelock",
+        _ => "holdfast",
+    };
+    format!("{} lock ({format} format)", lock.protocol())
+}
+
+/// The lock-file lock at `path` as its content shows
+/// ([`LockFile::detect`]), or else at `path.lock` (where Python's lockfile
+/// puts the lock for `path`), or `None`.
+///
+/// # Errors
+///
+/// As [`LockFile::detect`].
+pub fn find_lockfile(path: &Path) -> holdfast::Result<Option<LockFile>> {
+    if let Some(l) = LockFile::detect(path)? {
+        return Ok(Some(l));
+    }
+    match LockFile::detect(dot_lock(path)) {
+        Ok(Some(l)) if matches!(l.protocol(), Protocol::Link | Protocol::Mkdir) => Ok(Some(l)),
+        // Errors about a path the user did not name are not worth failing for.
+        _ => Ok(None),
+    }
+}
+
+/// `path` with `.lock` appended.
+pub fn dot_lock(path: &Path) -> PathBuf {
+    let mut p: OsString = path.as_os_str().to_owned();
+    p.push(".lock");
+    PathBuf::from(p)
 }

@@ -51,6 +51,7 @@ pub fn run(args: OnceArgs) -> u8 {
             let launch = Launch {
                 lock_fd: (!args.close).then(|| ctx.lock_fd()),
                 token: ctx.token(),
+                keeps_lock_file: false,
             };
             match launch.run(&program) {
                 Ok(st) if st.success() => Ok(()),

@@ -75,6 +75,7 @@ pub fn run(args: PhaseArgs) -> u8 {
             let launch = Launch {
                 lock_fd: (!args.close).then(|| ctx.lock_fd()),
                 token: ctx.token(),
+                keeps_lock_file: false,
             };
             match launch.run(&program) {
                 Ok(st) if st.success() => Ok(()),
@@ -251,7 +252,7 @@ pub fn status(args: PhasesStatusArgs) -> u8 {
             "xattr_error": markers.xattr_error,
             "phases": phases,
             "stale_temp_files": markers.stale_temp_files,
-            "lock": report::json(&lock),
+            "lock": report::json(&lock, None),
         });
         println!("{out}");
     } else {
@@ -266,7 +267,7 @@ pub fn status(args: PhasesStatusArgs) -> u8 {
         );
         println!(
             "lock:        {}",
-            report::text(&lock, &lock_path.display().to_string())
+            report::text(&lock, &lock_path.display().to_string(), None)
         );
         let store_text = match store {
             MarkerStore::Xattr if !target_exists => format!(

@@ -1,14 +1,21 @@
 //! `holdfast run`: run a command while holding a lock.
+//!
+//! Three kinds of lock, one flow (acquire with the waiting line, run the
+//! command, release): a kernel lock (`holdfast::Lock`, the default), a fair
+//! queue in front of the same kernel lock (`--fifo`, `holdfast::FifoLock`),
+//! or a lock file (`--lockfile PROTOCOL`, `holdfast::lockfile::LockFile`).
 
 use std::os::fd::AsFd;
-use std::time::Instant;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
-use holdfast::{Backend, Lock, Mode, Wait};
+use holdfast::lockfile::LockFile;
+use holdfast::{Backend, FifoLock, Lock, Mode, Wait};
 
-use crate::cli::RunArgs;
+use crate::cli::{ProtocolArg, RunArgs};
 use crate::exec::{Launch, Program};
-use crate::exit;
 use crate::waiting::{self, Show};
+use crate::{duration, exit};
 
 /// `RunArgs` validated into what the library needs.
 #[derive(Debug)]
@@ -16,9 +23,23 @@ struct Options {
     mode: Mode,
     wait: Wait,
     show: Show,
+    kind: Kind,
+}
+
+/// Which lock `run` takes.
+#[derive(Debug)]
+enum Kind {
+    Kernel,
+    Fifo,
+    LockFile(LockFile),
 }
 
 fn validate(args: &RunArgs) -> Result<Options, String> {
+    let kind = match args.protocol {
+        None if args.fifo => Kind::Fifo,
+        None => Kind::Kernel,
+        Some(p) => Kind::LockFile(lock_file(args, p)?),
+    };
     Ok(Options {
         mode: if args.shared {
             Mode::Shared
@@ -27,7 +48,39 @@ fn validate(args: &RunArgs) -> Result<Options, String> {
         },
         wait: super::wait(args.no_wait, args.timeout.as_deref())?,
         show: super::show(args.verbose, args.quiet),
+        kind,
     })
+}
+
+/// The lock file of `--lockfile`: its lease and heartbeat (on by default
+/// whenever there is a lease: the command runs for as long as it takes,
+/// and other hosts must keep seeing a live lease meanwhile).
+fn lock_file(args: &RunArgs, protocol: ProtocolArg) -> Result<LockFile, String> {
+    let mut opts = super::lockfile_options(protocol, args.compat);
+    if let Some(l) = &args.lifetime {
+        let d = duration::parse(l).map_err(|e| format!("--lifetime: {e}"))?;
+        if d < Duration::from_millis(1) {
+            return Err(format!("--lifetime: {l:?} is too short for a lease"));
+        }
+        opts.lifetime(d);
+    }
+    opts.create_parents(args.create_parents);
+    // Opened once without a heartbeat to learn the protocol's default
+    // lease, then with the heartbeat the lease calls for.
+    let probe = opts.open(&args.lockfile).map_err(|e| e.to_string())?;
+    let heartbeat = match (probe.lifetime(), args.heartbeat, args.no_heartbeat) {
+        (None, true, _) => {
+            return Err(
+                "--heartbeat needs a lease to renew: give --lifetime (soft and mkdir locks \
+                 have none by default)"
+                    .into(),
+            );
+        }
+        (None, _, _) | (_, _, true) => false,
+        (Some(_), _, false) => true,
+    };
+    opts.heartbeat(heartbeat);
+    opts.open(&args.lockfile).map_err(|e| e.to_string())
 }
 
 pub fn run(args: RunArgs) -> u8 {
@@ -38,52 +91,136 @@ pub fn run(args: RunArgs) -> u8 {
             return exit::USAGE;
         }
     };
-    let fail = |e: &holdfast::Error| {
-        let (code, msg) = exit::for_error(e);
-        eprintln!("holdfast: {msg}");
-        code
+    let backend = if args.fcntl {
+        Backend::OfdFcntl
+    } else {
+        Backend::Flock
     };
-    let lock = match Lock::options()
-        .create_parents(args.create_parents)
-        .backend(if args.fcntl {
-            Backend::OfdFcntl
-        } else {
-            Backend::Flock
-        })
-        .open(&args.lockfile)
-    {
-        Ok(l) => l,
-        Err(e) => return fail(&e),
-    };
+    let program = Program::Argv(args.command);
+    let path = args.lockfile.as_path();
+    let verbose = args.verbose;
     let started = Instant::now();
-    let guard = match waiting::acquire(&lock, opts.mode, opts.wait, opts.show) {
+    let got = |token: Option<u64>| {
+        if verbose {
+            eprintln!(
+                "holdfast: got {} lock on {} after {:.3}s{}",
+                opts.mode,
+                path.display(),
+                started.elapsed().as_secs_f64(),
+                token
+                    .map(|t| format!(" (fencing token {t})"))
+                    .unwrap_or_default()
+            );
+        }
+    };
+    match &opts.kind {
+        Kind::Kernel => {
+            let lock = match Lock::options()
+                .create_parents(args.create_parents)
+                .backend(backend)
+                .open(path)
+            {
+                Ok(l) => l,
+                Err(e) => return fail(&e),
+            };
+            let guard = match waiting::acquire(&lock, opts.mode, opts.wait, opts.show) {
+                Ok(g) => g,
+                Err(e) => return fail(&e),
+            };
+            got(guard.token());
+            let launch = Launch {
+                lock_fd: (!args.close).then(|| guard.as_fd()),
+                token: guard.token(),
+                keeps_lock_file: false,
+            };
+            let status = match launch.run(&program) {
+                Ok(s) => s,
+                Err(e) => return spawn_failed(&program, &e),
+            };
+            drop(guard);
+            exit::for_child(status)
+        }
+        Kind::Fifo => {
+            let lock = match FifoLock::options()
+                .create_parents(args.create_parents)
+                .backend(backend)
+                .open(path)
+            {
+                Ok(l) => l,
+                Err(e) => return fail(&e),
+            };
+            let guard = match waiting::acquire_fifo(&lock, opts.mode, opts.wait, opts.show) {
+                Ok(g) => g,
+                Err(e) => return fail(&e),
+            };
+            got(guard.token());
+            let launch = Launch {
+                lock_fd: (!args.close).then(|| guard.as_fd()),
+                token: guard.token(),
+                keeps_lock_file: false,
+            };
+            let status = match launch.run(&program) {
+                Ok(s) => s,
+                Err(e) => return spawn_failed(&program, &e),
+            };
+            drop(guard);
+            exit::for_child(status)
+        }
+        Kind::LockFile(lock) => run_lock_file(lock, &opts, &program, path, got),
+    }
+}
+
+/// `--lockfile`: holdfast holds the lock file for the command and removes
+/// it when the command has exited; a lock lost meanwhile is reported.
+fn run_lock_file(
+    lock: &LockFile,
+    opts: &Options,
+    program: &Program,
+    path: &Path,
+    got: impl Fn(Option<u64>),
+) -> u8 {
+    let guard = match waiting::acquire_lockfile(lock, opts.wait, opts.show) {
         Ok(g) => g,
         Err(e) => return fail(&e),
     };
-    if args.verbose {
-        eprintln!(
-            "holdfast: got {} lock on {} after {:.3}s{}",
-            opts.mode,
-            args.lockfile.display(),
-            started.elapsed().as_secs_f64(),
-            guard
-                .token()
-                .map(|t| format!(" (fencing token {t})"))
-                .unwrap_or_default()
-        );
-    }
-    let program = Program::Argv(args.command);
+    got(None);
     let launch = Launch {
-        lock_fd: (!args.close).then(|| guard.as_fd()),
-        token: guard.token(),
+        lock_fd: None,
+        token: None,
+        keeps_lock_file: true,
     };
-    let status = match launch.run(&program) {
+    let status = match launch.run(program) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("holdfast: cannot run {}: {e}", program.name());
-            return exit::for_spawn_error(&e);
+            drop(guard);
+            return spawn_failed(program, &e);
         }
     };
-    drop(guard);
-    exit::for_child(status)
+    let code = exit::for_child(status);
+    match guard.unlock() {
+        Ok(()) => code,
+        Err(e) => {
+            eprintln!(
+                "holdfast: {e}; the command's work under {} may have overlapped another \
+                 holder's",
+                path.display()
+            );
+            if code == exit::OK {
+                exit::LOCK_LOST
+            } else {
+                code
+            }
+        }
+    }
+}
+
+fn fail(e: &holdfast::Error) -> u8 {
+    let (code, msg) = exit::for_error(e);
+    eprintln!("holdfast: {msg}");
+    code
+}
+
+fn spawn_failed(program: &Program, e: &std::io::Error) -> u8 {
+    eprintln!("holdfast: cannot run {}: {e}", program.name());
+    exit::for_spawn_error(e)
 }
