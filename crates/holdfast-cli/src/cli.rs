@@ -32,10 +32,12 @@ const LONG_ABOUT: &str = "\
 Process coordination around files: locks that name their holder.
 
 holdfast runs commands under kernel file locks (flock(2), the same locks as \
-util-linux flock(1), Python filelock and friends), tells who is holding a \
-lock and for how long, and tells a timeout apart from a conflict. \
-'holdfast flock' is a drop-in replacement for flock(1); a symlink named \
-'flock' pointing at holdfast behaves as flock(1) too.";
+util-linux flock(1), Python filelock and friends), in arrival order if asked, \
+or under lock files for NFS and several hosts (the formats of Python's \
+flufl.lock, lockfile and filelock); tells who is holding a lock and for how \
+long, tells a timeout apart from a conflict, and breaks lock files whose \
+holder is gone. 'holdfast flock' is a drop-in replacement for flock(1); a \
+symlink named 'flock' pointing at holdfast behaves as flock(1) too.";
 
 const RECIPES: &str = "\
 Recipes:
@@ -58,15 +60,26 @@ Recipes:
   # The same, for scripts that already use flock(1): nothing changes.
   ln -s \"$(command -v holdfast)\" /usr/local/bin/flock
 
+  # Deployments that must take turns, first come first served:
+  holdfast run --fifo /run/lock/deploy.lock -- ./deploy.sh
+
+  # A job shared by several hosts over NFS (a lock file, lease renewed while
+  # it runs; the same lock as Python flufl.lock's on that path):
+  holdfast run --lockfile link /nfs/shared/nightly.lock -- ./nightly.sh
+
   # Who holds it, and since when? (exit 1 while held; --json for scripts)
   holdfast status /shared/app/migrate.lock
   holdfast list --json /run/lock
   holdfast phases status /shared/app/app.db
 
+  # A lock file left behind by a crashed holder (only if it is stale):
+  holdfast break /nfs/shared/nightly.lock
+
 Exit codes (run, once, phase): the command's own status, 128+N if it was
 killed by signal N, 1 if the lock is held and --no-wait was given, 124 if
 --timeout ran out, 64 for bad input, 126/127 if the command cannot be run;
-once and phase exit 0 when the step was already done. 'holdfast flock'
+once and phase exit 0 when the step was already done. break: 0 broken, 1
+refused (live holder, kernel lock), 66 no lock file there. 'holdfast flock'
 uses flock(1)'s codes; see 'holdfast help flock'.
 
 Shell completions: holdfast completions bash|zsh|fish|elvish|powershell
@@ -80,7 +93,7 @@ pub enum Command {
     Flock(FlockArgs),
     /// Show whether locks are held, and by whom.
     Status(StatusArgs),
-    /// List the locks in a directory that are held or carry a holder record.
+    /// List the locks in a directory: held ones, lock files, and holder records.
     List(ListArgs),
     /// Remove a stale lock file (soft, link or mkdir protocol); never a kernel lock.
     Break(BreakArgs),
@@ -122,7 +135,8 @@ SoftFileLock (soft --compat filelock) guard. It names holdfast as its
 holder, so holdfast stays until the command exits and then removes it:
 SIGTERM, SIGHUP, SIGINT and SIGQUIT sent to holdfast are passed on to the
 command, and if holdfast is killed outright the command is killed too
-(so it never runs without the lock). A lock whose holder died is taken
+(so it never runs on without the lock; processes it started in the
+background are its own business). A lock whose holder died is taken
 over at once on the same host; a holder on another host is trusted until
 its lease (--lifetime; link locks default to 15s) runs out, so while the
 command runs holdfast renews the lease every lifetime/3 (--no-heartbeat
@@ -312,13 +326,25 @@ pub struct FlockArgs {
 
 #[derive(Debug, Args)]
 #[command(after_long_help = "\
-Exit codes: 0 if every lock is free, 1 if any is held, 64 for bad input,
-66 if a lock file exists but cannot be read.
+Each path is looked at as a kernel lock (the kernel's lock table and the
+holder record holdfast writes) and, when its content shows one, as a lock
+file: holdfast's soft, link and mkdir locks, Python flufl.lock's,
+lockfile's (also found at PATH.lock) and filelock's SoftFileLock. A lock
+file shows its holder, whether that holder is alive (checked on this host)
+or stale (and why), and its lease.
+
+Exit codes: 0 if every lock is free (a stale lock file counts as free:
+acquirers take it over, 'holdfast break' removes it), 1 if any is held, 64
+for bad input, 66 if a lock file exists but cannot be read.
 
 JSON: an array with one object per path: path, exists, held, mode, holders
-(pid, command, host, uid, since [Unix seconds], held_for [seconds], mode,
-token, source [record|kernel|unverified], this_process) and last_record
-(the holder record left in the file, with its fencing token).")]
+(kernel holders: pid, command, host, uid, since [Unix seconds], held_for
+[seconds], mode, token, source [record|kernel|unverified], this_process),
+last_record (the holder record left in the file, with its fencing token)
+and lockfile (null, or: path, protocol [soft|link|mkdir], format
+[holdfast|flufl|lockfile|filelock], locked, stale, stale_reason, holder,
+holder_alive [true|false|null: cannot be checked], expires [Unix seconds],
+expires_in [seconds, negative once past]).")]
 pub struct StatusArgs {
     /// Print JSON (one object per lock, in an array).
     #[arg(long)]
@@ -330,10 +356,12 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 #[command(after_long_help = "\
-Lists every file (and directory) directly in DIR that is locked now, or that
-carries a holdfast holder record from an earlier holder. Symbolic links are
-skipped. Exit codes: 0 on success, 64 if DIR is not a directory, 66 if
-some entry could not be read (the others are still listed).
+Lists every file (and directory) directly in DIR that is locked now, that
+carries a holdfast holder record from an earlier holder, or that is a lock
+file (as 'holdfast status' recognises them; stale ones included, claim
+files of link locks not). Symbolic links are skipped. Exit codes: 0 on
+success, 64 if DIR is not a directory, 66 if some entry could not be read
+(the others are still listed).
 
 JSON: an array of the same objects 'holdfast status --json' prints.")]
 pub struct ListArgs {

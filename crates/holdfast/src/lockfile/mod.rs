@@ -145,7 +145,10 @@
 //!    whoever holds it: libvcs's rule (5 minutes there). It is never the
 //!    default, because for same-host locks the precise answer above exists.
 //!
-//! [`LockFile::status`] shows the verdict without acting on it.
+//! [`LockFile::status`] shows the verdict without acting on it;
+//! [`LockFile::break_lock_if`] acts on it for exactly the lock it judged
+//! (what `holdfast break` does); [`LockFile::detect`] tells which protocol
+//! and format a path holds, for tools that were not told.
 //!
 //! # Race-free breaking
 //!
