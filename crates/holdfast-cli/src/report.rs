@@ -87,12 +87,14 @@ impl LockFileView {
             None => format!("{}, held {who}", self.kind),
         };
         if st.stale.is_none() {
-            match self.holder_alive() {
-                Some(true) => s.push_str(", holder alive"),
-                _ => s.push_str(", holder cannot be checked from here"),
-            }
-            if let Some(l) = self.lease(SystemTime::now()) {
-                s.push_str(&format!(", {l}"));
+            let lease = self.lease(SystemTime::now());
+            match (self.holder_alive(), lease) {
+                (Some(true), None) => s.push_str(", holder alive"),
+                (Some(true), Some(l)) => s.push_str(&format!(", holder alive, {l}")),
+                // Another host, or no start time recorded (a live pid
+                // might be a reused one): the lease decides.
+                (_, Some(l)) => s.push_str(&format!(", holder unverified, {l}")),
+                (_, None) => s.push_str(", holder unverified and no lease: never stale by itself"),
             }
         }
         s
