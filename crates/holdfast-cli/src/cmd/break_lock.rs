@@ -105,7 +105,7 @@ fn kept(st: &LockFileStatus) -> String {
     } else if let Some(t) = st.expires {
         match t.duration_since(now) {
             Ok(left) => format!(
-                "whose lease runs for another {} (it cannot be checked from this host)",
+                "whose lease runs for another {} (the holder cannot be verified from here)",
                 fmt_duration(left)
             ),
             Err(e) => format!(
@@ -116,8 +116,9 @@ fn kept(st: &LockFileStatus) -> String {
         }
     } else if h.pid.is_none() {
         format!(
-            "which names no holder yet (being written, or damaged); it counts as stale once \
-             it stays unchanged for {}",
+            "which names no holder holdfast can check (a record being written or damaged, \
+             which counts as stale once unchanged for {}, or a lock made by a program that \
+             records no holder)",
             fmt_duration(DEFAULT_GRACE)
         )
     } else {
