@@ -14,7 +14,10 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use holdfast::FifoLock;
-use holdfast_testkit::{Child, Dir, kernel_waiters, peer_python, peer_script, wait_for};
+use holdfast_testkit::{
+    Child, Dir, Output as Out, kernel_waiters, peer_python, peer_script,
+    read_to_string_in_background, run_to_end, wait_for,
+};
 use serde_json::Value;
 
 const HOLDFAST: &str = env!("CARGO_BIN_EXE_holdfast");
@@ -25,44 +28,9 @@ fn holdfast() -> Command {
     Command::new(HOLDFAST)
 }
 
-#[derive(Debug)]
-struct Out {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    fn code(&self) -> i32 {
-        self.status.code().unwrap_or(-1)
-    }
-}
-
 /// Runs `cmd` to completion (at most `T`) and collects its output.
 fn run(cmd: &mut Command) -> Out {
-    let what = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
-    let out = reader(child.stdout.take().unwrap());
-    let err = reader(child.stderr.take().unwrap());
-    let status = wait_for(&format!("{what} to exit"), T, || child.try_wait().unwrap());
-    Out {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
-}
-
-fn reader(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = r.read_to_string(&mut s);
-        s
-    })
+    run_to_end(cmd, T)
 }
 
 /// Output gathered while the process runs (for a line seen before exit).
@@ -430,7 +398,7 @@ fn run_fifo_shows_the_waiting_line_and_exports_the_token() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let out = reader(w.stdout.take().unwrap());
+    let out = read_to_string_in_background(w.stdout.take().unwrap());
     let err = collect(w.stderr.take().unwrap());
     let want = format!(
         "holdfast: waiting for an exclusive lock on {} — held by pid {} (",

@@ -10,11 +10,13 @@
 use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use holdfast_testkit::{Child, Dir, kernel_holders, kernel_waiters, wait_for};
+use holdfast_testkit::{
+    Child, Dir, Output as Out, kernel_holders, kernel_waiters, run_to_end, wait_for,
+};
 use serde_json::Value;
 
 const HOLDFAST: &str = env!("CARGO_BIN_EXE_holdfast");
@@ -62,46 +64,9 @@ fn holdfast() -> Command {
     Command::new(HOLDFAST)
 }
 
-#[derive(Debug)]
-struct Out {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    fn code(&self) -> i32 {
-        self.status.code().unwrap_or(-1)
-    }
-}
-
 /// Runs `cmd` to completion (at most `SHORT`) and collects its output.
 fn run(cmd: &mut Command) -> Out {
-    let what = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
-    let out = reader(child.stdout.take().unwrap());
-    let err = reader(child.stderr.take().unwrap());
-    let status = wait_for(&format!("{what} to exit"), SHORT, || {
-        child.try_wait().unwrap()
-    });
-    Out {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
-}
-
-fn reader(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = r.read_to_string(&mut s);
-        s
-    })
+    run_to_end(cmd, SHORT)
 }
 
 /// Output collected while the process runs, for lines that never end in a

@@ -11,12 +11,13 @@
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use holdfast::phase::{MarkerStore, PhaseRunner, XattrMode};
 use holdfast_testkit::{
-    Child, Dir, kernel_holders, kernel_waiters, peer_python, peer_script, wait_for,
+    Child, Dir, Output as Out, kernel_holders, kernel_waiters, peer_python, peer_script,
+    run_to_end, wait_for,
 };
 use serde_json::Value;
 
@@ -30,46 +31,9 @@ fn holdfast() -> Command {
     c
 }
 
-#[derive(Debug)]
-struct Out {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    fn code(&self) -> i32 {
-        self.status.code().unwrap_or(-1)
-    }
-}
-
 /// Runs `cmd` to completion (at most `T`) and collects its output.
 fn run(cmd: &mut Command) -> Out {
-    let what = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let status = wait_for(&format!("{what} to exit"), T, || child.try_wait().unwrap());
-    Out {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
+    run_to_end(cmd, T)
 }
 
 /// `holdfast ARGS`, with `$X` and `$X/rest` words replaced by the paths

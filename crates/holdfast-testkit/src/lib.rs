@@ -238,3 +238,55 @@ pub fn kernel_holders(path: &Path) -> Vec<i64> {
         .map(|l| l.pid)
         .collect()
 }
+
+/// What a command printed and how it ended (see [`run_to_end`]).
+#[derive(Debug)]
+pub struct Output {
+    /// How it exited.
+    pub status: ExitStatus,
+    /// Everything it wrote to stdout.
+    pub stdout: String,
+    /// Everything it wrote to stderr.
+    pub stderr: String,
+}
+
+impl Output {
+    /// The exit code, or -1 if a signal ended it.
+    pub fn code(&self) -> i32 {
+        self.status.code().unwrap_or(-1)
+    }
+}
+
+/// Runs `cmd` with stdin from /dev/null until it exits (panicking after
+/// `timeout`), collecting stdout and stderr as they come so a chatty child
+/// never blocks on a full pipe.
+pub fn run_to_end(cmd: &mut Command, timeout: Duration) -> Output {
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+    let out = read_to_string_in_background(child.stdout.take().expect("stdout"));
+    let err = read_to_string_in_background(child.stderr.take().expect("stderr"));
+    let status = wait_for(&format!("{what} to exit"), timeout, || {
+        child.try_wait().expect("try_wait")
+    });
+    Output {
+        status,
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    }
+}
+
+/// Reads `r` to its end on a thread; join the handle for the text.
+pub fn read_to_string_in_background(
+    mut r: impl std::io::Read + Send + 'static,
+) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = r.read_to_string(&mut s);
+        s
+    })
+}
