@@ -623,8 +623,8 @@ pub(crate) struct FifoAcquire {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
-    Ticket,
-    Turn,
+    /// Taking a ticket, then waiting for our turn (`queue::Enqueue`).
+    Queue,
     Main,
 }
 
@@ -650,7 +650,7 @@ impl FifoAcquire {
                 mode == Mode::Exclusive,
             ),
             mode,
-            phase: Phase::Ticket,
+            phase: Phase::Queue,
             main_held: false,
         })
     }
@@ -709,14 +709,8 @@ impl Machine for FifoAcquire {
     fn advance(&mut self) -> Result<Step> {
         loop {
             match self.phase {
-                Phase::Ticket => {
-                    if let Some(step) = self.q.take_ticket()? {
-                        return Ok(step);
-                    }
-                    self.phase = Phase::Turn;
-                }
-                Phase::Turn => {
-                    if let Some(step) = self.q.wait_turn()? {
+                Phase::Queue => {
+                    if let Some(step) = self.q.advance()? {
                         return Ok(step);
                     }
                     self.phase = Phase::Main;
@@ -757,7 +751,7 @@ impl Machine for FifoAcquire {
 
     fn granted(&mut self, _index: usize) -> Result<()> {
         match self.phase {
-            Phase::Ticket | Phase::Turn => self.q.granted(),
+            Phase::Queue => self.q.granted(),
             Phase::Main => {
                 self.main_held = true;
                 Ok(())

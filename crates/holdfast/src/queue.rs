@@ -500,8 +500,21 @@ impl Enqueue {
         }
     }
 
-    /// Takes a ticket (or says what to wait for). `Ok(None)`: wait.
-    pub(crate) fn take_ticket(&mut self) -> Result<Option<Step>> {
+    /// Moves through the queue: takes a ticket if this acquisition has none
+    /// yet, then waits for its turn. `Ok(None)` once nobody conflicting is
+    /// ahead; otherwise the wait to perform before calling again.
+    pub(crate) fn advance(&mut self) -> Result<Option<Step>> {
+        if self.ticket.is_none()
+            && let Some(step) = self.take_ticket()?
+        {
+            return Ok(Some(step));
+        }
+        self.wait_turn()
+    }
+
+    /// Takes a ticket: `Ok(None)` once it is taken, or the wait for the
+    /// counter lock.
+    fn take_ticket(&mut self) -> Result<Option<Step>> {
         let io = |p: &Path, e| Error::io("lock the queue file", p, e);
         loop {
             if !self.counter_held {
@@ -539,7 +552,7 @@ impl Enqueue {
 
     /// With a ticket: `Ok(None)` if nobody conflicting is ahead, else the
     /// wait on the nearest one.
-    pub(crate) fn wait_turn(&mut self) -> Result<Option<Step>> {
+    fn wait_turn(&mut self) -> Result<Option<Step>> {
         let t = self.ticket.expect("a ticket");
         let io = |p: &Path, e| Error::io("wait in the queue file", p, e);
         if self.head_known {

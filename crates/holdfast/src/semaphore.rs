@@ -399,8 +399,8 @@ pub(crate) struct SemAcquire {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
-    Ticket,
-    Turn,
+    /// Taking a ticket, then waiting for our turn (`queue::Enqueue`).
+    Queue,
     Slots,
 }
 
@@ -419,7 +419,7 @@ impl SemAcquire {
                 shared.kind(),
                 true,
             ),
-            phase: Phase::Ticket,
+            phase: Phase::Queue,
             slot: None,
         })
     }
@@ -454,14 +454,8 @@ impl Machine for SemAcquire {
     fn advance(&mut self) -> Result<Step> {
         loop {
             match self.phase {
-                Phase::Ticket => {
-                    if let Some(step) = self.q.take_ticket()? {
-                        return Ok(step);
-                    }
-                    self.phase = Phase::Turn;
-                }
-                Phase::Turn => {
-                    if let Some(step) = self.q.wait_turn()? {
+                Phase::Queue => {
+                    if let Some(step) = self.q.advance()? {
                         return Ok(step);
                     }
                     self.phase = Phase::Slots;
@@ -495,7 +489,7 @@ impl Machine for SemAcquire {
 
     fn granted(&mut self, index: usize) -> Result<()> {
         match self.phase {
-            Phase::Ticket | Phase::Turn => self.q.granted(),
+            Phase::Queue => self.q.granted(),
             Phase::Slots => self.got_slot(index as u64),
         }
     }
