@@ -614,6 +614,9 @@ impl Lock {
     pub fn acquire(&self, mode: Mode, wait: Wait) -> Result<LockGuard<'_>> {
         let me = current_thread();
         let mut st = lock_poisoned(self.state.lock());
+        // Whether our last kernel attempt just found the lock taken, so the
+        // slow path need not ask again before it blocks.
+        let mut known_busy = false;
         // Fast path: nobody in this process holds it; a non-blocking kernel
         // attempt is safe to make under the state mutex.
         if matches!(st.held, Held::Free) {
@@ -628,6 +631,8 @@ impl Lock {
                 let (file, id) = (st.file.clone(), st.id);
                 drop(st);
                 return Err(self.would_block(mode, Some(&file), id));
+            } else {
+                known_busy = true;
             }
         }
         // Slow path: somebody (possibly this process) is in the way.
@@ -687,13 +692,14 @@ impl Lock {
                         Some(left) => lock_poisoned(self.changed.wait_timeout(st, left)).0,
                     };
                     st.waiters -= 1;
+                    known_busy = false;
                 }
             }
         }
         // 2. Kernel acquisition, outside the state mutex.
         let (file, id, kind) = (st.file.clone(), st.id, st.kind);
         drop(st);
-        let outcome = self.kernel_acquire(file, id, kind, mode, wait, deadline);
+        let outcome = self.kernel_acquire(file, id, kind, mode, wait, deadline, known_busy);
         let mut st = lock_poisoned(self.state.lock());
         match outcome {
             Ok(Some((file, id, kind))) => {
@@ -752,7 +758,9 @@ impl Lock {
     }
 
     /// Acquires in the kernel. `Ok(None)`: would block / timed out.
-    #[allow(clippy::type_complexity)]
+    /// `known_busy`: a non-blocking attempt just failed, skip straight to
+    /// waiting.
+    #[allow(clippy::type_complexity, clippy::too_many_arguments)]
     fn kernel_acquire(
         &self,
         mut file: Arc<File>,
@@ -761,11 +769,13 @@ impl Lock {
         mode: Mode,
         wait: Wait,
         deadline: Option<Instant>,
+        mut known_busy: bool,
     ) -> Result<Option<(Arc<File>, FileId, FileKind)>> {
         let backend = self.opts.backend;
         let lock_err = |e| Error::io("lock", &self.path, e);
         loop {
-            let got = sys::try_lock(&file, backend, mode).map_err(lock_err)?;
+            let got = !std::mem::take(&mut known_busy)
+                && sys::try_lock(&file, backend, mode).map_err(lock_err)?;
             let got = if got {
                 true
             } else {
