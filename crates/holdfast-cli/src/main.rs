@@ -1,9 +1,6 @@
-//! The `holdfast` command: a thin layer over the `holdfast` library.
-//!
-//! Flags are parsed in two stages: `cli` describes them (clap, which also
-//! generates help, man pages and completions), and each subcommand in
-//! `cmd/` validates them into library options, calls the library, and maps
-//! the outcome to an exit code (`exit`).
+//! The `holdfast` command: a thin layer over the `holdfast` library. All
+//! of it is in this package's library ([`holdfast_cli::run`]), which the
+//! Python wheel's `holdfast` script runs too; this file is start-up only.
 //!
 //! # Startup cost
 //!
@@ -27,19 +24,6 @@
 
 // The unit tests keep the test harness's `main`.
 #![cfg_attr(not(test), no_main)]
-
-mod cli;
-mod cmd;
-mod duration;
-mod exec;
-mod exit;
-mod getopt;
-mod report;
-mod waiting;
-
-use std::ffi::OsString;
-
-use clap::Parser;
 
 /// The process entry point (see "Startup cost" above).
 #[cfg(not(test))]
@@ -76,42 +60,5 @@ fn stdio_open() {
 
 #[cfg_attr(test, allow(dead_code))]
 fn holdfast() -> u8 {
-    let mut argv: Vec<OsString> = std::env::args_os().collect();
-    if argv
-        .first()
-        .is_some_and(|a| cmd::flock::invoked_as_flock(a))
-    {
-        return cmd::flock::main("flock", argv);
-    }
-    if argv.get(1).is_some_and(|a| a == "flock") {
-        argv.remove(0);
-        return cmd::flock::main("holdfast", argv);
-    }
-    let cli = match cli::Cli::try_parse_from(argv) {
-        Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            };
-            let _ = e.print();
-            return code;
-        }
-    };
-    match cli.command {
-        cli::Command::Run(a) => cmd::run::run(a),
-        cli::Command::Flock(a) => cmd::flock::run("holdfast", a),
-        cli::Command::Status(a) => cmd::status::run(a),
-        cli::Command::List(a) => cmd::list::run(a),
-        cli::Command::Break(a) => cmd::break_lock::run(a),
-        cli::Command::Once(a) => cmd::once::run(a),
-        cli::Command::Phase(a) => cmd::phase::run(a),
-        cli::Command::Phases(a) => match a.command {
-            cli::PhasesCommand::Status(a) => cmd::phase::status(a),
-            cli::PhasesCommand::Reset(a) => cmd::phase::reset(a),
-        },
-        cli::Command::Completions(a) => cmd::docs::completions(a),
-        cli::Command::Man(a) => cmd::docs::man(a),
-    }
+    holdfast_cli::run(std::env::args_os().collect())
 }
