@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::holder::Holders;
-use crate::lock::Mode;
+use crate::mode::Mode;
 
 /// Everything that can go wrong in holdfast.
 ///

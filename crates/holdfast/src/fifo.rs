@@ -142,7 +142,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::holder::{self, Holders};
-use crate::lock::{Backend, Mode, Wait};
+use crate::mode::{Backend, Mode, Wait};
 use crate::queue::{self, Enqueue, Kind, Machine, Step, Target};
 use crate::sys::{self, FileId, FileKind, LockReq, OpenSpec};
 

@@ -43,7 +43,7 @@ use std::io;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::lock::Mode;
+use crate::mode::Mode;
 use crate::sys;
 
 /// First line of a version-1 record.

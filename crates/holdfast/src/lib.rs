@@ -99,9 +99,12 @@
 pub mod error;
 pub mod fifo;
 pub mod holder;
+#[cfg(test)]
+mod layering;
 pub mod lock;
 #[cfg(unix)]
 pub mod lockfile;
+pub mod mode;
 pub mod once;
 pub mod phase;
 mod queue;
@@ -114,9 +117,10 @@ pub mod tokio;
 pub use error::{Error, Result};
 pub use fifo::{FifoGuard, FifoLock, FifoOptions};
 pub use holder::{Holder, HolderRecord, HolderSource, Holders, RecordContent};
-pub use lock::{Backend, Lock, LockGuard, LockOptions, Mode, Wait};
+pub use lock::{Lock, LockGuard, LockOptions};
 #[cfg(unix)]
 pub use lockfile::{LockFile, LockFileGuard, LockFileOptions};
+pub use mode::{Backend, Mode, Wait};
 pub use once::{LeaderFailure, OnceOutcome, RunOnce, once};
 pub use phase::{ActionContext, ActionError, Phase, PhaseRunner, RunReport, XattrMode};
 pub use semaphore::{Semaphore, SemaphoreOptions, SemaphorePermit};

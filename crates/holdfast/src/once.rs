@@ -85,7 +85,8 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
-use crate::lock::{Lock, Mode, Wait};
+use crate::lock::Lock;
+use crate::mode::{Mode, Wait};
 use crate::phase::status_file;
 use crate::phase::{ActionContext, ActionError};
 use crate::sys;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::lock::Wait;
+use crate::mode::Wait;
 use crate::sys::{self, FileKind, LockReq, OpenSpec, Range};
 
 /// Byte 0: the counter lock, held for the few system calls of taking a

@@ -63,7 +63,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::holder::{self, Holder, HolderSource, Holders};
-use crate::lock::{Mode, Wait};
+use crate::mode::{Mode, Wait};
 use crate::queue::{self, Enqueue, Kind, Machine, Step, Target};
 use crate::sys::{self, LockReq, Range};
 

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::holder::{self, HolderRecord, Holders, RecordContent};
-use crate::lock::Mode;
+use crate::mode::Mode;
 use crate::sys::{self, FileKind, OpenSpec};
 
 /// What [`status`] found.
@@ -93,7 +93,7 @@ pub fn status(path: impl AsRef<Path>) -> Result<LockStatus> {
         }),
         None => {
             // No lock table: probe.
-            let backend = crate::lock::Backend::Flock;
+            let backend = crate::mode::Backend::Flock;
             if sys::try_lock(&file, backend, Mode::Exclusive)
                 .map_err(|e| Error::io("probe", path, e))?
             {

@@ -12,10 +12,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::record::{self, LockRecord};
 use super::stale::{self, Claimant, Content, Format, Local, Probe, Rules, Times};
-use super::{Compat, LockFileOptions, Protocol, link, mkdir, soft};
+use super::{Compat, LockFileOptions, Protocol};
 use crate::error::{Error, Result};
 use crate::holder::{Holder, HolderSource, Identity};
-use crate::lock::Mode;
+use crate::mode::Mode;
 use crate::sys::{self, FileId};
 
 /// Everything fixed about one lock file.
@@ -129,19 +129,6 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
-    pub(crate) fn new(ctx: &Ctx) -> Result<Prepared> {
-        let nonce = record::nonce();
-        let claim = match ctx.protocol {
-            Protocol::Link => Some(link::write_claim(
-                ctx,
-                &mut std::iter::once(nonce.clone()).chain(std::iter::repeat_with(record::nonce)),
-            )?),
-            _ => None,
-        };
-        let nonce = claim.as_ref().map(|c| c.nonce.clone()).unwrap_or(nonce);
-        Ok(Prepared { nonce, claim })
-    }
-
     /// Whether the observed lock is this acquisition's own (an earlier
     /// attempt succeeded but reported failure, as NFS can).
     pub(crate) fn owns(&self, obs: &Observed) -> bool {
@@ -407,7 +394,7 @@ impl Ctx {
             }
             Content::Unknown { what, host, pid } => {
                 let (host, pid) = match (host, pid, self.protocol) {
-                    (None, None, Protocol::Link) => link::foreign_owner(self, obs),
+                    (None, None, Protocol::Link) => foreign_owner(self, obs),
                     _ => (host.clone(), *pid),
                 };
                 let here = host.as_deref().is_none_or(|h| h == local.host);
@@ -619,25 +606,6 @@ pub(crate) fn classify(bytes: &[u8], format: Format, empty_is_ours: bool) -> Con
     }
 }
 
-/// One acquisition attempt.
-pub(crate) fn attempt(ctx: &Ctx, prep: &mut Prepared) -> Result<Option<Held>> {
-    match ctx.protocol {
-        Protocol::Soft => soft::attempt(ctx, &prep.nonce),
-        Protocol::Link => link::attempt(ctx, prep),
-        Protocol::Mkdir => mkdir::attempt(ctx, &prep.nonce),
-    }
-}
-
-/// Looks at the lock object at `at` (the lock path, or a parked name).
-/// `Ok(None)`: nothing there.
-pub(crate) fn observe(ctx: &Ctx, at: &Path) -> Result<Option<Observed>> {
-    match ctx.protocol {
-        Protocol::Soft => soft::observe(ctx, at),
-        Protocol::Link => link::observe(ctx, at),
-        Protocol::Mkdir => mkdir::observe(ctx, at),
-    }
-}
-
 /// Opens `at` for observation, mapping the errors every protocol shares.
 pub(crate) fn pin(ctx: &Ctx, at: &Path) -> Result<Option<(File, Metadata)>> {
     let f = match sys::open_nofollow(at) {
@@ -654,59 +622,6 @@ pub(crate) fn pin(ctx: &Ctx, at: &Path) -> Result<Option<(File, Metadata)>> {
     };
     let m = f.metadata().map_err(|e| ctx.io("inspect", e))?;
     Ok(Some((f, m)))
-}
-
-/// Whether the lock object at the lock path is still `held`.
-pub(crate) fn is_ours(ctx: &Ctx, held: &Held) -> io::Result<bool> {
-    match ctx.protocol {
-        Protocol::Link => link::is_ours(ctx, held),
-        _ => match identity_at(&ctx.path) {
-            Ok((id, _)) => Ok(id == held.id),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e),
-        },
-    }
-}
-
-/// Lets go of a held lock.
-pub(crate) fn release(ctx: &Ctx, held: &Held) -> Result<()> {
-    match ctx.protocol {
-        Protocol::Soft => soft::release(ctx, held),
-        Protocol::Link => link::release(ctx, held),
-        Protocol::Mkdir => mkdir::release(ctx, held),
-    }
-}
-
-/// Builds this process's complete lock object at `at` (a parked name, for a
-/// take-over by exchange). For the link protocol that is one more name for
-/// the prepared claim, so `None` is returned: the claim is the held object.
-pub(crate) fn build_at(ctx: &Ctx, prep: &Prepared, at: &Path) -> Result<Option<Held>> {
-    match ctx.protocol {
-        Protocol::Soft => soft::build_at(ctx, &prep.nonce, at).map(Some),
-        Protocol::Link => {
-            let claim = prep
-                .claim
-                .as_ref()
-                .and_then(|c| c.claim.as_ref())
-                .ok_or_else(|| ctx.io("link", io::Error::other("no claim file prepared")))?;
-            std::fs::hard_link(claim, at)
-                .map_err(|e| ctx.io("link a claim for a take-over of", e))?;
-            Ok(None)
-        }
-        Protocol::Mkdir => mkdir::build_at(ctx, &prep.nonce, at).map(Some),
-    }
-}
-
-/// Removes a lock object that is not ours (a judged stale one) from `at`.
-pub(crate) fn remove_object(ctx: &Ctx, at: &Path) -> io::Result<()> {
-    let r = match ctx.protocol {
-        Protocol::Soft | Protocol::Link => std::fs::remove_file(at),
-        Protocol::Mkdir => mkdir::remove_tree(at),
-    };
-    match r {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        other => other,
-    }
 }
 
 /// `Error::Lost`.
@@ -729,4 +644,25 @@ pub(crate) fn base_name(p: &OsStr) -> &OsStr {
         Some(i) => OsStr::from_bytes(&b[i + 1..]),
         None => p,
     }
+}
+
+/// For a lock lockfile's `LinkLockFile` made (empty content): the host and
+/// pid its unique name suggests, found as the other name of the lock's
+/// inode.
+pub(crate) fn foreign_owner(ctx: &Ctx, obs: &Observed) -> (Option<String>, Option<u32>) {
+    let Ok(entries) = std::fs::read_dir(&ctx.dir) else {
+        return (None, None);
+    };
+    for e in entries.flatten() {
+        if e.file_name() == ctx.name {
+            continue;
+        }
+        let Ok(m) = e.metadata() else { continue };
+        if m.dev() == obs.id.dev && m.ino() == obs.id.ino {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let alive = |p: u32| sys::process_exists(p);
+            return record::parse_lockfile_unique(&name, false, &alive);
+        }
+    }
+    (None, None)
 }

@@ -258,24 +258,3 @@ pub(crate) fn release(ctx: &Ctx, held: &Held) -> Result<()> {
         "the lock file no longer names this claim (broken as stale or expired, or removed by hand)",
     ))
 }
-
-/// For a lock lockfile's `LinkLockFile` made (empty content): the host and
-/// pid its unique name suggests, found as the other name of the lock's
-/// inode.
-pub(crate) fn foreign_owner(ctx: &Ctx, obs: &Observed) -> (Option<String>, Option<u32>) {
-    let Ok(entries) = std::fs::read_dir(&ctx.dir) else {
-        return (None, None);
-    };
-    for e in entries.flatten() {
-        if e.file_name() == ctx.name {
-            continue;
-        }
-        let Ok(m) = e.metadata() else { continue };
-        if m.dev() == obs.id.dev && m.ino() == obs.id.ino {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let alive = |p: u32| sys::process_exists(p);
-            return record::parse_lockfile_unique(&name, false, &alive);
-        }
-    }
-    (None, None)
-}

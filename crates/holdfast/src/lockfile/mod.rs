@@ -278,12 +278,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub use self::stale::StaleReason;
 
-use self::core::{Ctx, Held, Me, Prepared};
+use self::core::{Ctx, Held, Me};
 use self::stale::Verdict;
 use self::takeover::TakeOver;
 use crate::error::{Error, Result};
 use crate::holder::{Holder, Holders};
-use crate::lock::{Mode, Wait};
+use crate::mode::{Mode, Wait};
 
 /// How the lock object is made. See the [module docs](self#protocols-and-formats).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -818,7 +818,7 @@ impl LockFile {
             Wait::Deadline(d) => Some(d),
             _ => None,
         };
-        let mut prep = Prepared::new(ctx)?;
+        let mut prep = dispatch::prepare(ctx)?;
         let mut watcher = WatchSlot {
             lock: self,
             watch: None,
@@ -829,10 +829,10 @@ impl LockFile {
         let mut warned = false;
         let mut churn = 0u32;
         loop {
-            if let Some(held) = core::attempt(ctx, &mut prep)? {
+            if let Some(held) = dispatch::attempt(ctx, &mut prep)? {
                 return self.guard(held);
             }
-            let Some(obs) = core::observe(ctx, &ctx.path)? else {
+            let Some(obs) = dispatch::observe(ctx, &ctx.path)? else {
                 churn += 1;
                 if churn < 100 || !matches!(wait, Wait::NoWait) {
                     continue;
@@ -959,7 +959,7 @@ impl LockFile {
             // The claim's lease was stamped when the wait began; the lock
             // starts now (flufl.lock touches it again after its link, too).
             if let Err(e) = self.ctx.stamp(&held.file) {
-                let _ = core::release(&self.ctx, &held);
+                let _ = dispatch::release(&self.ctx, &held);
                 return Err(self.ctx.io("set the lease of", e));
             }
         }
@@ -978,7 +978,7 @@ impl LockFile {
                     Ok(b) => Some(b),
                     Err(e) => {
                         if let Some(h) = core.take() {
-                            let _ = core::release(&self.ctx, &h);
+                            let _ = dispatch::release(&self.ctx, &h);
                         }
                         return Err(self.ctx.io("start the heartbeat thread for", e));
                     }
@@ -1018,7 +1018,7 @@ impl LockFile {
     /// [`Error::Io`] if the path cannot be inspected; [`Error::InvalidInput`]
     /// if it holds the wrong kind of object for the protocol.
     pub fn is_locked(&self) -> Result<bool> {
-        Ok(core::observe(&self.ctx, &self.ctx.path)?.is_some())
+        Ok(dispatch::observe(&self.ctx, &self.ctx.path)?.is_some())
     }
 
     /// Whether this `LockFile` holds the lock through a live guard, and the
@@ -1068,7 +1068,7 @@ impl LockFile {
     /// As [`is_locked`](Self::is_locked).
     pub fn status(&self) -> Result<LockFileStatus> {
         let ctx = &*self.ctx;
-        Ok(match core::observe(ctx, &ctx.path)? {
+        Ok(match dispatch::observe(ctx, &ctx.path)? {
             Some(obs) => self.status_of(&obs),
             None => LockFileStatus {
                 path: ctx.path.clone(),
@@ -1157,7 +1157,7 @@ impl LockFile {
         let ctx = &*self.ctx;
         let mut judged: Option<LockFileStatus> = None;
         for _ in 0..16 {
-            let Some(obs) = core::observe(ctx, &ctx.path)? else {
+            let Some(obs) = dispatch::observe(ctx, &ctx.path)? else {
                 // Gone: either there was none, or the one we were breaking
                 // went away while we were at it.
                 return Ok(judged.map_or(Broken::NoLock, Broken::Removed));
@@ -1166,10 +1166,10 @@ impl LockFile {
             if !decide(&st) {
                 return Ok(Broken::Kept(st));
             }
-            let mut prep = Prepared::new(ctx)?;
+            let mut prep = dispatch::prepare(ctx)?;
             match takeover::take_over(ctx, &obs, &mut prep)? {
                 TakeOver::Won(held) => {
-                    core::release(ctx, &held)?;
+                    dispatch::release(ctx, &held)?;
                     return Ok(Broken::Removed(st));
                 }
                 TakeOver::Freed => return Ok(Broken::Removed(st)),
@@ -1185,7 +1185,7 @@ impl LockFile {
                 }
                 TakeOver::CannotBreak => {
                     if takeover::still_there(ctx, &obs)? {
-                        core::remove_object(ctx, &ctx.path)
+                        dispatch::remove_object(ctx, &ctx.path)
                             .map_err(|e| ctx.io("remove the lock", e))?;
                     }
                     return Ok(Broken::Removed(st));
@@ -1249,7 +1249,7 @@ impl GuardCore {
             && st
                 .held
                 .as_ref()
-                .is_some_and(|h| core::is_ours(&self.ctx, h).unwrap_or(false))
+                .is_some_and(|h| dispatch::is_ours(&self.ctx, h).unwrap_or(false))
     }
 
     /// Verifies the lock is still ours; records and reports a loss.
@@ -1261,7 +1261,7 @@ impl GuardCore {
         let Some(h) = st.held.as_ref() else {
             return Err(core::lost(&self.ctx, "already released"));
         };
-        match core::is_ours(&self.ctx, h) {
+        match dispatch::is_ours(&self.ctx, h) {
             Ok(true) => Ok(()),
             Ok(false) => {
                 let reason = "the lock object at the path is no longer this guard's \
@@ -1453,7 +1453,7 @@ impl<'a> LockFileGuard<'a> {
         }
         let lost = self.core.state().lost.clone();
         let result = match self.core.take() {
-            Some(h) => core::release(&self.lock.ctx, &h),
+            Some(h) => dispatch::release(&self.lock.ctx, &h),
             None => Ok(()),
         };
         match (result, lost) {
@@ -1484,3 +1484,103 @@ pub(crate) fn heartbeats_running() -> usize {
 
 #[cfg(test)]
 mod tests;
+
+/// The one place that dispatches on the [`Protocol`]: `core` (shared
+/// plumbing) sits below `soft`, `link` and `mkdir`, and this sits above all
+/// four, so none of them imports another in a circle.
+mod dispatch {
+    use std::io;
+    use std::path::Path;
+
+    use super::Protocol;
+    use super::core::{Ctx, Held, Observed, Prepared, identity_at};
+    use super::{link, mkdir, record, soft};
+    use crate::error::Result;
+
+    /// Prepares one acquisition: the nonce, and for the link protocol the
+    /// claim file.
+    pub(crate) fn prepare(ctx: &Ctx) -> Result<Prepared> {
+        let nonce = record::nonce();
+        let claim = match ctx.protocol {
+            Protocol::Link => Some(link::write_claim(
+                ctx,
+                &mut std::iter::once(nonce.clone()).chain(std::iter::repeat_with(record::nonce)),
+            )?),
+            _ => None,
+        };
+        let nonce = claim.as_ref().map(|c| c.nonce.clone()).unwrap_or(nonce);
+        Ok(Prepared { nonce, claim })
+    }
+
+    /// One acquisition attempt.
+    pub(crate) fn attempt(ctx: &Ctx, prep: &mut Prepared) -> Result<Option<Held>> {
+        match ctx.protocol {
+            Protocol::Soft => soft::attempt(ctx, &prep.nonce),
+            Protocol::Link => link::attempt(ctx, prep),
+            Protocol::Mkdir => mkdir::attempt(ctx, &prep.nonce),
+        }
+    }
+
+    /// Looks at the lock object at `at` (the lock path, or a parked name).
+    /// `Ok(None)`: nothing there.
+    pub(crate) fn observe(ctx: &Ctx, at: &Path) -> Result<Option<Observed>> {
+        match ctx.protocol {
+            Protocol::Soft => soft::observe(ctx, at),
+            Protocol::Link => link::observe(ctx, at),
+            Protocol::Mkdir => mkdir::observe(ctx, at),
+        }
+    }
+
+    /// Whether the lock object at the lock path is still `held`.
+    pub(crate) fn is_ours(ctx: &Ctx, held: &Held) -> io::Result<bool> {
+        match ctx.protocol {
+            Protocol::Link => link::is_ours(ctx, held),
+            _ => match identity_at(&ctx.path) {
+                Ok((id, _)) => Ok(id == held.id),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    /// Lets go of a held lock.
+    pub(crate) fn release(ctx: &Ctx, held: &Held) -> Result<()> {
+        match ctx.protocol {
+            Protocol::Soft => soft::release(ctx, held),
+            Protocol::Link => link::release(ctx, held),
+            Protocol::Mkdir => mkdir::release(ctx, held),
+        }
+    }
+
+    /// Builds this process's complete lock object at `at` (a parked name, for a
+    /// take-over by exchange). For the link protocol that is one more name for
+    /// the prepared claim, so `None` is returned: the claim is the held object.
+    pub(crate) fn build_at(ctx: &Ctx, prep: &Prepared, at: &Path) -> Result<Option<Held>> {
+        match ctx.protocol {
+            Protocol::Soft => soft::build_at(ctx, &prep.nonce, at).map(Some),
+            Protocol::Link => {
+                let claim = prep
+                    .claim
+                    .as_ref()
+                    .and_then(|c| c.claim.as_ref())
+                    .ok_or_else(|| ctx.io("link", io::Error::other("no claim file prepared")))?;
+                std::fs::hard_link(claim, at)
+                    .map_err(|e| ctx.io("link a claim for a take-over of", e))?;
+                Ok(None)
+            }
+            Protocol::Mkdir => mkdir::build_at(ctx, &prep.nonce, at).map(Some),
+        }
+    }
+
+    /// Removes a lock object that is not ours (a judged stale one) from `at`.
+    pub(crate) fn remove_object(ctx: &Ctx, at: &Path) -> io::Result<()> {
+        let r = match ctx.protocol {
+            Protocol::Soft | Protocol::Link => std::fs::remove_file(at),
+            Protocol::Mkdir => mkdir::remove_tree(at),
+        };
+        match r {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+}

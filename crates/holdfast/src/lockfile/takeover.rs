@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::Protocol;
 use super::core::{self, Ctx, Held, Observed, Prepared, SysProbe};
 use super::record;
 use super::stale::{Content, Probe, Verdict};
+use super::{Protocol, dispatch};
 use crate::error::Result;
 use crate::sys::{self, FileId};
 
@@ -130,7 +130,7 @@ fn by_exchange(ctx: &Ctx, obs: &Observed, prep: &mut Prepared) -> Result<TakeOve
     }
     // 3. Our complete lock object, under a parked name of our own.
     let aside = ctx.side_path("break", ctx.me.local.pid);
-    let built = core::build_at(ctx, prep, &aside)?;
+    let built = dispatch::build_at(ctx, prep, &aside)?;
     let mine = match (&built, &prep.claim) {
         (Some(h), _) => h.id,
         (None, Some(c)) => c.id,
@@ -161,7 +161,7 @@ fn by_exchange(ctx: &Ctx, obs: &Observed, prep: &mut Prepared) -> Result<TakeOve
     // 5. Did we take the object we judged? The open descriptor in `obs`
     //    keeps its inode allocated, so equal numbers mean the same object.
     if core::identity_at(&aside).is_ok_and(|(id, m)| id == obs.id && m == obs.mtime) {
-        if let Err(e) = core::remove_object(ctx, &aside) {
+        if let Err(e) = dispatch::remove_object(ctx, &aside) {
             tracing::warn!(path = %aside.display(), error = %e, "could not remove the stale lock object");
         }
         if ctx.protocol == Protocol::Link {
@@ -307,7 +307,7 @@ fn recover_stranded(ctx: &Ctx, breaker: u32, obs: &Observed) -> Result<bool> {
 /// `Some(true)`: a live object was put back (or may be: leave the lock
 /// alone); `None`: `own` held nothing live and is removed.
 fn restore_claimed(ctx: &Ctx, own: &Path, breaker: u32, obs: &Observed) -> Result<Option<bool>> {
-    let seen = match core::observe(ctx, own) {
+    let seen = match dispatch::observe(ctx, own) {
         Ok(Some(o)) => o,
         Ok(None) => return Ok(None),
         Err(_) => {
@@ -320,12 +320,12 @@ fn restore_claimed(ctx: &Ctx, own: &Path, breaker: u32, obs: &Observed) -> Resul
         if c.pid == breaker && super::stale::same_host(c, &ctx.me.local));
     let live = !breakers_own && !matches!(j.verdict, Verdict::Stale(_));
     if !live {
-        let _ = core::remove_object(ctx, own);
+        let _ = dispatch::remove_object(ctx, own);
         return Ok(None);
     }
     if still_there(ctx, obs)? && matches!(sys::exchange(own, &ctx.path), Ok(true)) {
         if core::identity_at(own).is_ok_and(|(id, m)| id == obs.id && m == obs.mtime) {
-            let _ = core::remove_object(ctx, own);
+            let _ = dispatch::remove_object(ctx, own);
             tracing::warn!(path = %ctx.path.display(), "put back a lock a killed breaker had parked");
             return Ok(Some(true));
         }

@@ -363,7 +363,7 @@ fn break_lock_if_never_removes_a_lock_it_did_not_judge() {
                     // Between the look and the break, the stale lock goes
                     // and a live holder takes the path.
                     assert!(matches!(st.stale, Some(StaleReason::Exited { pid }) if pid == dead));
-                    core::remove_object(&lock.ctx, &path).unwrap();
+                    dispatch::remove_object(&lock.ctx, &path).unwrap();
                     live = Some(newcomer.lock().unwrap());
                 }
                 st.stale.is_some()

@@ -202,7 +202,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::lock::{Lock, LockGuard, Mode, Wait};
+use crate::lock::{Lock, LockGuard};
+use crate::mode::{Mode, Wait};
 use crate::sys;
 
 pub use status_file::MAX_STATUS_BYTES;

@@ -9,7 +9,7 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 
 use super::{FileId, KernelLock, KernelLockKind, LockReq, Range};
-use crate::lock::{Backend, Mode};
+use crate::mode::{Backend, Mode};
 
 /// The kernel's boot id: changes on every boot.
 pub(crate) fn boot_id() -> Option<String> {

@@ -102,9 +102,9 @@ pub(crate) enum LockReq {
     /// The whole file, with the lock family of a [`crate::Lock`].
     Whole {
         /// `flock` or OFD `fcntl`.
-        backend: crate::lock::Backend,
+        backend: crate::mode::Backend,
         /// Exclusive or shared.
-        mode: crate::lock::Mode,
+        mode: crate::mode::Mode,
     },
     /// A byte range, always an OFD `fcntl` lock.
     Range(Range),

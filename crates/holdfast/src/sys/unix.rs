@@ -13,7 +13,7 @@ use rustix::fs::{FlockOperation, Mode as PermMode, OFlags};
 use rustix::io::Errno;
 
 use super::{FileId, FileKind, OpenSpec};
-use crate::lock::{Backend, Mode};
+use crate::mode::{Backend, Mode};
 
 #[cfg(all(target_os = "linux", feature = "tokio"))]
 pub(crate) use super::linux::{WaitStatus, Waiter, raw_try, settle};

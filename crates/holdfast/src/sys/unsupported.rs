@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::{FileId, FileKind, KernelLock, LockReq, OpenSpec, Range};
-use crate::lock::{Backend, Mode};
+use crate::mode::{Backend, Mode};
 
 fn unsupported() -> io::Error {
     io::Error::new(
