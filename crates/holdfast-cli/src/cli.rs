@@ -237,6 +237,10 @@ Options end at the first argument that is not an option, so the command's
 own options pass through untouched. Invoked through a symlink named 'flock',
 holdfast behaves exactly like this command.
 
+Like flock(1) it follows a symlink at FILE to lock what the link names. It
+writes its holder record only into a file of the user's own reached without a
+link, and never creates a file where a dangling link points (exit 66).
+
 Examples:
   holdfast flock -n /run/lock/backup.lock /usr/local/bin/backup
   holdfast flock -w 30 /srv/app/migrate.lock -c './manage.py migrate && touch done'

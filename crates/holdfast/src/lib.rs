@@ -66,7 +66,13 @@
 //! Lock files are opened with `O_NOFOLLOW` (a symlink as the last component
 //! is refused with [`Error::Symlink`] unless you opt in), `O_CLOEXEC`, and
 //! never `O_TRUNC`. Content that is not a holdfast record is never
-//! overwritten, so locking a data file in place does not damage it.
+//! overwritten, so locking a data file in place does not damage it. A
+//! holder record is written only into a regular file the process's user
+//! owns, opened without a symlink in the last component and with no other
+//! hard link: a link planted in a shared directory (where
+//! `fs.protected_symlinks` is off) can make a followed lock land on a
+//! victim's file, but never makes holdfast write into it, and a dangling
+//! link never makes it create one.
 //!
 //! # Platforms
 //!

@@ -122,7 +122,10 @@ impl LockOptions {
     /// Follow a symbolic link in the last path component (default `false`:
     /// such a path is refused with [`Error::Symlink`], because a planted
     /// link in a shared directory could point the lock, and the holder
-    /// record written into it, at a file of the victim's).
+    /// record written into it, at a file of the victim's). With `true`,
+    /// as flock(1) does, the link is followed for locking, but a file is
+    /// never created where a dangling link points (that is a `NotFound`
+    /// [`Error::Io`]) and no holder record is written into what it names.
     pub fn follow_symlinks(&mut self, yes: bool) -> &mut Self {
         self.follow_symlinks = yes;
         self
@@ -142,6 +145,11 @@ impl LockOptions {
     /// Write a holder record into the lock file on exclusive acquisition
     /// (default `true`). Without it, holders are still named from the
     /// kernel's lock table, but there is no fencing token and no "since".
+    ///
+    /// A record is only ever written into a regular file this process's
+    /// user owns, reached without a symbolic link and with no other hard
+    /// link, and only over an empty file or an earlier holdfast record:
+    /// a file someone else planted is locked but never written into.
     pub fn holder_record(&mut self, yes: bool) -> &mut Self {
         self.record = yes;
         self

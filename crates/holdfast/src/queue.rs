@@ -121,7 +121,10 @@ pub(crate) fn open_queue(path: &Path, permissions: u32) -> Result<File> {
         }
     })?;
     match kind {
-        FileKind::Writable => Ok(file),
+        // A queue file shared between users is owned by one of them; it is
+        // never reached through a symlink here (follow_symlinks: false) and
+        // its content is checked before anything is written into it.
+        FileKind::Writable | FileKind::Foreign => Ok(file),
         FileKind::ReadOnly => Err(Error::Unsupported {
             path: path.to_owned(),
             what: "a read-only queue file",

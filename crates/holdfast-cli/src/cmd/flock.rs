@@ -9,7 +9,9 @@
 //!
 //! What holdfast adds, without changing any exit code: a holder record in
 //! the lock file (so `holdfast status` names the holder, its command and
-//! since when, even for plain `flock` users of the same file), the waiting
+//! since when, even for plain `flock` users of the same file; only in a
+//! file the user owns, reached without a symlink, see
+//! [`holdfast::LockOptions::holder_record`]), the waiting
 //! line on a terminal, holder details in `--verbose` failure messages, and
 //! `HOLDFAST_FENCING_TOKEN` in the command's environment.
 
@@ -215,7 +217,7 @@ pub fn run(prog: &str, args: FlockArgs) -> u8 {
         Backend::Flock
     });
     // flock(1) creates lock files 0666 (minus the umask) and follows
-    // symlinks; so does its drop-in.
+    // symlinks; so does its drop-in (to lock, never to create or write).
     opts.permissions(0o666).follow_symlinks(true);
     let (lock, program) = match target {
         Target::File { path, program } => match opts.open(&path) {

@@ -33,6 +33,12 @@ pub(crate) enum FileKind {
     /// A regular file we may only read (no write permission, read-only
     /// filesystem): lockable with `flock`, but no record.
     ReadOnly,
+    /// A regular file opened for reading and writing that holdfast did not
+    /// create and does not own: reached through a symbolic link, owned by
+    /// another user, or with other hard links. Lockable, but no record is
+    /// ever written into it (someone could have planted it to make a
+    /// privileged holdfast write into a file of theirs or of a victim's).
+    Foreign,
     /// A directory (or another non-regular file): lockable, no record.
     Other,
 }

@@ -27,20 +27,47 @@ pub(crate) use super::linux::{ofd_lock_pids, range_conflict, range_lock, range_u
 
 /// Opens (and by default creates) a lock file without truncating it and,
 /// unless asked, without following a symlink in the last component.
+///
+/// When asked to follow one (flock(1)'s behaviour), a symlink in the last
+/// component is followed to lock what it names, but never to create a file
+/// where it points (a dangling link gives `ENOENT`), and what it names is
+/// never [`FileKind::Writable`]. Nor is a file owned by another user or with
+/// other hard links: holdfast writes only into files it created or owns.
 pub(crate) fn open_lock_file(path: &Path, spec: &OpenSpec) -> io::Result<(File, FileKind)> {
-    let nofollow = if spec.follow_symlinks {
-        OFlags::empty()
-    } else {
-        OFlags::NOFOLLOW
-    };
     let create = if spec.create {
         OFlags::CREATE
     } else {
         OFlags::empty()
     };
     let perm = PermMode::from_raw_mode(spec.mode as _);
-    let rw = OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOCTTY | nofollow;
-    let fd = match rustix::fs::open(path, rw | create, perm) {
+    let (file, kind) = match open_no_truncate(path, create | OFlags::NOFOLLOW, perm) {
+        // With O_NOFOLLOW, ELOOP says the last component is a symbolic link.
+        Err(Errno::LOOP) if spec.follow_symlinks => {
+            let (file, kind) = open_no_truncate(path, OFlags::empty(), perm)?;
+            let kind = match kind {
+                FileKind::Writable => FileKind::Foreign,
+                other => other,
+            };
+            return Ok((file, kind));
+        }
+        other => other?,
+    };
+    if kind == FileKind::Writable {
+        let st = rustix::fs::fstat(&file)?;
+        if st.st_uid != rustix::process::geteuid().as_raw() || st.st_nlink > 1 {
+            return Ok((file, FileKind::Foreign));
+        }
+    }
+    Ok((file, kind))
+}
+
+/// `open` for reading and writing, falling back to read-only for a
+/// directory or a file we may not write; `extra` adds `O_CREAT` and
+/// `O_NOFOLLOW` as asked.
+fn open_no_truncate(path: &Path, extra: OFlags, perm: PermMode) -> Result<(File, FileKind), Errno> {
+    let nofollow = extra & OFlags::NOFOLLOW;
+    let rw = OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOCTTY | extra;
+    let fd = match rustix::fs::open(path, rw, perm) {
         Ok(fd) => fd,
         // A directory: flock(1) locks those too, read-only.
         Err(Errno::ISDIR) => {
@@ -64,18 +91,18 @@ pub(crate) fn open_lock_file(path: &Path, spec: &OpenSpec) -> io::Result<(File, 
                     let kind = kind_of(&file, FileKind::ReadOnly)?;
                     return Ok((file, kind));
                 }
-                Err(Errno::NOENT) => return Err(e.into()),
-                Err(other) => return Err(other.into()),
+                Err(Errno::NOENT) => return Err(e),
+                Err(other) => return Err(other),
             }
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     };
     let file = File::from(fd);
     let kind = kind_of(&file, FileKind::Writable)?;
     Ok((file, kind))
 }
 
-fn kind_of(file: &File, regular: FileKind) -> io::Result<FileKind> {
+fn kind_of(file: &File, regular: FileKind) -> Result<FileKind, Errno> {
     let st = rustix::fs::fstat(file)?;
     Ok(
         if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile {
@@ -90,7 +117,7 @@ fn kind_of(file: &File, regular: FileKind) -> io::Result<FileKind> {
 /// is `ReadOnly` (holdfast never writes a holder record through a borrowed
 /// descriptor), anything else `Other`.
 pub(crate) fn inherited_kind(file: &File) -> io::Result<FileKind> {
-    kind_of(file, FileKind::ReadOnly)
+    Ok(kind_of(file, FileKind::ReadOnly)?)
 }
 
 /// Device and inode of an open file.

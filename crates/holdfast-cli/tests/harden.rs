@@ -1,0 +1,105 @@
+//! Hardening (issue 10): what a hostile local user can plant, and what a
+//! newcomer types. Cases that need another user run the planting step as
+//! uid 65534 through `setpriv`, and are skipped (saying so) when the tests
+//! do not run as root. Nothing waits on a bare sleep: every command runs to
+//! its end under a bounded wait.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use holdfast_testkit::{Dir, Output as Out, run_to_end};
+
+const HOLDFAST: &str = env!("CARGO_BIN_EXE_holdfast");
+const T: Duration = Duration::from_secs(30);
+
+fn holdfast() -> Command {
+    Command::new(HOLDFAST)
+}
+
+fn run(cmd: &mut Command) -> Out {
+    run_to_end(cmd, T)
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// `argv` run as uid/gid 65534 (nobody) with no supplementary groups.
+fn as_nobody(argv: &[&str]) -> Out {
+    let out = run(Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args(argv));
+    assert_eq!(out.code(), 0, "as nobody: {argv:?}: {out:?}");
+    out
+}
+
+/// A world-writable sticky directory (like /tmp) inside a fresh temp dir
+/// that nobody can reach.
+fn sticky(d: &Dir) -> std::path::PathBuf {
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let s = d.join("shared");
+    std::fs::create_dir(&s).unwrap();
+    std::fs::set_permissions(&s, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    s
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Issue 10 item 2: `holdfast flock` run by root on a path another user
+/// planted never writes into what the link names (nor creates a file where
+/// a dangling link points), nor into a file another user owns; it still
+/// follows the link for locking, as flock(1) does.
+#[test]
+fn flock_never_writes_through_a_planted_symlink_or_into_a_foreign_file() {
+    if !is_root() {
+        eprintln!("skipped: planting as another user needs root");
+        return;
+    }
+    let d = Dir::new();
+    let shared = sticky(&d);
+    // A root-owned empty file the attacker wants scribbled on.
+    let victim = d.join("victim");
+    std::fs::write(&victim, b"").unwrap();
+    let link = shared.join("job.lock");
+    as_nobody(&["ln", "-s", s(&victim), s(&link)]);
+
+    // The lock is taken on what the link names: a second flock of the
+    // victim itself, from inside, conflicts (exit 1).
+    let out = run(holdfast().args(["flock", s(&link), HOLDFAST, "flock", "-n", s(&victim), "true"]));
+    assert_eq!(out.code(), 1, "the link was followed for locking: {out:?}");
+    assert_eq!(
+        std::fs::read(&victim).unwrap(),
+        b"",
+        "nothing written through the link"
+    );
+
+    // A dangling link: no file is created where it points.
+    let planted = d.join("planted");
+    let dangling = shared.join("dangling.lock");
+    as_nobody(&["ln", "-s", s(&planted), s(&dangling)]);
+    let out = run(holdfast().args(["flock", s(&dangling), "true"]));
+    assert_eq!(out.code(), 66, "{out:?}");
+    assert!(out.stderr.contains("cannot open lock file"), "{out:?}");
+    assert!(!planted.exists(), "a file was created through a dangling link");
+
+    // A file another user created: locked, never written into.
+    let theirs = shared.join("theirs.lock");
+    as_nobody(&["sh", "-c", &format!("umask 0; : > {}", s(&theirs))]);
+    let out = run(holdfast().args(["flock", s(&theirs), "true"]));
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert_eq!(std::fs::read(&theirs).unwrap(), b"", "wrote into another user's file");
+
+    // Control: a file of root's own gets its holder record (so the checks
+    // above can fail).
+    let mine = shared.join("mine.lock");
+    let out = run(holdfast().args(["flock", s(&mine), "true"]));
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(
+        std::fs::read(&mine).unwrap().starts_with(b"holdfast-holder"),
+        "no record in our own file"
+    );
+}

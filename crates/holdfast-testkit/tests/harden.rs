@@ -1,0 +1,65 @@
+//! Hardening (issue 10): the library never writes a holder record into a
+//! file it did not create or own, whatever path leads to it.
+
+use std::os::unix::fs::MetadataExt;
+
+use holdfast::Lock;
+use holdfast_testkit::Dir;
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// Issue 10 item 2, library side: following a symlink (opted in) locks
+/// what it names without writing into it; a dangling link creates nothing;
+/// a second hard link and another user's file are never written into.
+#[test]
+fn no_holder_record_through_a_symlink_a_hard_link_or_into_a_foreign_file() {
+    let d = Dir::new();
+    let victim = d.join("victim");
+    std::fs::write(&victim, b"").unwrap();
+
+    let link = d.join("sym.lock");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let l = Lock::options().follow_symlinks(true).open(&link).unwrap();
+    let g = l.lock().unwrap();
+    assert_eq!(g.token(), None, "no record, no token");
+    assert!(
+        Lock::open(&victim).unwrap().try_lock().is_err(),
+        "the link was followed for locking"
+    );
+    drop(g);
+    assert_eq!(std::fs::read(&victim).unwrap(), b"", "written through a symlink");
+
+    let dangling = d.join("dangling.lock");
+    std::os::unix::fs::symlink(d.join("planted"), &dangling).unwrap();
+    match Lock::options().follow_symlinks(true).open(&dangling) {
+        Err(e) => assert_eq!(
+            std::io::Error::from(e).kind(),
+            std::io::ErrorKind::NotFound
+        ),
+        Ok(_) => panic!("opened a dangling link"),
+    }
+    assert!(!d.join("planted").exists(), "created through a dangling link");
+
+    let hard = d.join("hard.lock");
+    std::fs::hard_link(&victim, &hard).unwrap();
+    drop(Lock::open(&hard).unwrap().lock().unwrap());
+    assert_eq!(std::fs::read(&victim).unwrap(), b"", "written through a hard link");
+
+    if is_root() {
+        let theirs = d.join("theirs.lock");
+        std::fs::write(&theirs, b"").unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        drop(Lock::open(&theirs).unwrap().lock().unwrap());
+        assert_eq!(std::fs::read(&theirs).unwrap(), b"", "wrote into nobody's file");
+    } else {
+        eprintln!("another user's file: skipped (needs root to chown)");
+    }
+
+    // Control: our own file gets the record.
+    let mine = d.join("mine.lock");
+    let l = Lock::open(&mine).unwrap();
+    assert!(l.lock().unwrap().token().is_some());
+    assert!(std::fs::read(&mine).unwrap().starts_with(b"holdfast-holder"));
+}
