@@ -69,7 +69,15 @@ fn flock_never_writes_through_a_planted_symlink_or_into_a_foreign_file() {
 
     // The lock is taken on what the link names: a second flock of the
     // victim itself, from inside, conflicts (exit 1).
-    let out = run(holdfast().args(["flock", s(&link), HOLDFAST, "flock", "-n", s(&victim), "true"]));
+    let out = run(holdfast().args([
+        "flock",
+        s(&link),
+        HOLDFAST,
+        "flock",
+        "-n",
+        s(&victim),
+        "true",
+    ]));
     assert_eq!(out.code(), 1, "the link was followed for locking: {out:?}");
     assert_eq!(
         std::fs::read(&victim).unwrap(),
@@ -84,14 +92,21 @@ fn flock_never_writes_through_a_planted_symlink_or_into_a_foreign_file() {
     let out = run(holdfast().args(["flock", s(&dangling), "true"]));
     assert_eq!(out.code(), 66, "{out:?}");
     assert!(out.stderr.contains("cannot open lock file"), "{out:?}");
-    assert!(!planted.exists(), "a file was created through a dangling link");
+    assert!(
+        !planted.exists(),
+        "a file was created through a dangling link"
+    );
 
     // A file another user created: locked, never written into.
     let theirs = shared.join("theirs.lock");
     as_nobody(&["sh", "-c", &format!("umask 0; : > {}", s(&theirs))]);
     let out = run(holdfast().args(["flock", s(&theirs), "true"]));
     assert_eq!(out.code(), 0, "{out:?}");
-    assert_eq!(std::fs::read(&theirs).unwrap(), b"", "wrote into another user's file");
+    assert_eq!(
+        std::fs::read(&theirs).unwrap(),
+        b"",
+        "wrote into another user's file"
+    );
 
     // Control: a file of root's own gets its holder record (so the checks
     // above can fail).
@@ -99,7 +114,9 @@ fn flock_never_writes_through_a_planted_symlink_or_into_a_foreign_file() {
     let out = run(holdfast().args(["flock", s(&mine), "true"]));
     assert_eq!(out.code(), 0, "{out:?}");
     assert!(
-        std::fs::read(&mine).unwrap().starts_with(b"holdfast-holder"),
+        std::fs::read(&mine)
+            .unwrap()
+            .starts_with(b"holdfast-holder"),
         "no record in our own file"
     );
 }

@@ -29,30 +29,42 @@ fn no_holder_record_through_a_symlink_a_hard_link_or_into_a_foreign_file() {
         "the link was followed for locking"
     );
     drop(g);
-    assert_eq!(std::fs::read(&victim).unwrap(), b"", "written through a symlink");
+    assert_eq!(
+        std::fs::read(&victim).unwrap(),
+        b"",
+        "written through a symlink"
+    );
 
     let dangling = d.join("dangling.lock");
     std::os::unix::fs::symlink(d.join("planted"), &dangling).unwrap();
     match Lock::options().follow_symlinks(true).open(&dangling) {
-        Err(e) => assert_eq!(
-            std::io::Error::from(e).kind(),
-            std::io::ErrorKind::NotFound
-        ),
+        Err(e) => assert_eq!(std::io::Error::from(e).kind(), std::io::ErrorKind::NotFound),
         Ok(_) => panic!("opened a dangling link"),
     }
-    assert!(!d.join("planted").exists(), "created through a dangling link");
+    assert!(
+        !d.join("planted").exists(),
+        "created through a dangling link"
+    );
 
     let hard = d.join("hard.lock");
     std::fs::hard_link(&victim, &hard).unwrap();
     drop(Lock::open(&hard).unwrap().lock().unwrap());
-    assert_eq!(std::fs::read(&victim).unwrap(), b"", "written through a hard link");
+    assert_eq!(
+        std::fs::read(&victim).unwrap(),
+        b"",
+        "written through a hard link"
+    );
 
     if is_root() {
         let theirs = d.join("theirs.lock");
         std::fs::write(&theirs, b"").unwrap();
         std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
         drop(Lock::open(&theirs).unwrap().lock().unwrap());
-        assert_eq!(std::fs::read(&theirs).unwrap(), b"", "wrote into nobody's file");
+        assert_eq!(
+            std::fs::read(&theirs).unwrap(),
+            b"",
+            "wrote into nobody's file"
+        );
     } else {
         eprintln!("another user's file: skipped (needs root to chown)");
     }
@@ -61,5 +73,9 @@ fn no_holder_record_through_a_symlink_a_hard_link_or_into_a_foreign_file() {
     let mine = d.join("mine.lock");
     let l = Lock::open(&mine).unwrap();
     assert!(l.lock().unwrap().token().is_some());
-    assert!(std::fs::read(&mine).unwrap().starts_with(b"holdfast-holder"));
+    assert!(
+        std::fs::read(&mine)
+            .unwrap()
+            .starts_with(b"holdfast-holder")
+    );
 }
