@@ -584,7 +584,8 @@ Exit codes:
   N      the command failed with status N (128+N: killed by signal N); not marked
   1      --no-wait and another process holds TARGET.lock
   124    --timeout ran out
-  64     bad input (bad phase name, TARGET a symlink or in a missing directory, ...)
+  64     bad input (bad phase name, TARGET a symlink, a device or a FIFO, TARGET.lock
+         or TARGET.status not a regular file, TARGET in a missing directory, ...)
   65     TARGET.status is corrupt (see 'holdfast phases reset')
   126/127 the command cannot be executed / was not found";
 

@@ -120,3 +120,81 @@ fn flock_never_writes_through_a_planted_symlink_or_into_a_foreign_file() {
         "no record in our own file"
     );
 }
+
+fn mkfifo(p: &Path) {
+    let out = run(Command::new("mkfifo").arg(p));
+    assert_eq!(out.code(), 0, "{out:?}");
+}
+
+/// Issue 10 item 9: `phase NAME --target X` refuses a target that is a
+/// device or a FIFO, and a lock or status file path that is a directory or
+/// a FIFO, with a clear message (exit 64), creating nothing beside it.
+#[test]
+fn phase_refuses_targets_that_are_not_files() {
+    let d = Dir::new();
+    let fifo = d.join("queue");
+    mkfifo(&fifo);
+    let mut cases = vec![(fifo.clone(), "a FIFO")];
+    if is_root() {
+        let dev = d.join("null");
+        let out = run(Command::new("mknod").arg(&dev).args(["c", "1", "3"]));
+        assert_eq!(out.code(), 0, "{out:?}");
+        cases.push((dev, "a character device"));
+    }
+    for (target, kind) in cases {
+        let out = run(holdfast()
+            .args(["phase", "p1", "--target"])
+            .arg(&target)
+            .args(["--", "touch", s(&d.join("ran"))]));
+        assert_eq!(out.code(), 64, "{target:?}: {out:?}");
+        assert!(
+            out.stderr.contains(&format!("the target is {kind}"))
+                && out.stderr.contains(s(&target)),
+            "{out:?}"
+        );
+        assert!(!d.join("ran").exists(), "the command ran for {target:?}");
+        for suffix in [".lock", ".status"] {
+            let beside = format!("{}{suffix}", target.display());
+            assert!(!Path::new(&beside).exists(), "{beside} was created");
+        }
+    }
+
+    // A directory (or a FIFO) where the lock or status file goes.
+    let target = d.join("app.db");
+    for (beside, kind) in [("app.db.lock", "a directory"), ("app.db.status", "a FIFO")] {
+        let p = d.join(beside);
+        if kind == "a FIFO" {
+            mkfifo(&p);
+        } else {
+            std::fs::create_dir(&p).unwrap();
+        }
+        let out = run(holdfast()
+            .args(["phase", "p1", "--xattrs", "off", "--target"])
+            .arg(&target)
+            .args(["--", "touch", s(&d.join("ran"))]));
+        assert_eq!(out.code(), 64, "{beside}: {out:?}");
+        assert!(out.stderr.contains(&format!("is {kind}")), "{out:?}");
+        assert!(out.stderr.contains(beside), "{out:?}");
+        assert!(
+            !d.join("ran").exists(),
+            "the command ran with {beside} {kind}"
+        );
+        if kind == "a FIFO" {
+            std::fs::remove_file(&p).unwrap();
+        } else {
+            std::fs::remove_dir(&p).unwrap();
+        }
+    }
+
+    // A directory target is fine, and a missing one too.
+    for target in [d.join("venv"), d.join("new.db")] {
+        if target.ends_with("venv") {
+            std::fs::create_dir(&target).unwrap();
+        }
+        let out = run(holdfast()
+            .args(["phase", "p1", "--target"])
+            .arg(&target)
+            .args(["--", "true"]));
+        assert_eq!(out.code(), 0, "{target:?}: {out:?}");
+    }
+}

@@ -79,3 +79,36 @@ fn no_holder_record_through_a_symlink_a_hard_link_or_into_a_foreign_file() {
             .starts_with(b"holdfast-holder")
     );
 }
+
+/// Issue 10 item 9, library side: `PhaseRunner` refuses a FIFO target and
+/// a directory where its lock file goes, before opening anything.
+#[test]
+fn phase_runner_refuses_a_fifo_target_and_a_directory_lock_path() {
+    use holdfast::Error;
+    use holdfast::phase::{Phase, PhaseRunner};
+    let d = Dir::new();
+    let fifo = d.join("fifo");
+    let out = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(out.success());
+    match PhaseRunner::new(&fifo).run([Phase::new("p", |_| unreachable!())]) {
+        Err(Error::InvalidInput { path, reason }) => {
+            assert_eq!(path, fifo);
+            assert!(reason.contains("the target is a FIFO"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!d.join("fifo.lock").exists());
+
+    let db = d.join("app.db");
+    std::fs::create_dir(d.join("app.db.lock")).unwrap();
+    match PhaseRunner::new(&db).run([Phase::new("p", |_| unreachable!())]) {
+        Err(Error::InvalidInput { path, reason }) => {
+            assert_eq!(path, d.join("app.db.lock"));
+            assert!(reason.contains("is a directory"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

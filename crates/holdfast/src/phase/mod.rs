@@ -179,6 +179,13 @@
 //!   empty `attr_name` ([`Error::InvalidInput`]).
 //! - A target whose directory does not exist is an error
 //!   ([`Error::Io`] with `NotFound`); phaselock creates the directory.
+//! - A target that is a device, a FIFO or a socket, or a lock or status
+//!   file path that is anything but a regular file (a directory, say), is
+//!   refused with [`Error::InvalidInput`] before anything is opened or
+//!   created: `/dev/null` as a target would otherwise get
+//!   `/dev/null.lock` and `/dev/null.status` beside it. A directory is a
+//!   valid target (its markers are xattrs on it, or the status file beside
+//!   it).
 //! - A target (or status file) that is a symbolic link is refused with
 //!   [`Error::Symlink`] unless [`PhaseRunner::follow_symlinks`] is set;
 //!   markers are read and written with the `l*xattr` calls, which never
@@ -1082,11 +1089,36 @@ impl PhaseRunner {
     /// The target must not be a symlink (unless allowed) and its directory
     /// must exist.
     fn check_target(&self) -> Result<()> {
+        // The lock and status files must be files (or not exist yet): a
+        // directory, a FIFO or a device there is refused, never opened.
+        for (path, what) in [
+            (self.lock_path(), "the lock file"),
+            (self.status_path(), "the status file"),
+        ] {
+            if let Some(kind) = self.special_kind(&path, false) {
+                return Err(Error::InvalidInput {
+                    reason: format!(
+                        "{what} of {} is {kind}; it must be a regular file or not exist yet",
+                        self.target.display()
+                    ),
+                    path,
+                });
+            }
+        }
         match std::fs::symlink_metadata(&self.target) {
             Ok(m) if m.file_type().is_symlink() && !self.follow_symlinks => Err(Error::Symlink {
                 path: self.target.clone(),
             }),
-            Ok(_) => Ok(()),
+            Ok(_) => match self.special_kind(&self.target, true) {
+                Some(kind) => Err(Error::InvalidInput {
+                    path: self.target.clone(),
+                    reason: format!(
+                        "the target is {kind}; phases are about a regular file or a \
+                         directory (or a path that does not exist yet)"
+                    ),
+                }),
+                None => Ok(()),
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let dir = status_file::parent_dir(&self.target);
                 match std::fs::metadata(dir) {
@@ -1104,6 +1136,23 @@ impl PhaseRunner {
             }
             Err(e) => Err(Error::io("inspect", &self.target, e)),
         }
+    }
+}
+
+impl PhaseRunner {
+    /// What `path` is, when it exists and is neither a regular file (nor,
+    /// with `dir_ok`, a directory): "a directory", "a FIFO", ...
+    fn special_kind(&self, path: &Path, dir_ok: bool) -> Option<&'static str> {
+        let m = if self.follow_symlinks {
+            std::fs::metadata(path)
+        } else {
+            std::fs::symlink_metadata(path)
+        };
+        let t = m.ok()?.file_type();
+        if t.is_file() || t.is_symlink() || (dir_ok && t.is_dir()) {
+            return None;
+        }
+        Some(sys::file_type_name(t))
     }
 }
 

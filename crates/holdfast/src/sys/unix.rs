@@ -113,6 +113,28 @@ fn kind_of(file: &File, regular: FileKind) -> Result<FileKind, Errno> {
     )
 }
 
+/// What a file type is, in words for a message: "a directory", "a FIFO".
+pub(crate) fn file_type_name(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_file() {
+        "a regular file"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
 /// The kind of a descriptor holdfast did not open itself: a regular file
 /// is `ReadOnly` (holdfast never writes a holder record through a borrowed
 /// descriptor), anything else `Other`.

@@ -104,6 +104,19 @@ pub(crate) fn open_nofollow(_path: &Path) -> io::Result<File> {
 pub(crate) fn is_symlink_error(_e: &io::Error) -> bool {
     false
 }
+/// What a file type is, in words for a message.
+pub(crate) fn file_type_name(t: std::fs::FileType) -> &'static str {
+    if t.is_file() {
+        "a regular file"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else {
+        "not a regular file"
+    }
+}
+
 #[allow(dead_code)] // used by the Unix-only `LockOptions::open_fd`
 pub(crate) fn inherited_kind(_file: &File) -> io::Result<FileKind> {
     Err(unsupported())
