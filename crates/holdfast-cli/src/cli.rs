@@ -476,7 +476,8 @@ its lock is released when it and its command are gone.
 
 KEY is a plain file: '[ -e KEY ]' tells whether it is done, 'touch KEY'
 marks it done by hand, 'holdfast once --reset KEY' (or 'rm KEY') makes it
-run again.
+run again. A symbolic link at KEY, dangling or not, is refused (exit 64),
+never taken for done: remove it or name the real file.
 
 Examples:
   holdfast once /var/lib/app/initialized -- ./init-cache.sh

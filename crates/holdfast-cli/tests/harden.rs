@@ -198,3 +198,32 @@ fn phase_refuses_targets_that_are_not_files() {
         assert_eq!(out.code(), 0, "{target:?}: {out:?}");
     }
 }
+
+/// Issue 10 item 10: a symbolic link at `once KEY`, dangling or not, is
+/// refused (exit 64, naming it), never taken for "already done".
+#[test]
+fn once_refuses_a_symlink_at_the_key_even_a_dangling_one() {
+    let d = Dir::new();
+    let real = d.join("real");
+    std::fs::write(&real, b"").unwrap();
+    for (name, to) in [("dangling", d.join("nowhere")), ("link", real.clone())] {
+        let key = d.join(name);
+        std::os::unix::fs::symlink(&to, &key).unwrap();
+        let ran = d.join(&format!("{name}.ran"));
+        let out = run(holdfast()
+            .arg("once")
+            .arg(&key)
+            .args(["--", "touch", s(&ran)]));
+        assert_eq!(out.code(), 64, "{name}: {out:?}");
+        assert!(
+            out.stderr
+                .contains(&format!("{} is a symbolic link", key.display())),
+            "{out:?}"
+        );
+        assert!(!ran.exists(), "{name}: ran the command through a link");
+        let out = run(holdfast().args(["once", "--status"]).arg(&key));
+        assert_eq!(out.code(), 64, "--status {name}: {out:?}");
+        assert!(!out.stdout.contains("done"), "{out:?}");
+        assert!(!d.join("nowhere").exists());
+    }
+}

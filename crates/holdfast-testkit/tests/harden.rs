@@ -112,3 +112,20 @@ fn phase_runner_refuses_a_fifo_target_and_a_directory_lock_path() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Issue 10 item 10, library side: `RunOnce` refuses a dangling symlink at
+/// the key instead of reporting the step done.
+#[test]
+fn run_once_refuses_a_dangling_symlink_key() {
+    use holdfast::Error;
+    use holdfast::once::RunOnce;
+    let d = Dir::new();
+    let key = d.join("k");
+    std::os::unix::fs::symlink(d.join("nowhere"), &key).unwrap();
+    let once = RunOnce::new(&key);
+    assert!(matches!(once.is_done(), Err(Error::Symlink { .. })));
+    match once.run(|_| unreachable!()) {
+        Err(Error::Symlink { path }) => assert_eq!(path, key),
+        other => panic!("{other:?}"),
+    }
+}

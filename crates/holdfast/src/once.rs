@@ -64,7 +64,10 @@
 //! Run-once does not reuse the phase machinery's xattrs or status file:
 //! one marker file is a single `lstat` to check, needs no xattr support
 //! (it works on every filesystem), and `[ -e KEY ]` answers "is it done?"
-//! from a shell. Python code that must share a run-once step with
+//! from a shell. A symbolic link at `<key>` is refused with
+//! [`Error::Symlink`], whether or not it points anywhere, as holdfast
+//! refuses one at any lock path: a planted (even dangling) link would
+//! otherwise make the step look done without it ever running. Python code that must share a run-once step with
 //! holdfast can use phaselock with one phase and holdfast's
 //! [`PhaseRunner`](crate::phase::PhaseRunner) on the same target instead.
 //!
@@ -328,8 +331,9 @@ impl RunOnce {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidInput`] if the key is a directory, [`Error::Io`] if
-    /// it cannot be inspected.
+    /// [`Error::InvalidInput`] if the key is a directory, [`Error::Symlink`]
+    /// if it is a symbolic link (dangling or not), [`Error::Io`] if it
+    /// cannot be inspected.
     pub fn is_done(&self) -> Result<bool> {
         match std::fs::symlink_metadata(&self.key) {
             Ok(m) if m.is_dir() => Err(Error::InvalidInput {
@@ -337,6 +341,11 @@ impl RunOnce {
                 reason: "the run-once key is a directory; run-once records completion by \
                          creating the key as a file, so name a file inside it instead"
                     .into(),
+            }),
+            // Dangling or not: a planted link would make the step look
+            // done without it ever running.
+            Ok(m) if m.file_type().is_symlink() => Err(Error::Symlink {
+                path: self.key.clone(),
             }),
             Ok(_) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
