@@ -26,7 +26,7 @@
 use std::io;
 use std::path::Path;
 
-use holdfast::Error;
+use holdfast::{Error, IoOp};
 
 /// The command ran (or the status query succeeded) and all is well.
 pub const OK: u8 = 0;
@@ -103,12 +103,12 @@ pub fn for_error(e: &Error) -> (u8, String) {
         Error::Corrupt { .. } => (DATA_ERR, e.to_string()),
         Error::LeaderFailed { .. } => (LEADER_FAILED, e.to_string()),
         Error::Lost { .. } => (LOCK_LOST, e.to_string()),
-        Error::Io { op, path, source } if op.starts_with("find the directory") => {
-            missing_directory(path, source)
-        }
-        Error::Io { op, path, source } if op.starts_with("open") || op.starts_with("create") => {
-            open_failure(path, source)
-        }
+        Error::Io {
+            op: IoOp::FindDirectory,
+            path,
+            source,
+        } => missing_directory(path, source),
+        Error::Io { op, path, source } if op.touches_path() => open_failure(path, source),
         _ => (OS_ERR, e.to_string()),
     }
 }
@@ -221,7 +221,7 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
-    fn io_err(op: &'static str, path: &str, errno: i32) -> Error {
+    fn io_err(op: IoOp, path: &str, errno: i32) -> Error {
         Error::Io {
             op,
             path: PathBuf::from(path),
@@ -231,29 +231,29 @@ mod tests {
 
     #[test]
     fn bad_paths_are_usage_errors_that_say_why() {
-        let (code, msg) = for_error(&io_err("open", "/no/such/dir/x.lock", libc::ENOENT));
+        let (code, msg) = for_error(&io_err(IoOp::Open, "/no/such/dir/x.lock", libc::ENOENT));
         assert_eq!(code, USAGE);
         assert!(
             msg.contains("directory /no/such/dir does not exist"),
             "{msg}"
         );
-        let (code, msg) = for_error(&io_err("open", "/nonexistent-x.lock", libc::EACCES));
+        let (code, msg) = for_error(&io_err(IoOp::Open, "/nonexistent-x.lock", libc::EACCES));
         assert_eq!(code, USAGE);
         assert!(msg.contains("directory / is not writable"), "{msg}");
-        let (code, _) = for_error(&io_err("open", "/etc/passwd/x", libc::ENOTDIR));
+        let (code, _) = for_error(&io_err(IoOp::Open, "/etc/passwd/x", libc::ENOTDIR));
         assert_eq!(code, USAGE);
-        let (code, _) = for_error(&io_err("open", "/x", libc::EROFS));
+        let (code, _) = for_error(&io_err(IoOp::Open, "/x", libc::EROFS));
         assert_eq!(code, CANT_CREATE);
-        let (code, _) = for_error(&io_err("open", "/x", libc::EMFILE));
+        let (code, _) = for_error(&io_err(IoOp::Open, "/x", libc::EMFILE));
         assert_eq!(code, OS_ERR);
-        let (code, _) = for_error(&io_err("lock", "/x", libc::ENOLCK));
+        let (code, _) = for_error(&io_err(IoOp::Lock, "/x", libc::ENOLCK));
         assert_eq!(code, OS_ERR);
     }
 
     #[test]
     fn once_and_phase_errors() {
         let (code, msg) = for_error(&io_err(
-            "find the directory of",
+            IoOp::FindDirectory,
             "/no/such/dir/key",
             libc::ENOENT,
         ));

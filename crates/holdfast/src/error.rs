@@ -92,8 +92,9 @@ pub enum Error {
     /// An operating-system call failed.
     #[error("cannot {op} {}: {source}", path.display())]
     Io {
-        /// What we were doing, as a verb phrase ("open", "lock", "write the holder record of").
-        op: &'static str,
+        /// What holdfast was doing; its `Display` is the verb phrase of the
+        /// message ("open", "lock", "write the holder record to").
+        op: IoOp,
         /// The file it was done to.
         path: PathBuf,
         /// The underlying error.
@@ -175,7 +176,7 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub(crate) fn io(op: &'static str, path: &Path, source: io::Error) -> Self {
+    pub(crate) fn io(op: IoOp, path: &Path, source: io::Error) -> Self {
         Error::Io {
             op,
             path: path.to_owned(),
@@ -238,5 +239,212 @@ impl From<Error> for io::Error {
             Error::Lost { .. } => io::ErrorKind::Other,
         };
         io::Error::new(kind, e)
+    }
+}
+
+macro_rules! io_ops {
+    ($( $(#[$doc:meta])* $name:ident => $phrase:literal, )*) => {
+        /// What holdfast was doing when a system call failed: the `op` of
+        /// [`Error::Io`].
+        ///
+        /// Its `Display` is the verb phrase the error message is built from
+        /// (`cannot {op} {path}: {source}`); match on the variant, not on
+        /// the words.
+        ///
+        /// ```
+        /// # let dir = tempfile::tempdir().unwrap();
+        /// let missing = dir.path().join("no/such/dir/app.lock");
+        /// match holdfast::Lock::open(&missing) {
+        ///     Err(holdfast::Error::Io { op, .. }) => {
+        ///         assert_eq!(op, holdfast::IoOp::Open);
+        ///         assert!(op.touches_path());
+        ///         assert_eq!(op.to_string(), "open");
+        ///     }
+        ///     other => panic!("expected Error::Io, got {other:?}"),
+        /// }
+        /// ```
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum IoOp {
+            $( $(#[$doc])* $name, )*
+        }
+
+        impl IoOp {
+            /// The verb phrase, as in the error message.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $( IoOp::$name => $phrase, )*
+                }
+            }
+        }
+    };
+}
+
+io_ops! {
+    // Any file.
+    /// Opening (or creating) the named path.
+    Open => "open",
+    /// Creating the directories above the path (`create_parents`).
+    CreateParents => "create the parent directories of",
+    /// Finding the directory a run-once key or phase target lives in.
+    FindDirectory => "find the directory of",
+    /// `fstat` or `lstat` of the path.
+    Inspect => "inspect",
+    /// Reading the path.
+    Read => "read",
+    /// Writing the path.
+    Write => "write",
+    /// `fsync` of the path.
+    Fsync => "fsync",
+    /// `fsync` of a marker file, to make phase markers durable.
+    FsyncMarkers => "fsync (to make its markers durable)",
+    /// `fsync` of the directory holding the path.
+    FsyncDirectory => "fsync the directory",
+    /// Listing the directory.
+    List => "list",
+    // Kernel locks.
+    /// Taking a kernel lock.
+    Lock => "lock",
+    /// Releasing a kernel lock.
+    Unlock => "unlock",
+    /// Converting a shared lock into an exclusive one.
+    Upgrade => "upgrade the lock on",
+    /// Converting an exclusive lock into a shared one.
+    Downgrade => "downgrade the lock on",
+    /// Testing a lock without a kernel lock table.
+    Probe => "probe",
+    /// Reading `/proc/locks`.
+    ReadLockTable => "read the kernel lock table for",
+    /// Waiting in the kernel for a lock.
+    WaitFor => "wait for",
+    // FIFO queue and semaphore.
+    /// Opening a FIFO queue's side file.
+    OpenQueue => "open the queue file",
+    /// Locking a FIFO queue's side file.
+    LockQueue => "lock the queue file",
+    /// Reading a FIFO queue's side file.
+    ReadQueueFile => "read the queue file",
+    /// Reading the queue of a FIFO lock.
+    ReadQueue => "read the queue of",
+    /// Writing a FIFO queue's side file.
+    WriteQueue => "write the queue file",
+    /// Taking a ticket in a FIFO queue.
+    TakeTicket => "take a ticket in the queue file",
+    /// Waiting in a FIFO queue's side file.
+    WaitInQueueFile => "wait in the queue file",
+    /// Waiting in the queue of a FIFO lock.
+    WaitInQueue => "wait in the queue of",
+    /// Leaving the queue of a FIFO lock.
+    LeaveQueue => "leave the queue of",
+    /// Locking one slot of a semaphore.
+    LockSlot => "lock a slot of",
+    /// Releasing a semaphore permit.
+    ReleasePermit => "release a permit of",
+    // Lock files.
+    /// Creating a soft lock file (`O_EXCL`).
+    CreateLockFile => "create the lock file",
+    /// Creating a mkdir lock's directory.
+    CreateLockDirectory => "create the lock directory",
+    /// Creating the file a soft lock's take-over publishes.
+    CreateTakeoverFile => "create a take-over file",
+    /// Creating the directory a mkdir lock's take-over publishes.
+    CreateTakeoverDirectory => "create a take-over directory",
+    /// Creating a link lock's claim file.
+    CreateClaim => "create the claim file for",
+    /// `fstat` of a link lock's claim file.
+    InspectClaim => "inspect the claim file for",
+    /// Writing a link lock's claim file.
+    WriteClaim => "write the claim file for",
+    /// Linking a claim file to the lock name.
+    LinkClaim => "link the claim file to",
+    /// Linking a claim for a take-over.
+    LinkTakeoverClaim => "link a claim for a take-over of",
+    /// Removing a link lock's claim file.
+    RemoveClaim => "remove the claim file",
+    /// Writing a lock file's holder record.
+    WriteRecord => "write the holder record to",
+    /// Writing the holder record inside a mkdir lock.
+    WriteRecordInto => "write the holder record into",
+    /// Removing the holder record from a mkdir lock.
+    RemoveRecord => "remove the holder record from",
+    /// Removing a soft or link lock file.
+    RemoveLockFile => "remove the lock file",
+    /// Removing a mkdir lock's directory.
+    RemoveLockDirectory => "remove the lock directory",
+    /// Removing a lock (break).
+    RemoveLock => "remove the lock",
+    /// Removing a stale lock (take-over).
+    RemoveStale => "remove the stale lock",
+    /// Claiming the right to break a stale lock.
+    ClaimBreak => "claim the right to break",
+    /// Exchanging names with a stale lock (`renameat2(RENAME_EXCHANGE)`).
+    ExchangeNames => "exchange names with",
+    /// Leaving the released mark in a lock parked by a take-over.
+    MarkReleased => "mark released",
+    /// Releasing a lock file.
+    Release => "release",
+    /// Setting a lock file's lease.
+    SetLease => "set the lease of",
+    /// Refreshing a lock file's lease (heartbeat).
+    RefreshLease => "refresh the lease of",
+    /// Starting the heartbeat thread.
+    StartHeartbeat => "start the heartbeat thread for",
+    /// Reading the working directory to make a path absolute.
+    ReadWorkingDirectory => "read the working directory for",
+    /// Linking (link protocol).
+    Link => "link",
+    // Phases and run-once.
+    /// Opening a phase status file.
+    OpenStatusFile => "open the phase status file",
+    /// Reading a phase status file.
+    ReadStatusFile => "read the phase status file",
+    /// `lstat` of a phase status file.
+    InspectStatusFile => "inspect the phase status file",
+    /// Removing a phase status file.
+    RemoveStatusFile => "remove the phase status file",
+    /// Creating the temporary file a marker file is written to.
+    CreateTemporary => "create the temporary file",
+    /// Renaming a temporary file into place.
+    RenameTemporary => "rename a temporary file onto",
+    /// Copying a marker into an extended attribute.
+    CopyMarkerToXattr => "copy a marker into an xattr on",
+    /// Removing a marker extended attribute.
+    RemoveMarkerXattr => "remove a marker xattr from",
+    /// `lstat` of a run-once key.
+    InspectKey => "inspect the run-once key",
+    /// Removing a run-once key.
+    RemoveKey => "remove the run-once key",
+}
+
+impl IoOp {
+    /// Whether the operation opens or creates the named path itself (or the
+    /// directories above it): a failure then says something about the path
+    /// or its directory (missing, not writable, read-only), not about a
+    /// lock held on it.
+    ///
+    /// ```
+    /// assert!(holdfast::IoOp::Open.touches_path());
+    /// assert!(!holdfast::IoOp::Lock.touches_path());
+    /// ```
+    pub fn touches_path(self) -> bool {
+        matches!(
+            self,
+            IoOp::Open
+                | IoOp::CreateParents
+                | IoOp::OpenQueue
+                | IoOp::OpenStatusFile
+                | IoOp::CreateLockFile
+                | IoOp::CreateLockDirectory
+                | IoOp::CreateTakeoverFile
+                | IoOp::CreateTakeoverDirectory
+                | IoOp::CreateClaim
+                | IoOp::CreateTemporary
+        )
+    }
+}
+
+impl std::fmt::Display for IoOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }

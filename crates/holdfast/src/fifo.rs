@@ -140,7 +140,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IoOp, Result};
 use crate::holder::{self, Holders};
 use crate::mode::{Backend, Mode, Wait};
 use crate::queue::{self, Enqueue, Kind, Machine, Step, Target};
@@ -476,7 +476,7 @@ impl FifoLock {
     pub fn queue_len(&self) -> Result<usize> {
         let q = &self.shared.queue_path;
         let file = queue::open_queue(q, self.shared.opts.permissions)?;
-        queue::live_tickets(&file).map_err(|e| Error::io("read the queue of", q, e))
+        queue::live_tickets(&file).map_err(|e| Error::io(IoOp::ReadQueue, q, e))
     }
 }
 
@@ -522,9 +522,8 @@ impl FifoShared {
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
         {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                Error::io("create the parent directories of", &shared.queue_path, e)
-            })?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::io(IoOp::CreateParents, &shared.queue_path, e))?;
         }
         let q = queue::open_queue(&shared.queue_path, shared.opts.permissions)?;
         queue::check_on_open(&q, &shared.queue_path, Kind::Fifo)?;
@@ -548,7 +547,7 @@ impl FifoShared {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.opts.create_parents => {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                     std::fs::create_dir_all(parent)
-                        .map_err(|e| Error::io("create the parent directories of", path, e))?;
+                        .map_err(|e| Error::io(IoOp::CreateParents, path, e))?;
                 }
                 sys::open_lock_file(path, &spec)
             }
@@ -560,7 +559,7 @@ impl FifoShared {
             {
                 Error::Symlink { path: path.clone() }
             } else {
-                Error::io("open", path, e)
+                Error::io(IoOp::Open, path, e)
             }
         })?;
         if self.opts.backend == Backend::OfdFcntl && kind == FileKind::Other {
@@ -570,7 +569,7 @@ impl FifoShared {
                 reason: "they need a file opened for writing; use Backend::Flock".into(),
             });
         }
-        let id = sys::file_id(&file).map_err(|e| Error::io("inspect", path, e))?;
+        let id = sys::file_id(&file).map_err(|e| Error::io(IoOp::Inspect, path, e))?;
         Ok((file, id, kind))
     }
 
@@ -637,7 +636,7 @@ impl FifoAcquire {
                 queue::open_queue(&shared.queue_path, shared.opts.permissions)?,
             ),
         };
-        let main_id = sys::file_id(&main).map_err(|e| Error::io("inspect", &shared.path, e))?;
+        let main_id = sys::file_id(&main).map_err(|e| Error::io(IoOp::Inspect, &shared.path, e))?;
         Ok(FifoAcquire {
             shared: shared.clone(),
             main,
@@ -717,7 +716,7 @@ impl Machine for FifoAcquire {
                 }
                 Phase::Main => {
                     let backend = self.shared.opts.backend;
-                    let lock_err = |e| Error::io("lock", &self.shared.path, e);
+                    let lock_err = |e| Error::io(IoOp::Lock, &self.shared.path, e);
                     if !self.main_held {
                         if sys::try_lock(&self.main, backend, self.mode).map_err(lock_err)? {
                             self.main_held = true;
@@ -836,13 +835,13 @@ impl FifoHeld {
             return Ok(());
         }
         let unlocked = sys::unlock(&main, self.shared.opts.backend)
-            .map_err(|e| Error::io("unlock", &self.shared.path, e));
+            .map_err(|e| Error::io(IoOp::Unlock, &self.shared.path, e));
         let left = sys::range_unlock(&q, queue::TICKET_BASE + self.ticket, 1)
-            .map_err(|e| Error::io("leave the queue of", &self.shared.queue_path, e));
+            .map_err(|e| Error::io(IoOp::LeaveQueue, &self.shared.queue_path, e));
         let left = match self.stale.take() {
             Some(b) => left.and(
                 sys::range_unlock(&q, queue::TICKET_BASE + b, 1)
-                    .map_err(|e| Error::io("leave the queue of", &self.shared.queue_path, e)),
+                    .map_err(|e| Error::io(IoOp::LeaveQueue, &self.shared.queue_path, e)),
             ),
             None => left,
         };

@@ -120,7 +120,7 @@ mod sys;
 #[cfg(all(feature = "tokio", target_os = "linux"))]
 pub mod tokio;
 
-pub use error::{Error, Result};
+pub use error::{Error, IoOp, Result};
 pub use fifo::{FifoGuard, FifoLock, FifoOptions};
 pub use holder::{Holder, HolderRecord, HolderSource, Holders, RecordContent};
 pub use lock::{Lock, LockGuard, LockOptions};

@@ -44,7 +44,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IoOp, Result};
 use crate::holder::{self, Holders};
 pub use crate::mode::{Backend, Mode, Wait};
 use crate::sys::{self, FileId, FileKind, OpenSpec};
@@ -230,7 +230,7 @@ impl LockOptions {
                 reason: "they exist only on Linux; use Backend::Flock".into(),
             });
         }
-        let kind = sys::inherited_kind(&file).map_err(|e| Error::io("inspect", &path, e))?;
+        let kind = sys::inherited_kind(&file).map_err(|e| Error::io(IoOp::Inspect, &path, e))?;
         if self.backend == Backend::OfdFcntl && kind == FileKind::Other {
             return Err(Error::Unsupported {
                 path,
@@ -238,7 +238,7 @@ impl LockOptions {
                 reason: "they need a file opened for writing; use Backend::Flock".into(),
             });
         }
-        let id = sys::file_id(&file).map_err(|e| Error::io("inspect", &path, e))?;
+        let id = sys::file_id(&file).map_err(|e| Error::io(IoOp::Inspect, &path, e))?;
         let mut opts = self.clone();
         opts.record = false;
         opts.verify_path = false;
@@ -422,7 +422,7 @@ impl Lock {
                 reason: "a guard of this lock is alive in this process; drop it to unlock".into(),
             });
         }
-        sys::unlock(&st.file, self.opts.backend).map_err(|e| Error::io("unlock", &self.path, e))
+        sys::unlock(&st.file, self.opts.backend).map_err(|e| Error::io(IoOp::Unlock, &self.path, e))
     }
 
     fn with_options(path: &Path, opts: LockOptions) -> Result<Lock> {
@@ -550,7 +550,7 @@ impl Lock {
         // Fast path: nobody in this process holds it; a non-blocking kernel
         // attempt is safe to make under the state mutex.
         if matches!(st.held, Held::Free) {
-            let lock_err = |e| Error::io("lock", &self.path, e);
+            let lock_err = |e| Error::io(IoOp::Lock, &self.path, e);
             if sys::try_lock(&st.file, self.opts.backend, mode).map_err(lock_err)? {
                 if !self.opts.verify_path || !sys::is_unlinked(&st.file).map_err(lock_err)? {
                     return Ok(self.finish_acquire(&mut st, me, mode));
@@ -702,7 +702,7 @@ impl Lock {
         mut known_busy: bool,
     ) -> Result<Option<(Arc<File>, FileId, FileKind)>> {
         let backend = self.opts.backend;
-        let lock_err = |e| Error::io("lock", &self.path, e);
+        let lock_err = |e| Error::io(IoOp::Lock, &self.path, e);
         loop {
             let got = !std::mem::take(&mut known_busy)
                 && sys::try_lock(&file, backend, mode).map_err(lock_err)?;
@@ -837,7 +837,7 @@ impl Lock {
             }
         });
         let result = sys::unlock(&st.file, self.opts.backend)
-            .map_err(|e| Error::io("unlock", &self.path, e));
+            .map_err(|e| Error::io(IoOp::Unlock, &self.path, e));
         self.set_free(st);
         result
     }
@@ -857,7 +857,7 @@ pub(crate) fn open_file(path: &Path, opts: &LockOptions) -> Result<(File, FileKi
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && opts.create_parents => {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)
-                    .map_err(|e| Error::io("create the parent directories of", path, e))?;
+                    .map_err(|e| Error::io(IoOp::CreateParents, path, e))?;
             }
             sys::open_lock_file(path, &spec)
         }
@@ -872,7 +872,7 @@ pub(crate) fn open_file(path: &Path, opts: &LockOptions) -> Result<(File, FileKi
                 path: path.to_owned(),
             }
         } else {
-            Error::io("open", path, e)
+            Error::io(IoOp::Open, path, e)
         }
     })?;
     if opts.backend == Backend::OfdFcntl && kind == FileKind::Other {
@@ -882,7 +882,7 @@ pub(crate) fn open_file(path: &Path, opts: &LockOptions) -> Result<(File, FileKi
             reason: "they need a file opened for writing; use Backend::Flock".into(),
         });
     }
-    let id = sys::file_id(&file).map_err(|e| Error::io("inspect", path, e))?;
+    let id = sys::file_id(&file).map_err(|e| Error::io(IoOp::Inspect, path, e))?;
     Ok((file, kind, id))
 }
 
@@ -1059,7 +1059,7 @@ impl<'a> LockGuard<'a> {
         let mut st = st;
         st.held = Held::Acquiring;
         drop(st);
-        let io = |e| Error::io("upgrade the lock on", &lock.path, e);
+        let io = |e| Error::io(IoOp::Upgrade, &lock.path, e);
         let got = match wait {
             Wait::NoWait => sys::try_lock(&file, backend, Mode::Exclusive).map_err(io),
             Wait::Forever => sys::lock_blocking(&file, backend, Mode::Exclusive)
@@ -1130,7 +1130,7 @@ impl<'a> LockGuard<'a> {
         let lock = self.lock;
         let mut st = lock_poisoned(lock.state.lock());
         sys::lock_blocking(&st.file, lock.opts.backend, Mode::Shared)
-            .map_err(|e| Error::io("downgrade the lock on", &lock.path, e))?;
+            .map_err(|e| Error::io(IoOp::Downgrade, &lock.path, e))?;
         st.held = Held::Shared {
             holders: vec![(current_thread(), 1)],
         };

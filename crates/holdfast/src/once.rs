@@ -87,7 +87,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IoOp, Result};
 use crate::lock::Lock;
 use crate::mode::{Mode, Wait};
 use crate::phase::status_file;
@@ -349,7 +349,7 @@ impl RunOnce {
             }),
             Ok(_) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(Error::io("inspect the run-once key", &self.key, e)),
+            Err(e) => Err(Error::io(IoOp::InspectKey, &self.key, e)),
         }
     }
 
@@ -379,11 +379,11 @@ impl RunOnce {
         let was = match std::fs::remove_file(&self.key) {
             Ok(()) => {
                 let dir = status_file::parent_dir(&self.key);
-                sys::sync_dir(dir).map_err(|e| Error::io("fsync the directory", dir, e))?;
+                sys::sync_dir(dir).map_err(|e| Error::io(IoOp::FsyncDirectory, dir, e))?;
                 true
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-            Err(e) => return Err(Error::io("remove the run-once key", &self.key, e)),
+            Err(e) => return Err(Error::io(IoOp::RemoveKey, &self.key, e)),
         };
         drop(guard);
         Ok(was)
@@ -412,14 +412,14 @@ impl RunOnce {
         match std::fs::metadata(dir) {
             Ok(m) if m.is_dir() => Ok(false),
             Ok(_) => Err(Error::io(
-                "find the directory of",
+                IoOp::FindDirectory,
                 &self.key,
                 std::io::Error::new(
                     std::io::ErrorKind::NotADirectory,
                     format!("{} is not a directory", dir.display()),
                 ),
             )),
-            Err(e) => Err(Error::io("find the directory of", &self.key, e)),
+            Err(e) => Err(Error::io(IoOp::FindDirectory, &self.key, e)),
         }
     }
 }

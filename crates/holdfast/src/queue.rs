@@ -9,7 +9,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IoOp, Result};
 use crate::mode::Wait;
 use crate::sys::{self, FileKind, LockReq, OpenSpec, Range};
 
@@ -117,7 +117,7 @@ pub(crate) fn open_queue(path: &Path, permissions: u32) -> Result<File> {
                 path: path.to_owned(),
             }
         } else {
-            Error::io("open the queue file", path, e)
+            Error::io(IoOp::OpenQueue, path, e)
         }
     })?;
     match kind {
@@ -271,12 +271,11 @@ pub(crate) fn in_use(file: &File) -> std::io::Result<bool> {
 /// counter lock held.
 fn check_header(file: &File, path: &Path, kind: Kind) -> Result<(Option<u64>, usize)> {
     let mut buf = [0u8; MAX_HEADER];
-    let n =
-        sys::read_head(file, &mut buf).map_err(|e| Error::io("read the queue file", path, e))?;
+    let n = sys::read_head(file, &mut buf).map_err(|e| Error::io(IoOp::ReadQueueFile, path, e))?;
     match parse_header(&buf[..n]) {
         Ok(None) => {
             sys::write_head(file, &encode_header(kind, 0), n)
-                .map_err(|e| Error::io("write the queue file", path, e))?;
+                .map_err(|e| Error::io(IoOp::WriteQueue, path, e))?;
             Ok((Some(0), MAX_HEADER.min(encode_header(kind, 0).len())))
         }
         Ok(Some(h)) if h.kind == kind => Ok((h.next, n)),
@@ -305,7 +304,7 @@ fn describe_kind(k: Kind) -> String {
 /// Validates the header of a freshly opened queue file (taking the counter
 /// lock briefly): a mismatch is reported at open time.
 pub(crate) fn check_on_open(file: &File, path: &Path, kind: Kind) -> Result<()> {
-    sys::range_lock(file, COUNTER, true).map_err(|e| Error::io("lock the queue file", path, e))?;
+    sys::range_lock(file, COUNTER, true).map_err(|e| Error::io(IoOp::LockQueue, path, e))?;
     let r = check_header(file, path, kind).map(drop);
     let _ = sys::range_unlock(file, COUNTER.start, COUNTER.len);
     r
@@ -316,7 +315,7 @@ pub(crate) fn check_on_open(file: &File, path: &Path, kind: Kind) -> Result<()> 
 /// always above every live ticket, so a damaged or rewound counter cannot
 /// put a newcomer ahead of a waiter.
 fn issue_ticket(file: &File, path: &Path, kind: Kind, exclusive: bool) -> Result<u64> {
-    let io = |e| Error::io("take a ticket in the queue file", path, e);
+    let io = |e| Error::io(IoOp::TakeTicket, path, e);
     let (next, old_len) = check_header(file, path, kind)?;
     let mut t = next.unwrap_or(0);
     if let Some(h) = highest_from(file, t).map_err(io)? {
@@ -341,7 +340,7 @@ fn issue_ticket(file: &File, path: &Path, kind: Kind, exclusive: bool) -> Result
     let header = encode_header(kind, t + 1);
     if let Err(e) = sys::write_head(file, &header, old_len) {
         let _ = sys::range_unlock(file, TICKET_BASE + t, 1);
-        return Err(Error::io("write the queue file", path, e));
+        return Err(Error::io(IoOp::WriteQueue, path, e));
     }
     Ok(t)
 }
@@ -448,7 +447,7 @@ pub(crate) fn drive<M: Machine>(m: &mut M, wait: Wait) -> Result<()> {
                     return Err(m.contention(false, started));
                 };
                 let got = sys::wait_any(m.file(target), &reqs, deadline)
-                    .map_err(|e| Error::io("wait in the queue of", m.path(target), e))?;
+                    .map_err(|e| Error::io(IoOp::WaitInQueue, m.path(target), e))?;
                 match got {
                     Some(i) => m.granted(i)?,
                     None => return Err(m.contention(!matches!(wait, Wait::NoWait), started)),
@@ -518,7 +517,7 @@ impl Enqueue {
     /// Takes a ticket: `Ok(None)` once it is taken, or the wait for the
     /// counter lock.
     fn take_ticket(&mut self) -> Result<Option<Step>> {
-        let io = |p: &Path, e| Error::io("lock the queue file", p, e);
+        let io = |p: &Path, e| Error::io(IoOp::LockQueue, p, e);
         loop {
             if !self.counter_held {
                 if !sys::range_lock(&self.queue, COUNTER, false)
@@ -557,7 +556,7 @@ impl Enqueue {
     /// wait on the nearest one.
     fn wait_turn(&mut self) -> Result<Option<Step>> {
         let t = self.ticket.expect("a ticket");
-        let io = |p: &Path, e| Error::io("wait in the queue file", p, e);
+        let io = |p: &Path, e| Error::io(IoOp::WaitInQueueFile, p, e);
         if self.head_known {
             return Ok(None);
         }

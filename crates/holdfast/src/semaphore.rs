@@ -61,7 +61,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IoOp, Result};
 use crate::holder::{self, Holder, HolderSource, Holders};
 use crate::mode::{Mode, Wait};
 use crate::queue::{self, Enqueue, Kind, Machine, Step, Target};
@@ -260,7 +260,7 @@ impl Semaphore {
         for i in 0..self.shared.permits {
             let r = Range::byte(queue::SLOT_BASE + i, true);
             if sys::range_conflict(&file, r)
-                .map_err(|e| Error::io("inspect", &self.shared.path, e))?
+                .map_err(|e| Error::io(IoOp::Inspect, &self.shared.path, e))?
                 .is_none()
             {
                 free += 1;
@@ -309,8 +309,7 @@ impl SemShared {
         if opts.create_parents
             && let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
         {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| Error::io("create the parent directories of", path, e))?;
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(IoOp::CreateParents, path, e))?;
         }
         let mut shared = SemShared {
             path: path.to_owned(),
@@ -433,7 +432,7 @@ impl SemAcquire {
         // Holding a permit, we are no longer waiting: let the next in.
         self.q
             .leave()
-            .map_err(|e| Error::io("leave the queue of", &self.shared.path, e))
+            .map_err(|e| Error::io(IoOp::LeaveQueue, &self.shared.path, e))
     }
 
     pub(crate) fn finish(self) -> SemHeld {
@@ -469,7 +468,7 @@ impl Machine for SemAcquire {
                     for k in 0..n {
                         let i = (start + k) % n;
                         if sys::range_lock(&self.q.queue, Self::slot_range(i), false)
-                            .map_err(|e| Error::io("lock a slot of", &self.shared.path, e))?
+                            .map_err(|e| Error::io(IoOp::LockSlot, &self.shared.path, e))?
                         {
                             self.got_slot(i)?;
                             return Ok(Step::Ready);
@@ -549,7 +548,7 @@ impl SemHeld {
             return Ok(()); // a forked child: the parent's permit
         }
         let r = sys::range_unlock(&file, queue::SLOT_BASE + self.slot, 1)
-            .map_err(|e| Error::io("release a permit of", &self.shared.path, e));
+            .map_err(|e| Error::io(IoOp::ReleasePermit, &self.shared.path, e));
         if r.is_ok() {
             self.shared.put_idle(file);
         }

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IoOp, Result};
 use crate::holder::{self, HolderRecord, Holders, RecordContent};
 use crate::mode::Mode;
 use crate::sys::{self, FileKind, OpenSpec};
@@ -71,10 +71,10 @@ pub fn status(path: impl AsRef<Path>) -> Result<LockStatus> {
                     path: path.to_owned(),
                 });
             }
-            return Err(Error::io("open", path, e));
+            return Err(Error::io(IoOp::Open, path, e));
         }
     };
-    let id = sys::file_id(&file).map_err(|e| Error::io("inspect", path, e))?;
+    let id = sys::file_id(&file).map_err(|e| Error::io(IoOp::Inspect, path, e))?;
     let last_record = match kind {
         FileKind::Other => None,
         _ => match holder::read_record(&file) {
@@ -82,9 +82,7 @@ pub fn status(path: impl AsRef<Path>) -> Result<LockStatus> {
             _ => None,
         },
     };
-    let held = match sys::kernel_locks(id)
-        .map_err(|e| Error::io("read the kernel lock table for", path, e))?
-    {
+    let held = match sys::kernel_locks(id).map_err(|e| Error::io(IoOp::ReadLockTable, path, e))? {
         Some(locks) if locks.is_empty() => None,
         Some(locks) => Some(if locks.iter().any(|l| l.exclusive) {
             Mode::Exclusive
@@ -95,12 +93,12 @@ pub fn status(path: impl AsRef<Path>) -> Result<LockStatus> {
             // No lock table: probe.
             let backend = crate::mode::Backend::Flock;
             if sys::try_lock(&file, backend, Mode::Exclusive)
-                .map_err(|e| Error::io("probe", path, e))?
+                .map_err(|e| Error::io(IoOp::Probe, path, e))?
             {
                 let _ = sys::unlock(&file, backend);
                 None
             } else if sys::try_lock(&file, backend, Mode::Shared)
-                .map_err(|e| Error::io("probe", path, e))?
+                .map_err(|e| Error::io(IoOp::Probe, path, e))?
             {
                 let _ = sys::unlock(&file, backend);
                 Some(Mode::Shared)

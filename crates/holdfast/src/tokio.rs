@@ -60,7 +60,7 @@ use std::time::{Duration, Instant};
 use ::tokio::io::Interest;
 use ::tokio::io::unix::AsyncFd;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IoOp, Result};
 use crate::fifo::{FifoAcquire, FifoHeld, FifoLock, FifoOptions, FifoShared};
 use crate::holder;
 use crate::lock::LockOptions;
@@ -203,7 +203,7 @@ async fn drive<M: Machine>(m: &mut M, wait: Wait) -> Result<()> {
                 };
                 let got = wait_any(m.file(target), &reqs, deadline)
                     .await
-                    .map_err(|e| Error::io("wait for", m.path(target), e))?;
+                    .map_err(|e| Error::io(IoOp::WaitFor, m.path(target), e))?;
                 match got {
                     Some(i) => m.granted(i)?,
                     None => return Err(m.contention(!matches!(wait, Wait::NoWait), started)),
@@ -377,7 +377,7 @@ impl Machine for WholeAcquire<'_> {
         loop {
             if !self.held {
                 if sys::try_lock(&self.file, backend, self.mode)
-                    .map_err(|e| Error::io("lock", path, e))?
+                    .map_err(|e| Error::io(IoOp::Lock, path, e))?
                 {
                     self.held = true;
                 } else {
@@ -392,7 +392,7 @@ impl Machine for WholeAcquire<'_> {
                 }
             }
             if self.lock.opts.verify_path
-                && sys::is_unlinked(&self.file).map_err(|e| Error::io("lock", path, e))?
+                && sys::is_unlinked(&self.file).map_err(|e| Error::io(IoOp::Lock, path, e))?
             {
                 let _ = sys::unlock(&self.file, backend);
                 self.held = false;
@@ -482,7 +482,7 @@ impl OwnedLockGuard {
         if sys::current_pid() != self.pid {
             return Ok(());
         }
-        sys::unlock(&file, self.backend).map_err(|e| Error::io("unlock", &self.path, e))
+        sys::unlock(&file, self.backend).map_err(|e| Error::io(IoOp::Unlock, &self.path, e))
     }
 }
 

@@ -225,7 +225,9 @@ pub fn run(prog: &str, args: FlockArgs) -> u8 {
             Err(e) => {
                 let code = match &e {
                     Error::Io {
-                        op: "open", source, ..
+                        op: holdfast::IoOp::Open,
+                        source,
+                        ..
                     } => exit::flock::open_code(source),
                     _ => exit::NO_INPUT,
                 };

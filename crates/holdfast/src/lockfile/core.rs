@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::record::{self, LockRecord};
 use super::stale::{self, Claimant, Content, Format, Local, Probe, Rules, Times};
 use super::{Compat, LockFileOptions, Protocol};
-use crate::error::{Error, Result};
+use crate::error::{Error, IoOp, Result};
 use crate::holder::{Holder, HolderSource, Identity};
 use crate::mode::Mode;
 use crate::sys::{self, FileId};
@@ -348,7 +348,7 @@ impl Ctx {
     }
 
     /// An I/O error about this lock.
-    pub(crate) fn io(&self, op: &'static str, e: io::Error) -> Error {
+    pub(crate) fn io(&self, op: IoOp, e: io::Error) -> Error {
         Error::io(op, &self.path, e)
     }
 
@@ -617,10 +617,10 @@ pub(crate) fn pin(ctx: &Ctx, at: &Path) -> Result<Option<(File, Metadata)>> {
                     path: at.to_owned(),
                 });
             }
-            return Err(Error::io("open", at, e));
+            return Err(Error::io(IoOp::Open, at, e));
         }
     };
-    let m = f.metadata().map_err(|e| ctx.io("inspect", e))?;
+    let m = f.metadata().map_err(|e| ctx.io(IoOp::Inspect, e))?;
     Ok(Some((f, m)))
 }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use super::record::{self, LockRecord};
 use super::{Compat, LockFile, LockFileOptions, Protocol, core};
-use crate::error::{Error, Result};
+use crate::error::{Error, IoOp, Result};
 use crate::sys;
 
 impl LockFile {
@@ -76,10 +76,12 @@ fn sniff(path: &Path) -> Result<Option<(Protocol, Compat)>> {
                     path: path.to_owned(),
                 });
             }
-            return Err(Error::io("open", path, e));
+            return Err(Error::io(IoOp::Open, path, e));
         }
     };
-    let meta = file.metadata().map_err(|e| Error::io("inspect", path, e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::io(IoOp::Inspect, path, e))?;
     let name = path.file_name().unwrap_or_default();
     let named_lock = name.to_string_lossy().ends_with(".lock");
     if meta.is_dir() {
@@ -88,8 +90,8 @@ fn sniff(path: &Path) -> Result<Option<(Protocol, Compat)>> {
     if !meta.is_file() {
         return Ok(None);
     }
-    let bytes =
-        core::read_head(&file, record::MAX_RECORD + 1).map_err(|e| Error::io("read", path, e))?;
+    let bytes = core::read_head(&file, record::MAX_RECORD + 1)
+        .map_err(|e| Error::io(IoOp::Read, path, e))?;
     Ok(sniff_file(&bytes, name, named_lock, meta.nlink()))
 }
 
@@ -100,7 +102,7 @@ fn sniff_dir(path: &Path, named_lock: bool) -> Result<Option<(Protocol, Compat)>
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io("list", path, e)),
+        Err(e) => return Err(Error::io(IoOp::List, path, e)),
     };
     names.sort();
     if names.iter().any(|n| n.ends_with(record::CLAIM_SUFFIX)) {

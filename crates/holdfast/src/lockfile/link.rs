@@ -14,7 +14,7 @@ use super::Compat;
 use super::core::{self, Ctx, Held, Observed, Prepared};
 use super::record::{self, CLAIM_SUFFIX, FluflExt, MAX_RECORD};
 use super::stale::Content;
-use crate::error::{Error, Result};
+use crate::error::{Error, IoOp, Result};
 use crate::sys;
 
 /// How many claim names to try when one is taken.
@@ -69,12 +69,12 @@ pub(crate) fn write_claim(ctx: &Ctx, nonces: &mut dyn Iterator<Item = String>) -
                 tracing::warn!(claim = %path.display(), "claim file name already taken; trying another");
                 continue;
             }
-            Err(e) => return Err(ctx.io("create the claim file for", e)),
+            Err(e) => return Err(ctx.io(IoOp::CreateClaim, e)),
         };
-        let id = sys::file_id(&f).map_err(|e| ctx.io("inspect the claim file for", e))?;
+        let id = sys::file_id(&f).map_err(|e| ctx.io(IoOp::InspectClaim, e))?;
         if let Err(e) = core::write_all(&f, &content).and_then(|()| ctx.stamp(&f)) {
             let _ = std::fs::remove_file(&path);
-            return Err(ctx.io("write the claim file for", e));
+            return Err(ctx.io(IoOp::WriteClaim, e));
         }
         return Ok(Held {
             nonce,
@@ -86,7 +86,7 @@ pub(crate) fn write_claim(ctx: &Ctx, nonces: &mut dyn Iterator<Item = String>) -
         });
     }
     Err(Error::Io {
-        op: "create a claim file for",
+        op: IoOp::CreateClaim,
         path: ctx.path.clone(),
         source: io::Error::new(
             io::ErrorKind::AlreadyExists,
@@ -151,7 +151,7 @@ pub(crate) fn attempt(ctx: &Ctx, prep: &mut Prepared) -> Result<Option<Held>> {
                 if is_ours(ctx, claim).unwrap_or(false) {
                     return Ok(prep.claim.take());
                 }
-                return Err(ctx.io("link the claim file to", e));
+                return Err(ctx.io(IoOp::LinkClaim, e));
             }
         }
     }
@@ -188,7 +188,7 @@ pub(crate) fn observe(ctx: &Ctx, at: &Path) -> Result<Option<Observed>> {
             reason: "the lock path is not a regular file".into(),
         });
     }
-    let bytes = core::read_head(&pin, MAX_RECORD + 1).map_err(|e| Error::io("read", at, e))?;
+    let bytes = core::read_head(&pin, MAX_RECORD + 1).map_err(|e| Error::io(IoOp::Read, at, e))?;
     let mut content = core::classify(&bytes, ctx.format(), false);
     if let Content::Holder(c) = &content
         && let Some(claim) = &c.claim
@@ -231,12 +231,12 @@ fn election_in_progress(ctx: &Ctx, claim_name: &std::ffi::OsStr) -> Option<u32> 
 
 /// Removes the lock name (if ours) and our claim.
 pub(crate) fn release(ctx: &Ctx, held: &Held) -> Result<()> {
-    let ours = is_ours(ctx, held).map_err(|e| ctx.io("read", e))?;
+    let ours = is_ours(ctx, held).map_err(|e| ctx.io(IoOp::Read, e))?;
     if ours {
         match std::fs::remove_file(&ctx.path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(ctx.io("remove the lock file", e)),
+            Err(e) => return Err(ctx.io(IoOp::RemoveLockFile, e)),
         }
     }
     let nlink = held.file.metadata().map(|m| m.nlink()).unwrap_or(0);
@@ -244,7 +244,7 @@ pub(crate) fn release(ctx: &Ctx, held: &Held) -> Result<()> {
         match std::fs::remove_file(c) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("remove the claim file", c, e)),
+            Err(e) => return Err(Error::io(IoOp::RemoveClaim, c, e)),
         }
     }
     if ours || nlink >= 2 {

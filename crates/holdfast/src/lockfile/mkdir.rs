@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use super::core::{self, Ctx, Held, Observed};
 use super::record::{self, CLAIM_SUFFIX, MAX_RECORD};
 use super::stale::{Content, Format};
-use crate::error::{Error, Result};
+use crate::error::{Error, IoOp, Result};
 use crate::sys;
 
 /// The record file's name inside the lock directory:
@@ -29,14 +29,14 @@ pub(crate) fn attempt(ctx: &Ctx, nonce: &str) -> Result<Option<Held>> {
     match sys::create_dir(&ctx.path, ctx.dir_mode()) {
         Ok(()) => fill(ctx, &ctx.path, nonce).map(Some),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
-        Err(e) => Err(ctx.io("create the lock directory", e)),
+        Err(e) => Err(ctx.io(IoOp::CreateLockDirectory, e)),
     }
 }
 
 /// Builds a complete lock directory at a parked name, for a take-over.
 pub(crate) fn build_at(ctx: &Ctx, nonce: &str, at: &Path) -> Result<Held> {
     sys::create_dir(at, ctx.dir_mode())
-        .map_err(|e| Error::io("create a take-over directory", at, e))?;
+        .map_err(|e| Error::io(IoOp::CreateTakeoverDirectory, at, e))?;
     fill(ctx, at, nonce)
 }
 
@@ -64,7 +64,7 @@ fn fill(ctx: &Ctx, at: &Path, nonce: &str) -> Result<Held> {
         // Take back the directory we made; rmdir cannot remove anyone
         // else's (theirs holds their record).
         let _ = remove_tree_if_ours(at);
-        Error::io("write the holder record into", at, e)
+        Error::io(IoOp::WriteRecordInto, at, e)
     })
 }
 
@@ -96,7 +96,7 @@ pub(crate) fn observe(ctx: &Ctx, at: &Path) -> Result<Option<Observed>> {
     let mut names: Vec<OsString> = match std::fs::read_dir(at) {
         Ok(it) => it.flatten().map(|e| e.file_name()).collect(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io("list", at, e)),
+        Err(e) => return Err(Error::io(IoOp::List, at, e)),
     };
     names.sort();
     let ours = names
@@ -109,9 +109,9 @@ pub(crate) fn observe(ctx: &Ctx, at: &Path) -> Result<Option<Observed>> {
                 Ok(f) => {
                     let m = f
                         .metadata()
-                        .map_err(|e| Error::io("inspect", &rec_path, e))?;
+                        .map_err(|e| Error::io(IoOp::Inspect, &rec_path, e))?;
                     let bytes = core::read_head(&f, MAX_RECORD + 1)
-                        .map_err(|e| Error::io("read", &rec_path, e))?;
+                        .map_err(|e| Error::io(IoOp::Read, &rec_path, e))?;
                     (
                         core::classify(&bytes, Format::Holdfast, true),
                         core::times_of(&m),
@@ -163,29 +163,26 @@ pub(crate) fn release(ctx: &Ctx, held: &Held) -> Result<()> {
     let at_path = match core::identity_at(&ctx.path) {
         Ok((id, _)) => id == held.id,
         Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-        Err(e) => return Err(ctx.io("inspect", e)),
+        Err(e) => return Err(ctx.io(IoOp::Inspect, e)),
     };
     let (Some(dir), Some(name)) = (&held.dir, &held.claim) else {
-        return Err(ctx.io("release", io::Error::other("no lock directory held")));
+        return Err(ctx.io(IoOp::Release, io::Error::other("no lock directory held")));
     };
     if at_path {
         match sys::remove_file_in(dir, name.as_os_str()) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(ctx.io("remove the holder record from", e)),
+            Err(e) => return Err(ctx.io(IoOp::RemoveRecord, e)),
         }
         return match std::fs::remove_dir(&ctx.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(ctx.io(
-                "remove the lock directory (it holds files holdfast did not create)",
-                e,
-            )),
+            Err(e) => Err(ctx.io(IoOp::RemoveLockDirectory, e)),
         };
     }
     let linked = dir.metadata().map(|m| m.nlink() > 0).unwrap_or(false);
     if linked {
-        core::overwrite(&held.file, record::RELEASED).map_err(|e| ctx.io("mark released", e))?;
+        core::overwrite(&held.file, record::RELEASED).map_err(|e| ctx.io(IoOp::MarkReleased, e))?;
         tracing::debug!(path = %ctx.path.display(), "lock directory parked by a take-over; left a released mark");
         return Ok(());
     }

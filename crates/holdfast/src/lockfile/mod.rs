@@ -281,7 +281,7 @@ pub use self::stale::StaleReason;
 use self::core::{Ctx, Held, Me};
 use self::stale::Verdict;
 use self::takeover::TakeOver;
-use crate::error::{Error, Result};
+use crate::error::{Error, IoOp, Result};
 use crate::holder::{Holder, Holders};
 use crate::mode::{Mode, Wait};
 
@@ -694,7 +694,7 @@ impl LockFile {
         let lock_path = match compat {
             Compat::Lockfile if !exact => {
                 let cwd = std::env::current_dir()
-                    .map_err(|e| Error::io("read the working directory for", path, e))?;
+                    .map_err(|e| Error::io(IoOp::ReadWorkingDirectory, path, e))?;
                 record::lockfile_lock_path(path, &cwd)
             }
             _ => path.to_owned(),
@@ -724,7 +724,7 @@ impl LockFile {
         }
         if opts.create_parents {
             std::fs::create_dir_all(&dir)
-                .map_err(|e| Error::io("create the parent directories of", &lock_path, e))?;
+                .map_err(|e| Error::io(IoOp::CreateParents, &lock_path, e))?;
         }
         Ok(LockFile {
             ctx: Arc::new(Ctx {
@@ -960,7 +960,7 @@ impl LockFile {
             // starts now (flufl.lock touches it again after its link, too).
             if let Err(e) = self.ctx.stamp(&held.file) {
                 let _ = dispatch::release(&self.ctx, &held);
-                return Err(self.ctx.io("set the lease of", e));
+                return Err(self.ctx.io(IoOp::SetLease, e));
             }
         }
         let nonce = held.nonce.clone();
@@ -980,7 +980,7 @@ impl LockFile {
                         if let Some(h) = core.take() {
                             let _ = dispatch::release(&self.ctx, &h);
                         }
-                        return Err(self.ctx.io("start the heartbeat thread for", e));
+                        return Err(self.ctx.io(IoOp::StartHeartbeat, e));
                     }
                 }
             }
@@ -1186,7 +1186,7 @@ impl LockFile {
                 TakeOver::CannotBreak => {
                     if takeover::still_there(ctx, &obs)? {
                         dispatch::remove_object(ctx, &ctx.path)
-                            .map_err(|e| ctx.io("remove the lock", e))?;
+                            .map_err(|e| ctx.io(IoOp::RemoveLock, e))?;
                     }
                     return Ok(Broken::Removed(st));
                 }
@@ -1270,7 +1270,7 @@ impl GuardCore {
                 st.lost = Some(reason.clone());
                 Err(core::lost(&self.ctx, reason))
             }
-            Err(e) => Err(self.ctx.io("inspect", e)),
+            Err(e) => Err(self.ctx.io(IoOp::Inspect, e)),
         }
     }
 
@@ -1282,7 +1282,7 @@ impl GuardCore {
         };
         self.ctx
             .refresh_times(&h.file)
-            .map_err(|e| self.ctx.io("refresh the lease of", e))
+            .map_err(|e| self.ctx.io(IoOp::RefreshLease, e))
     }
 }
 
@@ -1495,7 +1495,7 @@ mod dispatch {
     use super::Protocol;
     use super::core::{Ctx, Held, Observed, Prepared, identity_at};
     use super::{link, mkdir, record, soft};
-    use crate::error::Result;
+    use crate::error::{IoOp, Result};
 
     /// Prepares one acquisition: the nonce, and for the link protocol the
     /// claim file.
@@ -1563,9 +1563,10 @@ mod dispatch {
                     .claim
                     .as_ref()
                     .and_then(|c| c.claim.as_ref())
-                    .ok_or_else(|| ctx.io("link", io::Error::other("no claim file prepared")))?;
-                std::fs::hard_link(claim, at)
-                    .map_err(|e| ctx.io("link a claim for a take-over of", e))?;
+                    .ok_or_else(|| {
+                        ctx.io(IoOp::Link, io::Error::other("no claim file prepared"))
+                    })?;
+                std::fs::hard_link(claim, at).map_err(|e| ctx.io(IoOp::LinkTakeoverClaim, e))?;
                 Ok(None)
             }
             Protocol::Mkdir => mkdir::build_at(ctx, &prep.nonce, at).map(Some),

@@ -7,7 +7,7 @@ use std::path::Path;
 use super::core::{self, Ctx, Held, Observed};
 use super::record::{self, MAX_RECORD};
 use super::stale::Format;
-use crate::error::{Error, Result};
+use crate::error::{Error, IoOp, Result};
 use crate::sys;
 
 /// The record this lock writes.
@@ -23,26 +23,26 @@ pub(crate) fn attempt(ctx: &Ctx, nonce: &str) -> Result<Option<Held>> {
     match sys::create_new_file(&ctx.path, ctx.file_mode()) {
         Ok(f) => finish(ctx, f, &ctx.path, nonce).map(Some),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
-        Err(e) => Err(ctx.io("create the lock file", e)),
+        Err(e) => Err(ctx.io(IoOp::CreateLockFile, e)),
     }
 }
 
 /// Builds a complete lock file at a parked name, for a take-over.
 pub(crate) fn build_at(ctx: &Ctx, nonce: &str, at: &Path) -> Result<Held> {
     let f = sys::create_new_file(at, ctx.file_mode())
-        .map_err(|e| Error::io("create a take-over file", at, e))?;
+        .map_err(|e| Error::io(IoOp::CreateTakeoverFile, at, e))?;
     finish(ctx, f, at, nonce)
 }
 
 fn finish(ctx: &Ctx, f: std::fs::File, at: &Path, nonce: &str) -> Result<Held> {
     let bytes = record_bytes(ctx, nonce);
-    let id = sys::file_id(&f).map_err(|e| ctx.io("inspect", e))?;
+    let id = sys::file_id(&f).map_err(|e| ctx.io(IoOp::Inspect, e))?;
     if let Err(e) = core::write_all(&f, &bytes).and_then(|()| ctx.stamp(&f)) {
         // Remove what we created, and only that.
         if core::identity_at(at).is_ok_and(|(i, _)| i == id) {
             let _ = std::fs::remove_file(at);
         }
-        return Err(Error::io("write the holder record to", at, e));
+        return Err(Error::io(IoOp::WriteRecord, at, e));
     }
     Ok(Held {
         nonce: nonce.to_owned(),
@@ -78,7 +78,7 @@ pub(crate) fn observe(ctx: &Ctx, at: &Path) -> Result<Option<Observed>> {
     } else {
         MAX_RECORD + 1
     };
-    let bytes = core::read_head(&pin, max).map_err(|e| Error::io("read", at, e))?;
+    let bytes = core::read_head(&pin, max).map_err(|e| Error::io(IoOp::Read, at, e))?;
     let content = core::classify(&bytes, ctx.format(), true);
     Ok(Some(Observed {
         id: core::id_of(&meta),
@@ -95,11 +95,11 @@ pub(crate) fn release(ctx: &Ctx, held: &Held) -> Result<()> {
         Ok((id, _)) if id == held.id => match std::fs::remove_file(&ctx.path) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(ctx.io("remove the lock file", e)),
+            Err(e) => return Err(ctx.io(IoOp::RemoveLockFile, e)),
         },
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(ctx.io("inspect", e)),
+        Err(e) => return Err(ctx.io(IoOp::Inspect, e)),
     }
     parked_or_lost(ctx, held)
 }
@@ -120,7 +120,7 @@ pub(crate) fn parked_or_lost(ctx: &Ctx, held: &Held) -> Result<()> {
         } else {
             record::RELEASED
         };
-        core::overwrite(&held.file, tomb).map_err(|e| ctx.io("mark released", e))?;
+        core::overwrite(&held.file, tomb).map_err(|e| ctx.io(IoOp::MarkReleased, e))?;
         tracing::debug!(path = %ctx.path.display(), "lock object parked by a take-over; left a released mark");
         return Ok(());
     }

@@ -17,7 +17,7 @@ use super::core::{self, Ctx, Held, Observed, Prepared, SysProbe};
 use super::record;
 use super::stale::{Content, Probe, Verdict};
 use super::{Protocol, dispatch};
-use crate::error::Result;
+use crate::error::{IoOp, Result};
 use crate::sys::{self, FileId};
 
 /// How a take-over ended.
@@ -82,7 +82,7 @@ pub(crate) fn still_there(ctx: &Ctx, obs: &Observed) -> Result<bool> {
     match core::identity_at(&ctx.path) {
         Ok((id, m)) => Ok(id == obs.id && m == obs.mtime),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(ctx.io("inspect", e)),
+        Err(e) => Err(ctx.io(IoOp::Inspect, e)),
     }
 }
 
@@ -155,7 +155,7 @@ fn by_exchange(ctx: &Ctx, obs: &Observed, prep: &mut Prepared) -> Result<TakeOve
         }
         Err(e) => {
             discard(ctx, &aside, mine);
-            return Err(ctx.io("exchange names with", e));
+            return Err(ctx.io(IoOp::ExchangeNames, e));
         }
     }
     // 5. Did we take the object we judged? The open descriptor in `obs`
@@ -368,7 +368,7 @@ fn by_election(ctx: &Ctx, obs: &Observed) -> Result<TakeOver> {
     match std::fs::rename(&token, &mine) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(TakeOver::Lost),
-        Err(e) => return Err(ctx.io("claim the right to break", e)),
+        Err(e) => return Err(ctx.io(IoOp::ClaimBreak, e)),
     }
     if !is_at(&mine, obs.id) {
         // Cannot happen with unique names; undo and stand back.
@@ -379,7 +379,7 @@ fn by_election(ctx: &Ctx, obs: &Observed) -> Result<TakeOver> {
         match std::fs::remove_file(&ctx.path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(ctx.io("remove the stale lock", e)),
+            Err(e) => return Err(ctx.io(IoOp::RemoveStale, e)),
         }
     }
     let _ = std::fs::remove_file(&mine);

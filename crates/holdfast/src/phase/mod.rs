@@ -208,7 +208,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IoOp, Result};
 use crate::lock::{Lock, LockGuard};
 use crate::mode::{Mode, Wait};
 use crate::sys;
@@ -880,7 +880,7 @@ impl PhaseRunner {
             let key = self.attr_key(short);
             match sys::xattr_remove(&self.target, &key, self.follow_symlinks) {
                 Ok(r) => any_xattr |= r,
-                Err(e) => return Err(Error::io("remove a marker xattr from", &self.target, e)),
+                Err(e) => return Err(Error::io(IoOp::RemoveMarkerXattr, &self.target, e)),
             }
         }
         if any_xattr {
@@ -929,11 +929,11 @@ impl PhaseRunner {
         match std::fs::remove_file(&status_path) {
             Ok(()) => {
                 let dir = status_file::parent_dir(&status_path);
-                sys::sync_dir(dir).map_err(|e| Error::io("fsync the directory", dir, e))?;
+                sys::sync_dir(dir).map_err(|e| Error::io(IoOp::FsyncDirectory, dir, e))?;
                 Ok(())
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io("remove the phase status file", &status_path, e)),
+            Err(e) => Err(Error::io(IoOp::RemoveStatusFile, &status_path, e)),
         }
     }
 
@@ -953,7 +953,7 @@ impl PhaseRunner {
 
     fn sync_target(&self) -> Result<()> {
         sys::sync_path(&self.target, self.follow_symlinks)
-            .map_err(|e| Error::io("fsync (to make its markers durable)", &self.target, e))
+            .map_err(|e| Error::io(IoOp::FsyncMarkers, &self.target, e))
     }
 
     fn xattrs_enabled(&self) -> bool {
@@ -1124,17 +1124,17 @@ impl PhaseRunner {
                 match std::fs::metadata(dir) {
                     Ok(m) if m.is_dir() => Ok(()),
                     Ok(_) => Err(Error::io(
-                        "find the directory of",
+                        IoOp::FindDirectory,
                         &self.target,
                         std::io::Error::new(
                             std::io::ErrorKind::NotADirectory,
                             format!("{} is not a directory", dir.display()),
                         ),
                     )),
-                    Err(e) => Err(Error::io("find the directory of", &self.target, e)),
+                    Err(e) => Err(Error::io(IoOp::FindDirectory, &self.target, e)),
                 }
             }
-            Err(e) => Err(Error::io("inspect", &self.target, e)),
+            Err(e) => Err(Error::io(IoOp::Inspect, &self.target, e)),
         }
     }
 }
@@ -1334,7 +1334,7 @@ impl<'r> View<'r> {
                     &phase.attr_value,
                     self.runner.follow_symlinks,
                 )
-                .map_err(|e| Error::io("copy a marker into an xattr on", &self.runner.target, e))
+                .map_err(|e| Error::io(IoOp::CopyMarkerToXattr, &self.runner.target, e))
             }
             (MarkerStore::Xattr, false) => self.add_to_status(&phase.name),
             _ => Ok(()),

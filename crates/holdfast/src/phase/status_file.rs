@@ -42,7 +42,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IoOp, Result};
 use crate::sys;
 
 /// The largest status file phaselock reads (`_MAX_STATUS_BYTES`); a larger
@@ -125,11 +125,11 @@ pub(crate) fn read(path: &Path) -> Result<Option<Vec<String>>> {
                 path: path.to_owned(),
             });
         }
-        Err(e) => return Err(Error::io("open the phase status file", path, e)),
+        Err(e) => return Err(Error::io(IoOp::OpenStatusFile, path, e)),
     };
     let meta = file
         .metadata()
-        .map_err(|e| Error::io("inspect the phase status file", path, e))?;
+        .map_err(|e| Error::io(IoOp::InspectStatusFile, path, e))?;
     if !meta.is_file() {
         return Err(corrupt(path, "it is not a regular file".into()));
     }
@@ -146,7 +146,7 @@ pub(crate) fn read(path: &Path) -> Result<Option<Vec<String>>> {
     (&file)
         .take(MAX_STATUS_BYTES as u64 + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| Error::io("read the phase status file", path, e))?;
+        .map_err(|e| Error::io(IoOp::ReadStatusFile, path, e))?;
     parse(&bytes)
         .map(Some)
         .map_err(|reason| corrupt(path, reason))
@@ -200,17 +200,17 @@ pub(crate) fn write_atomic(dest: &Path, data: &[u8]) -> Result<()> {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 16 => {
                     attempt += 1;
                 }
-                Err(e) => return Err(Error::io("create the temporary file", &tmp, e)),
+                Err(e) => return Err(Error::io(IoOp::CreateTemporary, &tmp, e)),
             }
         }
     };
     let written = file
         .write_all(data)
-        .map_err(|e| Error::io("write", &tmp, e))
-        .and_then(|()| file.sync_all().map_err(|e| Error::io("fsync", &tmp, e)));
+        .map_err(|e| Error::io(IoOp::Write, &tmp, e))
+        .and_then(|()| file.sync_all().map_err(|e| Error::io(IoOp::Fsync, &tmp, e)));
     drop(file);
     if let Err(e) = written.and_then(|()| {
-        std::fs::rename(&tmp, dest).map_err(|e| Error::io("rename a temporary file onto", dest, e))
+        std::fs::rename(&tmp, dest).map_err(|e| Error::io(IoOp::RenameTemporary, dest, e))
     }) {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
@@ -223,7 +223,7 @@ pub(crate) fn write_atomic(dest: &Path, data: &[u8]) -> Result<()> {
                 "filesystem cannot fsync directories; the rename may not survive a power loss");
             Ok(())
         }
-        Err(e) => Err(Error::io("fsync the directory", dir, e)),
+        Err(e) => Err(Error::io(IoOp::FsyncDirectory, dir, e)),
     }
 }
 
