@@ -124,7 +124,10 @@ While it waits longer than a moment with stderr on a terminal (or with
 Kernel locks (the default): the command gets the lock's file descriptor (so
 the lock lives as long as the command does, even if holdfast is killed;
 --close turns that off) and the fencing token of the acquisition in
-HOLDFAST_FENCING_TOKEN. --fifo queues the waiters (holdfast::FifoLock, queue
+HOLDFAST_FENCING_TOKEN. SIGTERM, SIGHUP, SIGINT and SIGQUIT sent to holdfast
+are passed on to the command (in every mode), and holdfast exits with the
+command's status once it has stopped ('holdfast flock' does not, as flock(1)
+does not). --fifo queues the waiters (holdfast::FifoLock, queue
 file LOCKFILE.fifo): they get the lock in the order they asked for it, while
 the lock itself is the same kernel lock flock(1) and 'holdfast run' take.
 

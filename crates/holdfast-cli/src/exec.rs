@@ -68,9 +68,14 @@ pub struct Launch<'a> {
     /// The fencing token, exported as `HOLDFAST_FENCING_TOKEN`.
     pub token: Option<u64>,
     /// holdfast keeps a lock file for the command (see the module docs):
-    /// forward signals, and kill the command if holdfast dies. Other
-    /// threads (a lease heartbeat) may be running.
+    /// kill the command if holdfast dies. Other threads (a lease
+    /// heartbeat) may be running.
     pub keeps_lock_file: bool,
+    /// Pass TERM, INT, HUP and QUIT sent to holdfast on to the command (and
+    /// wait for it), instead of dying and leaving the command running with
+    /// the lock: `holdfast run` does; `holdfast flock` does not, as
+    /// flock(1) does not.
+    pub forward_signals: bool,
 }
 
 impl Launch<'_> {
@@ -96,17 +101,17 @@ impl Launch<'_> {
     /// The spawn error (not found, not executable, out of memory).
     pub fn run(&self, program: &Program) -> io::Result<ExitStatus> {
         let (mut cmd, inherited) = self.prepare(program)?;
-        if self.keeps_lock_file {
+        if self.forward_signals {
             forward::install();
         }
         let child = cmd.spawn();
         drop(inherited);
         let mut child = child?;
-        if self.keeps_lock_file {
+        if self.forward_signals {
             forward::to(child.id());
         }
         let status = child.wait();
-        if self.keeps_lock_file {
+        if self.forward_signals {
             forward::done();
         }
         status

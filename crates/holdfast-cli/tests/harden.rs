@@ -227,3 +227,48 @@ fn once_refuses_a_symlink_at_the_key_even_a_dangling_one() {
         assert!(!d.join("nowhere").exists());
     }
 }
+
+/// Issue 10 item 13: `holdfast run` with a kernel lock (and `--fifo`)
+/// passes TERM, INT, HUP and QUIT on to the command, waits for it, and
+/// exits with its status; the lock is free afterwards.
+#[test]
+fn run_forwards_termination_signals_to_the_command_in_kernel_mode() {
+    use holdfast_testkit::Child;
+    let d = Dir::new();
+    let lock = d.join("job.lock");
+    for (mode, sig) in [
+        (None, "TERM"),
+        (None, "INT"),
+        (None, "HUP"),
+        (None, "QUIT"),
+        (Some("--fifo"), "TERM"),
+    ] {
+        // The shell forwards nothing itself: the trap fires only if the
+        // signal reaches it; it stops its own sleep and says so.
+        let script =
+            format!("trap 'kill $!; echo got {sig}; exit 3' {sig}; sleep 30 & echo ready; wait");
+        let mut cmd = holdfast();
+        cmd.arg("run")
+            .args(mode)
+            .arg(&lock)
+            .args(["--", "sh", "-c", &script]);
+        let mut child = Child::spawn(cmd);
+        child.expect_line("ready", T);
+        let out = run(Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(child.pid().to_string()));
+        assert_eq!(out.code(), 0, "{out:?}");
+        assert_eq!(child.expect_line("got", T), format!("got {sig}"));
+        let st = child.wait(T);
+        assert_eq!(
+            st.code(),
+            Some(3),
+            "{mode:?} {sig}: holdfast's own status {st:?}"
+        );
+        let out = run(holdfast()
+            .args(["run", "--no-wait"])
+            .arg(&lock)
+            .args(["--", "true"]));
+        assert_eq!(out.code(), 0, "the lock is free again: {out:?}");
+    }
+}

@@ -326,6 +326,7 @@ pub fn run(prog: &str, args: FlockArgs) -> u8 {
         lock_fd: guard.as_ref().filter(|_| !args.close).map(|g| g.as_fd()),
         token,
         keeps_lock_file: false,
+        forward_signals: false,
     };
     if args.no_fork {
         let e = launch.exec(&program);

@@ -52,6 +52,7 @@ pub fn run(args: OnceArgs) -> u8 {
                 lock_fd: (!args.close).then(|| ctx.lock_fd()),
                 token: ctx.token(),
                 keeps_lock_file: false,
+                forward_signals: false,
             };
             match launch.run(&program) {
                 Ok(st) if st.success() => Ok(()),

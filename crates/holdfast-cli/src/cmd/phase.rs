@@ -76,6 +76,7 @@ pub fn run(args: PhaseArgs) -> u8 {
                 lock_fd: (!args.close).then(|| ctx.lock_fd()),
                 token: ctx.token(),
                 keeps_lock_file: false,
+                forward_signals: false,
             };
             match launch.run(&program) {
                 Ok(st) if st.success() => Ok(()),

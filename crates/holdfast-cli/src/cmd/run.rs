@@ -132,6 +132,7 @@ pub fn run(args: RunArgs) -> u8 {
                 lock_fd: (!args.close).then(|| guard.as_fd()),
                 token: guard.token(),
                 keeps_lock_file: false,
+                forward_signals: true,
             };
             let status = match launch.run(&program) {
                 Ok(s) => s,
@@ -158,6 +159,7 @@ pub fn run(args: RunArgs) -> u8 {
                 lock_fd: (!args.close).then(|| guard.as_fd()),
                 token: guard.token(),
                 keeps_lock_file: false,
+                forward_signals: true,
             };
             let status = match launch.run(&program) {
                 Ok(s) => s,
@@ -188,6 +190,7 @@ fn run_lock_file(
         lock_fd: None,
         token: None,
         keeps_lock_file: true,
+        forward_signals: true,
     };
     let status = match launch.run(program) {
         Ok(s) => s,
