@@ -101,6 +101,33 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A backend that is not a file (etcd, PostgreSQL, ...; see
+    /// [`crate::backend`]) failed: a connection, a lease, a transaction.
+    /// `path` is the backend's [`location`](crate::LockBackend::location),
+    /// such as `etcd://10.0.0.5:2379/locks/jobs/x`.
+    ///
+    /// ```
+    /// let e = holdfast::Error::Backend {
+    ///     path: "etcd://127.0.0.1:2379/locks/job".into(),
+    ///     op: "grant a lease for",
+    ///     source: "connection refused".into(),
+    /// };
+    /// assert_eq!(
+    ///     e.to_string(),
+    ///     "cannot grant a lease for etcd://127.0.0.1:2379/locks/job: connection refused"
+    /// );
+    /// ```
+    #[error("cannot {op} {}: {source}", path.display())]
+    Backend {
+        /// Where the lock lives, as the backend names it.
+        path: PathBuf,
+        /// What we were doing, as a verb phrase ("connect to", "grant a
+        /// lease for", "mark a phase done in").
+        op: &'static str,
+        /// The backend's own error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
     /// A file holdfast reads has content it cannot trust.
     #[error("{} is corrupt: {reason}", path.display())]
     Corrupt {
@@ -200,6 +227,7 @@ impl Error {
             | Error::AlreadyHeld { path }
             | Error::Symlink { path }
             | Error::Io { path, .. }
+            | Error::Backend { path, .. }
             | Error::Corrupt { path, .. }
             | Error::Unsupported { path, .. }
             | Error::InvalidInput { path, .. }
@@ -236,7 +264,7 @@ impl From<Error> for io::Error {
             Error::Corrupt { .. } => io::ErrorKind::InvalidData,
             Error::Unsupported { .. } => io::ErrorKind::Unsupported,
             Error::ActionFailed { .. } | Error::LeaderFailed { .. } => io::ErrorKind::Other,
-            Error::Lost { .. } => io::ErrorKind::Other,
+            Error::Lost { .. } | Error::Backend { .. } => io::ErrorKind::Other,
         };
         io::Error::new(kind, e)
     }

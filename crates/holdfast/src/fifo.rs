@@ -444,6 +444,33 @@ impl FifoLock {
         })
     }
 
+    /// Takes the lock in `mode`, waiting in line as `wait` says, and
+    /// returns a guard that owns what it needs ([`OwnedFifoGuard`]: `Send`,
+    /// `'static`, releasable from any thread).
+    ///
+    /// ```
+    /// use holdfast::{Mode, Wait};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::FifoLock::open(dir.path().join("app.lock"))?;
+    /// let g = lock.acquire_owned(Mode::Shared, Wait::Forever)?;
+    /// assert_eq!(g.mode(), Mode::Shared);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](Self::acquire).
+    pub fn acquire_owned(&self, mode: Mode, wait: Wait) -> Result<OwnedFifoGuard> {
+        let mut m = FifoAcquire::new(&self.shared, mode)?;
+        if wait != Wait::NoWait && HELD_BY_THIS_THREAD.with(|h| h.borrow().contains(&m.main_id)) {
+            return Err(Error::AlreadyHeld {
+                path: self.shared.path.clone(),
+            });
+        }
+        queue::drive(&mut m, wait)?;
+        Ok(OwnedFifoGuard { held: m.finish() })
+    }
+
     /// Who holds the lock file now (kernel lock table plus holder record).
     ///
     /// ```
@@ -949,6 +976,74 @@ impl std::os::fd::AsFd for FifoGuard<'_> {
     /// for handing to a child process as `flock(1)` does. (The place in
     /// the queue stays with this process: if it exits first, the next in
     /// line waits on the kernel lock, which the child still holds.)
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.held.main_fd()
+    }
+}
+
+/// A held [`FifoLock`] that owns what it needs: `Send`, `'static`; hands
+/// the lock to the next in line when dropped or [`unlock`](Self::unlock)ed,
+/// from any thread.
+///
+/// Made by [`FifoLock::acquire_owned`] (and by the async
+/// `holdfast::tokio::AsyncFifoLock`). Every acquisition has its own open
+/// file descriptions, so owned guards queue and exclude each other and
+/// the borrowed [`FifoGuard`]s as separate processes do.
+///
+/// ```
+/// use holdfast::{Mode, Wait};
+/// # let dir = tempfile::tempdir().unwrap();
+/// let lock = holdfast::FifoLock::open(dir.path().join("app.lock"))?;
+/// let g = lock.acquire_owned(Mode::Exclusive, Wait::NoWait)?;
+/// std::thread::spawn(move || g.unlock()).join().unwrap()?;
+/// assert_eq!(lock.queue_len()?, 0);
+/// # Ok::<(), holdfast::Error>(())
+/// ```
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct OwnedFifoGuard {
+    pub(crate) held: FifoHeld,
+}
+
+impl fmt::Debug for OwnedFifoGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedFifoGuard")
+            .field("path", &self.held.path())
+            .field("ticket", &self.held.ticket())
+            .finish()
+    }
+}
+
+impl OwnedFifoGuard {
+    /// The mode held.
+    pub fn mode(&self) -> Mode {
+        self.held.mode()
+    }
+    /// The ticket it was served under (see [`crate::FifoGuard::ticket`]).
+    pub fn ticket(&self) -> u64 {
+        self.held.ticket()
+    }
+    /// The fencing token.
+    pub fn token(&self) -> Option<u64> {
+        self.held.token()
+    }
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        self.held.path()
+    }
+    /// Releases now, reporting failure.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`].
+    pub fn unlock(mut self) -> Result<()> {
+        self.held.release()
+    }
+}
+
+#[cfg(unix)]
+impl std::os::fd::AsFd for OwnedFifoGuard {
+    /// The open file description holding the lock file's kernel lock (see
+    /// [`crate::FifoGuard`]'s `AsFd`).
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.held.main_fd()
     }

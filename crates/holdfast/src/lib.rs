@@ -102,6 +102,7 @@
 
 #![warn(missing_docs)]
 
+pub mod backend;
 pub mod error;
 pub mod fifo;
 pub mod holder;
@@ -120,16 +121,19 @@ mod sys;
 #[cfg(all(feature = "tokio", target_os = "linux"))]
 pub mod tokio;
 
+pub use backend::{CompletionStore, HeldLock, LockBackend};
 pub use error::{Error, IoOp, Result};
-pub use fifo::{FifoGuard, FifoLock, FifoOptions};
+pub use fifo::{FifoGuard, FifoLock, FifoOptions, OwnedFifoGuard};
 pub use holder::{Holder, HolderRecord, HolderSource, Holders, RecordContent};
-pub use lock::{Lock, LockGuard, LockOptions};
+pub use lock::{Lock, LockGuard, LockOptions, OwnedLockGuard};
 #[cfg(unix)]
-pub use lockfile::{LockFile, LockFileGuard, LockFileOptions};
+pub use lockfile::{
+    Compat, LockFile, LockFileGuard, LockFileOptions, OwnedLockFileGuard, Protocol,
+};
 pub use mode::{Backend, Mode, Wait};
 pub use once::{LeaderFailure, OnceOutcome, RunOnce, once};
 pub use phase::{ActionContext, ActionError, Phase, PhaseRunner, RunReport, XattrMode};
-pub use semaphore::{Semaphore, SemaphoreOptions, SemaphorePermit};
+pub use semaphore::{OwnedSemaphorePermit, Semaphore, SemaphoreOptions, SemaphorePermit};
 pub use status::{LockStatus, status};
 
 /// The README's examples, compiled and run as doctests.

@@ -47,7 +47,8 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, IoOp, Result};
 use crate::holder::{self, Holders};
 pub use crate::mode::{Backend, Mode, Wait};
-use crate::sys::{self, FileId, FileKind, OpenSpec};
+use crate::queue::{self, Machine, Step, Target};
+use crate::sys::{self, FileId, FileKind, LockReq, OpenSpec};
 
 /// Options for opening a [`Lock`], in the style of
 /// [`std::fs::OpenOptions`].
@@ -77,6 +78,8 @@ pub struct LockOptions {
     pub(crate) backend: Backend,
     pub(crate) record: bool,
     pub(crate) verify_path: bool,
+    /// Made from an inherited descriptor ([`LockOptions::open_fd`]).
+    inherited: bool,
 }
 
 impl Default for LockOptions {
@@ -90,6 +93,7 @@ impl Default for LockOptions {
             backend: Backend::Flock,
             record: true,
             verify_path: true,
+            inherited: false,
         }
     }
 }
@@ -242,6 +246,7 @@ impl LockOptions {
         let mut opts = self.clone();
         opts.record = false;
         opts.verify_path = false;
+        opts.inherited = true;
         Ok(Lock {
             path,
             opts,
@@ -654,6 +659,63 @@ impl Lock {
         }
     }
 
+    /// Takes the lock in `mode`, waiting as `wait` says, and returns a
+    /// guard that owns what it needs: [`OwnedLockGuard`] is `Send` and
+    /// `'static`, so it can be kept in a long-lived object, moved into a
+    /// thread or task, and released from another thread.
+    ///
+    /// The acquisition opens its own file description (one `open` more
+    /// than [`acquire`](Self::acquire)), so it is excluded by the kernel from
+    /// every other holder, including guards of this same `Lock`.
+    ///
+    /// ```
+    /// use holdfast::{Mode, Wait};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::Lock::open(dir.path().join("app.lock"))?;
+    /// let held = lock.acquire_owned(Mode::Exclusive, Wait::NoWait)?;
+    /// assert!(lock.try_lock().is_err());
+    /// let t = std::thread::spawn(move || drop(held));
+    /// t.join().unwrap();
+    /// assert!(lock.try_lock().is_ok());
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`] (with [`Wait::NoWait`]) or [`Error::Timeout`]
+    /// naming the holder; [`Error::AlreadyHeld`] if this thread holds the
+    /// lock through a [`LockGuard`] and would wait for itself;
+    /// [`Error::Io`] and the errors of [`LockOptions::open`] when the file
+    /// is opened again; [`Error::Unsupported`] for a lock made with
+    /// [`LockOptions::open_fd`].
+    pub fn acquire_owned(&self, mode: Mode, wait: Wait) -> Result<OwnedLockGuard> {
+        if self.opts.inherited {
+            return Err(Error::Unsupported {
+                path: self.path.clone(),
+                what: "owned guards of an inherited descriptor",
+                reason: "the lock belongs to the inherited open file description; \
+                         use the borrowed guards of Lock::acquire"
+                    .into(),
+            });
+        }
+        let mut m = WholeAcquire::open(&self.path, &self.opts, mode)?;
+        if wait != Wait::NoWait {
+            let id = m.id();
+            if HELD_BY_THIS_THREAD.with(|h| h.borrow().iter().any(|(held, _)| *held == id)) {
+                return Err(Error::AlreadyHeld {
+                    path: self.path.clone(),
+                });
+            }
+        }
+        queue::drive(&mut m, wait)?;
+        let mut st = lock_poisoned(self.state.lock());
+        Ok(m.finish(
+            &Arc::from(self.path.as_path()),
+            &self.opts,
+            &mut st.template,
+        ))
+    }
+
     /// Marks the in-process state free and wakes threads waiting for it.
     fn set_free(&self, st: &mut State) {
         st.held = Held::Free;
@@ -894,6 +956,268 @@ const fn libc_eloop() -> i32 {
     #[cfg(not(unix))]
     {
         -1
+    }
+}
+
+/// An acquisition of a whole-file lock on its own open file description,
+/// as steps (see [`crate::queue::Machine`]): what owned and async guards of
+/// a [`Lock`] are made of.
+pub(crate) struct WholeAcquire<'a> {
+    path: &'a Path,
+    opts: &'a LockOptions,
+    file: File,
+    kind: FileKind,
+    id: FileId,
+    mode: Mode,
+    held: bool,
+}
+
+impl<'a> WholeAcquire<'a> {
+    /// Opens the lock file anew (a description of its own).
+    pub(crate) fn open(path: &'a Path, opts: &'a LockOptions, mode: Mode) -> Result<Self> {
+        let (file, kind, id) = open_file(path, opts)?;
+        Ok(WholeAcquire {
+            path,
+            opts,
+            file,
+            kind,
+            id,
+            mode,
+            held: false,
+        })
+    }
+
+    /// The identity of the file being locked.
+    pub(crate) fn id(&self) -> FileId {
+        self.id
+    }
+
+    /// The guard of a finished acquisition, with its holder record written
+    /// (exclusive, writable file, records on).
+    pub(crate) fn finish(
+        self,
+        path: &Arc<Path>,
+        opts: &LockOptions,
+        template: &mut Option<holder::RecordTemplate>,
+    ) -> OwnedLockGuard {
+        let token =
+            if self.mode == Mode::Exclusive && opts.record && self.kind == FileKind::Writable {
+                holder::RecordTemplate::write(template, &self.file).unwrap_or_else(|e| {
+                    tracing::warn!(path = %path.display(), error = %e,
+                        "could not write the holder record");
+                    None
+                })
+            } else {
+                None
+            };
+        OwnedLockGuard {
+            file: Some(self.file),
+            path: path.clone(),
+            backend: opts.backend,
+            mode: self.mode,
+            token,
+            pid: sys::current_pid(),
+        }
+    }
+}
+
+impl Machine for WholeAcquire<'_> {
+    fn advance(&mut self) -> Result<Step> {
+        let path = self.path;
+        let backend = self.opts.backend;
+        loop {
+            if !self.held {
+                if sys::try_lock(&self.file, backend, self.mode)
+                    .map_err(|e| Error::io(IoOp::Lock, path, e))?
+                {
+                    self.held = true;
+                } else {
+                    return Ok(Step::Wait {
+                        target: Target::Main,
+                        reqs: vec![LockReq::Whole {
+                            backend,
+                            mode: self.mode,
+                        }],
+                        short: false,
+                    });
+                }
+            }
+            if self.opts.verify_path
+                && sys::is_unlinked(&self.file).map_err(|e| Error::io(IoOp::Lock, path, e))?
+            {
+                let _ = sys::unlock(&self.file, backend);
+                self.held = false;
+                let (f, k, i) = open_file(path, self.opts)?;
+                (self.file, self.kind, self.id) = (f, k, i);
+                continue;
+            }
+            return Ok(Step::Ready);
+        }
+    }
+    fn granted(&mut self, _index: usize) -> Result<()> {
+        self.held = true;
+        Ok(())
+    }
+    fn file(&self, _target: Target) -> &File {
+        &self.file
+    }
+    fn path(&self, _target: Target) -> &Path {
+        self.path
+    }
+    fn contention(&mut self, timed_out: bool, started: Instant) -> Error {
+        let holders = holder::describe(Some(&self.file), self.id);
+        let path = self.path.to_path_buf();
+        if timed_out {
+            Error::Timeout {
+                path,
+                mode: self.mode,
+                waited: started.elapsed(),
+                holders,
+            }
+        } else {
+            Error::WouldBlock {
+                path,
+                mode: self.mode,
+                holders,
+            }
+        }
+    }
+}
+
+/// A held [`Lock`] that owns what it needs: `Send`, `'static`, released
+/// on drop or by [`unlock`](Self::unlock), from any thread.
+///
+/// Made by [`Lock::acquire_owned`] (and by the async
+/// `holdfast::tokio::AsyncLock`). Each owned acquisition has its own open
+/// file description, so owned guards exclude each other, and the
+/// [`LockGuard`]s of the same `Lock`, through the kernel, exactly as
+/// separate processes do. There is no re-entrancy: a thread that waits
+/// for a lock it holds through an owned guard waits until someone
+/// releases that guard (use a timeout if that someone could be itself).
+///
+/// ```
+/// use holdfast::{Mode, Wait};
+/// # let dir = tempfile::tempdir().unwrap();
+/// let lock = holdfast::Lock::open(dir.path().join("app.lock"))?;
+/// let guard = lock.acquire_owned(Mode::Exclusive, Wait::Forever)?;
+/// assert!(guard.token().is_some());
+/// // Released by another thread:
+/// std::thread::spawn(move || guard.unlock()).join().unwrap()?;
+/// assert!(lock.holders().is_empty());
+/// # Ok::<(), holdfast::Error>(())
+/// ```
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct OwnedLockGuard {
+    file: Option<File>,
+    path: Arc<Path>,
+    backend: Backend,
+    mode: Mode,
+    token: Option<u64>,
+    pid: u32,
+}
+
+impl fmt::Debug for OwnedLockGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedLockGuard")
+            .field("path", &self.path)
+            .field("mode", &self.mode)
+            .field("token", &self.token)
+            .finish()
+    }
+}
+
+impl OwnedLockGuard {
+    /// The mode held.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::Lock::open(dir.path().join("app.lock"))?;
+    /// let g = lock.acquire_owned(holdfast::Mode::Shared, holdfast::Wait::NoWait)?;
+    /// assert_eq!(g.mode(), holdfast::Mode::Shared);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+    /// The fencing token, as [`crate::LockGuard::token`].
+    pub fn token(&self) -> Option<u64> {
+        self.token
+    }
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// Checks that the lock still guards the file at its path: `Err(Lost)`
+    /// once the file was deleted or replaced (the kernel lock then guards
+    /// an orphan, and a newcomer can lock the new file).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("app.lock");
+    /// let lock = holdfast::Lock::open(&path)?;
+    /// let g = lock.acquire_owned(holdfast::Mode::Exclusive, holdfast::Wait::NoWait)?;
+    /// g.check()?;
+    /// std::fs::remove_file(&path)?;
+    /// assert!(matches!(g.check(), Err(holdfast::Error::Lost { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Lost`] as above, or after the guard was released;
+    /// [`Error::Io`] if the file cannot be inspected.
+    pub fn check(&self) -> Result<()> {
+        let Some(file) = &self.file else {
+            return Err(Error::Lost {
+                path: self.path.to_path_buf(),
+                reason: "already released".into(),
+            });
+        };
+        if sys::is_unlinked(file).map_err(|e| Error::io(IoOp::Inspect, &self.path, e))? {
+            return Err(Error::Lost {
+                path: self.path.to_path_buf(),
+                reason: "the lock file was deleted or replaced while held; the lock now \
+                         guards nothing"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+    /// Releases now, reporting failure.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] (the file is closed anyway, which releases the lock).
+    pub fn unlock(mut self) -> Result<()> {
+        self.release()
+    }
+    fn release(&mut self) -> Result<()> {
+        let Some(file) = self.file.take() else {
+            return Ok(());
+        };
+        if sys::current_pid() != self.pid {
+            return Ok(());
+        }
+        sys::unlock(&file, self.backend).map_err(|e| Error::io(IoOp::Unlock, &self.path, e))
+    }
+}
+
+impl Drop for OwnedLockGuard {
+    fn drop(&mut self) {
+        if let Err(e) = self.release() {
+            tracing::error!(path = %self.path.display(), error = %e, "failed to release lock");
+        }
+    }
+}
+
+#[cfg(unix)]
+impl std::os::fd::AsFd for OwnedLockGuard {
+    /// The open file description that holds the lock.
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.file
+            .as_ref()
+            .expect("a held lock has its file until released")
+            .as_fd()
     }
 }
 

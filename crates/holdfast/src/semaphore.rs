@@ -241,6 +241,51 @@ impl Semaphore {
         })
     }
 
+    /// Takes a permit, waiting in line as `wait` says, and returns one that
+    /// owns what it needs ([`OwnedSemaphorePermit`]: `Send`, `'static`,
+    /// releasable from any thread).
+    ///
+    /// A permit is a shared hold: ask with [`Mode::Shared`].
+    /// [`Mode::Exclusive`] is accepted only for a semaphore of one permit,
+    /// where a permit does exclude everyone else.
+    ///
+    /// ```
+    /// use holdfast::{Mode, Wait};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let sem = holdfast::Semaphore::open(dir.path().join("s"), 3)?;
+    /// let p = sem.acquire_owned(Mode::Shared, Wait::Forever)?;
+    /// assert!(p.slot() < 3);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for [`Mode::Exclusive`] on a semaphore of
+    /// more than one permit; otherwise as [`acquire_with`](Self::acquire_with).
+    pub fn acquire_owned(&self, mode: Mode, wait: Wait) -> Result<OwnedSemaphorePermit> {
+        self.check_mode(mode)?;
+        let mut m = SemAcquire::new(&self.shared)?;
+        queue::drive(&mut m, wait)?;
+        Ok(OwnedSemaphorePermit {
+            held: m.finish(),
+            mode,
+        })
+    }
+
+    pub(crate) fn check_mode(&self, mode: Mode) -> Result<()> {
+        if mode == Mode::Exclusive && self.shared.permits > 1 {
+            return Err(Error::InvalidInput {
+                path: self.shared.path.clone(),
+                reason: format!(
+                    "a permit of a semaphore of {} permits is not exclusive; ask for a \
+                     shared hold (Mode::Shared)",
+                    self.shared.permits
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// How many permits are free right now (a snapshot).
     ///
     /// ```
@@ -598,6 +643,68 @@ impl<'a> SemaphorePermit<'a> {
     /// releases the slot).
     pub fn release(mut self) -> Result<()> {
         self.held.release()
+    }
+}
+
+/// A permit of a [`Semaphore`] that owns what it needs: `Send`, `'static`,
+/// given back when dropped or [`unlock`](Self::unlock)ed, from any thread.
+///
+/// Made by [`Semaphore::acquire_owned`] (and by the async
+/// `holdfast::tokio::AsyncSemaphore`).
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// let sem = holdfast::Semaphore::open(dir.path().join("gpu.sem"), 2)?;
+/// let p = sem.acquire_owned(holdfast::Mode::Shared, holdfast::Wait::NoWait)?;
+/// std::thread::spawn(move || p.unlock()).join().unwrap()?;
+/// assert_eq!(sem.available()?, 2);
+/// # Ok::<(), holdfast::Error>(())
+/// ```
+#[must_use = "the permit is released when it is dropped"]
+pub struct OwnedSemaphorePermit {
+    pub(crate) held: SemHeld,
+    pub(crate) mode: Mode,
+}
+
+impl fmt::Debug for OwnedSemaphorePermit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedSemaphorePermit")
+            .field("path", &self.held.path())
+            .field("slot", &self.held.slot())
+            .finish()
+    }
+}
+
+impl OwnedSemaphorePermit {
+    /// Which slot (`0..N`) the permit occupies.
+    pub fn slot(&self) -> usize {
+        self.held.slot()
+    }
+    /// The mode it was asked for ([`Mode::Shared`], or
+    /// [`Mode::Exclusive`] on a semaphore of one permit).
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+    /// The semaphore file.
+    pub fn path(&self) -> &Path {
+        self.held.path()
+    }
+    /// Gives the permit back now, reporting failure.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] (the file is closed anyway, which releases the slot).
+    pub fn unlock(mut self) -> Result<()> {
+        self.held.release()
+    }
+    /// The former name of [`unlock`](Self::unlock).
+    ///
+    /// # Errors
+    ///
+    /// As [`unlock`](Self::unlock).
+    #[deprecated(note = "use unlock(), the word every holdfast guard uses")]
+    pub fn release(self) -> Result<()> {
+        self.unlock()
     }
 }
 

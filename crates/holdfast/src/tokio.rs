@@ -61,13 +61,16 @@ use ::tokio::io::Interest;
 use ::tokio::io::unix::AsyncFd;
 
 use crate::error::{Error, IoOp, Result};
-use crate::fifo::{FifoAcquire, FifoHeld, FifoLock, FifoOptions, FifoShared};
+pub use crate::fifo::OwnedFifoGuard;
+use crate::fifo::{FifoAcquire, FifoLock, FifoOptions, FifoShared};
 use crate::holder;
-use crate::lock::LockOptions;
-use crate::mode::{Backend, Mode, Wait};
-use crate::queue::{self, Machine, Step, Target};
-use crate::semaphore::{SemAcquire, SemHeld, SemShared, Semaphore, SemaphoreOptions};
-use crate::sys::{self, FileId, FileKind, LockReq, WaitStatus, Waiter};
+pub use crate::lock::OwnedLockGuard;
+use crate::lock::{LockOptions, WholeAcquire};
+use crate::mode::{Mode, Wait};
+use crate::queue::{self, Machine, Step};
+pub use crate::semaphore::OwnedSemaphorePermit;
+use crate::semaphore::{SemAcquire, SemShared, Semaphore, SemaphoreOptions};
+use crate::sys::{self, LockReq, WaitStatus, Waiter};
 
 /// A waiter whose pidfd tokio watches.
 struct Watched(Waiter);
@@ -331,166 +334,10 @@ impl AsyncLock {
     /// [`Error::WouldBlock`] / [`Error::Timeout`] naming the holder;
     /// [`Error::Io`].
     pub async fn acquire(&self, mode: Mode, wait: Wait) -> Result<OwnedLockGuard> {
-        let (file, kind, id) = crate::lock::open_file(&self.path, &self.opts)?;
-        let mut m = WholeAcquire {
-            lock: self,
-            file,
-            kind,
-            id,
-            mode,
-            held: false,
-        };
+        let mut m = WholeAcquire::open(&self.path, &self.opts, mode)?;
         drive(&mut m, wait).await?;
-        let token = if mode == Mode::Exclusive && self.opts.record && m.kind == FileKind::Writable {
-            let mut template = self.template.lock().unwrap_or_else(|e| e.into_inner());
-            holder::RecordTemplate::write(&mut template, &m.file).unwrap_or_else(|e| {
-                tracing::warn!(path = %self.path.display(), error = %e, "could not write the holder record");
-                None
-            })
-        } else {
-            None
-        };
-        Ok(OwnedLockGuard {
-            file: Some(m.file),
-            path: self.path.clone(),
-            backend: self.opts.backend,
-            mode,
-            token,
-            pid: sys::current_pid(),
-        })
-    }
-}
-
-struct WholeAcquire<'a> {
-    lock: &'a AsyncLock,
-    file: File,
-    kind: FileKind,
-    id: FileId,
-    mode: Mode,
-    held: bool,
-}
-
-impl Machine for WholeAcquire<'_> {
-    fn advance(&mut self) -> Result<Step> {
-        let path = &self.lock.path;
-        let backend = self.lock.opts.backend;
-        loop {
-            if !self.held {
-                if sys::try_lock(&self.file, backend, self.mode)
-                    .map_err(|e| Error::io(IoOp::Lock, path, e))?
-                {
-                    self.held = true;
-                } else {
-                    return Ok(Step::Wait {
-                        target: Target::Main,
-                        reqs: vec![LockReq::Whole {
-                            backend,
-                            mode: self.mode,
-                        }],
-                        short: false,
-                    });
-                }
-            }
-            if self.lock.opts.verify_path
-                && sys::is_unlinked(&self.file).map_err(|e| Error::io(IoOp::Lock, path, e))?
-            {
-                let _ = sys::unlock(&self.file, backend);
-                self.held = false;
-                let (f, k, i) = crate::lock::open_file(path, &self.lock.opts)?;
-                (self.file, self.kind, self.id) = (f, k, i);
-                continue;
-            }
-            return Ok(Step::Ready);
-        }
-    }
-    fn granted(&mut self, _index: usize) -> Result<()> {
-        self.held = true;
-        Ok(())
-    }
-    fn file(&self, _target: Target) -> &File {
-        &self.file
-    }
-    fn path(&self, _target: Target) -> &Path {
-        &self.lock.path
-    }
-    fn contention(&mut self, timed_out: bool, started: Instant) -> Error {
-        let holders = holder::describe(Some(&self.file), self.id);
-        let path = self.lock.path.to_path_buf();
-        if timed_out {
-            Error::Timeout {
-                path,
-                mode: self.mode,
-                waited: started.elapsed(),
-                holders,
-            }
-        } else {
-            Error::WouldBlock {
-                path,
-                mode: self.mode,
-                holders,
-            }
-        }
-    }
-}
-
-/// A held [`AsyncLock`]: owned, `Send`, released on drop.
-#[must_use = "the lock is released when the guard is dropped"]
-pub struct OwnedLockGuard {
-    file: Option<File>,
-    path: Arc<Path>,
-    backend: Backend,
-    mode: Mode,
-    token: Option<u64>,
-    pid: u32,
-}
-
-impl fmt::Debug for OwnedLockGuard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OwnedLockGuard")
-            .field("path", &self.path)
-            .field("mode", &self.mode)
-            .field("token", &self.token)
-            .finish()
-    }
-}
-
-impl OwnedLockGuard {
-    /// The mode held.
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-    /// The fencing token, as [`crate::LockGuard::token`].
-    pub fn token(&self) -> Option<u64> {
-        self.token
-    }
-    /// The lock file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-    /// Releases now, reporting failure.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Io`] (the file is closed anyway, which releases the lock).
-    pub fn unlock(mut self) -> Result<()> {
-        self.release()
-    }
-    fn release(&mut self) -> Result<()> {
-        let Some(file) = self.file.take() else {
-            return Ok(());
-        };
-        if sys::current_pid() != self.pid {
-            return Ok(());
-        }
-        sys::unlock(&file, self.backend).map_err(|e| Error::io(IoOp::Unlock, &self.path, e))
-    }
-}
-
-impl Drop for OwnedLockGuard {
-    fn drop(&mut self) {
-        if let Err(e) = self.release() {
-            tracing::error!(path = %self.path.display(), error = %e, "failed to release lock");
-        }
+        let mut template = self.template.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(m.finish(&self.path, &self.opts, &mut template))
     }
 }
 
@@ -596,63 +443,6 @@ impl AsyncFifoLock {
     }
 }
 
-/// A held [`AsyncFifoLock`]: owned, `Send`; hands the lock to the next in
-/// line when dropped.
-#[must_use = "the lock is released when the guard is dropped"]
-pub struct OwnedFifoGuard {
-    held: FifoHeld,
-}
-
-impl fmt::Debug for OwnedFifoGuard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OwnedFifoGuard")
-            .field("path", &self.held.path())
-            .field("ticket", &self.held.ticket())
-            .finish()
-    }
-}
-
-impl OwnedFifoGuard {
-    /// The mode held.
-    pub fn mode(&self) -> Mode {
-        self.held.mode()
-    }
-    /// The ticket it was served under (see [`crate::FifoGuard::ticket`]).
-    pub fn ticket(&self) -> u64 {
-        self.held.ticket()
-    }
-    /// The fencing token.
-    pub fn token(&self) -> Option<u64> {
-        self.held.token()
-    }
-    /// Releases now, reporting failure.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Io`].
-    pub fn unlock(mut self) -> Result<()> {
-        self.held.release()
-    }
-}
-
-impl std::os::fd::AsFd for OwnedFifoGuard {
-    /// The open file description holding the lock file's kernel lock (see
-    /// [`crate::FifoGuard`]'s `AsFd`).
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.held.main_fd()
-    }
-}
-
-impl std::os::fd::AsFd for OwnedLockGuard {
-    /// The open file description that holds the lock.
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.file
-            .as_ref()
-            .expect("a held lock has its file until released")
-            .as_fd()
-    }
-}
-
 /// The async counterpart of [`Semaphore`].
 ///
 /// ```
@@ -744,36 +534,9 @@ impl AsyncSemaphore {
     pub async fn acquire_with(&self, wait: Wait) -> Result<OwnedSemaphorePermit> {
         let mut m = SemAcquire::new(&self.shared)?;
         drive(&mut m, wait).await?;
-        Ok(OwnedSemaphorePermit { held: m.finish() })
-    }
-}
-
-/// A permit of an [`AsyncSemaphore`]: owned, `Send`, given back on drop.
-#[must_use = "the permit is released when it is dropped"]
-pub struct OwnedSemaphorePermit {
-    held: SemHeld,
-}
-
-impl fmt::Debug for OwnedSemaphorePermit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OwnedSemaphorePermit")
-            .field("path", &self.held.path())
-            .field("slot", &self.held.slot())
-            .finish()
-    }
-}
-
-impl OwnedSemaphorePermit {
-    /// Which slot (`0..N`) the permit occupies.
-    pub fn slot(&self) -> usize {
-        self.held.slot()
-    }
-    /// Gives the permit back now, reporting failure.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Io`].
-    pub fn release(mut self) -> Result<()> {
-        self.held.release()
+        Ok(OwnedSemaphorePermit {
+            held: m.finish(),
+            mode: Mode::Shared,
+        })
     }
 }

@@ -811,6 +811,43 @@ impl LockFile {
     /// [`Error::WouldBlock`] (with [`Wait::NoWait`]) or [`Error::Timeout`]
     /// naming the holder; otherwise as [`lock`](Self::lock).
     pub fn acquire(&self, wait: Wait) -> Result<LockFileGuard<'_>> {
+        let held = self.acquire_held(wait)?;
+        self.guard(held)
+    }
+
+    /// Takes the lock, waiting as `wait` says, and returns a guard that
+    /// owns what it needs ([`OwnedLockFileGuard`]: `Send`, `'static`,
+    /// releasable from any thread). A lock file has one holder: `mode` must
+    /// be [`Mode::Exclusive`].
+    ///
+    /// ```
+    /// use holdfast::{Mode, Wait};
+    /// use holdfast::lockfile::{LockFile, Protocol};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = LockFile::open(dir.path().join("a.lock"), Protocol::Mkdir)?;
+    /// let g = lock.acquire_owned(Mode::Exclusive, Wait::NoWait)?;
+    /// assert!(lock.try_lock().is_err());
+    /// drop(g);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] for [`Mode::Shared`]; otherwise as
+    /// [`acquire`](Self::acquire).
+    pub fn acquire_owned(&self, mode: Mode, wait: Wait) -> Result<OwnedLockFileGuard> {
+        if mode != Mode::Exclusive {
+            return Err(Error::Unsupported {
+                path: self.ctx.path.clone(),
+                what: "shared holds of a lock file",
+                reason: "a lock file has exactly one holder; ask for Mode::Exclusive".into(),
+            });
+        }
+        let held = self.acquire_held(wait)?;
+        self.owned_guard(held, false)
+    }
+
+    fn acquire_held(&self, wait: Wait) -> Result<Held> {
         let ctx = &*self.ctx;
         let started = Instant::now();
         let deadline = match wait {
@@ -830,7 +867,7 @@ impl LockFile {
         let mut churn = 0u32;
         loop {
             if let Some(held) = dispatch::attempt(ctx, &mut prep)? {
-                return self.guard(held);
+                return Ok(held);
             }
             let Some(obs) = dispatch::observe(ctx, &ctx.path)? else {
                 churn += 1;
@@ -846,7 +883,7 @@ impl LockFile {
             if prep.owns(&obs)
                 && let Some(h) = prep.claim.take()
             {
-                return self.guard(h);
+                return Ok(h);
             }
             if held_by_this_thread(obs.claimant().and_then(|c| c.nonce.as_deref()), obs.id) {
                 return Err(Error::AlreadyHeld {
@@ -866,7 +903,7 @@ impl LockFile {
             if let Verdict::Stale(reason) = &j.verdict {
                 tracing::debug!(path = %ctx.path.display(), %reason, "lock is stale");
                 match takeover::take_over(ctx, &obs, &mut prep)? {
-                    TakeOver::Won(held) => return self.guard(held),
+                    TakeOver::Won(held) => return Ok(held),
                     TakeOver::Freed => continue,
                     TakeOver::Lost => {
                         churn += 1;
@@ -955,6 +992,13 @@ impl LockFile {
     }
 
     fn guard(&self, held: Held) -> Result<LockFileGuard<'_>> {
+        Ok(LockFileGuard {
+            lock: self,
+            owned: self.owned_guard(held, true)?,
+        })
+    }
+
+    fn owned_guard(&self, held: Held, register: bool) -> Result<OwnedLockFileGuard> {
         if self.ctx.protocol == Protocol::Link {
             // The claim's lease was stamped when the wait began; the lock
             // starts now (flufl.lock touches it again after its link, too).
@@ -986,19 +1030,22 @@ impl LockFile {
             }
             _ => None,
         };
-        HELD.lock().unwrap_or_else(|e| e.into_inner()).push((
-            nonce.clone(),
-            id,
-            thread::current().id(),
-        ));
+        if register {
+            HELD.lock().unwrap_or_else(|e| e.into_inner()).push((
+                nonce.clone(),
+                id,
+                thread::current().id(),
+            ));
+        }
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::downgrade(&core));
-        Ok(LockFileGuard {
-            lock: self,
+        Ok(OwnedLockFileGuard {
+            ctx: self.ctx.clone(),
             core,
             beat,
             nonce,
             pid: crate::sys::current_pid(),
             released: false,
+            registered: register,
         })
     }
 
@@ -1352,21 +1399,18 @@ impl Heartbeat {
 /// Unlike a kernel lock's guard, this one is `Send`: a lock file does not
 /// belong to a thread, so it may be released from any thread. Dropped in a
 /// forked child, it releases nothing (the parent still holds the lock).
+/// [`OwnedLockFileGuard`] is the same without the borrow.
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct LockFileGuard<'a> {
     lock: &'a LockFile,
-    core: Arc<GuardCore>,
-    beat: Option<Heartbeat>,
-    nonce: String,
-    pid: u32,
-    released: bool,
+    owned: OwnedLockFileGuard,
 }
 
 impl fmt::Debug for LockFileGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LockFileGuard")
             .field("path", &self.lock.ctx.path)
-            .field("heartbeat", &self.beat.is_some())
+            .field("heartbeat", &self.owned.beat.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -1403,7 +1447,7 @@ impl<'a> LockFileGuard<'a> {
     /// [`Error::Lost`] if the lock was broken or removed; [`Error::Io`] if
     /// the times cannot be set.
     pub fn refresh(&self) -> Result<()> {
-        self.core.refresh()
+        self.owned.refresh()
     }
 
     /// Checks that the lock at the path is still this guard's (and that the
@@ -1414,7 +1458,7 @@ impl<'a> LockFileGuard<'a> {
     /// [`Error::Lost`] if it was broken or removed; [`Error::Io`] if the
     /// path cannot be inspected.
     pub fn check(&self) -> Result<()> {
-        self.core.check()
+        self.owned.check()
     }
 
     /// Releases the lock now, reporting failure (a dropped guard logs it
@@ -1425,6 +1469,112 @@ impl<'a> LockFileGuard<'a> {
     /// [`Error::Lost`] if the lock had been taken away meanwhile (work done
     /// under it may have overlapped another holder's); [`Error::Io`] if it
     /// cannot be removed.
+    pub fn unlock(self) -> Result<()> {
+        self.owned.unlock()
+    }
+
+    /// Turns this guard into one that does not borrow the [`LockFile`].
+    ///
+    /// ```
+    /// use holdfast::lockfile::{LockFile, Protocol};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = LockFile::open(dir.path().join("x.lock"), Protocol::Soft)?;
+    /// let owned = lock.lock()?.into_owned();
+    /// drop(lock);
+    /// owned.unlock()?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    pub fn into_owned(self) -> OwnedLockFileGuard {
+        self.owned
+    }
+}
+
+/// A held [`LockFile`] that owns what it needs: `Send`, `'static`; removes
+/// the lock object when dropped or [`unlock`](Self::unlock)ed, from any
+/// thread. Made by [`LockFile::acquire_owned`] or
+/// [`LockFileGuard::into_owned`].
+///
+/// ```
+/// use holdfast::{Mode, Wait};
+/// use holdfast::lockfile::{LockFile, Protocol};
+/// # let dir = tempfile::tempdir().unwrap();
+/// let lock = LockFile::open(dir.path().join("x.lock"), Protocol::Link)?;
+/// let g = lock.acquire_owned(Mode::Exclusive, Wait::NoWait)?;
+/// std::thread::spawn(move || g.unlock()).join().unwrap()?;
+/// assert!(!lock.is_locked()?);
+/// # Ok::<(), holdfast::Error>(())
+/// ```
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct OwnedLockFileGuard {
+    ctx: Arc<Ctx>,
+    core: Arc<GuardCore>,
+    beat: Option<Heartbeat>,
+    nonce: String,
+    pid: u32,
+    released: bool,
+    /// Registered in `HELD` (borrowed guards only: an owned guard is not
+    /// tied to the thread that took it).
+    registered: bool,
+}
+
+impl fmt::Debug for OwnedLockFileGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedLockFileGuard")
+            .field("path", &self.ctx.path)
+            .field("heartbeat", &self.beat.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl OwnedLockFileGuard {
+    /// The lock path.
+    pub fn path(&self) -> &Path {
+        &self.ctx.path
+    }
+
+    /// As [`LockFileGuard::refresh`].
+    ///
+    /// ```
+    /// use holdfast::lockfile::{LockFile, Protocol};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = LockFile::open(dir.path().join("r.lock"), Protocol::Link)?;
+    /// lock.lock()?.into_owned().refresh()?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`LockFileGuard::refresh`].
+    pub fn refresh(&self) -> Result<()> {
+        self.core.refresh()
+    }
+
+    /// As [`LockFileGuard::check`].
+    ///
+    /// ```
+    /// use holdfast::lockfile::{LockFile, Protocol};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("r.lock");
+    /// let lock = LockFile::open(&path, Protocol::Soft)?;
+    /// let g = lock.lock()?.into_owned();
+    /// g.check()?;
+    /// std::fs::remove_file(&path)?;
+    /// assert!(matches!(g.check(), Err(holdfast::Error::Lost { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`LockFileGuard::check`].
+    pub fn check(&self) -> Result<()> {
+        self.core.check()
+    }
+
+    /// As [`LockFileGuard::unlock`].
+    ///
+    /// # Errors
+    ///
+    /// As [`LockFileGuard::unlock`].
     pub fn unlock(mut self) -> Result<()> {
         self.release()
     }
@@ -1445,7 +1595,7 @@ impl<'a> LockFileGuard<'a> {
         if let Some(mut b) = self.beat.take() {
             b.stop();
         }
-        {
+        if self.registered {
             let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(i) = held.iter().position(|(n, _, _)| *n == self.nonce) {
                 held.swap_remove(i);
@@ -1453,20 +1603,20 @@ impl<'a> LockFileGuard<'a> {
         }
         let lost = self.core.state().lost.clone();
         let result = match self.core.take() {
-            Some(h) => dispatch::release(&self.lock.ctx, &h),
+            Some(h) => dispatch::release(&self.ctx, &h),
             None => Ok(()),
         };
         match (result, lost) {
-            (Ok(()), Some(r)) => Err(core::lost(&self.lock.ctx, r)),
+            (Ok(()), Some(r)) => Err(core::lost(&self.ctx, r)),
             (r, _) => r,
         }
     }
 }
 
-impl Drop for LockFileGuard<'_> {
+impl Drop for OwnedLockFileGuard {
     fn drop(&mut self) {
         if let Err(e) = self.release() {
-            tracing::error!(path = %self.lock.ctx.path.display(), error = %e, "failed to release lock file");
+            tracing::error!(path = %self.ctx.path.display(), error = %e, "failed to release lock file");
         }
     }
 }

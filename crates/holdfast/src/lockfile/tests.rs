@@ -117,7 +117,7 @@ fn mistaken_take_over_puts_the_live_lock_back() {
         // A stale lock: its holder is dead.
         let other = LockFile::open(&path, protocol).unwrap();
         let stale = other.lock().unwrap();
-        let held = stale.core.take().unwrap();
+        let held = stale.owned.core.take().unwrap();
         drop(stale);
         let dead = dead_pid();
         rewrite_pid(&ctx, &held, dead);
@@ -184,7 +184,7 @@ fn rewrite_pid(ctx: &Ctx, held: &core::Held, pid: u32) {
 fn replace_with_live(path: &Path, protocol: Protocol) {
     let lf = LockFile::open(path.with_file_name("scratch.lock"), protocol).unwrap();
     let g = lf.lock().unwrap();
-    let h = g.core.take().unwrap();
+    let h = g.owned.core.take().unwrap();
     drop(g);
     match protocol {
         Protocol::Soft | Protocol::Link => {
@@ -240,7 +240,7 @@ fn release_of_a_parked_lock_leaves_a_released_mark() {
         // A mistaken breaker parks our lock and puts its own at the path.
         let theirs = LockFile::open(d.path().join("theirs.lock"), protocol).unwrap();
         let tg = theirs.lock().unwrap();
-        let th = tg.core.take().unwrap();
+        let th = tg.owned.core.take().unwrap();
         drop(tg);
         let parked = d.path().join("parked");
         std::fs::rename(theirs.path(), &parked).unwrap();
@@ -271,7 +271,7 @@ fn link_locks_break_by_election_without_an_exchange() {
     let ctx = lock.ctx.clone();
     let g = LockFile::open(&path, Protocol::Link).unwrap();
     let sg = g.lock().unwrap();
-    let held = sg.core.take().unwrap();
+    let held = sg.owned.core.take().unwrap();
     drop(sg);
     rewrite_pid(&ctx, &held, dead_pid());
     drop(held);
@@ -287,7 +287,7 @@ fn link_locks_break_by_election_without_an_exchange() {
     drop(got);
     // An election in progress by a live breaker: wait, do not break.
     let sg = g.lock().unwrap();
-    let held = sg.core.take().unwrap();
+    let held = sg.owned.core.take().unwrap();
     drop(sg);
     let claim = held.claim.clone().unwrap();
     let cname = claim.file_name().unwrap().to_owned();
@@ -318,7 +318,7 @@ fn soft_and_mkdir_wait_without_an_exchange_and_break_lock_removes() {
             .unwrap();
         let other = LockFile::open(&path, protocol).unwrap();
         let sg = other.lock().unwrap();
-        let held = sg.core.take().unwrap();
+        let held = sg.owned.core.take().unwrap();
         drop(sg);
         rewrite_pid(&lock.ctx, &held, dead_pid());
         drop(held);
@@ -348,7 +348,7 @@ fn break_lock_if_never_removes_a_lock_it_did_not_judge() {
         let lock = LockFile::open(&path, protocol).unwrap();
         let other = LockFile::open(&path, protocol).unwrap();
         let sg = other.lock().unwrap();
-        let held = sg.core.take().unwrap();
+        let held = sg.owned.core.take().unwrap();
         drop(sg);
         let dead = dead_pid();
         rewrite_pid(&lock.ctx, &held, dead);

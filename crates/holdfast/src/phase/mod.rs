@@ -200,6 +200,7 @@
 //! `ErrorKind::Unsupported`).
 
 pub(crate) mod status_file;
+mod stores;
 pub(crate) mod xattr;
 
 use std::collections::BTreeMap;
@@ -214,6 +215,7 @@ use crate::mode::{Mode, Wait};
 use crate::sys;
 
 pub use status_file::MAX_STATUS_BYTES;
+pub use stores::{StatusFileStore, XattrStore};
 pub use xattr::PHASELOCK_ENABLE_XATTRS;
 
 /// The error an action returns: anything that converts into a boxed error,
