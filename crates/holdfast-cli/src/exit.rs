@@ -99,6 +99,18 @@ pub fn for_error(e: &Error) -> (u8, String) {
                     .unwrap_or_default()
             ),
         ),
+        Error::Unsupported { path, what, .. } if what.starts_with("fcntl locks") => (
+            USAGE,
+            format!(
+                "cannot use --fcntl on {}: {}; leave out --fcntl (flock locks work there)",
+                path.display(),
+                if path.is_dir() {
+                    "it is a directory, and fcntl locks need a file opened for writing"
+                } else {
+                    "fcntl (open file description) locks are not available here"
+                }
+            ),
+        ),
         Error::InvalidInput { .. } | Error::Unsupported { .. } => (USAGE, e.to_string()),
         Error::Corrupt { .. } => (DATA_ERR, e.to_string()),
         Error::LeaderFailed { .. } => (LEADER_FAILED, e.to_string()),

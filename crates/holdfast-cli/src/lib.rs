@@ -13,6 +13,7 @@ mod duration;
 mod exec;
 mod exit;
 mod getopt;
+mod hint;
 mod report;
 mod waiting;
 
@@ -40,9 +41,13 @@ pub fn run(mut argv: Vec<OsString>) -> u8 {
         argv.remove(0);
         return cmd::flock::main("holdfast", argv);
     }
-    let cli = match cli::Cli::try_parse_from(argv) {
+    let cli = match cli::Cli::try_parse_from(&argv) {
         Ok(c) => c,
         Err(e) => {
+            if let Some(hint) = hint::missing_separator(&argv, &e) {
+                eprintln!("holdfast: {hint}");
+                return exit::USAGE;
+            }
             let code = if e.use_stderr() {
                 exit::USAGE
             } else {

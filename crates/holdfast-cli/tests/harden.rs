@@ -272,3 +272,80 @@ fn run_forwards_termination_signals_to_the_command_in_kernel_mode() {
         assert_eq!(out.code(), 0, "the lock is free again: {out:?}");
     }
 }
+
+/// Issue 10 item 14: the CLI speaks flags, never the library's API: no
+/// `Protocol::`, `Backend::`, `holdfast::...`, `Options::` or `(true)` in
+/// what a shell user reads, and the flock(1) habit of leaving out `--` gets
+/// "put `--` before the command".
+#[test]
+fn cli_messages_speak_flags_not_rust() {
+    let d = Dir::new();
+    let dir = d.join("dir");
+    std::fs::create_dir(&dir).unwrap();
+    let x = d.join("x.lock");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["run", s(&x), "true"],
+            "put `--` before the command: holdfast run ",
+        ),
+        (
+            vec!["run", "-w", "5", s(&x), "sh", "-c", "echo hi"],
+            "-- sh -c 'echo hi'",
+        ),
+        (vec!["once", s(&x), "true"], "put `--` before the command"),
+        (
+            vec!["run", "--lockfile", "soft", s(&dir), "--", "true"],
+            "use --lockfile mkdir",
+        ),
+        (
+            vec!["run", "--lockfile", "link", s(&dir), "--", "true"],
+            "use --lockfile mkdir",
+        ),
+        (
+            vec![
+                "run",
+                "--lockfile",
+                "soft",
+                "--compat",
+                "flufl",
+                s(&x),
+                "--",
+                "true",
+            ],
+            "--lockfile soft does not take --compat flufl (soft takes holdfast or filelock",
+        ),
+        (
+            vec![
+                "run",
+                "--lockfile",
+                "mkdir",
+                "--compat",
+                "filelock",
+                s(&x),
+                "--",
+                "true",
+            ],
+            "--lockfile mkdir does not take --compat filelock",
+        ),
+        (
+            vec!["run", "--fcntl", s(&dir), "--", "true"],
+            "leave out --fcntl",
+        ),
+        (
+            vec!["flock", "--fcntl", s(&dir), "true"],
+            "leave out --fcntl",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = run(holdfast().args(&args));
+        assert_ne!(out.code(), 0, "{args:?}: {out:?}");
+        assert!(out.stderr.contains(want), "{args:?}: {}", out.stderr);
+        for rust in ["::", "(true)", "Options", "holdfast::"] {
+            assert!(
+                !out.stderr.contains(rust),
+                "{args:?} speaks Rust: {}",
+                out.stderr
+            );
+        }
+    }
+}

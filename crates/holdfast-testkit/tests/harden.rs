@@ -129,3 +129,38 @@ fn run_once_refuses_a_dangling_symlink_key() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Issue 10 item 14, library side: a full semaphore speaks of permits, not
+/// of "an exclusive lock"; `AlreadyHeld` does not offer a `LockFile` an
+/// option it does not have.
+#[test]
+fn messages_name_what_the_primitive_is() {
+    use std::time::Duration;
+    let d = Dir::new();
+    let sem = holdfast::Semaphore::open(d.join("gpu.sem"), 1).unwrap();
+    let _permit = sem.acquire().unwrap();
+    let other = holdfast::Semaphore::open(d.join("gpu.sem"), 1).unwrap();
+    let e = other.try_acquire().unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!(
+            "no permit of {} is free: all 1 permit taken, by this process",
+            d.join("gpu.sem").display()
+        )),
+        "{e}"
+    );
+    assert!(!e.contains("exclusive lock"), "{e}");
+    let e = other
+        .acquire_timeout(Duration::from_millis(20))
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("timed out after "), "{e}");
+    assert!(e.contains(" waiting for a permit of "), "{e}");
+
+    let lf =
+        holdfast::lockfile::LockFile::open(d.join("x.lock"), holdfast::lockfile::Protocol::Soft)
+            .unwrap();
+    let _g = lf.lock().unwrap();
+    let e = lf.lock().unwrap_err().to_string();
+    assert!(e.contains("already locked by this thread"), "{e}");
+    assert!(!e.contains("use LockOptions::reentrant"), "{e}");
+}

@@ -40,7 +40,7 @@ use crate::mode::Mode;
 #[non_exhaustive]
 pub enum Error {
     /// A non-blocking attempt found the lock held in a conflicting mode.
-    #[error("{} lock on {} is not available: {holders}", mode.with_article(), path.display())]
+    #[error("{}", contention(None, *mode, path, holders))]
     WouldBlock {
         /// The lock file.
         path: PathBuf,
@@ -50,12 +50,7 @@ pub enum Error {
         holders: Holders,
     },
     /// The wait for the lock ran out of time.
-    #[error(
-        "timed out after {} waiting for {} lock on {}: {holders}",
-        crate::holder::fmt_duration(*waited),
-        mode.with_article(),
-        path.display()
-    )]
+    #[error("{}", contention(Some(*waited), *mode, path, holders))]
     Timeout {
         /// The lock file.
         path: PathBuf,
@@ -70,7 +65,8 @@ pub enum Error {
     /// re-entrant: waiting would deadlock, so holdfast refuses instead.
     #[error(
         "{} is already locked by this thread; waiting for it again would deadlock \
-         (drop the first guard, use LockOptions::reentrant(true), or upgrade the guard)",
+         (drop the first guard first; for a Lock, LockOptions::reentrant(true) allows \
+         nesting and LockGuard::upgrade turns a shared guard exclusive)",
         path.display()
     )]
     AlreadyHeld {
@@ -474,5 +470,24 @@ impl IoOp {
 impl std::fmt::Display for IoOp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// The message of [`Error::WouldBlock`] (`waited` `None`) and
+/// [`Error::Timeout`]: of a lock, or of a semaphore's permits.
+fn contention(waited: Option<Duration>, mode: Mode, path: &Path, holders: &Holders) -> String {
+    let what = match holders.permits() {
+        Some(_) => format!("a permit of {}", path.display()),
+        None => format!("{} lock on {}", mode.with_article(), path.display()),
+    };
+    match waited {
+        None if holders.permits().is_some() => {
+            format!("no permit of {} is free: {holders}", path.display())
+        }
+        None => format!("{what} is not available: {holders}"),
+        Some(w) => format!(
+            "timed out after {} waiting for {what}: {holders}",
+            crate::holder::fmt_duration(w)
+        ),
     }
 }

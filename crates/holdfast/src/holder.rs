@@ -580,12 +580,32 @@ impl fmt::Display for Holder {
 /// assert_eq!(none.to_string(), "holder unknown");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct Holders(Vec<Holder>);
+pub struct Holders(Vec<Holder>, Option<usize>);
 
 impl Holders {
     /// No known holder.
     pub const fn new() -> Self {
-        Holders(Vec::new())
+        Holders(Vec::new(), None)
+    }
+    /// For the holders of a [`Semaphore`](crate::Semaphore), its number of
+    /// permits (messages then speak of permits, not of a lock); `None`
+    /// for any other lock.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let sem = holdfast::Semaphore::open(dir.path().join("gpu.sem"), 1)?;
+    /// let _permit = sem.acquire()?;
+    /// let e = sem.try_acquire().unwrap_err();
+    /// assert_eq!(e.holders().permits(), Some(1));
+    /// assert!(e.to_string().starts_with("no permit of "), "{e}");
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    pub fn permits(&self) -> Option<usize> {
+        self.1
+    }
+    pub(crate) fn with_permits(mut self, permits: usize) -> Self {
+        self.1 = Some(permits);
+        self
     }
     /// The first (for an exclusive lock, the only) holder.
     pub fn first(&self) -> Option<&Holder> {
@@ -607,7 +627,7 @@ impl Holders {
 
 impl From<Vec<Holder>> for Holders {
     fn from(v: Vec<Holder>) -> Self {
-        Holders(v)
+        Holders(v, None)
     }
 }
 
@@ -621,6 +641,15 @@ impl<'a> IntoIterator for &'a Holders {
 
 impl fmt::Display for Holders {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(n) = self.1 {
+            let s = if n == 1 { "" } else { "s" };
+            write!(f, "all {n} permit{s} taken")?;
+            for (i, h) in self.0.iter().enumerate() {
+                f.write_str(if i == 0 { ", by " } else { ", " })?;
+                write!(f, "{h}")?;
+            }
+            return Ok(());
+        }
         match self.0.as_slice() {
             [] => f.write_str("holder unknown"),
             [one] => write!(f, "held by {one}"),

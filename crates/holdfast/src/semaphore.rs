@@ -412,7 +412,7 @@ impl SemShared {
                 ..Holder::default()
             })
             .collect();
-        list.into()
+        Holders::from(list).with_permits(self.permits as usize)
     }
 }
 

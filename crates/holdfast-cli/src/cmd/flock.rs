@@ -233,7 +233,7 @@ pub fn run(prog: &str, args: FlockArgs) -> u8 {
                 };
                 let why = match &e {
                     Error::Io { source, .. } => strerror(source),
-                    other => other.to_string(),
+                    other => exit::for_error(other).1,
                 };
                 eprintln!(
                     "{prog}: cannot open lock file {}: {why}",

@@ -79,6 +79,57 @@ impl From<CompatArg> for Compat {
     }
 }
 
+/// The `--compat` formats each protocol has (link's `holdfast` format is
+/// flufl.lock's), as the library's table.
+const COMPATS: [(ProtocolArg, &[CompatArg]); 3] = [
+    (
+        ProtocolArg::Soft,
+        &[CompatArg::Holdfast, CompatArg::Filelock],
+    ),
+    (
+        ProtocolArg::Link,
+        &[CompatArg::Holdfast, CompatArg::Flufl, CompatArg::Lockfile],
+    ),
+    (
+        ProtocolArg::Mkdir,
+        &[CompatArg::Holdfast, CompatArg::Lockfile],
+    ),
+];
+
+/// Refuses a `--compat` the protocol (given as `flag`, `--lockfile` or
+/// `--protocol`) has no format for, naming the ones it has.
+pub fn check_compat(
+    flag: &str,
+    protocol: ProtocolArg,
+    compat: Option<CompatArg>,
+) -> Result<(), String> {
+    use clap::ValueEnum;
+    let name = |v: &dyn Fn() -> Option<clap::builder::PossibleValue>| {
+        v().map(|p| p.get_name().to_owned()).unwrap_or_default()
+    };
+    let Some(c) = compat else { return Ok(()) };
+    let table: Vec<String> = COMPATS
+        .iter()
+        .map(|(p, cs)| {
+            let cs: Vec<String> = cs.iter().map(|c| name(&|| c.to_possible_value())).collect();
+            format!(
+                "{} takes {}",
+                name(&|| p.to_possible_value()),
+                cs.join(" or ")
+            )
+        })
+        .collect();
+    match COMPATS.iter().find(|(p, _)| *p == protocol) {
+        Some((_, cs)) if !cs.contains(&c) => Err(format!(
+            "{flag} {} does not take --compat {} ({})",
+            name(&|| protocol.to_possible_value()),
+            name(&|| c.to_possible_value()),
+            table.join("; ")
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Options for a lock-file lock of `protocol`, in `compat`'s format.
 pub fn lockfile_options(protocol: ProtocolArg, compat: Option<CompatArg>) -> LockFileOptions {
     let mut opts = LockFileOptions::new(protocol.into());
@@ -123,4 +174,25 @@ pub fn dot_lock(path: &Path) -> PathBuf {
     let mut p: OsString = path.as_os_str().to_owned();
     p.push(".lock");
     PathBuf::from(p)
+}
+
+#[cfg(test)]
+mod compat_tests {
+    use super::*;
+    use clap::ValueEnum;
+
+    /// The CLI's table of formats says yes exactly where the library does.
+    #[test]
+    fn the_compat_table_matches_the_library() {
+        let dir = std::env::temp_dir();
+        for &p in ProtocolArg::value_variants() {
+            for &c in CompatArg::value_variants() {
+                let cli = check_compat("--lockfile", p, Some(c)).is_ok();
+                let lib = lockfile_options(p, Some(c))
+                    .open(dir.join("holdfast-compat-table-probe.lock"))
+                    .is_ok();
+                assert_eq!(cli, lib, "{p:?} with {c:?}");
+            }
+        }
+    }
 }

@@ -56,6 +56,18 @@ fn validate(args: &RunArgs) -> Result<Options, String> {
 /// whenever there is a lease: the command runs for as long as it takes,
 /// and other hosts must keep seeing a live lease meanwhile).
 fn lock_file(args: &RunArgs, protocol: ProtocolArg) -> Result<LockFile, String> {
+    super::check_compat("--lockfile", protocol, args.compat)?;
+    // The lock file is PATH itself (but PATH.lock with --compat lockfile).
+    if protocol != ProtocolArg::Mkdir
+        && args.compat != Some(crate::cli::CompatArg::Lockfile)
+        && args.lockfile.is_dir()
+    {
+        return Err(format!(
+            "{} is a directory, not a lock file; if it is a lock of the mkdir protocol, \
+             use --lockfile mkdir, else name another path",
+            args.lockfile.display()
+        ));
+    }
     let mut opts = super::lockfile_options(protocol, args.compat);
     if let Some(l) = &args.lifetime {
         let d = duration::parse(l).map_err(|e| format!("--lifetime: {e}"))?;

@@ -656,7 +656,9 @@ impl LockFile {
             | (Protocol::Mkdir, Compat::Holdfast | Compat::Lockfile) => {}
             (p, c) => {
                 return Err(invalid(format!(
-                    "the {p} protocol has no {c:?} format (see holdfast::lockfile's table)"
+                    "Protocol::{p:?} has no Compat::{c:?} format (Protocol::Soft takes \
+                     Compat::Holdfast or Compat::Filelock; Protocol::Link, Compat::Flufl or \
+                     Compat::Lockfile; Protocol::Mkdir, Compat::Holdfast or Compat::Lockfile)"
                 )));
             }
         }

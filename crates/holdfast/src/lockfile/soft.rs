@@ -63,7 +63,7 @@ pub(crate) fn observe(ctx: &Ctx, at: &Path) -> Result<Option<Observed>> {
         return Err(Error::InvalidInput {
             path: at.to_owned(),
             reason: "the lock path is a directory, not a soft lock file (a mkdir-protocol \
-                     lock? use Protocol::Mkdir, or another path)"
+                     lock? open it with Protocol::Mkdir, or use another path)"
                 .into(),
         });
     }
