@@ -349,3 +349,53 @@ fn cli_messages_speak_flags_not_rust() {
         }
     }
 }
+
+/// Issue 10 item 7: `scripts/demo` runs the binary cargo reports (not a
+/// hard-coded `target/release/holdfast`) and every wait in it is bounded.
+/// The script is run from a copy of the tree without any `target/`, with a
+/// `cargo` on PATH that reports this test's holdfast as the artifact it
+/// built, as `cargo build --message-format=json` does.
+#[test]
+fn the_demo_finds_the_binary_through_cargo_and_finishes() {
+    let d = Dir::new();
+    let root = d.join("tree");
+    std::fs::create_dir_all(root.join("scripts")).unwrap();
+    let demo = root.join("scripts/demo");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/demo"),
+        &demo,
+    )
+    .unwrap();
+    let bin = d.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let cargo = bin.join("cargo");
+    std::fs::write(
+        &cargo,
+        format!(
+            "#!/bin/sh\n\
+             case \" $* \" in *' build '*) ;; *) echo \"stub cargo: $*\" >&2; exit 2;; esac\n\
+             case \" $* \" in *' --message-format=json'*) ;; *) exit 0;; esac\n\
+             echo '{{\"reason\":\"compiler-artifact\",\"target\":{{\"name\":\"holdfast\"}},\
+             \"executable\":\"{HOLDFAST}\",\"fresh\":true}}'\n\
+             echo '{{\"reason\":\"build-finished\",\"success\":true}}'\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cargo, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = run_to_end(
+        Command::new("bash")
+            .arg(&demo)
+            .env("PATH", path)
+            .env("CARGO_TARGET_DIR", d.join("elsewhere")),
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.code(), 0, "{out:?}");
+    for want in ["(exit 1)", "(exit 124)", "my turn", "\"held\""] {
+        assert!(out.stdout.contains(want), "{want:?} missing: {out:?}");
+    }
+}
