@@ -13,10 +13,14 @@
 //!   guard, so a backend that can fence the write does it in the same
 //!   atomic step as the check that the lock is still held.
 //!
-//! Setup phases and run-once run over these traits too, so a new backend
-//! is a new implementation, not an edit of the core; the file stores are
+//! Setup phases and run-once run over these traits too
+//! ([`PhaseRunner::run_with`](crate::PhaseRunner::run_with),
+//! [`RunOnce::run_with`](crate::RunOnce::run_with)), so a new backend is a
+//! new implementation, not an edit of the core; the file stores are
 //! [`phase::StatusFileStore`](crate::phase::StatusFileStore) and
-//! [`phase::XattrStore`](crate::phase::XattrStore).
+//! [`phase::XattrStore`](crate::phase::XattrStore). The integration tests
+//! (`crates/holdfast-testkit/tests/backend.rs`) hold an in-memory backend
+//! that runs phases and run-once through the same tests as the files.
 //!
 //! ```
 //! use holdfast::{HeldLock, LockBackend, Mode, Wait};

@@ -307,7 +307,7 @@ impl RunOnce {
             lock_path: &lock_path,
             token,
             #[cfg(unix)]
-            lock_fd: std::os::fd::AsFd::as_fd(&guard),
+            lock_fd: Some(std::os::fd::AsFd::as_fd(&guard)),
         };
         if let Err(source) = action(&ctx) {
             return Err(Error::ActionFailed {
@@ -421,6 +421,112 @@ impl RunOnce {
             )),
             Err(e) => Err(Error::io(IoOp::FindDirectory, &self.key, e)),
         }
+    }
+}
+
+impl RunOnce {
+    /// Runs `action` unless `store` records the key as done, under an
+    /// exclusive hold of `lock`: [`run`](Self::run) over any backend
+    /// (etcd, PostgreSQL, a lock file, a test double), with the same
+    /// outcomes and the same [`LeaderFailure`] policy.
+    ///
+    /// The store key is the run-once key as text. The runner's
+    /// [`wait`](Self::wait) applies; the lock suffix and permissions do
+    /// not. The mark is [fenced](crate::CompletionStore::mark_done): a
+    /// caller whose lock was lost during the action gets
+    /// [`Error::Lost`] and records nothing.
+    ///
+    /// ```
+    /// use holdfast::once::{OnceOutcome, RunOnce};
+    /// use holdfast::phase::StatusFileStore;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::FifoLock::open(dir.path().join("init.lock"))?;
+    /// let store = StatusFileStore::new(dir.path().join("init.status"));
+    /// let once = RunOnce::new("cache-v2");
+    /// assert!(once.run_with(&lock, &store, |_| Ok(()))?.ran());
+    /// assert_eq!(
+    ///     once.run_with(&lock, &store, |_| unreachable!())?,
+    ///     OnceOutcome::AlreadyDone { waited: false }
+    /// );
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for an empty key; the errors of
+    /// [`LockBackend::acquire`](crate::LockBackend::acquire) and of the
+    /// store; [`Error::ActionFailed`]; [`Error::LeaderFailed`] with
+    /// [`LeaderFailure::Propagate`]; [`Error::Lost`].
+    pub fn run_with<B, S>(
+        &self,
+        lock: &B,
+        store: &S,
+        action: impl FnOnce(&ActionContext<'_>) -> std::result::Result<(), ActionError>,
+    ) -> Result<OnceOutcome>
+    where
+        B: crate::LockBackend,
+        S: crate::CompletionStore<B::Guard>,
+    {
+        use crate::HeldLock as _;
+        let key = self.key.to_string_lossy().into_owned();
+        if key.is_empty() {
+            return Err(Error::InvalidInput {
+                path: self.key.clone(),
+                reason: "the run-once key is empty".into(),
+            });
+        }
+        if store.is_done(&key)? {
+            return Ok(OnceOutcome::AlreadyDone { waited: false });
+        }
+        let (guard, leader) = match lock.acquire(Mode::Exclusive, Wait::NoWait) {
+            Ok(g) => (g, None),
+            Err(Error::WouldBlock { holders, .. }) if self.wait != Wait::NoWait => {
+                (lock.acquire(Mode::Exclusive, self.wait)?, Some(holders))
+            }
+            Err(e) => return Err(e),
+        };
+        if store.is_done(&key)? {
+            return Ok(OnceOutcome::AlreadyDone {
+                waited: leader.is_some(),
+            });
+        }
+        if let Some(leader) = &leader
+            && self.on_leader_failure == LeaderFailure::Propagate
+        {
+            return Err(Error::LeaderFailed {
+                path: self.key.clone(),
+                leader: leader.clone(),
+            });
+        }
+        let token = guard.token();
+        let name = self
+            .key
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| key.clone());
+        let ctx = ActionContext {
+            name: &name,
+            target: &self.key,
+            lock_path: lock.location(),
+            token,
+            #[cfg(unix)]
+            lock_fd: None,
+        };
+        if let Err(source) = action(&ctx) {
+            return Err(Error::ActionFailed {
+                path: self.key.clone(),
+                name,
+                source,
+            });
+        }
+        store.mark_done(&key, &guard)?;
+        if let Err(e) = guard.release() {
+            tracing::warn!(path = %lock.location().display(), error = %e, "unlock failed");
+        }
+        Ok(OnceOutcome::Ran {
+            token,
+            took_over: leader.is_some(),
+        })
     }
 }
 

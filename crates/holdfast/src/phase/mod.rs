@@ -199,6 +199,7 @@
 //! used. Windows is not implemented yet (every call fails with
 //! `ErrorKind::Unsupported`).
 
+mod run_with;
 pub(crate) mod status_file;
 mod stores;
 pub(crate) mod xattr;
@@ -245,7 +246,7 @@ pub struct ActionContext<'r> {
     pub(crate) lock_path: &'r Path,
     pub(crate) token: Option<u64>,
     #[cfg(unix)]
-    pub(crate) lock_fd: std::os::fd::BorrowedFd<'r>,
+    pub(crate) lock_fd: Option<std::os::fd::BorrowedFd<'r>>,
 }
 
 impl<'r> ActionContext<'r> {
@@ -290,8 +291,37 @@ impl<'r> ActionContext<'r> {
     /// })])?;
     /// # Ok::<(), holdfast::Error>(())
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// In a run over a [`LockBackend`](crate::LockBackend) that has no
+    /// descriptor ([`PhaseRunner::run_with`],
+    /// [`RunOnce::run_with`](crate::once::RunOnce::run_with)); use
+    /// [`lock_descriptor`](Self::lock_descriptor) there. File runs
+    /// ([`PhaseRunner::run`], [`once`](crate::once())) always have one.
     #[cfg(unix)]
     pub fn lock_fd(&self) -> std::os::fd::BorrowedFd<'r> {
+        self.lock_fd.expect(
+            "ActionContext::lock_fd in a run over a backend without a descriptor; \
+             use lock_descriptor()",
+        )
+    }
+
+    /// The descriptor of the lock held while the action runs, as
+    /// [`lock_fd`](Self::lock_fd), or `None` in a run over a backend that
+    /// has none (lock files, etcd, ...: see [`PhaseRunner::run_with`]).
+    ///
+    /// ```
+    /// use holdfast::phase::{Phase, PhaseRunner};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// PhaseRunner::new(dir.path().join("app.db")).run([Phase::new("a", |ctx| {
+    ///     assert!(ctx.lock_descriptor().is_some());
+    ///     Ok(())
+    /// })])?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    #[cfg(unix)]
+    pub fn lock_descriptor(&self) -> Option<std::os::fd::BorrowedFd<'r>> {
         self.lock_fd
     }
 }
@@ -648,7 +678,7 @@ impl PhaseRunner {
                         lock_path: &lock_path,
                         token,
                         #[cfg(unix)]
-                        lock_fd: std::os::fd::AsFd::as_fd(&guard),
+                        lock_fd: Some(std::os::fd::AsFd::as_fd(&guard)),
                     };
                     if let Err(source) = (phase.action)(&ctx) {
                         return Err(Error::ActionFailed {
