@@ -67,7 +67,7 @@ pub enum Error {
         "{} is already locked by this thread; waiting for it again would deadlock \
          (drop the first guard first; for a Lock, LockOptions::reentrant(true) allows \
          nesting and LockGuard::upgrade turns a shared guard exclusive)",
-        path.display()
+        crate::text::path(path)
     )]
     AlreadyHeld {
         /// The lock file.
@@ -79,14 +79,14 @@ pub enum Error {
     #[error(
         "refusing to use {}: it is a symbolic link (a planted link could redirect the lock \
          or its markers; set follow_symlinks(true) in the options if the link is yours)",
-        path.display()
+        crate::text::path(path)
     )]
     Symlink {
         /// The lock path.
         path: PathBuf,
     },
     /// An operating-system call failed.
-    #[error("cannot {op} {}: {source}", path.display())]
+    #[error("cannot {op} {}: {source}", crate::text::path(path))]
     Io {
         /// What holdfast was doing; its `Display` is the verb phrase of the
         /// message ("open", "lock", "write the holder record to").
@@ -113,7 +113,7 @@ pub enum Error {
     ///     "cannot grant a lease for etcd://127.0.0.1:2379/locks/job: connection refused"
     /// );
     /// ```
-    #[error("cannot {op} {}: {source}", path.display())]
+    #[error("cannot {op} {}: {source}", crate::text::path(path))]
     Backend {
         /// Where the lock lives, as the backend names it.
         path: PathBuf,
@@ -125,7 +125,7 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
     /// A file holdfast reads has content it cannot trust.
-    #[error("{} is corrupt: {reason}", path.display())]
+    #[error("{} is corrupt: {reason}", crate::text::path(path))]
     Corrupt {
         /// The file.
         path: PathBuf,
@@ -133,7 +133,7 @@ pub enum Error {
         reason: String,
     },
     /// The request is not possible on this platform or file.
-    #[error("{what} is not supported for {}: {reason}", path.display())]
+    #[error("{what} is not supported for {}: {reason}", crate::text::path(path))]
     Unsupported {
         /// The file.
         path: PathBuf,
@@ -148,7 +148,7 @@ pub enum Error {
     #[error(
         "action {name:?} for {} failed: {source} (no completion marker was written; \
          the next run starts again at this step)",
-        path.display()
+        crate::text::path(path)
     )]
     ActionFailed {
         /// The phase target or run-once key.
@@ -167,7 +167,7 @@ pub enum Error {
         "the run-once action for {} was not completed: the process running it (lock {leader} \
          when this caller began waiting) stopped without recording completion, and the \
          leader-failure policy is to propagate rather than retry",
-        path.display()
+        crate::text::path(path)
     )]
     LeaderFailed {
         /// The run-once key.
@@ -178,7 +178,7 @@ pub enum Error {
     /// A lock file this process held was taken away: broken as stale (its
     /// lease ran out, or it was judged abandoned) or removed by hand. Work
     /// done under it since then may have overlapped with another holder's.
-    #[error("lost the lock on {}: {reason}", path.display())]
+    #[error("lost the lock on {}: {reason}", crate::text::path(path))]
     Lost {
         /// The lock path.
         path: PathBuf,
@@ -186,7 +186,7 @@ pub enum Error {
         reason: String,
     },
     /// The caller passed something holdfast cannot act on.
-    #[error("invalid input for {}: {reason}", path.display())]
+    #[error("invalid input for {}: {reason}", crate::text::path(path))]
     InvalidInput {
         /// The path concerned.
         path: PathBuf,
@@ -477,12 +477,19 @@ impl std::fmt::Display for IoOp {
 /// [`Error::Timeout`]: of a lock, or of a semaphore's permits.
 fn contention(waited: Option<Duration>, mode: Mode, path: &Path, holders: &Holders) -> String {
     let what = match holders.permits() {
-        Some(_) => format!("a permit of {}", path.display()),
-        None => format!("{} lock on {}", mode.with_article(), path.display()),
+        Some(_) => format!("a permit of {}", crate::text::path(path)),
+        None => format!(
+            "{} lock on {}",
+            mode.with_article(),
+            crate::text::path(path)
+        ),
     };
     match waited {
         None if holders.permits().is_some() => {
-            format!("no permit of {} is free: {holders}", path.display())
+            format!(
+                "no permit of {} is free: {holders}",
+                crate::text::path(path)
+            )
         }
         None => format!("{what} is not available: {holders}"),
         Some(w) => format!(

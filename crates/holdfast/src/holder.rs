@@ -305,8 +305,8 @@ impl Identity {
         {
             return id.clone();
         }
-        let mut command = sys::process_cmdline(pid)
-            .unwrap_or_else(|| std::env::args().collect::<Vec<_>>().join(" "));
+        let mut command =
+            sys::process_cmdline(pid).unwrap_or_else(|| crate::text::shell_join(std::env::args()));
         truncate_utf8(&mut command, MAX_CMD);
         let id = std::sync::Arc::new(Identity {
             pid,
@@ -551,10 +551,10 @@ impl fmt::Display for Holder {
         if let Some(cmd) = &self.command
             && !self.this_process
         {
-            write!(f, " ({cmd})")?;
+            write!(f, " ({})", crate::text::escape(cmd))?;
         }
         if let Some(host) = &self.host {
-            write!(f, " on {host}")?;
+            write!(f, " on {}", crate::text::escape(host))?;
         }
         if let Some(since) = self.since {
             let age = SystemTime::now().duration_since(since).unwrap_or_default();

@@ -106,6 +106,8 @@ pub mod backend;
 pub mod error;
 pub mod fifo;
 pub mod holder;
+#[cfg(unix)]
+pub mod inspect;
 #[cfg(test)]
 mod layering;
 pub mod lock;
@@ -118,6 +120,7 @@ mod queue;
 pub mod semaphore;
 mod status;
 mod sys;
+pub mod text;
 #[cfg(all(feature = "tokio", target_os = "linux"))]
 pub mod tokio;
 

@@ -1,17 +1,15 @@
 //! `holdfast list DIR`: the locks in a directory.
 //!
 //! Every entry directly in the directory (a regular file or a directory,
-//! never a symlink) that the kernel reports locked, that carries a
-//! holdfast holder record from an earlier holder, or that is a lock-file
-//! lock (`LockFile::detect`: holdfast's soft, link and mkdir locks,
-//! flufl.lock's, Python lockfile's and filelock's), in name order.
+//! never a symlink) that `holdfast::inspect::inspect` finds to be a lock:
+//! held by the kernel, carrying a holdfast holder record from an earlier
+//! holder, or a lock-file lock of any protocol and format, in name order.
 
-use holdfast::lockfile::LockFile;
 use serde_json::Value;
 
 use crate::cli::ListArgs;
 use crate::exit;
-use crate::report::{self, LockFileView};
+use crate::report::{self, shown};
 
 pub fn run(args: ListArgs) -> u8 {
     let entries = match std::fs::read_dir(&args.dir) {
@@ -24,8 +22,8 @@ pub fn run(args: ListArgs) -> u8 {
             } else {
                 e.to_string()
             };
-            eprintln!("holdfast: cannot list {}: {why}", args.dir.display());
-            return if args.dir.exists() && args.dir.is_dir() {
+            eprintln!("holdfast: cannot list {}: {why}", shown(&args.dir));
+            return if args.dir.is_dir() {
                 exit::NO_INPUT
             } else {
                 exit::USAGE
@@ -41,25 +39,23 @@ pub fn run(args: ListArgs) -> u8 {
     let mut out = Vec::new();
     let mut code = exit::OK;
     for path in paths {
-        let looked = holdfast::status(&path).and_then(|st| {
-            let lf = match LockFile::detect(&path)? {
-                Some(lock) => Some(LockFileView::of(&lock)?).filter(|v| v.status.locked),
-                None => None,
-            };
-            Ok((st, lf))
-        });
-        match looked {
-            Ok((st, lf)) if st.held.is_some() || st.last_record.is_some() || lf.is_some() => {
+        match holdfast::inspect::inspect(&path) {
+            // A lock file only where it is (not the `PATH.lock` of another
+            // entry: that one is listed under its own name).
+            Ok(mut seen) => {
+                seen.lock_file = seen
+                    .lock_file
+                    .filter(|l| l.status.path == path && l.status.locked);
+                seen.phases = None;
+                if !seen.is_lock() {
+                    continue;
+                }
                 if args.json {
-                    out.push(report::json(&st, lf.as_ref()));
+                    out.push(report::json(&seen));
                 } else {
-                    println!(
-                        "{}",
-                        report::text(&st, &path.display().to_string(), lf.as_ref())
-                    );
+                    println!("{}", report::text(&seen));
                 }
             }
-            Ok(_) => {}
             Err(e) => {
                 // An unreadable entry is reported, the rest still listed.
                 let (_, msg) = exit::for_error(&e);

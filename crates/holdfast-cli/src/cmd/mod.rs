@@ -11,11 +11,10 @@ pub mod phase;
 pub mod run;
 pub mod status;
 
-use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use holdfast::Wait;
-use holdfast::lockfile::{Compat, LockFile, LockFileOptions, Protocol};
+use holdfast::lockfile::{Compat, LockFileOptions, Protocol};
 
 use crate::cli::{CompatArg, ProtocolArg};
 use crate::duration;
@@ -138,44 +137,6 @@ pub fn lockfile_options(protocol: ProtocolArg, compat: Option<CompatArg>) -> Loc
     }
     opts
 }
-
-/// How a lock-file protocol and format are called in messages:
-/// `link lock (flufl.lock format)`.
-pub fn lockfile_kind(lock: &LockFile) -> String {
-    let format = match (lock.protocol(), lock.compat()) {
-        (_, Compat::Flufl) => "flufl.lock",
-        (_, Compat::Lockfile) => "Python lockfile",
-        (_, Compat::Filelock) => "filelock",
-        _ => "holdfast",
-    };
-    format!("{} lock ({format} format)", lock.protocol())
-}
-
-/// The lock-file lock at `path` as its content shows
-/// ([`LockFile::detect`]), or else at `path.lock` (where Python's lockfile
-/// puts the lock for `path`), or `None`.
-///
-/// # Errors
-///
-/// As [`LockFile::detect`].
-pub fn find_lockfile(path: &Path) -> holdfast::Result<Option<LockFile>> {
-    if let Some(l) = LockFile::detect(path)? {
-        return Ok(Some(l));
-    }
-    match LockFile::detect(dot_lock(path)) {
-        Ok(Some(l)) if matches!(l.protocol(), Protocol::Link | Protocol::Mkdir) => Ok(Some(l)),
-        // Errors about a path the user did not name are not worth failing for.
-        _ => Ok(None),
-    }
-}
-
-/// `path` with `.lock` appended.
-pub fn dot_lock(path: &Path) -> PathBuf {
-    let mut p: OsString = path.as_os_str().to_owned();
-    p.push(".lock");
-    PathBuf::from(p)
-}
-
 #[cfg(test)]
 mod compat_tests {
     use super::*;

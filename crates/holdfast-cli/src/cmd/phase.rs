@@ -235,10 +235,10 @@ pub fn status(args: PhasesStatusArgs) -> u8 {
                 .map(|n| json!({ "name": n, "done": false, "stores": [], "xattr_value": null })),
         );
         let out = json!({
-            "target": runner.target(),
+            "target": report::path_json(runner.target()),
             "target_exists": target_exists,
-            "lock_path": lock_path,
-            "status_path": markers.status_path,
+            "lock_path": report::path_json(&lock_path),
+            "status_path": report::path_json(&markers.status_path),
             "status_file_exists": status_exists,
             "namespace": args.markers.namespace.trim_matches('.'),
             "xattrs_mode": match args.markers.xattrs {
@@ -252,12 +252,12 @@ pub fn status(args: PhasesStatusArgs) -> u8 {
             },
             "xattr_error": markers.xattr_error,
             "phases": phases,
-            "stale_temp_files": markers.stale_temp_files,
-            "lock": report::json(&lock, None),
+            "stale_temp_files": markers.stale_temp_files.iter().map(|p| report::path_json(p)).collect::<Vec<_>>(),
+            "lock": report::kernel_json(&lock),
         });
         println!("{out}");
     } else {
-        let target = runner.target().display().to_string();
+        let target = report::shown(runner.target());
         println!(
             "target:      {target}{}",
             if target_exists {
@@ -268,7 +268,7 @@ pub fn status(args: PhasesStatusArgs) -> u8 {
         );
         println!(
             "lock:        {}",
-            report::text(&lock, &lock_path.display().to_string(), None)
+            report::kernel_text(&lock, &report::shown(&lock_path))
         );
         let store_text = match store {
             MarkerStore::Xattr if !target_exists => format!(

@@ -621,6 +621,16 @@ pub(crate) fn pin(ctx: &Ctx, at: &Path) -> Result<Option<(File, Metadata)>> {
         }
     };
     let m = f.metadata().map_err(|e| ctx.io(IoOp::Inspect, e))?;
+    if !m.is_file() && !m.is_dir() {
+        // A FIFO, device or socket: no protocol makes one, so it is never
+        // judged (or removed) as a lock. (It was opened O_NONBLOCK.)
+        return Err(Error::InvalidInput {
+            path: at.to_owned(),
+            reason: "it is not a regular file or a directory (a FIFO, device or socket?), so \
+                     it is not a lock file; use another path"
+                .into(),
+        });
+    }
     Ok(Some((f, m)))
 }
 

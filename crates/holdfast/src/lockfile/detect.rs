@@ -105,6 +105,11 @@ fn sniff_dir(path: &Path, named_lock: bool) -> Result<Option<(Protocol, Compat)>
         Err(e) => return Err(Error::io(IoOp::List, path, e)),
     };
     names.sort();
+    let raw: Vec<std::ffi::OsString> = names.iter().map(Into::into).collect();
+    if super::mkdir::foreign_entry(path, &raw).is_some() {
+        // Not a lock by the mkdir rule (see mkdir::foreign_entry).
+        return Ok(None);
+    }
     if names.iter().any(|n| n.ends_with(record::CLAIM_SUFFIX)) {
         return Ok(Some((Protocol::Mkdir, Compat::Holdfast)));
     }

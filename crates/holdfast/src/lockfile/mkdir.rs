@@ -99,6 +99,9 @@ pub(crate) fn observe(ctx: &Ctx, at: &Path) -> Result<Option<Observed>> {
         Err(e) => return Err(Error::io(IoOp::List, at, e)),
     };
     names.sort();
+    if let Some(bad) = foreign_entry(at, &names) {
+        return Err(not_a_mkdir_lock(at, &bad));
+    }
     let ours = names
         .iter()
         .find(|n| n.to_string_lossy().ends_with(CLAIM_SUFFIX));
@@ -192,7 +195,65 @@ pub(crate) fn release(ctx: &Ctx, held: &Held) -> Result<()> {
     ))
 }
 
-/// Removes a lock directory that is not ours, with what is in it.
+/// Whether `name` is one the mkdir protocol makes inside a lock
+/// directory: a holdfast record (`*.holdfast`) or Python lockfile's unique
+/// name (`<host>.<thread><pid>`: a dot, and a digit at the end).
+pub(crate) fn protocol_name(name: &str) -> bool {
+    name.ends_with(CLAIM_SUFFIX)
+        || (name.contains('.') && name.ends_with(|c: char| c.is_ascii_digit()))
+}
+
+/// The first entry of the directory `at` that the mkdir protocol never
+/// makes (a subdirectory, a symlink, any other name), if there is one.
+///
+/// The rule, the same for acquire, status and break: a directory counts as
+/// a mkdir lock only if everything in it is a regular file the protocol
+/// makes. An empty directory is a lock whose record is not written yet
+/// (stale once unchanged for the grace period); any other directory is not
+/// a lock at all, and holdfast neither waits for it nor removes it.
+pub(crate) fn foreign_entry(at: &Path, names: &[OsString]) -> Option<OsString> {
+    names
+        .iter()
+        .find(|n| {
+            !protocol_name(&n.to_string_lossy())
+                || match std::fs::symlink_metadata(at.join(n)) {
+                    Ok(m) => !m.is_file(),
+                    // Gone since the listing: a release in progress.
+                    Err(e) => e.kind() != io::ErrorKind::NotFound,
+                }
+        })
+        .cloned()
+}
+
+fn not_a_mkdir_lock(at: &Path, bad: &OsString) -> Error {
+    Error::InvalidInput {
+        path: at.to_owned(),
+        reason: format!(
+            "it is a directory that is not a mkdir lock: it holds {}, which the mkdir protocol \
+             never creates (a mkdir lock directory holds only its holder's record); holdfast \
+             neither waits for it nor removes it: use another path",
+            crate::text::os_str(bad)
+        ),
+    }
+}
+
+/// Removes a lock directory that is not ours: unlinks the records in it,
+/// then the directory, as Python lockfile's own break does. Anything the
+/// protocol does not make (a subdirectory, another file) is never removed:
+/// the removal fails instead, naming it.
 pub(crate) fn remove_tree(at: &Path) -> io::Result<()> {
-    std::fs::remove_dir_all(at)
+    let names: Vec<OsString> = std::fs::read_dir(at)?
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    if let Some(bad) = foreign_entry(at, &names) {
+        return Err(io::Error::other(not_a_mkdir_lock(at, &bad).to_string()));
+    }
+    for n in &names {
+        match std::fs::remove_file(at.join(n)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    std::fs::remove_dir(at)
 }

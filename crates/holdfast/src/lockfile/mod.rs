@@ -240,6 +240,9 @@
 //! | the directory is read-only | [`Error::Io`] (`PermissionDenied` / `ReadOnlyFilesystem`) |
 //! | the lock path is a directory (soft, link) or a file (mkdir) | [`Error::InvalidInput`] naming the likely mix-up |
 //! | the lock path is a symlink | [`Error::Symlink`]; never followed |
+//! | the lock path is a FIFO, device or socket | [`Error::InvalidInput`]; opened only with `O_NONBLOCK`, never judged or removed |
+//! | mkdir: an existing directory holding anything the protocol does not make (a subdirectory, a symlink, a file other than a `*.holdfast` record or Python lockfile's unique name) | not a lock: [`Error::InvalidInput`] at once from acquire, status and break alike; never waited for, never removed |
+//! | mkdir: an existing empty directory | a lock whose holder has not written its record yet (or crashed doing so): stale once unchanged for the [grace](LockFileOptions::grace) period, then taken over (and removed on release) like any stale lock |
 //! | a claim file name is taken (planted file or symlink) | never opened; another random name is tried, 8 times, then [`Error::Io`] (`AlreadyExists`) |
 //! | a lease far in the future | read as ctime + lifetime (rule 3 above) |
 //! | garbage in the lock | rules 4 and 5 above; never a panic |
@@ -335,6 +338,44 @@ impl fmt::Display for Protocol {
             Protocol::Link => "link",
             Protocol::Mkdir => "mkdir",
         })
+    }
+}
+
+impl Compat {
+    /// The name of the format as the `--compat` flag spells it:
+    /// `holdfast`, `flufl`, `lockfile`, `filelock`.
+    ///
+    /// ```
+    /// assert_eq!(holdfast::lockfile::Compat::Flufl.name(), "flufl");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            Compat::Holdfast => "holdfast",
+            Compat::Flufl => "flufl",
+            Compat::Lockfile => "lockfile",
+            Compat::Filelock => "filelock",
+        }
+    }
+
+    /// The name of the program whose format it is, for messages:
+    /// `holdfast`, `flufl.lock`, `Python lockfile`, `filelock`.
+    ///
+    /// ```
+    /// assert_eq!(holdfast::lockfile::Compat::Lockfile.program(), "Python lockfile");
+    /// ```
+    pub fn program(self) -> &'static str {
+        match self {
+            Compat::Holdfast => "holdfast",
+            Compat::Flufl => "flufl.lock",
+            Compat::Lockfile => "Python lockfile",
+            Compat::Filelock => "filelock",
+        }
+    }
+}
+
+impl fmt::Display for Compat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -624,6 +665,16 @@ impl LockFile {
     /// See [`LockFileOptions::open`].
     pub fn open(path: impl AsRef<Path>, protocol: Protocol) -> Result<LockFile> {
         LockFileOptions::new(protocol).open(path)
+    }
+
+    /// The allowance for other hosts' clocks this lock judges leases with.
+    pub(crate) fn clock_skew(&self) -> Duration {
+        self.ctx.opts.clock_skew
+    }
+
+    /// How long a lock naming no holder must stay unchanged to be stale.
+    pub(crate) fn grace(&self) -> Duration {
+        self.ctx.opts.grace
     }
 
     /// Options for `protocol`: `LockFile::options(Protocol::Link).lifetime(d).open(p)`.

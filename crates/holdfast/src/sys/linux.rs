@@ -45,8 +45,9 @@ pub(crate) fn process_state_start(pid: u32) -> Option<(char, u64)> {
     Some((state, start))
 }
 
-/// A process's command line, arguments joined by spaces; the short command
-/// name for processes without one (kernel threads, zombies).
+/// A process's command line, arguments quoted as a shell would need them
+/// and joined by spaces; the short command name for processes without one
+/// (kernel threads, zombies).
 pub(crate) fn process_cmdline(pid: u32) -> Option<String> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let args: Vec<String> = raw
@@ -58,7 +59,7 @@ pub(crate) fn process_cmdline(pid: u32) -> Option<String> {
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
         return Some(format!("[{}]", comm.trim()));
     }
-    Some(args.join(" "))
+    Some(crate::text::shell_join(&args))
 }
 
 /// The path an open file was opened by, from `/proc/self/fd`, if it is

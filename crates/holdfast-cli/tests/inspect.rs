@@ -1,0 +1,336 @@
+//! `status`, `list` and `break` as printers of `holdfast::inspect`, and the
+//! issue 10 items they fix: break removes only what the protocol makes
+//! (item 1), untrusted text is escaped and argv quoted (item 3), one rule
+//! for an existing directory under `--lockfile mkdir` (item 4), nothing
+//! opens a FIFO in a way that blocks (item 6), non-UTF-8 paths (item 8).
+//! Every command runs under a bounded wait that kills it if it hangs.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use holdfast_testkit::{Child, Dir, Output as Out, read_to_string_in_background};
+use serde_json::Value;
+
+const HOLDFAST: &str = env!("CARGO_BIN_EXE_holdfast");
+const T: Duration = Duration::from_secs(30);
+
+/// The binary under test; `HOLDFAST_TEST_BIN` points these tests at
+/// another build (how they were shown to fail before the fixes).
+fn holdfast() -> Command {
+    Command::new(std::env::var_os("HOLDFAST_TEST_BIN").unwrap_or_else(|| HOLDFAST.into()))
+}
+
+/// Runs `cmd` to its end; a command still running after `limit` is killed
+/// and the test fails saying it hung.
+fn run_within(cmd: &mut Command, limit: Duration) -> Out {
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = read_to_string_in_background(child.stdout.take().unwrap());
+    let err = read_to_string_in_background(child.stderr.take().unwrap());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} hung (killed after {limit:?})");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Out {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+fn run(cmd: &mut Command) -> Out {
+    run_within(cmd, T)
+}
+
+/// No control characters (ESC, BEL, CR, ...) other than the newlines
+/// ending lines.
+fn assert_clean(what: &str, s: &str) {
+    assert!(
+        !s.chars().any(|c| c.is_control() && c != '\n'),
+        "{what} carries control characters: {s:?}"
+    );
+}
+
+fn tree(p: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(p).unwrap().flatten() {
+        v.push(e.path());
+        if e.file_type().unwrap().is_dir() {
+            v.extend(tree(&e.path()));
+        }
+    }
+    v.sort();
+    v
+}
+
+fn mkfifo(p: &Path) {
+    let st = Command::new("mkfifo").arg(p).status().unwrap();
+    assert!(st.success(), "mkfifo {}", p.display());
+}
+
+// ---------------------------------------------------------------------------
+// Issue 10 item 1: break removes only what the protocol creates.
+// ---------------------------------------------------------------------------
+
+/// `break --protocol mkdir --force` on a directory tree that is not a
+/// mkdir lock removes nothing and says what it found; a real (crashed)
+/// mkdir lock into which someone put a subdirectory is not removed either.
+#[test]
+fn break_force_never_removes_what_the_protocol_did_not_make() {
+    let d = Dir::new();
+    let data = d.join("d");
+    std::fs::create_dir_all(data.join("sub")).unwrap();
+    std::fs::write(data.join("sub/data.txt"), b"x\n").unwrap();
+    std::fs::write(data.join("notes.md"), b"y\n").unwrap();
+    let before = tree(&data);
+    let out = run(holdfast()
+        .args(["break", "--protocol", "mkdir", "--force"])
+        .arg(&data));
+    assert_ne!(out.code(), 0, "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert!(
+        out.stderr.contains("not a mkdir lock"),
+        "says what it found: {}",
+        out.stderr
+    );
+    assert_eq!(tree(&data), before, "nothing removed");
+    let out = run(holdfast().arg("break").arg(&data));
+    assert_eq!(out.code(), 66, "{out:?}");
+    assert_eq!(tree(&data), before);
+
+    // A crashed holder's mkdir lock, with a file planted in it that the
+    // protocol never makes.
+    let lock = d.join("m.lock");
+    let mut h = Child::spawn({
+        let mut c = holdfast();
+        c.args(["run", "--lockfile", "mkdir"]).arg(&lock).args([
+            "--",
+            "sh",
+            "-c",
+            "echo ready; read x",
+        ]);
+        c
+    });
+    h.expect_line("ready", T);
+    h.kill9();
+    std::fs::create_dir(lock.join("keep")).unwrap();
+    std::fs::write(lock.join("keep/precious"), b"z").unwrap();
+    let out = run(holdfast().args(["break", "--force"]).arg(&lock));
+    assert_ne!(out.code(), 0, "{out:?}");
+    assert!(lock.join("keep/precious").exists(), "{out:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Issue 10 item 4: one rule for an existing directory.
+// ---------------------------------------------------------------------------
+
+/// A directory holding what the mkdir protocol never makes is not a lock:
+/// `run --lockfile mkdir` refuses it at once (no endless wait), `status`
+/// and `break` say the same. An empty directory is a lock whose record was
+/// never written: stale once unchanged for the grace period, so `run`
+/// takes it over, and `status` says so.
+#[test]
+fn mkdir_lockfile_on_an_existing_directory_follows_one_rule() {
+    let d = Dir::new();
+    let full = d.join("full.lock");
+    std::fs::create_dir(&full).unwrap();
+    std::fs::write(full.join("notes.md"), b"mine").unwrap();
+    let out = run_within(
+        holdfast()
+            .args(["run", "--lockfile", "mkdir"])
+            .arg(&full)
+            .args(["--", "true"]),
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.code(), 64, "refused at once: {out:?}");
+    assert!(out.stderr.contains("not a mkdir lock"), "{}", out.stderr);
+    let st = run(holdfast().arg("status").arg(&full));
+    assert_eq!(st.code(), 0, "{st:?}");
+    assert!(st.stdout.contains("not a lock"), "{}", st.stdout);
+    let br = run(holdfast().arg("break").arg(&full));
+    assert_eq!(br.code(), 66, "{br:?}");
+    assert!(br.stderr.contains("not a mkdir lock"), "{}", br.stderr);
+    assert!(full.join("notes.md").exists());
+
+    let empty = d.join("empty.lock");
+    std::fs::create_dir(&empty).unwrap();
+    let st = run(holdfast().arg("status").arg(&empty));
+    assert!(
+        st.stdout.contains("mkdir lock") && st.stdout.contains("stale once unchanged for 2s"),
+        "{st:?}"
+    );
+    let out = run(holdfast()
+        .args(["run", "--lockfile", "mkdir", "--timeout", "20s"])
+        .arg(&empty)
+        .args(["--", "true"]));
+    assert_eq!(out.code(), 0, "taken over after the grace period: {out:?}");
+    assert!(!empty.exists(), "released");
+}
+
+// ---------------------------------------------------------------------------
+// Issue 10 item 6: nothing blocks on a FIFO.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn fifos_are_never_opened_in_a_way_that_blocks() {
+    let d = Dir::new();
+    let f = d.join("f");
+    mkfifo(&f);
+    let limit = Duration::from_secs(10);
+    let out = run_within(holdfast().arg("break").arg(&f), limit);
+    assert_eq!(out.code(), 66, "{out:?}");
+    assert!(out.stderr.contains("FIFO"), "{}", out.stderr);
+    for proto in ["soft", "link", "mkdir"] {
+        let out = run_within(
+            holdfast()
+                .args(["break", "--force", "--protocol", proto])
+                .arg(&f),
+            limit,
+        );
+        assert_eq!(out.code(), 64, "{proto}: {out:?}");
+        assert!(out.stderr.contains("FIFO"), "{proto}: {}", out.stderr);
+    }
+    let out = run_within(holdfast().arg("status").arg(&f), limit);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(out.stdout.contains("a FIFO, not a lock"), "{}", out.stdout);
+    let out = run_within(holdfast().args(["status", "--json"]).arg(&f), limit);
+    assert_eq!(out.code(), 0, "{out:?}");
+    let out = run_within(
+        holdfast()
+            .args(["run", "--lockfile", "soft", "--no-wait"])
+            .arg(&f)
+            .args(["--", "true"]),
+        limit,
+    );
+    assert_eq!(out.code(), 64, "{out:?}");
+    // `PATH.lock` as a FIFO, found while looking for Python lockfile's lock.
+    mkfifo(&d.join("g.lock"));
+    let out = run_within(holdfast().arg("break").arg(d.join("g")), limit);
+    assert_eq!(out.code(), 66, "{out:?}");
+    let out = run_within(holdfast().arg("list").arg(d.path()), limit);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(f.exists(), "the FIFO is still there");
+}
+
+// ---------------------------------------------------------------------------
+// Issue 10 item 3: escape untrusted text; quote argv.
+// ---------------------------------------------------------------------------
+
+/// A foreign record with an escape sequence in its host field, and a
+/// holder whose arguments carry a terminal-title sequence and a newline:
+/// `status`, `list`, `break` and the contention error show them escaped, on
+/// one line each, and quote the arguments as a shell would.
+#[test]
+fn untrusted_text_is_escaped_and_argv_quoted() {
+    let d = Dir::new();
+    // filelock's record: pid, host, ...; the host carries SGR red.
+    let g = d.join("g.lock");
+    std::fs::write(&g, b"4242\nh\x1b[31mX\n").unwrap();
+    for args in [&["status"][..], &["list"], &["break"]] {
+        let target = if args[0] == "list" { d.path() } else { &g };
+        let out = run(holdfast().args(args).arg(target));
+        assert_clean(&format!("{args:?} stdout"), &out.stdout);
+        assert_clean(&format!("{args:?} stderr"), &out.stderr);
+    }
+
+    let k = d.join("k.lock");
+    let evil = "x\x1b]0;PWNED\x07\nholdfast: spoofed line";
+    let mut h = Child::spawn({
+        let mut c = holdfast();
+        c.arg("run")
+            .arg(&k)
+            .args(["--", "sh", "-c", "echo ready; read x; true", evil]);
+        c
+    });
+    h.expect_line("ready", T);
+    let out = run(holdfast().arg("status").arg(&k));
+    assert_eq!(out.code(), 1, "{out:?}");
+    assert_clean("status", &out.stdout);
+    assert_eq!(out.stdout.lines().count(), 1, "one line: {}", out.stdout);
+    assert!(
+        out.stdout.contains("sh -c 'echo ready; read x; true'"),
+        "quoted like a shell: {}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("\\x1b]0;PWNED\\x07\\n"),
+        "{}",
+        out.stdout
+    );
+    let out = run(holdfast().args(["list"]).arg(d.path()));
+    assert_clean("list", &out.stdout);
+    let out = run(holdfast()
+        .args(["run", "--no-wait"])
+        .arg(&k)
+        .args(["--", "true"]));
+    assert_eq!(out.code(), 1, "{out:?}");
+    assert_clean("would-block error", &out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    // JSON keeps the exact text.
+    let out = run(holdfast().args(["status", "--json"]).arg(&k));
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    let cmd = v[0]["holders"][0]["command"].as_str().unwrap().to_owned();
+    assert!(cmd.contains("\x1b]0;PWNED\x07\n"), "{cmd:?}");
+    h.close_stdin();
+    assert!(h.wait(T).success());
+}
+
+// ---------------------------------------------------------------------------
+// Issue 10 item 8: non-UTF-8 paths.
+// ---------------------------------------------------------------------------
+
+/// A path that is not UTF-8 never panics: text shows its bytes escaped
+/// (`\xff`), JSON gives them losslessly as `{"bytes": [...], "lossy": ...}`.
+#[test]
+fn non_utf8_paths_are_escaped_in_text_and_lossless_in_json() {
+    let d = Dir::new();
+    let mut raw = d.path().as_os_str().as_bytes().to_vec();
+    raw.extend_from_slice(b"/\xff\x1b.lock");
+    let p = PathBuf::from(OsStr::from_bytes(&raw));
+    for exists in [false, true] {
+        if exists {
+            let lock = holdfast::Lock::open(&p).unwrap();
+            drop(lock.lock().unwrap());
+        }
+        let out = run(holdfast().args(["status", "--json"]).arg(&p));
+        assert_eq!(out.code(), 0, "{out:?}");
+        let v: Value = serde_json::from_str(&out.stdout).unwrap();
+        let bytes: Vec<u8> = v[0]["path"]["bytes"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"))
+            .iter()
+            .map(|b| b.as_u64().unwrap() as u8)
+            .collect();
+        assert_eq!(bytes, raw);
+        if exists {
+            assert_eq!(v[0]["last_record"]["pid"], std::process::id());
+        }
+        let out = run(holdfast().arg("status").arg(&p));
+        assert_eq!(out.code(), 0, "{out:?}");
+        assert!(out.stdout.contains("\\xff\\x1b.lock"), "{}", out.stdout);
+        assert_clean("status", &out.stdout);
+    }
+    let out = run(holdfast().args(["list", "--json"]).arg(d.path()));
+    assert_eq!(out.code(), 0, "{out:?}");
+    let out = run(holdfast().arg("break").arg(&p));
+    assert_eq!(out.code(), 66, "{out:?}");
+    assert_clean("break", &out.stderr);
+    let out = run(holdfast().args(["phases", "status", "--json"]).arg(&p));
+    assert_ne!(out.code(), 101, "{out:?}");
+}
