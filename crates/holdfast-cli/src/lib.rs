@@ -14,6 +14,7 @@ mod exec;
 mod exit;
 mod getopt;
 mod hint;
+mod man;
 mod report;
 mod waiting;
 

@@ -399,3 +399,88 @@ fn the_demo_finds_the_binary_through_cargo_and_finishes() {
         assert!(out.stdout.contains(want), "{want:?} missing: {out:?}");
     }
 }
+
+/// Issue 10 item 16 (man page): sections a man page has, a synopsis of
+/// every form, and recipes set line by line (not filled into one
+/// paragraph where a command wraps mid-way).
+#[test]
+fn the_man_pages_read_like_man_pages() {
+    let out = run(holdfast().arg("man"));
+    assert_eq!(out.code(), 0, "{out:?}");
+    let roff = &out.stdout;
+    let sections: Vec<&str> = roff
+        .lines()
+        .filter_map(|l| l.strip_prefix(".SH "))
+        .map(|l| l.trim_matches('"'))
+        .collect();
+    assert_eq!(
+        sections,
+        [
+            "NAME",
+            "SYNOPSIS",
+            "DESCRIPTION",
+            "OPTIONS",
+            "SUBCOMMANDS",
+            "EXIT STATUS",
+            "EXAMPLES",
+            "SEE ALSO"
+        ]
+    );
+    assert!(
+        !roff.contains("The holdfast command:"),
+        "NAME repeats the crate description"
+    );
+    for sub in [
+        "run", "flock", "status", "list", "break", "once", "phase", "phases",
+    ] {
+        assert!(
+            roff.contains(&format!("\\fBholdfast {sub}\\fR")),
+            "no synopsis of {sub}"
+        );
+    }
+    for sub in ["run", "flock", "once", "phase", "break"] {
+        let out = run(holdfast().args(["man", sub]));
+        assert_eq!(out.code(), 0, "{out:?}");
+        assert!(
+            !out.stdout.contains(".SH EXTRA"),
+            "man {sub}: EXTRA section"
+        );
+        assert!(
+            out.stdout.contains(".SH \"EXIT STATUS\""),
+            "man {sub}: no EXIT STATUS"
+        );
+        assert!(
+            out.stdout.contains(&format!("\\fBholdfast {sub}\\fR")),
+            "man {sub}: synopsis"
+        );
+    }
+    // Formatted at 80 columns, a recipe is one line, as typed.
+    let nroff = Command::new("nroff")
+        .args(["-man", "-Tutf8", "-rLL=80n"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn();
+    let Ok(mut nroff) = nroff else {
+        eprintln!("nroff not installed: formatting not checked");
+        return;
+    };
+    use std::io::Write as _;
+    nroff
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(roff.as_bytes())
+        .unwrap();
+    let page = nroff.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&page.stdout);
+    for recipe in [
+        "holdfast run --fifo /run/lock/deploy.lock -- ./deploy.sh",
+        "holdfast once /shared/app/cache-ready -- ./warm-cache.sh",
+        "holdfast flock --nonblock 9 || { echo 'already running' >&2; exit 1; }",
+    ] {
+        assert!(
+            text.lines().any(|l| l.trim() == recipe),
+            "{recipe:?} is not one line of the page:\n{text}"
+        );
+    }
+}

@@ -32,10 +32,13 @@ pub fn man(args: ManArgs) -> u8 {
         None => root,
         Some(name) => match root.find_subcommand(name) {
             Some(sub) => {
+                // Titled holdfast-run(1), as git's pages are; the synopsis
+                // says what is typed: `holdfast run`.
                 let full: &'static str = Box::leak(format!("holdfast-{}", sub.get_name()).into());
+                let typed: &'static str = Box::leak(format!("holdfast {}", sub.get_name()).into());
                 sub.clone()
                     .name(full)
-                    .bin_name(full)
+                    .bin_name(typed)
                     .version(env!("CARGO_PKG_VERSION"))
             }
             None => {
@@ -51,10 +54,9 @@ pub fn man(args: ManArgs) -> u8 {
             }
         },
     };
-    let mut buf = Vec::new();
-    if clap_mangen::Man::new(cmd).render(&mut buf).is_err() {
+    let Ok(buf) = crate::man::render(cmd, args.command.is_none()) else {
         return exit::OS_ERR;
-    }
+    };
     let mut out = std::io::stdout().lock();
     if out.write_all(&buf).and_then(|()| out.flush()).is_err() {
         return exit::OS_ERR;
