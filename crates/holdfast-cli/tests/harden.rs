@@ -484,3 +484,102 @@ fn the_man_pages_read_like_man_pages() {
         );
     }
 }
+
+fn repo_file(rel: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The lines of `[section]` in a TOML text, up to the next section.
+fn toml_section<'a>(text: &'a str, section: &str) -> Vec<&'a str> {
+    text.lines()
+        .skip_while(|l| l.trim() != format!("[{section}]"))
+        .skip(1)
+        .take_while(|l| !l.starts_with('['))
+        .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+        .collect()
+}
+
+/// Issue 10 item 16: what a release needs. Both license texts (at the root
+/// and in each published crate), a changelog, publishable metadata, a
+/// dependency on holdfast with a version, crate READMEs without doctest
+/// scaffolding, an MSRV the README states as Cargo.toml does (scripts/test
+/// builds with it), and a release profile without debug info.
+#[test]
+fn release_hygiene() {
+    let mit = repo_file("LICENSE-MIT");
+    assert!(mit.contains("Permission is hereby granted, free of charge"));
+    let apache = repo_file("LICENSE-APACHE");
+    assert!(apache.contains("Apache License") && apache.contains("Version 2.0, January 2004"));
+    assert!(apache.contains("END OF TERMS AND CONDITIONS"));
+    assert!(repo_file("CHANGELOG.md").contains("## [Unreleased]"));
+
+    let root = repo_file("Cargo.toml");
+    let package = toml_section(&root, "workspace.package");
+    let field = |lines: &[&str], key: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(&format!("{key} = ")))
+            .map(|v| v.trim_matches('"').to_owned())
+    };
+    let version = field(&package, "version").expect("workspace version");
+    let msrv = field(&package, "rust-version").expect("workspace rust-version");
+    assert_eq!(
+        field(&package, "license").as_deref(),
+        Some("MIT OR Apache-2.0")
+    );
+    assert!(
+        repo_file("README.md").contains(&format!("({msrv} or newer")),
+        "the README states the MSRV {msrv}"
+    );
+    let deps = toml_section(&root, "workspace.dependencies");
+    let holdfast = deps
+        .iter()
+        .find(|l| l.starts_with("holdfast = "))
+        .expect("holdfast in workspace.dependencies");
+    assert!(
+        holdfast.contains(&format!("version = \"{version}\"")),
+        "holdfast-cli's dependency on holdfast has no version: {holdfast}"
+    );
+
+    for krate in ["holdfast", "holdfast-cli"] {
+        let manifest = repo_file(&format!("crates/{krate}/Cargo.toml"));
+        let pkg = toml_section(&manifest, "package");
+        for key in ["description", "keywords", "categories", "readme"] {
+            assert!(field(&pkg, key).is_some(), "{krate}: no {key}");
+        }
+        assert_eq!(
+            field(&pkg, "readme").as_deref(),
+            Some("README.md"),
+            "{krate}"
+        );
+        for license in ["LICENSE-MIT", "LICENSE-APACHE"] {
+            repo_file(&format!("crates/{krate}/{license}"));
+        }
+        // What the registry shows: no hidden doctest lines (`# let ...`).
+        let readme = repo_file(&format!("crates/{krate}/README.md"));
+        let mut in_code = false;
+        for line in readme.lines() {
+            if line.starts_with("```") {
+                in_code = !in_code;
+            } else if in_code {
+                assert!(
+                    !(line == "#" || line.starts_with("# ")),
+                    "{krate}/README.md shows doctest scaffolding: {line:?}"
+                );
+            }
+        }
+    }
+
+    let release = toml_section(&root, "profile.release");
+    for line in &release {
+        let l = line.replace(' ', "");
+        assert!(
+            !l.starts_with("debug=") || l == "debug=false" || l == "debug=0",
+            "release profile with debug info: {line}"
+        );
+        assert!(!l.starts_with("strip=") || !l.contains("none"), "{line}");
+    }
+}
