@@ -4,6 +4,8 @@
 //! command, release): a kernel lock (`holdfast::Lock`, the default), a fair
 //! queue in front of the same kernel lock (`--fifo`, `holdfast::FifoLock`),
 //! or a lock file (`--lockfile PROTOCOL`, `holdfast::lockfile::LockFile`).
+//! The first two are one path (`KernelLock`): the command gets the lock's
+//! descriptor and fencing token either way.
 
 use std::os::fd::AsFd;
 use std::path::Path;
@@ -15,7 +17,7 @@ use holdfast::{Backend, FifoLock, Lock, Mode, Wait};
 use crate::cli::{ProtocolArg, RunArgs};
 use crate::exec::{Launch, Program};
 use crate::waiting::{self, Show};
-use crate::{duration, exit};
+use crate::{duration, exit, report};
 
 /// `RunArgs` validated into what the library needs.
 #[derive(Debug)]
@@ -77,10 +79,8 @@ fn lock_file(args: &RunArgs, protocol: ProtocolArg) -> Result<LockFile, String> 
         opts.lifetime(d);
     }
     opts.create_parents(args.create_parents);
-    // Opened once without a heartbeat to learn the protocol's default
-    // lease, then with the heartbeat the lease calls for.
-    let probe = opts.open(&args.lockfile).map_err(|e| e.to_string())?;
-    let heartbeat = match (probe.lifetime(), args.heartbeat, args.no_heartbeat) {
+    // A heartbeat by default whenever there is a lease to renew.
+    let heartbeat = match (opts.lease(), args.heartbeat, args.no_heartbeat) {
         (None, true, _) => {
             return Err(
                 "--heartbeat needs a lease to renew: give --lifetime (soft and mkdir locks \
@@ -95,7 +95,66 @@ fn lock_file(args: &RunArgs, protocol: ProtocolArg) -> Result<LockFile, String> 
     opts.open(&args.lockfile).map_err(|e| e.to_string())
 }
 
-pub fn run(args: RunArgs) -> u8 {
+/// A kernel lock held for the command, plain or queued (`--fifo`): both
+/// hand the command their descriptor and fencing token.
+trait Held: AsFd {
+    fn token(&self) -> Option<u64>;
+}
+
+impl Held for holdfast::LockGuard<'_> {
+    fn token(&self) -> Option<u64> {
+        holdfast::LockGuard::token(self)
+    }
+}
+
+impl Held for holdfast::FifoGuard<'_> {
+    fn token(&self) -> Option<u64> {
+        holdfast::FifoGuard::token(self)
+    }
+}
+
+/// The kernel lock `run` opened: plain, or behind the fair queue.
+enum KernelLock {
+    Plain(Lock),
+    Fifo(FifoLock),
+}
+
+impl KernelLock {
+    fn open(args: &RunArgs, fifo: bool) -> holdfast::Result<KernelLock> {
+        let backend = if args.fcntl {
+            Backend::OfdFcntl
+        } else {
+            Backend::Flock
+        };
+        let path = args.lockfile.as_path();
+        Ok(if fifo {
+            KernelLock::Fifo(
+                FifoLock::options()
+                    .create_parents(args.create_parents)
+                    .backend(backend)
+                    .open(path)?,
+            )
+        } else {
+            KernelLock::Plain(
+                Lock::options()
+                    .create_parents(args.create_parents)
+                    .backend(backend)
+                    .open(path)?,
+            )
+        })
+    }
+
+    fn acquire(&self, opts: &Options) -> holdfast::Result<Box<dyn Held + '_>> {
+        Ok(match self {
+            KernelLock::Plain(l) => Box::new(waiting::acquire(l, opts.mode, opts.wait, opts.show)?),
+            KernelLock::Fifo(l) => {
+                Box::new(waiting::acquire_fifo(l, opts.mode, opts.wait, opts.show)?)
+            }
+        })
+    }
+}
+
+pub fn run(mut args: RunArgs) -> u8 {
     let opts = match validate(&args) {
         Ok(o) => o,
         Err(msg) => {
@@ -103,12 +162,7 @@ pub fn run(args: RunArgs) -> u8 {
             return exit::USAGE;
         }
     };
-    let backend = if args.fcntl {
-        Backend::OfdFcntl
-    } else {
-        Backend::Flock
-    };
-    let program = Program::Argv(args.command);
+    let program = Program::Argv(std::mem::take(&mut args.command));
     let path = args.lockfile.as_path();
     let verbose = args.verbose;
     let started = Instant::now();
@@ -117,7 +171,7 @@ pub fn run(args: RunArgs) -> u8 {
             eprintln!(
                 "holdfast: got {} lock on {} after {:.3}s{}",
                 opts.mode,
-                path.display(),
+                report::shown(path),
                 started.elapsed().as_secs_f64(),
                 token
                     .map(|t| format!(" (fencing token {t})"))
@@ -125,63 +179,32 @@ pub fn run(args: RunArgs) -> u8 {
             );
         }
     };
-    match &opts.kind {
-        Kind::Kernel => {
-            let lock = match Lock::options()
-                .create_parents(args.create_parents)
-                .backend(backend)
-                .open(path)
-            {
-                Ok(l) => l,
-                Err(e) => return fail(&e),
-            };
-            let guard = match waiting::acquire(&lock, opts.mode, opts.wait, opts.show) {
-                Ok(g) => g,
-                Err(e) => return fail(&e),
-            };
-            got(guard.token());
-            let launch = Launch {
-                lock_fd: (!args.close).then(|| guard.as_fd()),
-                token: guard.token(),
-                keeps_lock_file: false,
-                forward_signals: true,
-            };
-            let status = match launch.run(&program) {
-                Ok(s) => s,
-                Err(e) => return spawn_failed(&program, &e),
-            };
-            drop(guard);
-            exit::for_child(status)
-        }
-        Kind::Fifo => {
-            let lock = match FifoLock::options()
-                .create_parents(args.create_parents)
-                .backend(backend)
-                .open(path)
-            {
-                Ok(l) => l,
-                Err(e) => return fail(&e),
-            };
-            let guard = match waiting::acquire_fifo(&lock, opts.mode, opts.wait, opts.show) {
-                Ok(g) => g,
-                Err(e) => return fail(&e),
-            };
-            got(guard.token());
-            let launch = Launch {
-                lock_fd: (!args.close).then(|| guard.as_fd()),
-                token: guard.token(),
-                keeps_lock_file: false,
-                forward_signals: true,
-            };
-            let status = match launch.run(&program) {
-                Ok(s) => s,
-                Err(e) => return spawn_failed(&program, &e),
-            };
-            drop(guard);
-            exit::for_child(status)
-        }
-        Kind::LockFile(lock) => run_lock_file(lock, &opts, &program, path, got),
-    }
+    let fifo = match &opts.kind {
+        Kind::LockFile(lock) => return run_lock_file(lock, &opts, &program, path, got),
+        Kind::Kernel => false,
+        Kind::Fifo => true,
+    };
+    let lock = match KernelLock::open(&args, fifo) {
+        Ok(l) => l,
+        Err(e) => return fail(&e),
+    };
+    let guard = match lock.acquire(&opts) {
+        Ok(g) => g,
+        Err(e) => return fail(&e),
+    };
+    got(guard.token());
+    let launch = Launch {
+        lock_fd: (!args.close).then(|| guard.as_fd()),
+        token: guard.token(),
+        keeps_lock_file: false,
+        forward_signals: true,
+    };
+    let status = match launch.run(&program) {
+        Ok(s) => s,
+        Err(e) => return spawn_failed(&program, &e),
+    };
+    drop(guard);
+    exit::for_child(status)
 }
 
 /// `--lockfile`: holdfast holds the lock file for the command and removes
@@ -218,7 +241,7 @@ fn run_lock_file(
             eprintln!(
                 "holdfast: {e}; the command's work under {} may have overlapped another \
                  holder's",
-                path.display()
+                report::shown(path)
             );
             if code == exit::OK {
                 exit::LOCK_LOST

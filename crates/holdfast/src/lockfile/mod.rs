@@ -458,6 +458,36 @@ impl LockFileOptions {
         self.lifetime_set = Some(lifetime.into());
         self
     }
+    /// The lease a lock opened with these options gets: the one set with
+    /// [`lifetime`](Self::lifetime), else the protocol's default (15 s for
+    /// link locks in flufl.lock's format, none otherwise). Tells a caller
+    /// whether a [`heartbeat`](Self::heartbeat) has anything to renew
+    /// before it opens the lock.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use holdfast::lockfile::{LockFileOptions, Protocol};
+    /// assert_eq!(LockFileOptions::new(Protocol::Soft).lease(), None);
+    /// assert_eq!(LockFileOptions::new(Protocol::Link).lease(), Some(Duration::from_secs(15)));
+    /// ```
+    pub fn lease(&self) -> Option<Duration> {
+        match self.lifetime_set {
+            Some(l) => l,
+            None if self.protocol == Protocol::Link && self.resolved_compat() == Compat::Flufl => {
+                Some(DEFAULT_LINK_LIFETIME)
+            }
+            None => None,
+        }
+    }
+
+    /// The format, with the protocol's default filled in.
+    fn resolved_compat(&self) -> Compat {
+        match self.compat.unwrap_or_else(|| default_compat(self.protocol)) {
+            Compat::Holdfast if self.protocol == Protocol::Link => Compat::Flufl,
+            c => c,
+        }
+    }
+
     /// Refresh the lease from a background thread every `lifetime / 3`
     /// while a guard lives (default `false`).
     pub fn heartbeat(&mut self, yes: bool) -> &mut Self {
@@ -697,10 +727,7 @@ impl LockFile {
             return Err(invalid("the lock path is empty".into()));
         }
         let protocol = opts.protocol;
-        let mut compat = opts.compat.unwrap_or_else(|| default_compat(protocol));
-        if protocol == Protocol::Link && compat == Compat::Holdfast {
-            compat = Compat::Flufl;
-        }
+        let compat = opts.resolved_compat();
         match (protocol, compat) {
             (Protocol::Soft, Compat::Holdfast | Compat::Filelock)
             | (Protocol::Link, Compat::Flufl | Compat::Lockfile)
@@ -713,13 +740,7 @@ impl LockFile {
                 )));
             }
         }
-        opts.lifetime = match opts.lifetime_set {
-            Some(l) => l,
-            None if protocol == Protocol::Link && compat == Compat::Flufl => {
-                Some(DEFAULT_LINK_LIFETIME)
-            }
-            None => None,
-        };
+        opts.lifetime = opts.lease();
         if let Some(l) = opts.lifetime {
             if l.is_zero() {
                 return Err(invalid("a lifetime of zero".into()));
