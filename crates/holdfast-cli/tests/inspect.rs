@@ -334,3 +334,99 @@ fn non_utf8_paths_are_escaped_in_text_and_lossless_in_json() {
     let out = run(holdfast().args(["phases", "status", "--json"]).arg(&p));
     assert_ne!(out.code(), 101, "{out:?}");
 }
+
+// ---------------------------------------------------------------------------
+// Issue 10 item 5: the soft/filelock empty marker.
+// ---------------------------------------------------------------------------
+
+/// A holder killed at its first write (strace injects SIGKILL) leaves no
+/// empty marker at the lock name (the record is built under a private name
+/// and published whole), and an empty marker that is there anyway (a
+/// holder of another program killed between creating and filling it) is
+/// stale once unchanged for the grace period: `run` takes it, and `status`
+/// and `break` say the same.
+#[test]
+fn soft_filelock_empty_marker_never_wedges() {
+    let d = Dir::new();
+    let x = d.join("x.lock");
+    let have_strace = Command::new("strace")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if have_strace {
+        let out = run(Command::new("strace")
+            .args(["-f", "-o", "/dev/null", "-e", "trace=write,pwrite64"])
+            .args(["-e", "inject=write,pwrite64:signal=KILL"])
+            .arg(std::env::var_os("HOLDFAST_TEST_BIN").unwrap_or_else(|| HOLDFAST.into()))
+            .args(["run", "--lockfile", "soft", "--compat", "filelock"])
+            .arg(&x)
+            .args(["--", "true"]));
+        assert_ne!(out.code(), 0, "killed at its first write: {out:?}");
+        assert!(
+            !x.exists() || std::fs::metadata(&x).unwrap().len() > 0,
+            "no empty marker left at the lock name"
+        );
+    } else {
+        eprintln!("strace missing: the kill-at-first-write half is skipped");
+    }
+    // An empty marker, whoever left it.
+    let _ = std::fs::remove_file(&x);
+    std::fs::write(&x, b"").unwrap();
+    let limit = Duration::from_secs(15);
+    let out = run_within(
+        holdfast()
+            .args([
+                "run",
+                "--lockfile",
+                "soft",
+                "--compat",
+                "filelock",
+                "--timeout",
+                "10s",
+            ])
+            .arg(&x)
+            .args(["--", "true"]),
+        limit,
+    );
+    assert_eq!(out.code(), 0, "taken after the grace period: {out:?}");
+    assert!(!x.exists(), "released");
+    // status and break agree on an empty marker: a one-off look cannot
+    // watch it stay unchanged, so both judge it by its age (ctime, plus
+    // the allowance for other hosts' clocks): not stale while fresh, stale
+    // once old; `break` removes it exactly when `status` says stale.
+    std::fs::write(&x, b"").unwrap();
+    let st = run(holdfast().args(["status", "--json"]).arg(&x));
+    let v: Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!(
+        v[0]["lockfile"],
+        Value::Null,
+        "an empty file is not detected by content"
+    );
+    let fresh = run(holdfast()
+        .args(["break", "--protocol", "soft", "--compat", "filelock"])
+        .arg(&x));
+    assert_eq!(fresh.code(), 1, "fresh: kept: {fresh:?}");
+    assert!(
+        fresh.stderr.contains("stale once unchanged for 2s"),
+        "{}",
+        fresh.stderr
+    );
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let out = run(holdfast()
+            .args(["break", "--protocol", "soft", "--compat", "filelock"])
+            .arg(&x));
+        if out.code() == 0 {
+            assert!(out.stdout.contains("stale"), "{}", out.stdout);
+            break;
+        }
+        assert_eq!(out.code(), 1, "{out:?}");
+        assert!(
+            Instant::now() < deadline,
+            "an old empty marker is never stale: {out:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(!x.exists());
+}

@@ -562,12 +562,15 @@ pub(crate) fn classify(bytes: &[u8], format: Format, empty_is_ours: bool) -> Con
     match format {
         Format::Filelock => {
             if bytes.is_empty() {
-                Content::Unknown {
-                    what: "an empty marker (a filelock release before 3.22, or a holder \
-                           still writing its record); filelock never breaks one"
+                // As any record that names no holder: a writer between
+                // creating and filling it, or one killed there (filelock
+                // fills in place). Stale once unchanged for the grace
+                // period, so an old empty marker never blocks anyone.
+                Content::Unsettled {
+                    what: "an empty marker (a holder killed before writing its record, or a \
+                           filelock before 3.22)"
                         .into(),
-                    host: None,
-                    pid: None,
+                    breaker: None,
                 }
             } else if bytes == record::FILELOCK_STRICT {
                 Content::Unknown {

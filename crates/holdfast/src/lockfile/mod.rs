@@ -130,14 +130,16 @@
 //!    the skew allowance is read as `ctime + lifetime` instead: a clock far
 //!    ahead, or a planted mtime, cannot make a lock immortal.
 //! 4. **No usable record yet** (an empty lock file or lock directory, a
-//!    damaged holdfast record, a record filelock cannot parse): a writer
+//!    damaged holdfast record, a record filelock cannot parse, filelock's
+//!    empty marker, which a holder killed between creating and filling it
+//!    leaves, as do filelock versions before 3.22): a writer
 //!    may be between creating and filling it, so it is stale only once it
 //!    stayed unchanged for [`grace`](LockFileOptions::grace) (2 s,
 //!    filelock's `MALFORMED_LOCK_AGE_THRESHOLD`), as this waiter observed it,
 //!    or its ctime is older than grace plus skew.
 //! 5. **No owner at all** (lockfile's empty locks, a bare pid from libvcs or
-//!    lockfile's `PIDLockFile`, someone's data, filelock's recordless or
-//!    strict markers): never stale automatically; such peers never break
+//!    lockfile's `PIDLockFile`, someone's data, filelock's strict
+//!    sentinel): never stale automatically; such peers never break
 //!    each other's either. [`break_lock`](LockFile::break_lock) removes it.
 //! 6. **Age policy** (off by default): with
 //!    [`stale_after`](LockFileOptions::stale_after), any lock not created or

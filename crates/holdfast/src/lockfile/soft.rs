@@ -19,7 +19,38 @@ fn record_bytes(ctx: &Ctx, nonce: &str) -> Vec<u8> {
 }
 
 /// One attempt: create the lock file, or `None` if it exists.
+///
+/// The complete record is written under a private name first and then
+/// published under the lock name in one step that never replaces anything
+/// (see `sys::publish_noclobber`), so the lock name never holds an empty
+/// or partial record, even if this process is killed half-way (a private
+/// file is left behind then, never a lock). Where the filesystem can
+/// neither rename without replacing nor hard-link, the lock file is
+/// created in place with `O_EXCL` and filled, as filelock does.
 pub(crate) fn attempt(ctx: &Ctx, nonce: &str) -> Result<Option<Held>> {
+    if std::fs::symlink_metadata(&ctx.path).is_ok() {
+        return Ok(None);
+    }
+    let private = ctx.side_path("new", ctx.me.local.pid);
+    let held = build_at(ctx, nonce, &private)?;
+    let published = sys::publish_noclobber(&private, &ctx.path);
+    // Renamed: `private` is gone (NotFound); linked or failed: remove it.
+    match std::fs::remove_file(&private) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            tracing::warn!(path = %private.display(), error = %e, "could not remove a private lock file");
+        }
+        _ => {}
+    }
+    match published {
+        Ok(true) => Ok(Some(held)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
+        Err(e) => Err(ctx.io(IoOp::CreateLockFile, e)),
+        Ok(false) => attempt_in_place(ctx, nonce),
+    }
+}
+
+/// [`attempt`] where names cannot be published atomically.
+fn attempt_in_place(ctx: &Ctx, nonce: &str) -> Result<Option<Held>> {
     match sys::create_new_file(&ctx.path, ctx.file_mode()) {
         Ok(f) => finish(ctx, f, &ctx.path, nonce).map(Some),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
