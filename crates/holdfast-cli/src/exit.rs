@@ -26,7 +26,7 @@
 use std::io;
 use std::path::Path;
 
-use holdfast::{Error, IoOp};
+use holdfast::{Error, IoOp, text};
 
 /// The command ran (or the status query succeeded) and all is well.
 pub const OK: u8 = 0;
@@ -85,17 +85,31 @@ fn errno(e: &io::Error) -> i32 {
 /// `list`: bad paths are usage errors that say what is wrong with them.
 pub fn for_error(e: &Error) -> (u8, String) {
     match e {
-        Error::WouldBlock { .. } => (WOULD_BLOCK, e.to_string()),
-        Error::Timeout { .. } => (TIMED_OUT, e.to_string()),
+        Error::WouldBlock { path, .. } => (
+            WOULD_BLOCK,
+            format!(
+                "{e}; to wait for it, give --timeout DURATION (or leave out --no-wait); \
+                 to see who holds it: holdfast status {}",
+                shell_path(path)
+            ),
+        ),
+        Error::Timeout { path, .. } => (
+            TIMED_OUT,
+            format!(
+                "{e}; to see who holds it now: holdfast status {}; a longer --timeout \
+                 waits longer",
+                shell_path(path)
+            ),
+        ),
         Error::Symlink { path } => (
             USAGE,
             format!(
                 "{} is a symbolic link{}; holdfast does not follow links to lock files, run-once \
                  keys or phase targets (a planted link could redirect the lock or its markers): \
                  name the real file instead",
-                path.display(),
+                text::path(path),
                 std::fs::read_link(path)
-                    .map(|t| format!(" to {}", t.display()))
+                    .map(|t| format!(" to {}", text::path(&t)))
                     .unwrap_or_default()
             ),
         ),
@@ -103,7 +117,7 @@ pub fn for_error(e: &Error) -> (u8, String) {
             USAGE,
             format!(
                 "cannot use --fcntl on {}: {}; leave out --fcntl (flock locks work there)",
-                path.display(),
+                text::path(path),
                 if path.is_dir() {
                     "it is a directory, and fcntl locks need a file opened for writing"
                 } else {
@@ -125,6 +139,11 @@ pub fn for_error(e: &Error) -> (u8, String) {
     }
 }
 
+/// A path as a shell user would type it: escaped, then quoted if needed.
+fn shell_path(path: &Path) -> String {
+    text::quote_arg(&text::path(path)).into_owned()
+}
+
 /// The directory of a run-once key or phase target is missing (or is not
 /// a directory).
 fn missing_directory(path: &Path, source: &io::Error) -> (u8, String) {
@@ -137,11 +156,11 @@ fn missing_directory(path: &Path, source: &io::Error) -> (u8, String) {
             USAGE,
             format!(
                 "cannot use {}: directory {} does not exist (create it, or pass --create-parents)",
-                path.display(),
-                parent.display()
+                text::path(path),
+                text::path(parent)
             ),
         ),
-        _ => (USAGE, format!("cannot use {}: {source}", path.display())),
+        _ => (USAGE, format!("cannot use {}: {source}", text::path(path))),
     }
 }
 
@@ -155,7 +174,7 @@ pub fn for_spawn_error(e: &io::Error) -> u8 {
 }
 
 fn open_failure(path: &Path, source: &io::Error) -> (u8, String) {
-    let shown = path.display();
+    let shown = text::path(path);
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -167,7 +186,7 @@ fn open_failure(path: &Path, source: &io::Error) -> (u8, String) {
             format!(
                 "cannot create lock file {shown}: directory {} does not exist \
                  (create it, or pass --create-parents)",
-                parent.display()
+                text::path(parent)
             ),
         ),
         libc::EACCES | libc::EPERM if !exists => (
@@ -175,7 +194,7 @@ fn open_failure(path: &Path, source: &io::Error) -> (u8, String) {
             format!(
                 "cannot create lock file {shown}: directory {} is not writable ({source}); \
                  pick a directory you can write to, or have the file created for you",
-                parent.display()
+                text::path(parent)
             ),
         ),
         libc::ENOTDIR => (

@@ -430,3 +430,49 @@ fn soft_filelock_empty_marker_never_wedges() {
     }
     assert!(!x.exists());
 }
+
+// ---------------------------------------------------------------------------
+// Issue 9 item 5: contention messages say what to do next.
+// ---------------------------------------------------------------------------
+
+/// "Would block" and "timed out" name the holder and say what the user can
+/// do: wait with --timeout, look with `holdfast status PATH` (quoted as it
+/// must be typed), wait longer.
+#[test]
+fn contention_messages_say_what_to_do_next() {
+    let d = Dir::new();
+    let lock = d.join("my job.lock");
+    let mut h = Child::spawn({
+        let mut c = holdfast();
+        c.arg("run")
+            .arg(&lock)
+            .args(["--", "sh", "-c", "echo ready; read x; true"]);
+        c
+    });
+    h.expect_line("ready", T);
+    let quoted = format!("holdfast status '{}'", lock.display());
+    let out = run(holdfast()
+        .args(["run", "--no-wait"])
+        .arg(&lock)
+        .args(["--", "true"]));
+    assert_eq!(out.code(), 1, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!("held by pid {}", h.pid()))
+            && out.stderr.contains("give --timeout DURATION")
+            && out.stderr.contains(&quoted),
+        "{}\nwanted {quoted}",
+        out.stderr
+    );
+    let out = run(holdfast()
+        .args(["run", "--timeout", "100ms"])
+        .arg(&lock)
+        .args(["--", "true"]));
+    assert_eq!(out.code(), 124, "{out:?}");
+    assert!(
+        out.stderr.contains(&quoted) && out.stderr.contains("a longer --timeout"),
+        "{}",
+        out.stderr
+    );
+    h.close_stdin();
+    assert!(h.wait(T).success());
+}
