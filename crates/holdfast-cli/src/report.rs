@@ -23,6 +23,31 @@ pub fn shown(p: &Path) -> String {
     text::path(p).into_owned()
 }
 
+/// `value` as one line of JSON safe on a terminal: serde_json escapes
+/// C0 controls, and this escapes (as `\uXXXX`, the same string once
+/// parsed) what it leaves raw: DEL, C1 controls such as U+009B (CSI to
+/// some terminals) and the invisible bidi and zero-width characters.
+pub fn json_line(value: &Value) -> String {
+    let raw = value.to_string();
+    let safe = |c: char| !text::is_unsafe(c);
+    if raw.chars().all(safe) {
+        return raw;
+    }
+    let mut out = String::with_capacity(raw.len() + 16);
+    for c in raw.chars() {
+        if safe(c) {
+            out.push(c);
+        } else {
+            // Only inside strings: outside them JSON has no such character.
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+        }
+    }
+    out
+}
+
 /// A path for JSON output, lossless: a string when it is UTF-8, else
 /// `{"bytes": [...], "lossy": "..."}`.
 pub fn path_json(p: &Path) -> Value {

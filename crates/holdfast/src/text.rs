@@ -21,7 +21,18 @@ use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// Whether `c` must not reach a terminal as it is.
+/// Whether `c` must not reach a terminal as it is: a control character
+/// (C0, DEL, C1), or an invisible formatting one that reorders or hides
+/// text. [`escape`] escapes exactly these.
+///
+/// ```
+/// assert!(holdfast::text::is_unsafe('\u{9b}'));
+/// assert!(!holdfast::text::is_unsafe('é'));
+/// ```
+pub fn is_unsafe(c: char) -> bool {
+    dangerous(c)
+}
+
 fn dangerous(c: char) -> bool {
     c.is_control()
         || matches!(c,

@@ -65,7 +65,7 @@ pub fn run(args: ListArgs) -> u8 {
         }
     }
     if args.json {
-        println!("{}", Value::Array(out));
+        println!("{}", report::json_line(&Value::Array(out)));
     }
     code
 }

@@ -11,12 +11,13 @@ use std::process::ExitStatus;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use holdfast::once::{LeaderFailure, OnceOutcome, RunOnce};
+use holdfast::text::escape;
 use holdfast::{Error, Wait};
 
 use crate::cli::{LeaderFailureArg, OnceArgs};
 use crate::exec::{Launch, Program};
-use crate::exit;
 use crate::waiting::{self, Show};
+use crate::{exit, report};
 
 pub fn run(args: OnceArgs) -> u8 {
     let wait = match super::wait(args.no_wait, args.timeout.as_deref()) {
@@ -42,7 +43,7 @@ pub fn run(args: OnceArgs) -> u8 {
         return usage(&msg);
     }
     let program = Program::Argv(args.command);
-    let key = args.key.display().to_string();
+    let key = report::shown(&args.key);
     // Set by the action when the command could not run or failed.
     let mut failed: Option<u8> = None;
     let result = waiting::around(&once.lock_path(), show, |painter| {
@@ -147,7 +148,7 @@ fn describe(outcome: &OnceOutcome, key: &str, program: &Program) -> String {
 
 /// `--status`: 0 if done, 1 if not, with one line saying which.
 fn status(once: &RunOnce) -> u8 {
-    let key = once.key().display().to_string();
+    let key = report::shown(once.key());
     match once.is_done() {
         Ok(true) => {
             println!("{key}: done{}", marker_details(once.key()));
@@ -182,16 +183,17 @@ fn marker_details(key: &Path) -> String {
     let mut parts = Vec::new();
     let (mut pid, mut host) = (None, None);
     for line in lines {
+        // Anyone can write the key: its text is escaped, its numbers
+        // checked (a huge "finished" must not overflow the clock).
         match line.split_once(' ') {
-            Some(("pid", v)) => pid = Some(v.to_owned()),
-            Some(("host", v)) => host = Some(v.to_owned()),
-            Some(("token", v)) => parts.push(format!("fencing token {v}")),
+            Some(("pid", v)) => pid = Some(escape(v).into_owned()),
+            Some(("host", v)) => host = Some(escape(v).into_owned()),
+            Some(("token", v)) => parts.push(format!("fencing token {}", escape(v))),
             Some(("finished", v)) => {
                 if let Ok(secs) = v.parse::<f64>()
-                    && secs.is_finite()
-                    && secs >= 0.0
-                    && let Ok(ago) =
-                        SystemTime::now().duration_since(UNIX_EPOCH + Duration::from_secs_f64(secs))
+                    && let Ok(d) = Duration::try_from_secs_f64(secs)
+                    && let Some(at) = UNIX_EPOCH.checked_add(d)
+                    && let Ok(ago) = SystemTime::now().duration_since(at)
                 {
                     parts.push(format!("{} ago", holdfast::holder::fmt_duration(ago)));
                 }
@@ -212,7 +214,7 @@ fn marker_details(key: &Path) -> String {
 
 /// `--reset`: removes the key under the lock.
 fn reset(once: &RunOnce, show: Show) -> u8 {
-    let key = once.key().display().to_string();
+    let key = report::shown(once.key());
     match waiting::around(&once.lock_path(), show, |_| once.reset()) {
         Ok(true) => {
             println!("{key}: reset (the next caller runs the command again)");

@@ -11,6 +11,7 @@
 use std::path::Path;
 
 use holdfast::phase::{MarkerStore, Markers, Phase, PhaseRunner, XattrMode};
+use holdfast::text::escape;
 use holdfast::{Error, Wait};
 use serde_json::{Value, json};
 
@@ -255,7 +256,7 @@ pub fn status(args: PhasesStatusArgs) -> u8 {
             "stale_temp_files": markers.stale_temp_files.iter().map(|p| report::path_json(p)).collect::<Vec<_>>(),
             "lock": report::kernel_json(&lock),
         });
-        println!("{out}");
+        println!("{}", report::json_line(&out));
     } else {
         let target = report::shown(runner.target());
         println!(
@@ -286,7 +287,7 @@ pub fn status(args: PhasesStatusArgs) -> u8 {
         println!("store:       {store_text}");
         println!(
             "status file: {}{}",
-            markers.status_path.display(),
+            report::shown(&markers.status_path),
             if status_exists {
                 format!(
                     " ({} {})",
@@ -307,20 +308,20 @@ pub fn status(args: PhasesStatusArgs) -> u8 {
             done.iter()
                 .map(|e| {
                     let stores: Vec<&str> = e.stores.iter().map(|s| store_name(*s)).collect();
-                    format!("{} [{}]", e.name, stores.join(", "))
+                    format!("{} [{}]", escape(&e.name), stores.join(", "))
                 })
                 .collect::<Vec<_>>()
                 .join(", ")
         };
         println!("done:        {done_text}");
         if !missing.is_empty() {
-            let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+            let names: Vec<String> = missing.iter().map(|s| escape(s).into_owned()).collect();
             println!("not done:    {}", names.join(", "));
         }
         for t in &markers.stale_temp_files {
             println!(
                 "leftover:    {} (from a crashed writer; the next run or 'phases reset' removes it)",
-                t.display()
+                report::shown(t)
             );
         }
     }
@@ -342,7 +343,7 @@ pub fn reset(args: PhasesResetArgs) -> u8 {
     }
     let mut runner = PhaseRunner::new(&args.target);
     runner.namespace(&args.namespace).wait(wait);
-    let target = args.target.display().to_string();
+    let target = report::shown(&args.target);
     let lock_path = runner.lock_path();
     if args.names.is_empty() {
         let before = match waiting::around(&lock_path, Show::OnTerminal, |_| runner.reset()) {
@@ -355,7 +356,11 @@ pub fn reset(args: PhasesResetArgs) -> u8 {
         }
         for e in removed {
             let stores: Vec<&str> = e.stores.iter().map(|s| store_name(*s)).collect();
-            println!("{target}: removed {} [{}]", e.name, stores.join(", "));
+            println!(
+                "{target}: removed {} [{}]",
+                escape(&e.name),
+                stores.join(", ")
+            );
         }
         return exit::OK;
     }
@@ -363,8 +368,8 @@ pub fn reset(args: PhasesResetArgs) -> u8 {
         match waiting::around(&lock_path, Show::OnTerminal, |_| {
             runner.unmark(name, args.attr_name.as_deref())
         }) {
-            Ok(true) => println!("{target}: removed {name}"),
-            Ok(false) => println!("{target}: {name} was not marked"),
+            Ok(true) => println!("{target}: removed {}", escape(name)),
+            Ok(false) => println!("{target}: {} was not marked", escape(name)),
             Err(e) => return fail_reset(&e, wait),
         }
     }

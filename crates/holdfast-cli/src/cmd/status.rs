@@ -30,7 +30,7 @@ pub fn run(args: StatusArgs) -> u8 {
         }
     }
     if args.json {
-        println!("{}", Value::Array(out));
+        println!("{}", report::json_line(&Value::Array(out)));
     }
     match failed {
         Some(code) => code,
