@@ -12,6 +12,7 @@
 //! The helper binary (`holdfast-helper`, see `src/bin/holdfast-helper/`) is
 //! what the child processes run.
 
+pub mod fuzz;
 mod python;
 pub use python::{peer_python, peer_script};
 

@@ -164,3 +164,88 @@ fn messages_name_what_the_primitive_is() {
     assert!(e.contains("already locked by this thread"), "{e}");
     assert!(!e.contains("use LockOptions::reentrant"), "{e}");
 }
+
+/// Property (issue 10): the library's readers never panic on what they
+/// find on disk, and the text they produce from it (holder descriptions,
+/// error messages) holds no control character. Mutations of real holder
+/// records, lock-file records and `.status` files (the seeded generator of
+/// `holdfast_testkit::fuzz`; HOLDFAST_FUZZ_SEED / HOLDFAST_FUZZ_CASES).
+#[test]
+fn library_readers_survive_any_record() {
+    use holdfast::lockfile::{LockFile, Protocol};
+    use holdfast::phase::{Phase, PhaseRunner, XattrMode};
+    use holdfast_testkit::fuzz::{Rng, mutate, unsafe_char};
+
+    let seed: u64 = std::env::var("HOLDFAST_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_2026);
+    let cases: usize = std::env::var("HOLDFAST_FUZZ_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(400, |n: usize| n * 10);
+    let d = Dir::new();
+    // Seeds, written by holdfast itself.
+    let k = d.join("k.lock");
+    drop(Lock::open(&k).unwrap().lock().unwrap());
+    let mut seeds = vec![std::fs::read(&k).unwrap()];
+    for p in [Protocol::Soft, Protocol::Link] {
+        let path = d.join(&format!("{p}.lock"));
+        let lf = LockFile::open(&path, p).unwrap();
+        let g = lf.lock().unwrap();
+        seeds.push(std::fs::read(&path).unwrap());
+        drop(g);
+    }
+    let target = d.join("app.db");
+    let mut runner = PhaseRunner::new(&target);
+    runner.xattrs(XattrMode::Off);
+    runner.run([Phase::new("one", |_| Ok(()))]).unwrap();
+    seeds.push(std::fs::read(d.join("app.db.status")).unwrap());
+
+    let text_ok = |what: &str, case: usize, text: &str| {
+        if let Some((i, c)) = unsafe_char(text) {
+            panic!("seed {seed} case {case}: {what} has {c:?} at {i}: {text:?}");
+        }
+    };
+    let mut rng = Rng::new(seed);
+    let p = d.join("fuzz.lock");
+    let t = d.join("fuzz.db");
+    for case in 0..cases {
+        let i = rng.below(seeds.len());
+        let bytes = mutate(&mut rng, &seeds[i]);
+        std::fs::write(&p, &bytes).unwrap();
+        std::fs::write(d.join("fuzz.db.status"), &bytes).unwrap();
+        match holdfast::status(&p) {
+            Ok(st) => text_ok("status holders", case, &st.holders.to_string()),
+            Err(e) => text_ok("status error", case, &e.to_string()),
+        }
+        match holdfast::inspect::inspect(&p) {
+            Ok(seen) => {
+                text_ok("inspect holders", case, &seen.kernel.holders.to_string());
+                if let Some(v) = &seen.lock_file
+                    && let Some(h) = &v.status.holder
+                {
+                    text_ok("lock-file holder", case, &h.to_string());
+                }
+            }
+            Err(e) => text_ok("inspect error", case, &e.to_string()),
+        }
+        for protocol in [Protocol::Soft, Protocol::Link] {
+            if let Ok(lf) = LockFile::open(&p, protocol) {
+                match lf.status() {
+                    Ok(st) => {
+                        if let Some(h) = &st.holder {
+                            text_ok("lock-file status holder", case, &h.to_string());
+                        }
+                    }
+                    Err(e) => text_ok("lock-file status error", case, &e.to_string()),
+                }
+            }
+        }
+        let mut r = PhaseRunner::new(&t);
+        r.xattrs(XattrMode::Off);
+        if let Err(e) = r.markers() {
+            text_ok("markers error", case, &e.to_string());
+        }
+    }
+}
