@@ -159,13 +159,12 @@ Exit codes:
   126    the command cannot be executed
   127    the command was not found";
 
+/// `--timeout` / `--no-wait`: how long to wait for the lock. Shared by
+/// every command that waits (`run`, `once`, `phase`, `phases reset`).
 #[derive(Debug, Args)]
-#[command(after_long_help = RUN_HELP)]
-pub struct RunArgs {
-    /// Take a shared lock instead of an exclusive one.
-    #[arg(short, long)]
-    pub shared: bool,
-    /// Give up after this long (5s, 500ms, 2m, 1.5h; a bare number is seconds): exit 124.
+pub struct WaitArgs {
+    /// Give up after this long (5s, 500ms, 2m, 1.5h; a bare number is
+    /// seconds): exit 124. 0 means --no-wait.
     #[arg(
         short = 'w',
         long,
@@ -177,10 +176,42 @@ pub struct RunArgs {
     /// Fail at once (exit 1) if the lock is held.
     #[arg(short, long)]
     pub no_wait: bool,
-    /// Do not pass the lock's file descriptor to the command (by default the
-    /// command inherits it, so the lock lives as long as the command does).
+}
+
+/// `--verbose` / `--quiet`: what holdfast says on stderr while it waits
+/// and works. Shared by `run`, `once` and `phase`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Say what happens (waiting, acquisition, ran or skipped) on stderr,
+    /// and show the waiting line even when stderr is not a terminal.
+    #[arg(short, long, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Never show the waiting line.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `--close`: whether the command inherits the lock. Shared by `run`,
+/// `once` and `phase`.
+#[derive(Debug, Args)]
+pub struct CloseArgs {
+    /// Do not pass the lock's file descriptor to the command (by default
+    /// the command inherits it, so the lock lives as long as the command
+    /// does, even if holdfast is killed).
     #[arg(short = 'o', long)]
     pub close: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(after_long_help = RUN_HELP)]
+pub struct RunArgs {
+    /// Take a shared lock instead of an exclusive one.
+    #[arg(short, long)]
+    pub shared: bool,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+    #[command(flatten)]
+    pub close: CloseArgs,
     /// Use open-file-description fcntl locks (seen by fcntl/lockf users and
     /// `flock --fcntl`, not by flock(2) users).
     #[arg(long)]
@@ -214,12 +245,8 @@ pub struct RunArgs {
     /// even if the command still runs.
     #[arg(long, requires = "protocol", overrides_with = "heartbeat")]
     pub no_heartbeat: bool,
-    /// Report waiting and acquisition on stderr, even when it is not a terminal.
-    #[arg(short, long, conflicts_with = "quiet")]
-    pub verbose: bool,
-    /// Never show the waiting line.
-    #[arg(short, long)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub show: ShowArgs,
     /// Create missing parent directories of the lock file.
     #[arg(long)]
     pub create_parents: bool,
@@ -500,19 +527,8 @@ Exit codes:
 #[derive(Debug, Args)]
 #[command(after_long_help = ONCE_HELP)]
 pub struct OnceArgs {
-    /// Give up waiting for a caller that is running the command after this
-    /// long (5s, 500ms, 2m): exit 124.
-    #[arg(
-        short = 'w',
-        long,
-        value_name = "DURATION",
-        conflicts_with = "no_wait",
-        allow_hyphen_values = true
-    )]
-    pub timeout: Option<String>,
-    /// Exit 1 at once if another caller is running the command now.
-    #[arg(short, long)]
-    pub no_wait: bool,
+    #[command(flatten)]
+    pub wait: WaitArgs,
     /// What waiting callers do when the caller running the command fails
     /// or dies: run it themselves (retry) or exit 75 (propagate).
     #[arg(long, value_enum, value_name = "POLICY", default_value_t = LeaderFailureArg::Retry)]
@@ -525,16 +541,10 @@ pub struct OnceArgs {
     /// caller running it), so the next caller runs the command again.
     #[arg(long, conflicts_with = "command")]
     pub reset: bool,
-    /// Do not pass the lock's file descriptor to the command.
-    #[arg(short = 'o', long)]
-    pub close: bool,
-    /// Say what happened (ran, skipped, waited) on stderr, and show the
-    /// waiting line even when stderr is not a terminal.
-    #[arg(short, long, conflicts_with = "quiet")]
-    pub verbose: bool,
-    /// Never show the waiting line.
-    #[arg(short, long)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub close: CloseArgs,
+    #[command(flatten)]
+    pub show: ShowArgs,
     /// Create missing parent directories of KEY.
     #[arg(long)]
     pub create_parents: bool,
@@ -626,18 +636,8 @@ pub struct PhaseArgs {
     /// TARGET.lock.
     #[arg(short = 't', long, value_name = "FILE", required = true)]
     pub target: PathBuf,
-    /// Give up after this long (5s, 500ms, 2m): exit 124.
-    #[arg(
-        short = 'w',
-        long,
-        value_name = "DURATION",
-        conflicts_with = "no_wait",
-        allow_hyphen_values = true
-    )]
-    pub timeout: Option<String>,
-    /// Exit 1 at once if another process holds the lock.
-    #[arg(short, long)]
-    pub no_wait: bool,
+    #[command(flatten)]
+    pub wait: WaitArgs,
     #[command(flatten)]
     pub markers: MarkerArgs,
     /// Trust markers only after taking the lock (phaselock's
@@ -650,16 +650,10 @@ pub struct PhaseArgs {
     /// The marker xattr's value (phaselock's attr_value; default 1).
     #[arg(long, value_name = "VALUE")]
     pub attr_value: Option<String>,
-    /// Do not pass the lock's file descriptor to the command.
-    #[arg(short = 'o', long)]
-    pub close: bool,
-    /// Say what happened (ran, skipped, which store) on stderr, and show
-    /// the waiting line even when stderr is not a terminal.
-    #[arg(short, long, conflicts_with = "quiet")]
-    pub verbose: bool,
-    /// Never show the waiting line.
-    #[arg(short, long)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub close: CloseArgs,
+    #[command(flatten)]
+    pub show: ShowArgs,
     /// Create missing parent directories of TARGET.
     #[arg(long)]
     pub create_parents: bool,
@@ -726,18 +720,8 @@ Examples:
 Prints one line per marker removed. Exit codes: 0, 1 (--no-wait, lock
 held), 124 (--timeout ran out), 64 bad input.")]
 pub struct PhasesResetArgs {
-    /// Give up waiting for the lock after this long: exit 124.
-    #[arg(
-        short = 'w',
-        long,
-        value_name = "DURATION",
-        conflicts_with = "no_wait",
-        allow_hyphen_values = true
-    )]
-    pub timeout: Option<String>,
-    /// Exit 1 at once if another process holds the lock.
-    #[arg(short, long)]
-    pub no_wait: bool,
+    #[command(flatten)]
+    pub wait: WaitArgs,
     /// The marker xattr name of the (one) NAME, if it was run with --attr-name.
     #[arg(long, value_name = "ATTR", requires = "names")]
     pub attr_name: Option<String>,
@@ -781,4 +765,16 @@ Examples:
 pub struct ManArgs {
     /// The command to document (default: holdfast itself).
     pub command: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every flag a `conflicts_with`/`requires` names exists, also those of
+    /// the flattened groups (`WaitArgs`, `ShowArgs`, `CloseArgs`).
+    #[test]
+    fn the_definitions_are_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -20,30 +20,34 @@ use crate::cli::{CompatArg, ProtocolArg};
 use crate::duration;
 use crate::waiting::Show;
 
-/// `--no-wait` / `--timeout DURATION` as a library [`Wait`]; `--timeout 0`
-/// means `--no-wait`.
-pub fn wait(no_wait: bool, timeout: Option<&str>) -> Result<Wait, String> {
-    if no_wait {
-        return Ok(Wait::NoWait);
-    }
-    match timeout {
-        None => Ok(Wait::Forever),
-        Some(t) => match duration::parse(t) {
-            Ok(d) if d.is_zero() => Ok(Wait::NoWait),
-            Ok(d) => Ok(Wait::Timeout(d)),
-            Err(e) => Err(format!("--timeout: {e}")),
-        },
+impl crate::cli::WaitArgs {
+    /// `--no-wait` / `--timeout DURATION` as a library [`Wait`];
+    /// `--timeout 0` means `--no-wait`.
+    pub fn wait(&self) -> Result<Wait, String> {
+        if self.no_wait {
+            return Ok(Wait::NoWait);
+        }
+        match self.timeout.as_deref() {
+            None => Ok(Wait::Forever),
+            Some(t) => match duration::parse(t) {
+                Ok(d) if d.is_zero() => Ok(Wait::NoWait),
+                Ok(d) => Ok(Wait::Timeout(d)),
+                Err(e) => Err(format!("--timeout: {e}")),
+            },
+        }
     }
 }
 
-/// `--quiet` / `--verbose` as a waiting-line policy.
-pub fn show(verbose: bool, quiet: bool) -> Show {
-    if quiet {
-        Show::Never
-    } else if verbose {
-        Show::Always
-    } else {
-        Show::OnTerminal
+impl crate::cli::ShowArgs {
+    /// `--quiet` / `--verbose` as a waiting-line policy.
+    pub fn show(&self) -> Show {
+        if self.quiet {
+            Show::Never
+        } else if self.verbose {
+            Show::Always
+        } else {
+            Show::OnTerminal
+        }
     }
 }
 

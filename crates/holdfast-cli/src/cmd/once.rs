@@ -20,11 +20,11 @@ use crate::waiting::{self, Show};
 use crate::{exit, report};
 
 pub fn run(args: OnceArgs) -> u8 {
-    let wait = match super::wait(args.no_wait, args.timeout.as_deref()) {
+    let wait = match args.wait.wait() {
         Ok(w) => w,
         Err(msg) => return usage(&msg),
     };
-    let show = super::show(args.verbose, args.quiet);
+    let show = args.show.show();
     let mut once = RunOnce::new(&args.key);
     once.wait(wait)
         .on_leader_failure(match args.on_leader_failure {
@@ -50,7 +50,7 @@ pub fn run(args: OnceArgs) -> u8 {
         once.run(|ctx| {
             painter.stop();
             let launch = Launch {
-                lock_fd: (!args.close).then(|| ctx.lock_fd()),
+                lock_fd: (!args.close.close).then(|| ctx.lock_fd()),
                 token: ctx.token(),
                 keeps_lock_file: false,
                 forward_signals: false,
@@ -70,7 +70,7 @@ pub fn run(args: OnceArgs) -> u8 {
     });
     match result {
         Ok(outcome) => {
-            if args.verbose {
+            if args.show.verbose {
                 eprintln!("holdfast: {}", describe(&outcome, &key, &program));
             }
             exit::OK

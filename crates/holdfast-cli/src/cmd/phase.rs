@@ -55,11 +55,11 @@ fn store_name(s: MarkerStore) -> &'static str {
 
 /// `holdfast phase NAME --target FILE -- COMMAND`.
 pub fn run(args: PhaseArgs) -> u8 {
-    let wait = match super::wait(args.no_wait, args.timeout.as_deref()) {
+    let wait = match args.wait.wait() {
         Ok(w) => w,
         Err(msg) => return usage(&msg),
     };
-    let show = super::show(args.verbose, args.quiet);
+    let show = args.show.show();
     let mut runner = runner(&args.target, &args.markers);
     runner.wait(wait).strict_marker_locking(args.strict);
     if args.create_parents
@@ -74,7 +74,7 @@ pub fn run(args: PhaseArgs) -> u8 {
         let mut phase = Phase::new(args.name.clone(), |ctx| {
             painter.stop();
             let launch = Launch {
-                lock_fd: (!args.close).then(|| ctx.lock_fd()),
+                lock_fd: (!args.close.close).then(|| ctx.lock_fd()),
                 token: ctx.token(),
                 keeps_lock_file: false,
                 forward_signals: false,
@@ -101,7 +101,7 @@ pub fn run(args: PhaseArgs) -> u8 {
     });
     match result {
         Ok(report) => {
-            if args.verbose {
+            if args.show.verbose {
                 if report.completed.is_empty() {
                     eprintln!("holdfast: {what} is already done; skipped");
                 } else {
@@ -334,7 +334,7 @@ pub fn status(args: PhasesStatusArgs) -> u8 {
 
 /// `holdfast phases reset TARGET [NAME...]`.
 pub fn reset(args: PhasesResetArgs) -> u8 {
-    let wait = match super::wait(args.no_wait, args.timeout.as_deref()) {
+    let wait = match args.wait.wait() {
         Ok(w) => w,
         Err(msg) => return usage(&msg),
     };

@@ -48,8 +48,8 @@ fn validate(args: &RunArgs) -> Result<Options, String> {
         } else {
             Mode::Exclusive
         },
-        wait: super::wait(args.no_wait, args.timeout.as_deref())?,
-        show: super::show(args.verbose, args.quiet),
+        wait: args.wait.wait()?,
+        show: args.show.show(),
         kind,
     })
 }
@@ -164,7 +164,7 @@ pub fn run(mut args: RunArgs) -> u8 {
     };
     let program = Program::Argv(std::mem::take(&mut args.command));
     let path = args.lockfile.as_path();
-    let verbose = args.verbose;
+    let verbose = args.show.verbose;
     let started = Instant::now();
     let got = |token: Option<u64>| {
         if verbose {
@@ -194,7 +194,7 @@ pub fn run(mut args: RunArgs) -> u8 {
     };
     got(guard.token());
     let launch = Launch {
-        lock_fd: (!args.close).then(|| guard.as_fd()),
+        lock_fd: (!args.close.close).then(|| guard.as_fd()),
         token: guard.token(),
         keeps_lock_file: false,
         forward_signals: true,
