@@ -200,9 +200,17 @@ fn holdfast(args: &[&std::ffi::OsStr]) -> (ExitStatus, Vec<u8>, Vec<u8>) {
     };
     let out = read(Box::new(child.stdout.take().unwrap()));
     let err = read(Box::new(child.stderr.take().unwrap()));
-    let status = wait_for(&format!("holdfast {args:?} to exit"), T, || {
+    let deadline = std::time::Instant::now() + T;
+    let status = wait_for(&format!("holdfast {args:?} to exit"), T * 2, || {
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill(); // a hang is a failure; leave nothing behind
+        }
         child.try_wait().unwrap()
     });
+    assert!(
+        std::time::Instant::now() < deadline,
+        "holdfast {args:?} hung for {T:?}"
+    );
     (status, out.join().unwrap(), err.join().unwrap())
 }
 

@@ -259,7 +259,7 @@ impl Output {
 }
 
 /// Runs `cmd` with stdin from /dev/null until it exits (panicking after
-/// `timeout`), collecting stdout and stderr as they come so a chatty child
+/// `timeout`, after killing it), collecting stdout and stderr as they come so a chatty child
 /// never blocks on a full pipe.
 pub fn run_to_end(cmd: &mut Command, timeout: Duration) -> Output {
     let what = format!("{cmd:?}");
@@ -271,9 +271,19 @@ pub fn run_to_end(cmd: &mut Command, timeout: Duration) -> Output {
         .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
     let out = read_to_string_in_background(child.stdout.take().expect("stdout"));
     let err = read_to_string_in_background(child.stderr.take().expect("stderr"));
-    let status = wait_for(&format!("{what} to exit"), timeout, || {
-        child.try_wait().expect("try_wait")
-    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            break st;
+        }
+        if Instant::now() >= deadline {
+            // Never leave a hung (or spinning) child behind a failed test.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("timed out after {timeout:?} waiting for {what} to exit (killed it)");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
     Output {
         status,
         stdout: out.join().expect("stdout reader"),
