@@ -291,7 +291,7 @@ pub fn line(
     let mut s = format!(
         "waiting for {} lock on {}",
         mode.with_article(),
-        path.display()
+        holdfast::text::path(path)
     );
     let Some(first) = holders.first() else {
         s.push_str(" — holder unknown");

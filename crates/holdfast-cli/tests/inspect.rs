@@ -476,3 +476,153 @@ fn contention_messages_say_what_to_do_next() {
     h.close_stdin();
     assert!(h.wait(T).success());
 }
+
+// ---------------------------------------------------------------------------
+// Property test over what is printed (issue 10 items 3 and 8).
+// ---------------------------------------------------------------------------
+
+/// A small deterministic generator (xorshift64*), so a failure replays.
+struct Gen(u64);
+
+impl Gen {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    /// Text a hostile writer would plant: escape sequences, newlines, C1
+    /// controls, bidi overrides, invalid UTF-8, backslash escapes that a
+    /// record parser turns into controls.
+    fn nasty(&mut self) -> Vec<u8> {
+        const PIECES: &[&[u8]] = &[
+            b"\x1b[31m",
+            b"\x1b]0;PWNED\x07",
+            b"\n",
+            b"\r",
+            b"\t",
+            b"\x7f",
+            "\u{9b}".as_bytes(),
+            "\u{202e}".as_bytes(),
+            "\u{200b}".as_bytes(),
+            b"\xff\xfe",
+            b"\\u{1b}",
+            b"\\n",
+            b"\\",
+            b"sleep",
+            b" 5",
+            b"|",
+            b"web-1",
+            b"4242",
+            b"'",
+            b"\"",
+            b"$(x)",
+        ];
+        let n = 1 + self.below(6);
+        let mut v = Vec::new();
+        for _ in 0..n {
+            v.extend_from_slice(PIECES[self.below(PIECES.len() as u64) as usize]);
+        }
+        v
+    }
+    /// A file name: nasty, but a single component.
+    fn name(&mut self, i: usize) -> Vec<u8> {
+        let mut n: Vec<u8> = self
+            .nasty()
+            .into_iter()
+            .filter(|&b| b != b'/' && b != 0)
+            .collect();
+        n.extend_from_slice(format!(".{i}").as_bytes());
+        if self.below(2) == 0 {
+            n.extend_from_slice(b".lock");
+        }
+        n
+    }
+    /// The content of a lock file in one of the formats holdfast reads,
+    /// with hostile fields, or plain noise.
+    fn content(&mut self) -> Vec<u8> {
+        let pid = std::process::id();
+        let mut v = Vec::new();
+        match self.below(6) {
+            0 => {
+                v.extend_from_slice(
+                    format!("holdfast-holder 1\ntoken 7\nsince 1700000000.0\npid {pid}\nhost ")
+                        .as_bytes(),
+                );
+                v.extend(self.nasty());
+                v.extend_from_slice(b"\nmode exclusive\ncmd ");
+                v.extend(self.nasty());
+                v.extend_from_slice(b"\nend\n");
+            }
+            1 => {
+                v.extend_from_slice(b"holdfast-lockfile 1\npid 4242\nhost ");
+                v.extend(self.nasty());
+                v.extend_from_slice(b"\nsince 1700000000.0\nlifetime none\nnonce ");
+                v.extend(self.nasty());
+                v.extend_from_slice(b"\ncmd ");
+                v.extend(self.nasty());
+                v.push(b'\n');
+            }
+            2 => {
+                v.extend_from_slice(b"4242\n");
+                v.extend(self.nasty());
+                v.push(b'\n');
+            }
+            3 => {
+                v.extend(self.nasty());
+                v.extend_from_slice(b"|");
+                v.extend(self.nasty());
+                v.extend_from_slice(b"|4242|");
+                v.extend(self.nasty());
+            }
+            4 => {}
+            _ => v = self.nasty(),
+        }
+        v
+    }
+}
+
+/// Lock files of every format with hostile fields, under hostile names:
+/// `list`, `status` (text and JSON) and `break` never panic (exit 101),
+/// their text output carries no control character but the newlines ending
+/// lines, and JSON always parses.
+#[test]
+fn printers_never_panic_and_never_print_control_characters() {
+    let mut g = Gen(0x9e37_79b9_7f4a_7c15);
+    for batch in 0..4 {
+        let d = Dir::new();
+        let mut paths = Vec::new();
+        for i in 0..25 {
+            let mut raw = d.path().as_os_str().as_bytes().to_vec();
+            raw.push(b'/');
+            raw.extend(g.name(i));
+            let p = PathBuf::from(OsStr::from_bytes(&raw));
+            if g.below(8) == 0 {
+                std::fs::create_dir(&p).unwrap();
+                std::fs::write(p.join(format!("h.{i}.holdfast")), g.content()).unwrap();
+            } else {
+                std::fs::write(&p, g.content()).unwrap();
+            }
+            paths.push(p);
+        }
+        let check = |what: &str, out: &Out| {
+            assert_ne!(out.code(), 101, "{what} panicked: {out:?}");
+            assert_clean(&format!("batch {batch}: {what} stdout"), &out.stdout);
+            assert_clean(&format!("batch {batch}: {what} stderr"), &out.stderr);
+        };
+        check("list", &run(holdfast().arg("list").arg(d.path())));
+        let out = run(holdfast().args(["list", "--json"]).arg(d.path()));
+        check("list --json", &out);
+        serde_json::from_str::<Value>(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+        check("status", &run(holdfast().arg("status").args(&paths)));
+        let out = run(holdfast().args(["status", "--json"]).args(&paths));
+        check("status --json", &out);
+        serde_json::from_str::<Value>(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+        for p in &paths {
+            check("break", &run(holdfast().arg("break").arg(p)));
+        }
+    }
+}

@@ -237,7 +237,7 @@ pub fn run(prog: &str, args: FlockArgs) -> u8 {
                 };
                 eprintln!(
                     "{prog}: cannot open lock file {}: {why}",
-                    path.to_string_lossy()
+                    holdfast::text::os_str(&path)
                 );
                 return code;
             }
@@ -254,8 +254,8 @@ pub fn run(prog: &str, args: FlockArgs) -> u8 {
         },
     };
     let shown = || match &program {
-        Some(_) => lock.path().display().to_string(),
-        None => args.args[0].to_string_lossy().into_owned(),
+        Some(_) => holdfast::text::path(lock.path()).into_owned(),
+        None => holdfast::text::os_str(&args.args[0]).into_owned(),
     };
     let wait = match (args.nonblock, timer) {
         (true, _) | (false, Some(Timer::NonBlock)) => Wait::NoWait,

@@ -68,7 +68,7 @@ pub fn run(args: PhaseArgs) -> u8 {
         return usage(&msg);
     }
     let program = Program::Argv(args.command);
-    let what = format!("phase {:?} of {}", args.name, args.target.display());
+    let what = format!("phase {:?} of {}", args.name, report::shown(&args.target));
     let mut failed: Option<u8> = None;
     let result = waiting::around(&runner.lock_path(), show, |painter| {
         let mut phase = Phase::new(args.name.clone(), |ctx| {
@@ -111,7 +111,7 @@ pub fn run(args: PhaseArgs) -> u8 {
                             runner.attr_key(args.attr_name.as_deref().unwrap_or(&args.name))
                         )
                     } else {
-                        format!("status file {}", runner.status_path().display())
+                        format!("status file {}", report::shown(&runner.status_path()))
                     };
                     eprintln!(
                         "holdfast: ran {what}; marked done in the {store}{}",
@@ -189,7 +189,7 @@ fn status_file_reason(mode: XattrsArg, m: &Markers) -> String {
         return format!(
             "{}={}",
             holdfast::phase::PHASELOCK_ENABLE_XATTRS,
-            v.to_string_lossy()
+            holdfast::text::os_str(&v)
         );
     }
     "the filesystem refuses xattrs".into()
