@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Type, cast
 
 from ._types import Holder
 
@@ -128,7 +128,7 @@ class ActionFailed(Error):
     name: Optional[str] = None
 
 
-_OS_BY_ERRNO = {
+_OS_BY_ERRNO: Dict[int, Type[Error]] = {
     _errno.ENOENT: LockFileNotFoundError,
     _errno.EACCES: LockPermissionError,
     _errno.EPERM: LockPermissionError,
@@ -155,14 +155,14 @@ def _from_native(
     """Builds the exception for a library error (called by the native
     module)."""
     fspath = os.fsdecode(path)
-    cls: type = globals().get(kind, Error)
+    cls: Type[Error] = globals().get(kind, Error)
     if kind == "LockIOError" and errno is not None:
         cls = _OS_BY_ERRNO.get(errno, LockIOError)
     exc: Error
     if issubclass(cls, OSError):
         code = errno if errno is not None else _ERRNO_OF.get(kind)
         strerror = extra.get("strerror") or (os.strerror(code) if code else message)
-        exc = cls(code, strerror, fspath)
+        exc = cast(Any, cls)(code, strerror, fspath)
     else:
         exc = cls(message)
     exc.message = message
