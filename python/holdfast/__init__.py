@@ -33,6 +33,7 @@ from . import _native
 from ._errors import (
     ActionFailed,
     AlreadyHeld,
+    BackendError,
     CorruptError,
     Error,
     InvalidInput,
@@ -83,6 +84,7 @@ __all__ = [
     "CorruptError",
     "UnsupportedError",
     "InvalidInput",
+    "BackendError",
     "LockLost",
     "LeaderFailed",
     "ActionFailed",

@@ -29,6 +29,7 @@ __all__ = [
     "CorruptError",
     "UnsupportedError",
     "InvalidInput",
+    "BackendError",
     "LockLost",
     "LeaderFailed",
     "ActionFailed",
@@ -108,6 +109,12 @@ class UnsupportedError(Error, OSError):
 
 class InvalidInput(Error, ValueError):
     """The request cannot be acted on (an empty path, a bad phase name...)."""
+
+
+class BackendError(Error, OSError):
+    """A backend that is not a file (etcd, PostgreSQL) failed."""
+
+    op: Optional[str] = None
 
 
 class LockLost(Error):

@@ -43,6 +43,7 @@ fn kind(err: &Error) -> &'static str {
         Error::LeaderFailed { .. } => "LeaderFailed",
         Error::Lost { .. } => "LockLost",
         Error::InvalidInput { .. } => "InvalidInput",
+        Error::Backend { .. } => "BackendError",
         _ => "Error",
     }
 }
@@ -59,7 +60,7 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
     match err {
         Error::Io { op, source, .. } => {
             errno = source.raw_os_error();
-            extra.set_item("op", *op)?;
+            extra.set_item("op", op.to_string())?;
             extra.set_item("strerror", source.to_string())?;
         }
         Error::WouldBlock { mode, .. } => {
@@ -71,6 +72,7 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
         }
         Error::Symlink { .. } => errno = Some(rustix::io::Errno::LOOP.raw_os_error()),
         Error::ActionFailed { name, .. } => extra.set_item("name", name)?,
+        Error::Backend { op, .. } => extra.set_item("op", *op)?,
         Error::LeaderFailed { leader, .. } => {
             extra.set_item("leader", convert::holders(py, leader)?)?;
         }

@@ -3,13 +3,12 @@
 
 use std::sync::{Arc, Mutex};
 
-use holdfast::lockfile::{Compat, LockFile, LockFileGuard, Protocol};
-use holdfast::{Error, Wait};
+use holdfast::lockfile::{Compat, LockFile, OwnedLockFileGuard, Protocol};
+use holdfast::{Error, Mode, Wait};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-use crate::owned::Owned;
 use crate::{convert, errors, wait};
 
 /// The native half of `holdfast.LockFile`.
@@ -18,7 +17,7 @@ pub(crate) struct NativeLockFile {
     lock: Arc<LockFile>,
 }
 
-type Guard = Owned<LockFile, LockFileGuard<'static>>;
+type Guard = OwnedLockFileGuard;
 
 fn protocol(name: &str) -> PyResult<Protocol> {
     match name {
@@ -103,9 +102,9 @@ impl NativeLockFile {
         let w = convert::wait(timeout, blocking)?;
         let lock = &self.lock;
         let g = if interruptible && w != Wait::NoWait {
-            wait::in_slices(py, w, |w| Owned::try_new(lock, |l| l.acquire(w)))?
+            wait::in_slices(py, w, |w| lock.acquire_owned(Mode::Exclusive, w))?
         } else {
-            py.detach(|| Owned::try_new(lock, |l| l.acquire(w)))
+            py.detach(|| lock.acquire_owned(Mode::Exclusive, w))
                 .map_err(errors::err(py))?
         };
         Ok(LockFileHandle::new(g))
@@ -124,14 +123,14 @@ impl NativeLockFile {
     ) -> PyResult<Py<PyAny>> {
         let w = convert::wait(timeout, blocking)?;
         let lock = Arc::clone(&self.lock);
-        let first = py.detach(|| Owned::try_new(&lock, |l| l.acquire(Wait::NoWait)));
+        let first = py.detach(|| lock.acquire_owned(Mode::Exclusive, Wait::NoWait));
         match first {
             Ok(g) => return Ok(Py::new(py, LockFileHandle::new(g))?.into_any()),
             Err(Error::WouldBlock { .. }) if w != Wait::NoWait => {}
             Err(e) => return Err(errors::to_py(py, e)),
         }
         let pending = wait::on_thread(
-            move |w| Owned::try_new(&lock, |l| l.acquire(w)),
+            move |w| lock.acquire_owned(Mode::Exclusive, w),
             w,
             callback,
             |py, g| Ok(Py::new(py, LockFileHandle::new(g))?.into_any()),
@@ -203,10 +202,10 @@ impl LockFileHandle {
             guard: Mutex::new(Some(g)),
         }
     }
-    fn with<R>(&self, f: impl FnOnce(&LockFileGuard<'static>) -> R) -> PyResult<R> {
+    fn with<R>(&self, f: impl FnOnce(&OwnedLockFileGuard) -> R) -> PyResult<R> {
         let g = self.guard.lock().unwrap_or_else(|e| e.into_inner());
         g.as_ref()
-            .map(|g| f(g.get()))
+            .map(f)
             .ok_or_else(|| PyRuntimeError::new_err("this lock file was already released"))
     }
 }
@@ -216,9 +215,7 @@ impl LockFileHandle {
     fn release(&self, py: Python<'_>) -> PyResult<()> {
         let g = self.guard.lock().unwrap_or_else(|e| e.into_inner()).take();
         match g {
-            Some(g) => py
-                .detach(|| g.finish(|g| g.unlock()))
-                .map_err(errors::err(py)),
+            Some(g) => py.detach(|| g.unlock()).map_err(errors::err(py)),
             None => Ok(()),
         }
     }

@@ -132,7 +132,7 @@ impl PermitHandle {
     fn release(&self, py: Python<'_>) -> PyResult<()> {
         let p = self.permit.lock().unwrap_or_else(|e| e.into_inner()).take();
         match p {
-            Some(p) => p.release().map_err(errors::err(py)),
+            Some(p) => p.unlock().map_err(errors::err(py)),
             None => Ok(()),
         }
     }
