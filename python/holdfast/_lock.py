@@ -15,6 +15,7 @@ from ._util import StrPath
 __all__ = ["Lock", "LockFile", "FifoLock", "Semaphore", "Acquired"]
 
 _T = TypeVar("_T", bound="_Primitive")
+_get_ident = threading.get_ident
 _UNSET: Any = object()
 
 
@@ -205,7 +206,6 @@ class Lock(_Primitive):
             mode=_util.file_mode(mode),
         )
         self._path = os.fsdecode(self._native.path)
-        self._main = _util.in_main_thread
 
     @property
     def path(self) -> str:
@@ -225,16 +225,30 @@ class Lock(_Primitive):
             return Acquired(self)
         t, b = self._args(timeout, blocking)
         sh = self._shared if shared is None else _util.flag(shared, "shared")
-        handle = self._native.acquire(sh, t, b, self._main())
+        handle = self._native.acquire(sh, t, b, owner == _util._main_ident)
         self._held[owner] = [handle, 1]
         return Acquired(self)
 
+    # The hot path of `with lock:`, kept short: it is most of what Python
+    # adds to the kernel's two system calls.
     def __enter__(self) -> "Lock":
-        owner = threading.get_ident()
+        owner = _get_ident()
         if owner in self._held and self._enter(owner):
             return self
-        self._held[owner] = [self._native.acquire(self._shared, self._timeout, self._blocking, self._main()), 1]
+        self._held[owner] = [
+            self._native.acquire(self._shared, self._timeout, self._blocking, owner == _util._main_ident),
+            1,
+        ]
         return self
+
+    def __exit__(self, *exc: Any) -> None:
+        owner = _get_ident()
+        ent = self._held.get(owner)
+        if ent is not None and ent[1] == 1:
+            del self._held[owner]
+            ent[0].release()
+        else:
+            self._release_owner(owner)
 
     async def acquire_async(self, timeout: Optional[float] = _UNSET, blocking: bool = _UNSET, *, shared: Optional[bool] = None) -> "Lock":
         """As :meth:`acquire`, without blocking the event loop. The wait

@@ -268,15 +268,12 @@ def test_ctrl_c_interrupts_a_wait_and_leaves_nothing_held(tmp_path, child, timeo
     holder.acquire()
     c = child(KEYBOARD % timeout, p)
     c.expect("waiting")
-    # Wait until the child is really blocked on the lock (bounded).
+    # Wait (bounded) until the child really waits in the kernel: its
+    # waiter task (a child process of it, blocked in the lock call) exists.
     deadline = time.monotonic() + BOUND
-    while True:
-        with open(f"/proc/{c.pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-        if state == "S" or time.monotonic() > deadline:
-            break
+    while not _children_of(c.pid):
+        assert time.monotonic() < deadline, "the child never started waiting for the lock"
         time.sleep(0.01)
-    time.sleep(0.2)
     c.kill(signal.SIGINT)
     assert c.expect("interrupted") == "interrupted False"
     holder.release()
@@ -284,3 +281,18 @@ def test_ctrl_c_interrupts_a_wait_and_leaves_nothing_held(tmp_path, child, timeo
     with holdfast.Lock(p).acquire(blocking=False):
         pass
     c.send("bye")
+
+
+def _children_of(pid: int) -> list:
+    kids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid:
+            kids.append(int(d))
+    return kids
