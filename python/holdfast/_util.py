@@ -111,8 +111,13 @@ async def await_native(start: Callable[[Callable[[bool, Any], None]], Any]) -> A
     runtime thread."""
     loop = asyncio.get_running_loop()
     fut: "asyncio.Future[Any]" = loop.create_future()
+    exited: "asyncio.Future[None]" = loop.create_future()
 
-    def settle(ok: bool, value: Any) -> None:
+    def settle(ok: Optional[bool], value: Any) -> None:
+        if ok is None:  # the acquisition is gone and holds nothing more
+            if not exited.done():
+                exited.set_result(None)
+            return
         if fut.done():
             if ok:
                 value.release()
@@ -122,7 +127,7 @@ async def await_native(start: Callable[[Callable[[bool, Any], None]], Any]) -> A
         else:
             fut.set_exception(value)
 
-    def callback(ok: bool, value: Any) -> None:
+    def callback(ok: Optional[bool], value: Any) -> None:
         try:
             loop.call_soon_threadsafe(settle, ok, value)
         except RuntimeError:  # the loop is closed
@@ -135,7 +140,13 @@ async def await_native(start: Callable[[Callable[[bool, Any], None]], Any]) -> A
     try:
         return await fut
     except BaseException:
-        # Cancelled (or the task is being torn down): stop the acquisition.
-        # If it had already finished, `settle` releases what it got.
+        # Cancelled (or the task is being torn down): stop the acquisition,
+        # and wait (bounded) until it is gone, so that nothing it got is
+        # still held when the cancellation propagates. If it had already
+        # finished, `settle` releases what it got.
         pending.cancel()
+        try:
+            await asyncio.wait_for(asyncio.shield(exited), 5)
+        except BaseException:
+            pass
         raise

@@ -142,16 +142,10 @@ def test_cancel_racing_a_grant_releases_it(tmp_path):
                 waiter.release()
             except asyncio.CancelledError:
                 pass
+            # By the time the cancellation has propagated, a grant that
+            # raced it has been released: the lock is free right now.
             probe = holdfast.Lock(p)
-            # Give a grant in flight time to be released (bounded).
-            for _ in range(200):
-                try:
-                    probe.acquire(blocking=False)
-                    probe.release()
-                    break
-                except holdfast.WouldBlock:
-                    await asyncio.sleep(0.01)
-            else:
-                raise AssertionError("a cancelled acquisition kept the lock")
+            probe.acquire(blocking=False)
+            probe.release()
 
     run(main())

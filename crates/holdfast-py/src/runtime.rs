@@ -206,9 +206,54 @@ impl AsyncAcquisition {
     }
 }
 
+/// Calls `callback(None, None)` when dropped: the acquisition has ended
+/// and let go of everything it did not deliver (the Python side waits for
+/// this after cancelling, so a cancelled acquisition holds nothing by the
+/// time `CancelledError` propagates).
+pub(crate) struct Exited(pub(crate) Option<Py<PyAny>>);
+
+impl Drop for Exited {
+    fn drop(&mut self) {
+        if let Some(cb) = self.0.take() {
+            Python::attach(|py| {
+                if let Err(e) = cb.call1(py, (py.None(), py.None())) {
+                    e.write_unraisable(py, None);
+                }
+            });
+        }
+    }
+}
+
+/// Hands the outcome of an acquisition to `callback(ok, value)` unless it
+/// was cancelled first (then the outcome is dropped: released).
+pub(crate) fn deliver_outcome<G>(
+    state: &Mutex<bool>,
+    r: holdfast::Result<G>,
+    callback: &Py<PyAny>,
+    deliver: fn(Python<'_>, G) -> PyResult<Py<PyAny>>,
+) {
+    let mut finished = state.lock().unwrap_or_else(|e| e.into_inner());
+    if *finished {
+        return; // cancelled meanwhile: `r` is dropped (released)
+    }
+    *finished = true;
+    drop(finished);
+    Python::attach(|py| {
+        let outcome = match r {
+            Ok(g) => deliver(py, g).map(|v| (true, v)),
+            Err(e) => Ok((false, errors::to_py(py, e).into_value(py).into_any())),
+        };
+        let (ok, value) = outcome.unwrap_or_else(|e| (false, e.into_value(py).into_any()));
+        if let Err(e) = callback.call1(py, (ok, value)) {
+            e.write_unraisable(py, None);
+        }
+    });
+}
+
 /// Starts `fut` on the runtime; `deliver` turns its outcome into the
 /// Python object handed to `callback(ok, value)` (under the GIL, from the
-/// runtime thread) unless it was cancelled first.
+/// runtime thread) unless it was cancelled first. `callback(None, None)`
+/// follows when the task is gone (finished, or aborted and dropped).
 pub(crate) fn spawn_async<G, F>(
     fut: F,
     callback: Py<PyAny>,
@@ -220,27 +265,11 @@ where
 {
     let state = Arc::new(Mutex::new(false));
     let task_state = Arc::clone(&state);
+    let exited = Exited(Some(Python::attach(|py| callback.clone_ref(py))));
     let task = handle()?.spawn(async move {
+        let _exited = exited;
         let r = fut.await;
-        let mut finished = task_state.lock().unwrap_or_else(|e| e.into_inner());
-        if *finished {
-            return; // cancelled meanwhile: `r` is dropped (released)
-        }
-        *finished = true;
-        drop(finished);
-        Python::attach(|py| {
-            let outcome = match r {
-                Ok(g) => deliver(py, g).map(|v| (true, v)),
-                Err(e) => Ok((false, errors::to_py(py, e).into_value(py).into_any())),
-            };
-            let (ok, value) = match outcome {
-                Ok(x) => x,
-                Err(e) => (false, e.into_value(py).into_any()),
-            };
-            if let Err(e) = callback.call1(py, (ok, value)) {
-                e.write_unraisable(py, None);
-            }
-        });
+        deliver_outcome(&task_state, r, &callback, deliver);
     });
     Ok(AsyncAcquisition::from_state(
         Some(task.abort_handle()),

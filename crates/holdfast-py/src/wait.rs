@@ -10,7 +10,7 @@ use holdfast::{Error, Wait};
 use pyo3::prelude::*;
 
 use crate::errors;
-use crate::runtime::AsyncAcquisition;
+use crate::runtime::{AsyncAcquisition, Exited, deliver_outcome};
 
 /// How long one slice of an interruptible lock-file wait lasts: the
 /// longest a Ctrl-C or a cancellation waits to be noticed.
@@ -95,28 +95,15 @@ pub(crate) fn on_thread<G: Send + 'static>(
         }
     };
     let finish_state = Arc::clone(&state);
+    let exited = Exited(Some(Python::attach(|py| callback.clone_ref(py))));
     std::thread::Builder::new()
         .name("holdfast-lockfile-wait".into())
         .spawn(move || {
+            let _exited = exited;
             let Ok(r) = slices(wait, &mut attempt, cancelled) else {
                 return; // cancelled between slices
             };
-            let mut finished = finish_state.lock().unwrap_or_else(|e| e.into_inner());
-            if *finished {
-                return; // cancelled meanwhile: `r` is dropped (released)
-            }
-            *finished = true;
-            drop(finished);
-            Python::attach(|py| {
-                let outcome = match r {
-                    Ok(g) => deliver(py, g).map(|v| (true, v)),
-                    Err(e) => Ok((false, errors::to_py(py, e).into_value(py).into_any())),
-                };
-                let (ok, value) = outcome.unwrap_or_else(|e| (false, e.into_value(py).into_any()));
-                if let Err(e) = callback.call1(py, (ok, value)) {
-                    e.write_unraisable(py, None);
-                }
-            });
+            deliver_outcome(&finish_state, r, &callback, deliver);
         })
         .map_err(|e| pyo3::exceptions::PyOSError::new_err(format!("cannot start a thread: {e}")))?;
     Ok(AsyncAcquisition::from_state(None, state))
