@@ -26,8 +26,11 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
+use std::cell::RefCell;
+
+use holdfast::acquire::{WaitObserver, Waiting};
 use holdfast::{
-    Error, FifoGuard, FifoLock, Holders, Lock, LockFile, LockFileGuard, LockGuard, Mode, Wait,
+    FifoGuard, FifoLock, Holders, Lock, LockFile, LockFileGuard, LockGuard, Mode, Wait,
 };
 
 /// How long a wait may last before it is shown.
@@ -52,9 +55,71 @@ enum Style {
     Lines,
 }
 
+/// The waiting line as a [`WaitObserver`]: the library tells it when an
+/// acquisition starts to wait (after its first attempt found the lock
+/// taken) and when the wait is over; the wait itself is the library's, so
+/// there is one attempt, one clock (a timeout counts from the start of the
+/// call) and no holder lookup unless the line is shown.
+struct Line {
+    show: Show,
+    painter: RefCell<Option<(mpsc::Sender<()>, thread::JoinHandle<()>)>>,
+}
+
+impl Line {
+    fn new(show: Show) -> Line {
+        Line {
+            show,
+            painter: RefCell::new(None),
+        }
+    }
+}
+
+impl WaitObserver for Line {
+    fn wait_started(&self, w: &Waiting) {
+        let Some(style) = style(self.show) else {
+            return;
+        };
+        let (done, stop) = mpsc::channel::<()>();
+        let w = w.clone();
+        let painter = thread::spawn(move || {
+            paint(
+                w.path(),
+                &|| w.holders(),
+                w.mode(),
+                w.started(),
+                style,
+                &stop,
+            );
+        });
+        *self.painter.borrow_mut() = Some((done, painter));
+    }
+
+    fn wait_ended(&self) {
+        if let Some((done, painter)) = self.painter.borrow_mut().take() {
+            drop(done); // wakes the painter, which erases its line
+            let _ = painter.join();
+        }
+    }
+}
+
+impl Drop for Line {
+    fn drop(&mut self) {
+        self.wait_ended();
+    }
+}
+
+/// How to show the line, if at all.
+fn style(show: Show) -> Option<Style> {
+    match (show, std::io::stderr().is_terminal()) {
+        (Show::Never, _) | (Show::OnTerminal, false) => None,
+        (_, true) => Some(Style::Live),
+        (Show::Always, false) => Some(Style::Lines),
+    }
+}
+
 /// Acquires `lock` as [`Lock::acquire`] does, showing the waiting line as
-/// `show` says. The first attempt does not wait, so the uncontended path
-/// costs one lock call and no thread.
+/// `show` says ([`Lock::acquire_observed`]). The uncontended path costs one
+/// lock call and no thread.
 ///
 /// # Errors
 ///
@@ -65,21 +130,11 @@ pub fn acquire<'l>(
     wait: Wait,
     show: Show,
 ) -> holdfast::Result<LockGuard<'l>> {
-    let started = Instant::now();
-    let wait = deadline(wait, started);
-    match lock.acquire(mode, Wait::NoWait) {
-        Err(Error::WouldBlock { .. }) if wait != Wait::NoWait => {}
-        other => return other,
-    }
-    shown(lock.path(), mode, &|| lock.holders(), started, show, || {
-        lock.acquire(mode, wait)
-    })
+    lock.acquire_observed(mode, wait, &Line::new(show))
 }
 
-/// [`acquire`] for a [`FifoLock`]. There is no first attempt without
-/// waiting here: giving up a place in the queue to take a new one would
-/// let a later arrival pass. So on a terminal the painter thread starts
-/// at once (it stays silent for the first moment, as always).
+/// [`acquire`] for a [`FifoLock`]: the line appears once the acquisition
+/// waits in line for a holder.
 ///
 /// # Errors
 ///
@@ -90,10 +145,7 @@ pub fn acquire_fifo<'l>(
     wait: Wait,
     show: Show,
 ) -> holdfast::Result<FifoGuard<'l>> {
-    let started = Instant::now();
-    shown(lock.path(), mode, &|| lock.holders(), started, show, || {
-        lock.acquire(mode, wait)
-    })
+    lock.acquire_observed(mode, wait, &Line::new(show))
 }
 
 /// [`acquire`] for a lock-file lock (always exclusive); the holder shown
@@ -107,61 +159,7 @@ pub fn acquire_lockfile<'l>(
     wait: Wait,
     show: Show,
 ) -> holdfast::Result<LockFileGuard<'l>> {
-    let started = Instant::now();
-    let wait = deadline(wait, started);
-    match lock.acquire(Wait::NoWait) {
-        Err(Error::WouldBlock { .. }) if wait != Wait::NoWait => {}
-        other => return other,
-    }
-    let holders = || -> Holders {
-        lock.holder()
-            .ok()
-            .flatten()
-            .into_iter()
-            .collect::<Vec<_>>()
-            .into()
-    };
-    shown(
-        lock.path(),
-        Mode::Exclusive,
-        &holders,
-        started,
-        show,
-        || lock.acquire(wait),
-    )
-}
-
-/// A timeout counts from `started`, not from after the first attempt.
-fn deadline(wait: Wait, started: Instant) -> Wait {
-    match wait {
-        Wait::Timeout(d) => started.checked_add(d).map_or(wait, Wait::Deadline),
-        other => other,
-    }
-}
-
-/// Runs the waiting call `wait` on this thread while a painter thread
-/// shows the line (if `show` allows), naming `holders`.
-fn shown<G>(
-    path: &Path,
-    mode: Mode,
-    holders: &(dyn Fn() -> Holders + Sync),
-    started: Instant,
-    show: Show,
-    wait: impl FnOnce() -> holdfast::Result<G>,
-) -> holdfast::Result<G> {
-    let tty = std::io::stderr().is_terminal();
-    let style = match (show, tty) {
-        (Show::Never, _) | (Show::OnTerminal, false) => return wait(),
-        (_, true) => Style::Live,
-        (Show::Always, false) => Style::Lines,
-    };
-    let (done, stop) = mpsc::channel::<()>();
-    thread::scope(|s| {
-        s.spawn(move || paint(path, holders, mode, started, style, &stop));
-        let got = wait();
-        drop(done); // wakes the painter, which erases its line; joined here
-        got
-    })
+    lock.acquire_observed(wait, &Line::new(show))
 }
 
 /// Stops the waiting line of [`around`] once the lock is held.
@@ -192,11 +190,8 @@ impl Painter {
 /// holder from `holdfast::status` of the lock file. No thread is started
 /// unless `show` can show something.
 pub fn around<T>(lock_path: &Path, show: Show, f: impl FnOnce(&mut Painter) -> T) -> T {
-    let tty = std::io::stderr().is_terminal();
-    let style = match (show, tty) {
-        (Show::Never, _) | (Show::OnTerminal, false) => return f(&mut Painter::default()),
-        (_, true) => Style::Live,
-        (Show::Always, false) => Style::Lines,
+    let Some(style) = style(show) else {
+        return f(&mut Painter::default());
     };
     let started = Instant::now();
     let (done, stop) = mpsc::channel::<()>();
@@ -251,16 +246,17 @@ fn paint(
             ));
         }
         let first_seen = seen.map_or(started, |(_, t)| t);
-        let text = line(
+        let (head, shown_path, tail) = parts(
             path,
             mode,
             &holders,
             first_seen.elapsed(),
             SystemTime::now(),
         );
+        let text = format!("{head}{shown_path}{tail}");
         let mut err = std::io::stderr().lock();
         let _ = match style {
-            Style::Live => write!(err, "\r\x1b[K{}", truncate(&text, width)),
+            Style::Live => write!(err, "\r\x1b[K{}", fit(&head, &shown_path, &tail, width)),
             Style::Lines if changed => writeln!(err, "holdfast: {text}"),
             Style::Lines => Ok(()),
         };
@@ -281,25 +277,31 @@ fn paint(
 /// The text of the waiting line. `seen_for` is how long the current
 /// holder has been seen holding the lock (the lower bound used when its
 /// holder record does not say since when).
-pub fn line(
+#[cfg(test)]
+fn line(path: &Path, mode: Mode, holders: &Holders, seen_for: Duration, now: SystemTime) -> String {
+    let (head, path, tail) = parts(path, mode, holders, seen_for, now);
+    format!("{head}{path}{tail}")
+}
+
+/// The waiting line in three parts: what is waited for, the path, and
+/// who holds it (so that [`fit`] can shorten the path, never the holder).
+fn parts(
     path: &Path,
     mode: Mode,
     holders: &Holders,
     seen_for: Duration,
     now: SystemTime,
-) -> String {
-    let mut s = format!(
-        "waiting for {} lock on {}",
-        mode.with_article(),
-        holdfast::text::path(path)
-    );
+) -> (String, String, String) {
+    let head = format!("waiting for {} lock on ", mode.with_article());
+    let path = holdfast::text::path(path).to_string();
+    let mut s = String::new();
     let Some(first) = holders.first() else {
         s.push_str(" — holder unknown");
         s.push_str(&format!(
             ", waited {}",
             holdfast::holder::fmt_duration(seen_for)
         ));
-        return s;
+        return (head, path, s);
     };
     s.push_str(" — held ");
     if holders.len() > 1 {
@@ -324,7 +326,51 @@ pub fn line(
         Some(held) => s.push_str(&format!(" for {}", short_duration(held))),
         None => s.push_str(&format!(" for at least {}", short_duration(seen_for))),
     }
-    s
+    (head, path, s)
+}
+
+/// The shortest a path is cut to before anything else gives way.
+const MIN_PATH: usize = 12;
+
+/// The line cut to `width` columns without wrapping (a wrapped line could
+/// not be erased with one carriage return). What gives way, in order: the
+/// middle of the path (`/srv/…/app.lock`, down to a dozen characters),
+/// then the words before it (`waiting: `); the holder (pid and command)
+/// never, unless the terminal is too narrow for it alone, when the end of
+/// the line is cut.
+fn fit(head: &str, path: &str, tail: &str, width: usize) -> String {
+    let max = width.saturating_sub(1).max(20);
+    let len = |s: &str| s.chars().count();
+    if len(head) + len(path) + len(tail) <= max {
+        return format!("{head}{path}{tail}");
+    }
+    let short_head = "waiting: ";
+    let head = if len(head) + MIN_PATH.min(len(path)) + len(tail) <= max {
+        head
+    } else {
+        short_head
+    };
+    let room = max.saturating_sub(len(head) + len(tail)).max(MIN_PATH);
+    truncate(
+        &format!("{head}{}{tail}", middle_ellipsis(path, room)),
+        width,
+    )
+}
+
+/// `path` in at most `max` characters, its middle replaced by `…` (two
+/// thirds of what is kept come from the end, where the file name is).
+fn middle_ellipsis(path: &str, max: usize) -> String {
+    let chars: Vec<char> = path.chars().collect();
+    if chars.len() <= max {
+        return path.to_owned();
+    }
+    let keep = max.saturating_sub(1);
+    let tail = (keep * 2).div_ceil(3);
+    let head = keep - tail;
+    let mut out: String = chars[..head].iter().collect();
+    out.push('…');
+    out.extend(&chars[chars.len() - tail..]);
+    out
 }
 
 /// `850ms` below a second, then `3.2s`, `2m3s`, as the library prints.
@@ -432,6 +478,44 @@ mod tests {
             SystemTime::now(),
         );
         assert!(s.ends_with("— holder unknown, waited 5s"), "{s}");
+    }
+
+    #[test]
+    fn on_a_narrow_terminal_the_path_loses_its_middle_never_the_holder() {
+        let hs = Holders::from(vec![holder(4242, "python3 migrate.py", None)]);
+        let path = Path::new("/srv/very/long/deployment/directory/of/the/application/app.lock");
+        let (head, p, tail) = parts(
+            path,
+            Mode::Exclusive,
+            &hs,
+            Duration::from_secs(3),
+            SystemTime::now(),
+        );
+        let shown = fit(&head, &p, &tail, 80);
+        assert!(shown.chars().count() < 80, "{shown}");
+        assert!(
+            shown.ends_with("— held by pid 4242 (python3 migrate.py) for at least 3s"),
+            "{shown}"
+        );
+        assert!(shown.starts_with("waiting: /srv"), "{shown}");
+        assert!(
+            shown.contains('…') && shown.contains("app.lock —"),
+            "{shown}"
+        );
+        // With room for the words, only the path gives way.
+        let wide = fit(&head, &p, &tail, 120);
+        assert!(
+            wide.starts_with("waiting for an exclusive lock on /srv/"),
+            "{wide}"
+        );
+        assert!(wide.contains('…') && wide.chars().count() < 120, "{wide}");
+        assert!(
+            wide.ends_with("(python3 migrate.py) for at least 3s"),
+            "{wide}"
+        );
+        // A line that fits is left alone.
+        assert_eq!(fit("a ", "b", " c", 80), "a b c");
+        assert_eq!(middle_ellipsis("/abcdefghij", 5), "/…hij");
     }
 
     #[test]

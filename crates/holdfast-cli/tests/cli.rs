@@ -1420,3 +1420,74 @@ fn man_pages_and_completions_come_from_the_definitions() {
     }
     assert_eq!(run(holdfast().args(["completions", "tcsh"])).code(), 64);
 }
+
+/// The seconds in "timed out after X" (`850ms`, `1s`, `1.1s`).
+fn waited_secs(stderr: &str) -> f64 {
+    let rest = stderr
+        .split("timed out after ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no 'timed out after' in {stderr}"));
+    let word = rest.split_whitespace().next().unwrap();
+    match word.strip_suffix("ms") {
+        Some(ms) => ms.parse::<f64>().unwrap() / 1000.0,
+        None => word.trim_end_matches('s').parse().unwrap(),
+    }
+}
+
+/// issue 10 item 11: a timeout counts from the start of the command's
+/// wait (there is one attempt, the library's), and is rounded: `--timeout
+/// 1s` never reports `994ms` or `0.9s`.
+#[test]
+fn run_timeouts_count_from_the_start_and_are_rounded() {
+    let dir = Dir::new();
+    let lock = dir.join("t.lock");
+    let _h = Holder::flock(Impl::Util, false, &lock);
+    for (t, at_least) in [("1s", 1.0), ("300ms", 0.3)] {
+        let to = run(holdfast()
+            .args(["run", "--timeout", t])
+            .arg(&lock)
+            .args(["--", "true"]));
+        assert_eq!(to.code(), 124, "{}", to.stderr);
+        let w = waited_secs(&to.stderr);
+        assert!(w >= at_least, "--timeout {t} reported {w}s: {}", to.stderr);
+    }
+}
+
+/// issue 10 item 12: on an 80-column terminal with a long path, the
+/// waiting line keeps the holder (pid and command) and shortens the path.
+#[test]
+fn waiting_line_on_a_narrow_terminal_keeps_the_holder() {
+    let dir = Dir::new();
+    let deep = dir.join("a-rather-long-directory-name/with/several/levels/of/nesting");
+    std::fs::create_dir_all(&deep).unwrap();
+    let lock = deep.join("narrow.lock");
+    let h = Holder::flock(Impl::Util, false, &lock);
+    let inner = format!("{HOLDFAST} run {} -- echo ran", lock.display());
+    let mut child = Command::new("script")
+        .args(["-qfec", &inner, "/dev/null"])
+        .env("COLUMNS", "80")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("script(1) from util-linux");
+    let out = Collector::new(child.stdout.take().unwrap());
+    let want = format!("— held by pid {} (", h.pid());
+    wait_for(&format!("the waiting line naming {want:?}"), SHORT, || {
+        out.text().contains(&want).then_some(())
+    });
+    h.release();
+    let st = wait_for("script to exit", SHORT, || child.try_wait().unwrap());
+    assert!(st.success());
+    let text = out.text();
+    let line = text
+        .split("\r\x1b[K")
+        .find(|l| l.contains(&want))
+        .unwrap()
+        .to_owned();
+    assert!(line.chars().count() < 80, "{line:?}");
+    assert!(
+        line.contains('…') && line.contains(".lock — held by pid"),
+        "{line:?}"
+    );
+}

@@ -798,3 +798,58 @@ fn run_with_over_the_target_files_is_what_phase_runner_run_reads() {
     );
     assert!(store.is_done("optimize-v1").unwrap());
 }
+
+/// The bounded-poll fallback of the one kernel wait (`HOLDFAST_WAITER=poll`
+/// forces it, as a kernel without pidfds or a sandbox that forbids the
+/// waiter task would): every primitive still times out on time, and a
+/// waiter still gets the lock once it is released.
+#[test]
+fn every_primitive_waits_through_the_polling_fallback() {
+    let d = Dir::new();
+    let k = d.join("k.lock");
+    let q = d.join("q.lock");
+    let s3 = d.join("s.sem");
+    let f = d.join("f.lock");
+    let polling = |args: &[&str]| {
+        let mut c = helper(args);
+        c.env("HOLDFAST_WAITER", "poll");
+        c
+    };
+    let kernel = Lock::open(&k).unwrap();
+    let fifo = FifoLock::open(&q).unwrap();
+    let sem = Semaphore::open(&s3, 1).unwrap();
+    let file = LockFile::open(&f, Protocol::Soft).unwrap();
+    let held = (
+        kernel.acquire_owned(Mode::Exclusive, Wait::NoWait).unwrap(),
+        fifo.acquire_owned(Mode::Exclusive, Wait::NoWait).unwrap(),
+        sem.acquire_owned(Mode::Exclusive, Wait::NoWait).unwrap(),
+        file.acquire_owned(Mode::Exclusive, Wait::NoWait).unwrap(),
+    );
+    let probes: [&[&str]; 4] = [
+        &["try", s(&k), "--timeout-ms", "150"],
+        &["fifo-hold", s(&q), "--timeout-ms", "150", "--release-now"],
+        &["sem-hold", s(&s3), "1", "--timeout-ms", "150"],
+        &["lf-try", "soft", s(&f), "--timeout-ms", "150"],
+    ];
+    for p in probes {
+        let out = run_to_end(&mut polling(p), LONG);
+        assert_eq!(out.code(), 11, "{p:?} should time out: {out:?}");
+    }
+    let mut waiters: Vec<holdfast_testkit::Child> = [
+        &["hold", s(&k), "--timeout-ms", "30000"][..],
+        &["fifo-hold", s(&q), "--timeout-ms", "30000"],
+        &["sem-hold", s(&s3), "1", "--timeout-ms", "30000"],
+    ]
+    .iter()
+    .map(|a| holdfast_testkit::Child::spawn(polling(a)))
+    .collect();
+    drop(held);
+    for w in &mut waiters {
+        let line = w.line(LONG);
+        assert!(
+            line.starts_with("locked") || line.starts_with("acquired"),
+            "{line}"
+        );
+        w.close_stdin();
+    }
+}

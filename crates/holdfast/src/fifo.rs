@@ -140,6 +140,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::acquire::{self, Unobserved, WaitObserver, Waiting};
 use crate::error::{Error, IoOp, Result};
 use crate::holder::{self, Holders};
 use crate::mode::{Backend, Mode, Wait};
@@ -426,6 +427,37 @@ impl FifoLock {
     /// [`Error::WouldBlock`] or [`Error::Timeout`] naming the holder;
     /// [`Error::AlreadyHeld`]; [`Error::Io`].
     pub fn acquire(&self, mode: Mode, wait: Wait) -> Result<FifoGuard<'_>> {
+        self.acquire_observed(mode, wait, &Unobserved)
+    }
+
+    /// [`acquire`](Self::acquire), telling `observer` when the call starts
+    /// to wait in line and when the wait is over (see [`crate::acquire`]).
+    ///
+    /// ```
+    /// use holdfast::acquire::{WaitObserver, Waiting};
+    /// use holdfast::{Mode, Wait};
+    /// struct Say;
+    /// impl WaitObserver for Say {
+    ///     fn wait_started(&self, w: &Waiting) {
+    ///         eprintln!("in line for {}", w.path().display());
+    ///     }
+    /// }
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::FifoLock::open(dir.path().join("app.lock"))?;
+    /// let _g = lock.acquire_observed(Mode::Exclusive, Wait::Forever, &Say)?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](Self::acquire).
+    pub fn acquire_observed(
+        &self,
+        mode: Mode,
+        wait: Wait,
+        observer: &dyn WaitObserver,
+    ) -> Result<FifoGuard<'_>> {
+        let started = Instant::now();
         let mut m = FifoAcquire::new(&self.shared, mode)?;
         // Waiting behind our own place in line would never end (a try
         // never waits, so it is allowed: two shared holds, for instance).
@@ -434,7 +466,7 @@ impl FifoLock {
                 path: self.shared.path.clone(),
             });
         }
-        queue::drive(&mut m, wait)?;
+        queue::drive(&mut m, wait, started, observer)?;
         let held = m.finish();
         HELD_BY_THIS_THREAD.with(|h| h.borrow_mut().push(held.main_id));
         Ok(FifoGuard {
@@ -461,13 +493,14 @@ impl FifoLock {
     ///
     /// As [`acquire`](Self::acquire).
     pub fn acquire_owned(&self, mode: Mode, wait: Wait) -> Result<OwnedFifoGuard> {
+        let started = Instant::now();
         let mut m = FifoAcquire::new(&self.shared, mode)?;
         if wait != Wait::NoWait && HELD_BY_THIS_THREAD.with(|h| h.borrow().contains(&m.main_id)) {
             return Err(Error::AlreadyHeld {
                 path: self.shared.path.clone(),
             });
         }
-        queue::drive(&mut m, wait)?;
+        queue::drive(&mut m, wait, started, &Unobserved)?;
         Ok(OwnedFifoGuard { held: m.finish() })
     }
 
@@ -799,28 +832,25 @@ impl Machine for FifoAcquire {
         }
     }
 
-    fn contention(&mut self, timed_out: bool, started: Instant) -> Error {
+    fn contention(&mut self, wait: Wait, started: Instant) -> Error {
         let _ = self.q.leave();
         if self.main_held {
             let _ = sys::unlock(&self.main, self.shared.opts.backend);
             self.main_held = false;
         }
-        let holders = holder::describe(Some(&self.main), self.main_id);
-        let path = self.shared.path.clone();
-        if timed_out {
-            Error::Timeout {
-                path,
-                mode: self.mode,
-                waited: started.elapsed(),
-                holders,
-            }
-        } else {
-            Error::WouldBlock {
-                path,
-                mode: self.mode,
-                holders,
-            }
-        }
+        acquire::contention(&self.shared.path, self.mode, wait, started, || {
+            holder::describe(Some(&self.main), self.main_id)
+        })
+    }
+    fn waiting(&self, started: Instant, deadline: Option<Instant>) -> Waiting {
+        let shared = self.shared.clone();
+        Waiting::new(
+            &self.shared.path,
+            self.mode,
+            started,
+            deadline,
+            Arc::new(move || shared.holders()),
+        )
     }
 }
 

@@ -737,21 +737,23 @@ pub(crate) fn describe(file: Option<&File>, id: sys::FileId) -> Holders {
 }
 
 /// Formats a duration the way people read it: `850ms`, `5s`, `1.5s`,
-/// `2m3s`, `1h2m`.
+/// `2m3s`, `1h2m`, rounded to the unit shown (never truncated: a wait of
+/// 4.96 s is `5s`, not `4.9s`).
 pub fn fmt_duration(d: Duration) -> String {
-    let ms = d.as_millis();
+    let ms = (d.as_nanos() + 500_000) / 1_000_000;
     if ms < 1000 {
         return format!("{ms}ms");
     }
-    let secs = d.as_secs();
-    if secs < 60 {
-        let tenths = (ms % 1000) / 100;
+    let tenths = (ms + 50) / 100;
+    if tenths < 600 {
+        let (secs, tenths) = (tenths / 10, tenths % 10);
         return if tenths == 0 {
             format!("{secs}s")
         } else {
             format!("{secs}.{tenths}s")
         };
     }
+    let secs = (ms + 500) / 1000;
     if secs < 3600 {
         let (m, s) = (secs / 60, secs % 60);
         return if s == 0 {
@@ -760,7 +762,8 @@ pub fn fmt_duration(d: Duration) -> String {
             format!("{m}m{s}s")
         };
     }
-    let (h, m) = (secs / 3600, (secs % 3600) / 60);
+    let mins = (secs + 30) / 60;
+    let (h, m) = (mins / 60, mins % 60);
     if m == 0 {
         format!("{h}h")
     } else {
@@ -889,6 +892,15 @@ mod tests {
         assert_eq!(fmt_duration(Duration::from_millis(1500)), "1.5s");
         assert_eq!(fmt_duration(Duration::from_secs(123)), "2m3s");
         assert_eq!(fmt_duration(Duration::from_secs(3720)), "1h2m");
+        // Rounded, not truncated (issue 10 item 11).
+        assert_eq!(fmt_duration(Duration::from_millis(4960)), "5s");
+        assert_eq!(fmt_duration(Duration::from_millis(4940)), "4.9s");
+        assert_eq!(fmt_duration(Duration::from_micros(999_600)), "1s");
+        assert_eq!(fmt_duration(Duration::from_micros(994_400)), "994ms");
+        assert_eq!(fmt_duration(Duration::from_millis(59_970)), "1m");
+        assert_eq!(fmt_duration(Duration::from_millis(119_600)), "2m");
+        assert_eq!(fmt_duration(Duration::from_secs(3599)), "59m59s");
+        assert_eq!(fmt_duration(Duration::from_secs(7170)), "2h");
     }
 
     #[test]

@@ -79,7 +79,10 @@
 //! - **Linux**: everything described here. Timed waits block in the kernel
 //!   on Linux ≥ 5.3 (pidfds); on older kernels, or in a sandbox that
 //!   forbids the waiter task, they fall back to polling with a bounded
-//!   back-off (1 ms doubling to 25 ms). Holder discovery reads `/proc/locks`
+//!   back-off (1 ms doubling to 25 ms); that fallback covers every
+//!   primitive (kernel locks, FIFO, semaphore), and `HOLDFAST_WAITER=poll`
+//!   in the environment forces it (for sandboxes that kill a process
+//!   instead of refusing the task). Holder discovery reads `/proc/locks`
 //!   and `/proc/PID/*`.
 //! - **macOS, BSDs**: `flock` locks, threads, records and fencing tokens
 //!   work; there are no OFD locks, no kernel lock table (holders come from
@@ -102,6 +105,7 @@
 
 #![warn(missing_docs)]
 
+pub mod acquire;
 pub mod backend;
 pub mod error;
 pub mod fifo;

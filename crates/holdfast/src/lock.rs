@@ -44,6 +44,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use std::time::{Duration, Instant};
 
+use crate::acquire::{self, Unobserved, WaitObserver, Waiting, Watch};
 use crate::error::{Error, IoOp, Result};
 use crate::holder::{self, Holders};
 pub use crate::mode::{Backend, Mode, Wait};
@@ -547,6 +548,41 @@ impl Lock {
     /// [`Error::WouldBlock`] (with [`Wait::NoWait`]) or [`Error::Timeout`]
     /// naming the holder; [`Error::AlreadyHeld`]; [`Error::Io`].
     pub fn acquire(&self, mode: Mode, wait: Wait) -> Result<LockGuard<'_>> {
+        self.acquire_observed(mode, wait, &Unobserved)
+    }
+
+    /// [`acquire`](Self::acquire), telling `observer` when the first
+    /// attempt found the lock taken and the call starts to wait, and when
+    /// the wait is over (see [`crate::acquire`]). The wait itself is the
+    /// same: blocked in the kernel, a timeout counted from the start of
+    /// this call.
+    ///
+    /// ```
+    /// use holdfast::acquire::{WaitObserver, Waiting};
+    /// use holdfast::{Mode, Wait};
+    /// struct Say;
+    /// impl WaitObserver for Say {
+    ///     fn wait_started(&self, w: &Waiting) {
+    ///         eprintln!("waiting for {}: {}", w.path().display(), w.holders());
+    ///     }
+    /// }
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::Lock::open(dir.path().join("app.lock"))?;
+    /// let _g = lock.acquire_observed(Mode::Exclusive, Wait::Forever, &Say)?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](Self::acquire).
+    pub fn acquire_observed(
+        &self,
+        mode: Mode,
+        wait: Wait,
+        observer: &dyn WaitObserver,
+    ) -> Result<LockGuard<'_>> {
+        // A timeout counts from here, before the first attempt.
+        let timed_from = matches!(wait, Wait::Timeout(_) | Wait::Deadline(_)).then(Instant::now);
         let me = current_thread();
         let mut st = lock_poisoned(self.state.lock());
         // Whether our last kernel attempt just found the lock taken, so the
@@ -565,18 +601,18 @@ impl Lock {
             } else if wait == Wait::NoWait {
                 let (file, id) = (st.file.clone(), st.id);
                 drop(st);
-                return Err(self.would_block(mode, Some(&file), id));
+                return Err(self.contention(mode, wait, Instant::now(), &file, id));
             } else {
                 known_busy = true;
             }
         }
         // Slow path: somebody (possibly this process) is in the way.
-        let started = Instant::now();
+        let started = timed_from.unwrap_or_else(Instant::now);
         let deadline = match wait {
-            Wait::Timeout(d) => Some(started.checked_add(d).unwrap_or_else(far_future)),
-            Wait::Deadline(d) => Some(d),
-            _ => None,
+            Wait::NoWait => None,
+            other => acquire::deadline(other, started),
         };
+        let mut watch = Watch::new(observer);
         // 1. In-process admission.
         loop {
             match &mut st.held {
@@ -616,11 +652,9 @@ impl Lock {
                     let Some(left) = left else {
                         let (file, id) = (st.file.clone(), st.id);
                         drop(st);
-                        return Err(match wait {
-                            Wait::NoWait => self.would_block(mode, Some(&file), id),
-                            _ => self.timed_out(mode, started, Some(&file), id),
-                        });
+                        return Err(self.contention(mode, wait, started, &file, id));
                     };
+                    watch.start(|| self.waiting(mode, started, deadline, &st));
                     st.waiters += 1;
                     st = match left {
                         None => lock_poisoned(self.changed.wait(st)),
@@ -632,31 +666,52 @@ impl Lock {
             }
         }
         // 2. Kernel acquisition, outside the state mutex.
+        if known_busy && wait != Wait::NoWait {
+            watch.start(|| self.waiting(mode, started, deadline, &st));
+        }
         let (file, id, kind) = (st.file.clone(), st.id, st.kind);
         drop(st);
-        let outcome = self.kernel_acquire(file, id, kind, mode, wait, deadline, known_busy);
+        let outcome = self.kernel_acquire(
+            file, id, kind, mode, wait, deadline, known_busy, &mut watch, started,
+        );
         let mut st = lock_poisoned(self.state.lock());
         match outcome {
             Ok(Some((file, id, kind))) => {
                 st.file = file;
                 st.id = id;
                 st.kind = kind;
+                drop(watch);
                 Ok(self.finish_acquire(&mut st, me, mode))
             }
             Ok(None) => {
                 self.set_free(&mut st);
                 let (file, id) = (st.file.clone(), st.id);
                 drop(st);
-                Err(match wait {
-                    Wait::NoWait => self.would_block(mode, Some(&file), id),
-                    _ => self.timed_out(mode, started, Some(&file), id),
-                })
+                Err(self.contention(mode, wait, started, &file, id))
             }
             Err(e) => {
                 self.set_free(&mut st);
                 Err(e)
             }
         }
+    }
+
+    /// What an observer is told about this lock's wait.
+    fn waiting(
+        &self,
+        mode: Mode,
+        started: Instant,
+        deadline: Option<Instant>,
+        st: &State,
+    ) -> Waiting {
+        let (file, id) = (st.file.clone(), st.id);
+        Waiting::new(
+            &self.path,
+            mode,
+            started,
+            deadline,
+            Arc::new(move || holder::describe(Some(&file), id)),
+        )
     }
 
     /// Takes the lock in `mode`, waiting as `wait` says, and returns a
@@ -698,6 +753,7 @@ impl Lock {
                     .into(),
             });
         }
+        let started = Instant::now();
         let mut m = WholeAcquire::open(&self.path, &self.opts, mode)?;
         if wait != Wait::NoWait {
             let id = m.id();
@@ -707,7 +763,7 @@ impl Lock {
                 });
             }
         }
-        queue::drive(&mut m, wait)?;
+        queue::drive(&mut m, wait, started, &Unobserved)?;
         let mut st = lock_poisoned(self.state.lock());
         Ok(m.finish(
             &Arc::from(self.path.as_path()),
@@ -751,7 +807,7 @@ impl Lock {
 
     /// Acquires in the kernel. `Ok(None)`: would block / timed out.
     /// `known_busy`: a non-blocking attempt just failed, skip straight to
-    /// waiting.
+    /// waiting (in `sys::wait_any`, the one kernel wait).
     #[allow(clippy::type_complexity, clippy::too_many_arguments)]
     fn kernel_acquire(
         &self,
@@ -762,28 +818,31 @@ impl Lock {
         wait: Wait,
         deadline: Option<Instant>,
         mut known_busy: bool,
+        watch: &mut Watch<'_>,
+        started: Instant,
     ) -> Result<Option<(Arc<File>, FileId, FileKind)>> {
         let backend = self.opts.backend;
         let lock_err = |e| Error::io(IoOp::Lock, &self.path, e);
         loop {
             let got = !std::mem::take(&mut known_busy)
                 && sys::try_lock(&file, backend, mode).map_err(lock_err)?;
-            let got = if got {
-                true
+            let got = if got || wait == Wait::NoWait {
+                got
             } else {
-                match wait {
-                    Wait::NoWait => false,
-                    Wait::Forever => {
-                        self.refuse_self_deadlock(id)?;
-                        sys::lock_blocking(&file, backend, mode).map_err(lock_err)?;
-                        true
-                    }
-                    Wait::Timeout(_) | Wait::Deadline(_) => {
-                        self.refuse_self_deadlock(id)?;
-                        let deadline = deadline.unwrap_or_else(Instant::now);
-                        sys::lock_until(&file, backend, mode, deadline).map_err(lock_err)?
-                    }
-                }
+                self.refuse_self_deadlock(id)?;
+                watch.start(|| {
+                    let (f, i) = (file.clone(), id);
+                    Waiting::new(
+                        &self.path,
+                        mode,
+                        started,
+                        deadline,
+                        Arc::new(move || holder::describe(Some(&f), i)),
+                    )
+                });
+                sys::wait_any(&file, &[LockReq::Whole { backend, mode }], deadline)
+                    .map_err(lock_err)?
+                    .is_some()
             };
             if !got {
                 return Ok(None);
@@ -851,21 +910,18 @@ impl Lock {
         }
     }
 
-    fn would_block(&self, mode: Mode, file: Option<&File>, id: FileId) -> Error {
-        Error::WouldBlock {
-            path: self.path.clone(),
-            mode,
-            holders: holder::describe(file, id),
-        }
-    }
-
-    fn timed_out(&self, mode: Mode, started: Instant, file: Option<&File>, id: FileId) -> Error {
-        Error::Timeout {
-            path: self.path.clone(),
-            mode,
-            waited: started.elapsed(),
-            holders: holder::describe(file, id),
-        }
+    /// The contention error (built only when returned).
+    fn contention(
+        &self,
+        mode: Mode,
+        wait: Wait,
+        started: Instant,
+        file: &File,
+        id: FileId,
+    ) -> Error {
+        acquire::contention(&self.path, mode, wait, started, || {
+            holder::describe(Some(file), id)
+        })
     }
 
     /// Who holds this lock right now, as far as can be told (kernel lock
@@ -1064,23 +1120,20 @@ impl Machine for WholeAcquire<'_> {
     fn path(&self, _target: Target) -> &Path {
         self.path
     }
-    fn contention(&mut self, timed_out: bool, started: Instant) -> Error {
-        let holders = holder::describe(Some(&self.file), self.id);
-        let path = self.path.to_path_buf();
-        if timed_out {
-            Error::Timeout {
-                path,
-                mode: self.mode,
-                waited: started.elapsed(),
-                holders,
-            }
-        } else {
-            Error::WouldBlock {
-                path,
-                mode: self.mode,
-                holders,
-            }
-        }
+    fn contention(&mut self, wait: Wait, started: Instant) -> Error {
+        acquire::contention(self.path, self.mode, wait, started, || {
+            holder::describe(Some(&self.file), self.id)
+        })
+    }
+    fn waiting(&self, started: Instant, deadline: Option<Instant>) -> Waiting {
+        let (file, id) = (self.file.try_clone().ok(), self.id);
+        Waiting::new(
+            self.path,
+            self.mode,
+            started,
+            deadline,
+            Arc::new(move || holder::describe(file.as_ref(), id)),
+        )
     }
 }
 
@@ -1386,15 +1439,15 @@ impl<'a> LockGuard<'a> {
         let io = |e| Error::io(IoOp::Upgrade, &lock.path, e);
         let got = match wait {
             Wait::NoWait => sys::try_lock(&file, backend, Mode::Exclusive).map_err(io),
-            Wait::Forever => sys::lock_blocking(&file, backend, Mode::Exclusive)
-                .map(|()| true)
-                .map_err(io),
-            _ => sys::lock_until(
+            _ => sys::wait_any(
                 &file,
-                backend,
-                Mode::Exclusive,
-                deadline.unwrap_or_else(Instant::now),
+                &[LockReq::Whole {
+                    backend,
+                    mode: Mode::Exclusive,
+                }],
+                deadline,
             )
+            .map(|got| got.is_some())
             .map_err(io),
         };
         let me = current_thread();
@@ -1417,10 +1470,7 @@ impl<'a> LockGuard<'a> {
                     holders: vec![(me, 1)],
                 };
                 restored.and(match got {
-                    Ok(_) => Err(match wait {
-                        Wait::NoWait => lock.would_block(Mode::Exclusive, Some(&file), id),
-                        _ => lock.timed_out(Mode::Exclusive, started, Some(&file), id),
-                    }),
+                    Ok(_) => Err(lock.contention(Mode::Exclusive, wait, started, &file, id)),
                     Err(e) => Err(e),
                 })
             }

@@ -9,6 +9,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::acquire::{WaitObserver, Waiting, Watch};
 use crate::error::{Error, IoOp, Result};
 use crate::mode::Wait;
 use crate::sys::{self, FileKind, LockReq, OpenSpec, Range};
@@ -407,10 +408,13 @@ pub(crate) trait Machine {
     fn file(&self, target: Target) -> &File;
     /// Its path, for errors.
     fn path(&self, target: Target) -> &Path;
-    /// The "would block" (`timed_out` false) or "timed out" error naming
-    /// whoever is in the way. The machine is dropped afterwards, which
-    /// releases whatever it held.
-    fn contention(&mut self, timed_out: bool, started: Instant) -> Error;
+    /// The contention error for `wait` ([`Wait::NoWait`]: would block;
+    /// otherwise timed out) naming whoever is in the way, built with
+    /// [`crate::acquire::contention`]. The machine is dropped afterwards,
+    /// which releases whatever it held.
+    fn contention(&mut self, wait: Wait, started: Instant) -> Error;
+    /// What a [`WaitObserver`] is told when the acquisition starts to wait.
+    fn waiting(&self, started: Instant, deadline: Option<Instant>) -> Waiting;
 }
 
 /// When a wait of this kind must give up, for this `wait` policy.
@@ -432,9 +436,18 @@ pub(crate) fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(100 * 365 * 86_400)
 }
 
-/// Runs a machine to completion, blocking the calling thread in the kernel.
-pub(crate) fn drive<M: Machine>(m: &mut M, wait: Wait) -> Result<()> {
-    let started = Instant::now();
+/// Runs a machine to completion, blocking the calling thread in the kernel
+/// (`sys::wait_any`: the killable waiter task, or bounded polling where it
+/// is forbidden). `started` is when the acquisition began: a timeout
+/// counts from there. `observer` is told when a wait on a holder (not a
+/// brief wait on another process's bookkeeping) begins and ends.
+pub(crate) fn drive<M: Machine>(
+    m: &mut M,
+    wait: Wait,
+    started: Instant,
+    observer: &dyn WaitObserver,
+) -> Result<()> {
+    let mut watch = Watch::new(observer);
     loop {
         match m.advance()? {
             Step::Ready => return Ok(()),
@@ -444,13 +457,16 @@ pub(crate) fn drive<M: Machine>(m: &mut M, wait: Wait) -> Result<()> {
                 short,
             } => {
                 let Ok(deadline) = wait_deadline(wait, started, short) else {
-                    return Err(m.contention(false, started));
+                    return Err(m.contention(Wait::NoWait, started));
                 };
+                if !short {
+                    watch.start(|| m.waiting(started, deadline));
+                }
                 let got = sys::wait_any(m.file(target), &reqs, deadline)
                     .map_err(|e| Error::io(IoOp::WaitInQueue, m.path(target), e))?;
                 match got {
                     Some(i) => m.granted(i)?,
-                    None => return Err(m.contention(!matches!(wait, Wait::NoWait), started)),
+                    None => return Err(m.contention(wait, started)),
                 }
             }
         }

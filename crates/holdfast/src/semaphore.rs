@@ -61,6 +61,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::acquire::{self, Unobserved, WaitObserver, Waiting};
 use crate::error::{Error, IoOp, Result};
 use crate::holder::{self, Holder, HolderSource, Holders};
 use crate::mode::{Mode, Wait};
@@ -233,8 +234,43 @@ impl Semaphore {
     /// [`Error::WouldBlock`] / [`Error::Timeout`] naming the holders;
     /// [`Error::Io`].
     pub fn acquire_with(&self, wait: Wait) -> Result<SemaphorePermit<'_>> {
+        self.acquire_observed(Mode::Shared, wait, &Unobserved)
+    }
+
+    /// Takes a permit as [`acquire_with`](Self::acquire_with), telling
+    /// `observer` when the call starts to wait in line and when the wait is
+    /// over (see [`crate::acquire`]). A permit is a shared hold (see
+    /// [`acquire_owned`](Self::acquire_owned) for `mode`).
+    ///
+    /// ```
+    /// use holdfast::acquire::{WaitObserver, Waiting};
+    /// use holdfast::{Mode, Wait};
+    /// struct Say;
+    /// impl WaitObserver for Say {
+    ///     fn wait_started(&self, w: &Waiting) {
+    ///         eprintln!("waiting for a permit of {}", w.path().display());
+    ///     }
+    /// }
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let sem = holdfast::Semaphore::open(dir.path().join("gpu.sem"), 2)?;
+    /// let p = sem.acquire_observed(Mode::Shared, Wait::Forever, &Say)?;
+    /// assert!(p.slot() < 2);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire_owned`](Self::acquire_owned).
+    pub fn acquire_observed(
+        &self,
+        mode: Mode,
+        wait: Wait,
+        observer: &dyn WaitObserver,
+    ) -> Result<SemaphorePermit<'_>> {
+        let started = Instant::now();
+        self.check_mode(mode)?;
         let mut m = SemAcquire::new(&self.shared)?;
-        queue::drive(&mut m, wait)?;
+        queue::drive(&mut m, wait, started, observer)?;
         Ok(SemaphorePermit {
             sem: self,
             held: m.finish(),
@@ -263,9 +299,10 @@ impl Semaphore {
     /// [`Error::InvalidInput`] for [`Mode::Exclusive`] on a semaphore of
     /// more than one permit; otherwise as [`acquire_with`](Self::acquire_with).
     pub fn acquire_owned(&self, mode: Mode, wait: Wait) -> Result<OwnedSemaphorePermit> {
+        let started = Instant::now();
         self.check_mode(mode)?;
         let mut m = SemAcquire::new(&self.shared)?;
-        queue::drive(&mut m, wait)?;
+        queue::drive(&mut m, wait, started, &Unobserved)?;
         Ok(OwnedSemaphorePermit {
             held: m.finish(),
             mode,
@@ -546,27 +583,24 @@ impl Machine for SemAcquire {
         &self.shared.path
     }
 
-    fn contention(&mut self, timed_out: bool, started: Instant) -> Error {
+    fn contention(&mut self, wait: Wait, started: Instant) -> Error {
         let _ = self.q.leave();
         if let Some(i) = self.slot.take() {
             let _ = sys::range_unlock(&self.q.queue, queue::SLOT_BASE + i, 1);
         }
-        let holders = self.shared.holders();
-        let path = self.shared.path.clone();
-        if timed_out {
-            Error::Timeout {
-                path,
-                mode: Mode::Exclusive,
-                waited: started.elapsed(),
-                holders,
-            }
-        } else {
-            Error::WouldBlock {
-                path,
-                mode: Mode::Exclusive,
-                holders,
-            }
-        }
+        acquire::contention(&self.shared.path, Mode::Exclusive, wait, started, || {
+            self.shared.holders()
+        })
+    }
+    fn waiting(&self, started: Instant, deadline: Option<Instant>) -> Waiting {
+        let shared = self.shared.clone();
+        Waiting::new(
+            &self.shared.path,
+            Mode::Shared,
+            started,
+            deadline,
+            Arc::new(move || shared.holders()),
+        )
     }
 }
 

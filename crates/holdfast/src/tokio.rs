@@ -202,14 +202,14 @@ async fn drive<M: Machine>(m: &mut M, wait: Wait) -> Result<()> {
                 short,
             } => {
                 let Ok(deadline) = queue::wait_deadline(wait, started, short) else {
-                    return Err(m.contention(false, started));
+                    return Err(m.contention(Wait::NoWait, started));
                 };
                 let got = wait_any(m.file(target), &reqs, deadline)
                     .await
                     .map_err(|e| Error::io(IoOp::WaitFor, m.path(target), e))?;
                 match got {
                     Some(i) => m.granted(i)?,
-                    None => return Err(m.contention(!matches!(wait, Wait::NoWait), started)),
+                    None => return Err(m.contention(wait, started)),
                 }
             }
         }

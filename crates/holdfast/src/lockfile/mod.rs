@@ -286,6 +286,7 @@ pub use self::stale::StaleReason;
 use self::core::{Ctx, Held, Me};
 use self::stale::Verdict;
 use self::takeover::TakeOver;
+use crate::acquire::{self, Unobserved, WaitObserver, Waiting, Watch};
 use crate::error::{Error, IoOp, Result};
 use crate::holder::{Holder, Holders};
 use crate::mode::{Mode, Wait};
@@ -887,7 +888,39 @@ impl LockFile {
     /// [`Error::WouldBlock`] (with [`Wait::NoWait`]) or [`Error::Timeout`]
     /// naming the holder; otherwise as [`lock`](Self::lock).
     pub fn acquire(&self, wait: Wait) -> Result<LockFileGuard<'_>> {
-        let held = self.acquire_held(wait)?;
+        let held = self.acquire_held(wait, &Unobserved)?;
+        self.guard(held)
+    }
+
+    /// [`acquire`](Self::acquire), telling `observer` when the first
+    /// attempt found the lock taken and the call starts to wait, and when
+    /// the wait is over (see [`crate::acquire`]).
+    ///
+    /// ```
+    /// use holdfast::acquire::{WaitObserver, Waiting};
+    /// use holdfast::Wait;
+    /// use holdfast::lockfile::{LockFile, Protocol};
+    /// struct Say;
+    /// impl WaitObserver for Say {
+    ///     fn wait_started(&self, w: &Waiting) {
+    ///         eprintln!("waiting for {}: {}", w.path().display(), w.holders());
+    ///     }
+    /// }
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = LockFile::open(dir.path().join("a.lock"), Protocol::Soft)?;
+    /// let _g = lock.acquire_observed(Wait::Forever, &Say)?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](Self::acquire).
+    pub fn acquire_observed(
+        &self,
+        wait: Wait,
+        observer: &dyn WaitObserver,
+    ) -> Result<LockFileGuard<'_>> {
+        let held = self.acquire_held(wait, observer)?;
         self.guard(held)
     }
 
@@ -919,11 +952,11 @@ impl LockFile {
                 reason: "a lock file has exactly one holder; ask for Mode::Exclusive".into(),
             });
         }
-        let held = self.acquire_held(wait)?;
+        let held = self.acquire_held(wait, &Unobserved)?;
         self.owned_guard(held, false)
     }
 
-    fn acquire_held(&self, wait: Wait) -> Result<Held> {
+    fn acquire_held(&self, wait: Wait, observer: &dyn WaitObserver) -> Result<Held> {
         let ctx = &*self.ctx;
         let started = Instant::now();
         let deadline = match wait {
@@ -941,6 +974,7 @@ impl LockFile {
         let mut seen: Option<(core::ObsKey, Instant)> = None;
         let mut warned = false;
         let mut churn = 0u32;
+        let mut watch = Watch::new(observer);
         loop {
             if let Some(held) = dispatch::attempt(ctx, &mut prep)? {
                 return Ok(held);
@@ -950,11 +984,13 @@ impl LockFile {
                 if churn < 100 || !matches!(wait, Wait::NoWait) {
                     continue;
                 }
-                return Err(Error::WouldBlock {
-                    path: ctx.path.clone(),
-                    mode: Mode::Exclusive,
-                    holders: Holders::new(),
-                });
+                return Err(acquire::contention(
+                    &ctx.path,
+                    Mode::Exclusive,
+                    wait,
+                    started,
+                    Holders::new,
+                ));
             };
             if prep.owns(&obs)
                 && let Some(h) = prep.claim.take()
@@ -1003,24 +1039,26 @@ impl LockFile {
             }
             let holders =
                 || -> Holders { ctx.holder(&obs, &j).into_iter().collect::<Vec<_>>().into() };
-            if matches!(wait, Wait::NoWait) {
-                return Err(Error::WouldBlock {
-                    path: ctx.path.clone(),
-                    mode: Mode::Exclusive,
-                    holders: holders(),
-                });
-            }
             let now = Instant::now();
-            if let Some(d) = deadline
-                && now >= d
-            {
-                return Err(Error::Timeout {
-                    path: ctx.path.clone(),
-                    mode: Mode::Exclusive,
-                    waited: started.elapsed(),
-                    holders: holders(),
-                });
+            if matches!(wait, Wait::NoWait) || deadline.is_some_and(|d| now >= d) {
+                return Err(acquire::contention(
+                    &ctx.path,
+                    Mode::Exclusive,
+                    wait,
+                    started,
+                    holders,
+                ));
             }
+            watch.start(|| {
+                let c = self.ctx.clone();
+                Waiting::new(
+                    &ctx.path,
+                    Mode::Exclusive,
+                    started,
+                    deadline,
+                    Arc::new(move || holders_now(&c)),
+                )
+            });
             if !watch_tried {
                 // Watch first, then look again: a release between our last
                 // look and the watch would otherwise go unnoticed.
@@ -1338,6 +1376,18 @@ impl LockFile {
 
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(100 * 365 * 86_400)
+}
+
+/// Who the lock at the path names now (for a waiting line).
+fn holders_now(ctx: &Ctx) -> Holders {
+    match dispatch::observe(ctx, &ctx.path) {
+        Ok(Some(obs)) => ctx
+            .holder(&obs, &ctx.judge(&obs, Duration::ZERO))
+            .into_iter()
+            .collect::<Vec<_>>()
+            .into(),
+        _ => Holders::new(),
+    }
 }
 
 /// What a guard shares with its heartbeat thread.

@@ -9,7 +9,6 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 
 use super::{FileId, KernelLock, KernelLockKind, LockReq, Range};
-use crate::mode::{Backend, Mode};
 
 /// The kernel's boot id: changes on every boot.
 pub(crate) fn boot_id() -> Option<String> {
@@ -699,6 +698,9 @@ pub(crate) fn wait_any(
             }
         }
     }
+    if super::imp::waiter_tasks_forbidden() {
+        return super::imp::poll_any(file, reqs, deadline);
+    }
     let mut waiters = Vec::with_capacity(reqs.len());
     for req in reqs {
         if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -707,8 +709,21 @@ pub(crate) fn wait_any(
         match Waiter::spawn(file, *req) {
             Ok(w) => waiters.push(w),
             Err(e) => {
-                let _ = settle(file, &mut waiters, None)
-                    .map(|won| won.map(|i| give_back(file, &reqs[i])));
+                let won = settle(file, &mut waiters, None);
+                // Kernel older than 5.2 (no CLONE_PIDFD) or a seccomp
+                // sandbox that forbids the waiter: bounded polling, for
+                // every kind of request.
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINVAL | libc::ENOSYS | libc::EPERM)
+                ) {
+                    tracing::debug!(error = %e, "no killable lock waiter; polling instead");
+                    return match won? {
+                        Some(i) => Ok(Some(i)),
+                        None => super::imp::poll_any(file, reqs, deadline),
+                    };
+                }
+                let _ = won.map(|won| won.map(|i| give_back(file, &reqs[i])));
                 return Err(e);
             }
         }
@@ -768,30 +783,6 @@ pub(crate) fn wait_any(
             let req = waiters[i].request();
             waiters[i] = Waiter::spawn(file, req)?;
         }
-    }
-}
-
-/// Waits for a whole-file lock until `deadline` (see `unix::lock_until`).
-pub(crate) fn wait_in_child(
-    file: &File,
-    backend: Backend,
-    mode: Mode,
-    deadline: Instant,
-) -> io::Result<bool> {
-    match wait_any(file, &[LockReq::Whole { backend, mode }], Some(deadline)) {
-        Ok(got) => Ok(got.is_some()),
-        // Kernel older than 5.2 (no CLONE_PIDFD) or a seccomp sandbox that
-        // forbids the waiter: fall back to bounded polling.
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EINVAL | libc::ENOSYS | libc::EPERM)
-            ) =>
-        {
-            tracing::debug!(error = %e, "no killable lock waiter; polling instead");
-            super::imp::poll_until(file, backend, mode, deadline)
-        }
-        Err(e) => Err(e),
     }
 }
 

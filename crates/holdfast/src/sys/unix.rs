@@ -12,7 +12,7 @@ use std::time::Instant;
 use rustix::fs::{FlockOperation, Mode as PermMode, OFlags};
 use rustix::io::Errno;
 
-use super::{FileId, FileKind, OpenSpec};
+use super::{FileId, FileKind, LockReq, OpenSpec};
 use crate::mode::{Backend, Mode};
 
 #[cfg(all(target_os = "linux", feature = "tokio"))]
@@ -259,12 +259,10 @@ pub(crate) fn lock_blocking(file: &File, backend: Backend, mode: Mode) -> io::Re
     }
 }
 
-/// Waits in the kernel until the lock is granted or `deadline` passes.
-/// `Ok(false)` means the deadline passed; no lock is held then.
-///
-/// On Linux the wait is a killable child sharing our memory and our open
-/// file description, blocked in the lock call itself; we wait on its pidfd
-/// with the remaining time, and kill it at the deadline. Nothing polls.
+/// Waits in the kernel until the lock is granted or `deadline` passes
+/// (`Ok(false)`, nothing held): a try, then the one kernel wait,
+/// `wait_any` (a killable waiter task on Linux, polling elsewhere).
+#[cfg(test)]
 pub(crate) fn lock_until(
     file: &File,
     backend: Backend,
@@ -274,37 +272,68 @@ pub(crate) fn lock_until(
     if try_lock(file, backend, mode)? {
         return Ok(true);
     }
-    #[cfg(target_os = "linux")]
-    {
-        super::linux::wait_in_child(file, backend, mode, deadline)
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        poll_until(file, backend, mode, deadline)
-    }
+    Ok(wait_any(file, &[LockReq::Whole { backend, mode }], Some(deadline))?.is_some())
 }
 
 /// Fallback timed wait where the kernel offers no way to bound a blocking
 /// lock call (no pidfds, or a sandbox that forbids the waiter task):
 /// bounded back-off polling, 1 ms doubling to 25 ms. Documented in lib.rs.
+#[cfg_attr(all(target_os = "linux", not(test)), allow(dead_code))]
 pub(crate) fn poll_until(
     file: &File,
     backend: Backend,
     mode: Mode,
     deadline: Instant,
 ) -> io::Result<bool> {
+    Ok(poll_any(file, &[LockReq::Whole { backend, mode }], Some(deadline))?.is_some())
+}
+
+/// The fallback of every kernel wait (`wait_any`): one non-blocking
+/// attempt per request, then a pause (1 ms doubling to 25 ms, never past
+/// the deadline), until one is granted (`Some(index)`, held) or the
+/// deadline passes (`None`).
+pub(crate) fn poll_any(
+    file: &File,
+    reqs: &[LockReq],
+    deadline: Option<Instant>,
+) -> io::Result<Option<usize>> {
     let mut pause = std::time::Duration::from_millis(1);
     loop {
+        for (i, req) in reqs.iter().enumerate() {
+            let got = match req {
+                LockReq::Whole { backend, mode } => try_lock(file, *backend, *mode)?,
+                #[cfg(target_os = "linux")]
+                LockReq::Range(r) => range_lock(file, *r, false)?,
+                #[cfg(not(target_os = "linux"))]
+                LockReq::Range(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "open-file-description byte-range locks exist only on Linux",
+                    ));
+                }
+            };
+            if got {
+                return Ok(Some(i));
+            }
+        }
         let now = Instant::now();
-        if now >= deadline {
-            return Ok(false);
-        }
-        std::thread::sleep(pause.min(deadline - now));
-        if try_lock(file, backend, mode)? {
-            return Ok(true);
-        }
+        let left = match deadline {
+            Some(d) if now >= d => return Ok(None),
+            Some(d) => d - now,
+            None => pause,
+        };
+        std::thread::sleep(pause.min(left));
         pause = (pause * 2).min(std::time::Duration::from_millis(25));
     }
+}
+
+/// Whether waits must not start the waiter task: the environment
+/// variable `HOLDFAST_WAITER=poll` asks for the polling fallback
+/// everywhere (for sandboxes that kill instead of refusing, and for the
+/// tests of the fallback). Read once.
+pub(crate) fn waiter_tasks_forbidden() -> bool {
+    static FORBIDDEN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FORBIDDEN.get_or_init(|| std::env::var_os("HOLDFAST_WAITER").is_some_and(|v| v == "poll"))
 }
 
 /// Releases whatever lock this open file description holds.
@@ -884,12 +913,18 @@ mod no_ranges {
     pub(crate) fn range_conflict(_file: &File, _r: Range) -> io::Result<Option<(u64, u64)>> {
         Err(unsupported())
     }
+    /// Without waiter tasks: a plain blocking call for one whole-file
+    /// request without a deadline, bounded polling otherwise.
     pub(crate) fn wait_any(
-        _file: &File,
-        _reqs: &[LockReq],
-        _deadline: Option<Instant>,
+        file: &File,
+        reqs: &[LockReq],
+        deadline: Option<Instant>,
     ) -> io::Result<Option<usize>> {
-        Err(unsupported())
+        if let (None, [LockReq::Whole { backend, mode }]) = (deadline, reqs) {
+            super::lock_blocking(file, *backend, *mode)?;
+            return Ok(Some(0));
+        }
+        super::poll_any(file, reqs, deadline)
     }
     pub(crate) fn ofd_lock_pids(_id: super::super::FileId, _start: u64, _end: u64) -> Vec<u32> {
         Vec::new()
