@@ -507,7 +507,8 @@ its lock is released when it and its command are gone.
 KEY is a plain file: '[ -e KEY ]' tells whether it is done, 'touch KEY'
 marks it done by hand, 'holdfast once --reset KEY' (or 'rm KEY') makes it
 run again. A symbolic link at KEY, dangling or not, is refused (exit 64),
-never taken for done: remove it or name the real file.
+never taken for done: remove it or name the real file. So is a FIFO or a
+device (once /dev/null ... would otherwise be done forever).
 
 Examples:
   holdfast once /var/lib/app/initialized -- ./init-cache.sh

@@ -226,6 +226,16 @@ fn once_refuses_a_symlink_at_the_key_even_a_dangling_one() {
         assert!(!out.stdout.contains("done"), "{out:?}");
         assert!(!d.join("nowhere").exists());
     }
+    // Nor is a FIFO (or a device) a marker anyone made.
+    let fifo = d.join("fifo");
+    mkfifo(&fifo);
+    let out = run(holdfast()
+        .arg("once")
+        .arg(&fifo)
+        .args(["--", "touch", s(&d.join("ran"))]));
+    assert_eq!(out.code(), 64, "{out:?}");
+    assert!(out.stderr.contains("the run-once key is a FIFO"), "{out:?}");
+    assert!(!d.join("ran").exists());
 }
 
 /// Issue 10 item 13: `holdfast run` with a kernel lock (and `--fifo`)

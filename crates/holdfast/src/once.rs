@@ -331,9 +331,9 @@ impl RunOnce {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidInput`] if the key is a directory, [`Error::Symlink`]
-    /// if it is a symbolic link (dangling or not), [`Error::Io`] if it
-    /// cannot be inspected.
+    /// [`Error::InvalidInput`] if the key is a directory, a FIFO, a device
+    /// or a socket, [`Error::Symlink`] if it is a symbolic link (dangling or
+    /// not), [`Error::Io`] if it cannot be inspected.
     pub fn is_done(&self) -> Result<bool> {
         match std::fs::symlink_metadata(&self.key) {
             Ok(m) if m.is_dir() => Err(Error::InvalidInput {
@@ -346,6 +346,16 @@ impl RunOnce {
             // done without it ever running.
             Ok(m) if m.file_type().is_symlink() => Err(Error::Symlink {
                 path: self.key.clone(),
+            }),
+            // A device or FIFO (`once /dev/null ...`) is not a marker
+            // anyone made; it would make the step look done forever.
+            Ok(m) if !m.is_file() => Err(Error::InvalidInput {
+                path: self.key.clone(),
+                reason: format!(
+                    "the run-once key is {}; run-once records completion by creating the \
+                     key as a regular file, so name one",
+                    sys::file_type_name(m.file_type())
+                ),
             }),
             Ok(_) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
