@@ -565,6 +565,13 @@ fn release_hygiene() {
             Some("README.md"),
             "{krate}"
         );
+        // No placeholder address on the registry page: there is no public
+        // repository yet, so no `repository` rather than a made-up one.
+        assert!(
+            !root.contains("example.invalid") || !pkg.iter().any(|l| l.starts_with("repository")),
+            "{krate} inherits the placeholder repository"
+        );
+        assert!(!manifest.contains("example.invalid"), "{krate}");
         for license in ["LICENSE-MIT", "LICENSE-APACHE"] {
             repo_file(&format!("crates/{krate}/{license}"));
         }
