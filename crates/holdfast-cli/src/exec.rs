@@ -168,16 +168,16 @@ fn reset_sigchld() {
 fn die_with_parent(cmd: &mut Command) {
     let parent = std::process::id();
     // SAFETY: the closure runs in the child between fork and exec and
-    // calls only async-signal-safe functions (prctl, getppid, _exit); it
-    // allocates nothing and takes no locks.
+    // makes only raw system calls (rustix's prctl and getppid, which touch
+    // no errno and no lock); it allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // holdfast died before the prctl took effect.
-            if libc::getppid() as u32 != parent {
-                libc::_exit(128 + libc::SIGKILL);
+            use rustix::process::{Signal, getppid, set_parent_process_death_signal};
+            set_parent_process_death_signal(Some(Signal::KILL))?;
+            // holdfast died before the prctl took effect: the spawn fails
+            // and the child exits without running the command.
+            if getppid().map(|p| p.as_raw_nonzero().get() as u32) != Some(parent) {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
             }
             Ok(())
         });
@@ -209,10 +209,8 @@ mod forward {
         }
         let child = CHILD.load(Ordering::SeqCst);
         if child > 0 {
-            // SAFETY: kill(2) is async-signal-safe and takes plain integers.
-            unsafe {
-                libc::kill(child, sig);
-            }
+            // rustix's kill is a raw system call: async-signal-safe.
+            kill(child, sig);
         } else {
             PENDING.store(sig, Ordering::SeqCst);
         }
@@ -237,6 +235,15 @@ mod forward {
         }
     }
 
+    /// Sends `sig` to `pid` (both as the handler got them); no errno, no
+    /// allocation, so it may run in the signal handler.
+    fn kill(pid: i32, sig: libc::c_int) {
+        use rustix::process::{Pid, Signal, kill_process};
+        if let (Some(pid), Some(sig)) = (Pid::from_raw(pid), Signal::from_named_raw(sig)) {
+            let _ = kill_process(pid, sig);
+        }
+    }
+
     /// The command has been reaped: its pid may be reused, send nothing more.
     pub fn done() {
         CHILD.store(0, Ordering::SeqCst);
@@ -249,10 +256,7 @@ mod forward {
         CHILD.store(pid, Ordering::SeqCst);
         let pending = PENDING.swap(0, Ordering::SeqCst);
         if pending != 0 {
-            // SAFETY: kill(2) with plain integers.
-            unsafe {
-                libc::kill(pid, pending);
-            }
+            kill(pid, pending);
         }
     }
 }

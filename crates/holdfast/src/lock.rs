@@ -262,6 +262,32 @@ impl LockOptions {
             changed: Condvar::new(),
         })
     }
+
+    /// [`open_fd`](Self::open_fd) for a descriptor this process inherited
+    /// by number (`flock 9` after a shell's `exec 9>app.lock`): it is
+    /// duplicated (close-on-exec; the duplicate shares the lock), so the
+    /// number itself is left as it was.
+    ///
+    /// ```
+    /// use std::os::fd::AsRawFd;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let file = std::fs::File::create(dir.path().join("app.lock"))?;
+    /// let lock = holdfast::Lock::options().open_inherited(file.as_raw_fd())?;
+    /// drop(lock.try_lock()?);
+    /// assert!(holdfast::Lock::options().open_inherited(-1).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] (`EBADF`) if `fd` is not an open descriptor; as
+    /// [`open_fd`](Self::open_fd).
+    #[cfg(unix)]
+    pub fn open_inherited(&self, fd: std::os::fd::RawFd) -> Result<Lock> {
+        let owned = sys::dup_inherited(fd)
+            .map_err(|e| Error::io(IoOp::Open, Path::new(&format!("/dev/fd/{fd}")), e))?;
+        self.open_fd(owned)
+    }
 }
 
 /// A lock on a file path: exclusive or shared, blocking, non-blocking or

@@ -17,7 +17,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -242,14 +242,15 @@ pub fn run(prog: &str, args: FlockArgs) -> u8 {
                 return code;
             }
         },
-        Target::Fd(fd) => match inherited(fd).and_then(|owned| {
-            opts.open_fd(owned)
-                .map_err(|e| std::io::Error::other(e.to_string()))
-        }) {
+        Target::Fd(fd) => match opts.open_inherited(fd) {
             Ok(l) => (l, None),
+            Err(Error::Io { source, .. }) => {
+                eprintln!("{prog}: {fd}: {}", strerror(&source));
+                return exit::flock::lock_code(&source);
+            }
             Err(e) => {
-                eprintln!("{prog}: {fd}: {}", strerror(&e));
-                return exit::flock::lock_code(&e);
+                eprintln!("{prog}: {fd}: {e}");
+                return exit::DATA_ERR;
             }
         },
     };
@@ -370,23 +371,6 @@ fn lock_failure(prog: &str, shown: &str, e: &Error) -> u8 {
             eprintln!("{prog}: {shown}: {other}");
             exit::DATA_ERR
         }
-    }
-}
-
-/// A close-on-exec duplicate of an inherited descriptor (`exec 9>lock`), or
-/// `EBADF` if `fd` is not open. The duplicate shares the open file
-/// description, and with it the lock.
-fn inherited(fd: i32) -> std::io::Result<OwnedFd> {
-    // SAFETY: F_DUPFD_CLOEXEC only reads the descriptor table: on a number
-    // that is not an open descriptor it fails with EBADF, and on one that
-    // is, it creates a new descriptor that nothing else in this process
-    // knows about, so taking ownership of it is sound.
-    unsafe {
-        let new = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3);
-        if new == -1 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(OwnedFd::from_raw_fd(new))
     }
 }
 

@@ -135,6 +135,21 @@ pub(crate) fn file_type_name(t: std::fs::FileType) -> &'static str {
     }
 }
 
+/// A close-on-exec duplicate of descriptor number `fd`, inherited from
+/// the parent (a shell's `exec 9>lock`): it shares the open file
+/// description, and with it any lock. `EBADF` if `fd` is not open.
+pub(crate) fn dup_inherited(fd: i32) -> io::Result<std::os::fd::OwnedFd> {
+    if fd < 0 {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    // SAFETY: F_DUPFD_CLOEXEC only reads the descriptor table: on a number
+    // that is not an open descriptor it fails with EBADF; on one that is,
+    // the borrow lasts only for this call, which creates a new descriptor
+    // nothing else in the process knows about and that we own.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    Ok(rustix::io::fcntl_dupfd_cloexec(borrowed, 3)?)
+}
+
 /// The kind of a descriptor holdfast did not open itself: a regular file
 /// is `ReadOnly` (holdfast never writes a holder record through a borrowed
 /// descriptor), anything else `Other`.

@@ -117,6 +117,11 @@ pub(crate) fn file_type_name(t: std::fs::FileType) -> &'static str {
     }
 }
 
+#[allow(dead_code)] // used by the Unix-only `LockOptions::open_inherited`
+pub(crate) fn dup_inherited(_fd: i32) -> io::Result<std::os::fd::OwnedFd> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
 #[allow(dead_code)] // used by the Unix-only `LockOptions::open_fd`
 pub(crate) fn inherited_kind(_file: &File) -> io::Result<FileKind> {
     Err(unsupported())
