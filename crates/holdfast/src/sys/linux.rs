@@ -363,6 +363,12 @@ extern "C" fn waiter_main(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` points to a `WaiterRequest` the parent keeps alive until
     // it has reaped this child (or leaks it if it cannot).
     let req = unsafe { &*(arg as *const WaiterRequest) };
+    // Everything below goes through `child::*`: raw system calls that
+    // return the error instead of storing it in `errno`. The child runs on
+    // the parent thread's TLS (there is no CLONE_SETTLS), so a libc
+    // wrapper that failed here would overwrite the parent's `errno` at an
+    // arbitrary moment.
+    //
     // The child holds a copy of the parent's descriptor table, so it keeps
     // every open file description of the parent, and every lock on them,
     // alive. If the parent dies (SIGKILL) while we wait, we must die too,
@@ -370,10 +376,7 @@ extern "C" fn waiter_main(arg: *mut libc::c_void) -> libc::c_int {
     // request is granted. The death signal fires when the thread that
     // cloned us ends; the parent check covers a parent that died before
     // the signal was armed.
-    if rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
-        .is_err()
-        || rustix::process::getppid().map(|p| p.as_raw_nonzero().get()) != Some(req.parent)
-    {
+    if child::set_death_signal_kill().is_err() || child::getppid() != req.parent {
         return libc::ESRCH;
     }
     // The copied descriptor table also holds every other file, pipe and
@@ -382,10 +385,10 @@ extern "C" fn waiter_main(arg: *mut libc::c_void) -> libc::c_int {
     // connected. Keep only the descriptor we lock.
     close_all_but(req.fd, req.max_fd);
     loop {
-        match raw_request(req.fd, &req.req, true) {
+        match child::lock(req.fd, &req.req) {
             Ok(()) => return 0,
-            Err(Errno::INTR) => continue,
-            Err(e) => return e.raw_os_error(),
+            Err(libc::EINTR) => continue,
+            Err(e) => return e,
         }
     }
 }
@@ -393,23 +396,184 @@ extern "C" fn waiter_main(arg: *mut libc::c_void) -> libc::c_int {
 /// Closes every descriptor except `keep`, without allocating.
 fn close_all_but(keep: i32, max_fd: u32) {
     let keep = keep as u32;
-    let close_range = |first: u32, last: u32| {
-        // SAFETY: close_range(2) on our own (copied) descriptor table; no
-        // pointers involved.
-        unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) }
-    };
     let low = if keep > 0 {
-        close_range(0, keep - 1)
+        child::close_range(0, keep - 1)
     } else {
-        0
+        Ok(())
     };
-    let high = close_range(keep + 1, u32::MAX);
-    if low == -1 || high == -1 {
+    let high = child::close_range(keep + 1, u32::MAX);
+    if low.is_err() || high.is_err() {
         // Linux < 5.9: one by one up to the descriptor limit.
         for fd in (0..max_fd).filter(|&fd| fd != keep) {
-            // SAFETY: closing descriptors of our own copied table.
-            unsafe { libc::syscall(libc::SYS_close, fd) };
+            child::close(fd);
         }
+    }
+}
+
+/// The system calls of the waiter child, made with the `syscall`
+/// instruction itself: the result (or `-errno`) comes back in a register
+/// and nothing is written to memory, so the parent thread's `errno`, which
+/// the child shares, is never touched. Where there is no such code for the
+/// architecture, `SUPPORTED` is false and no child is ever started (waits
+/// fall back to polling).
+mod child {
+    use super::super::LockReq;
+    use crate::mode::{Backend, Mode};
+
+    pub(super) const SUPPORTED: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
+
+    /// A raw system call: `Err(errno)` for results in `-4095..0`.
+    ///
+    /// # Safety
+    ///
+    /// As the system call `n` with these arguments.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn syscall(n: libc::c_long, a: [usize; 3]) -> Result<usize, i32> {
+        let ret: isize;
+        // SAFETY: the caller vouches for the call; `syscall` clobbers rcx
+        // and r11 only, and uses no stack.
+        unsafe {
+            core::arch::asm!(
+                "syscall",
+                inlateout("rax") n as isize => ret,
+                in("rdi") a[0],
+                in("rsi") a[1],
+                in("rdx") a[2],
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            );
+        }
+        if (-4095..0).contains(&ret) {
+            Err(-ret as i32)
+        } else {
+            Ok(ret as usize)
+        }
+    }
+
+    /// A raw system call: `Err(errno)` for results in `-4095..0`.
+    ///
+    /// # Safety
+    ///
+    /// As the system call `n` with these arguments.
+    #[cfg(target_arch = "aarch64")]
+    unsafe fn syscall(n: libc::c_long, a: [usize; 3]) -> Result<usize, i32> {
+        let ret: isize;
+        // SAFETY: the caller vouches for the call; `svc 0` takes the
+        // number in x8 and returns in x0, using no stack.
+        unsafe {
+            core::arch::asm!(
+                "svc 0",
+                in("x8") n,
+                inlateout("x0") a[0] as isize => ret,
+                in("x1") a[1],
+                in("x2") a[2],
+                options(nostack),
+            );
+        }
+        if (-4095..0).contains(&ret) {
+            Err(-ret as i32)
+        } else {
+            Ok(ret as usize)
+        }
+    }
+
+    /// Never called: `SUPPORTED` is false, so no child exists.
+    ///
+    /// # Safety
+    ///
+    /// Always safe; it makes no call.
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    unsafe fn syscall(_n: libc::c_long, _a: [usize; 3]) -> Result<usize, i32> {
+        Err(libc::ENOSYS)
+    }
+
+    pub(super) fn set_death_signal_kill() -> Result<(), i32> {
+        // SAFETY: prctl(PR_SET_PDEATHSIG, SIGKILL) takes no pointers.
+        unsafe {
+            syscall(
+                libc::SYS_prctl,
+                [libc::PR_SET_PDEATHSIG as usize, libc::SIGKILL as usize, 0],
+            )
+        }
+        .map(drop)
+    }
+
+    pub(super) fn getppid() -> i32 {
+        // SAFETY: getppid takes no arguments and cannot fail.
+        unsafe { syscall(libc::SYS_getppid, [0; 3]) }.map_or(0, |p| p as i32)
+    }
+
+    pub(super) fn close_range(first: u32, last: u32) -> Result<(), i32> {
+        // SAFETY: close_range(2) on our own (copied) descriptor table; no
+        // pointers involved.
+        unsafe { syscall(libc::SYS_close_range, [first as usize, last as usize, 0]) }.map(drop)
+    }
+
+    pub(super) fn close(fd: u32) {
+        // SAFETY: closing a descriptor of our own copied table.
+        let _ = unsafe { syscall(libc::SYS_close, [fd as usize, 0, 0]) };
+    }
+
+    /// The blocking lock request on `fd`.
+    pub(super) fn lock(fd: i32, req: &LockReq) -> Result<(), i32> {
+        let (l_type, start, len) = match *req {
+            LockReq::Whole {
+                backend: Backend::Flock,
+                mode,
+            } => {
+                let op = match mode {
+                    Mode::Exclusive => libc::LOCK_EX,
+                    Mode::Shared => libc::LOCK_SH,
+                };
+                // SAFETY: flock(2) on a descriptor the parent keeps open
+                // until it has reaped us; no pointers.
+                return unsafe { syscall(libc::SYS_flock, [fd as usize, op as usize, 0]) }
+                    .map(drop);
+            }
+            LockReq::Whole {
+                backend: Backend::OfdFcntl,
+                mode,
+            } => {
+                let t = match mode {
+                    Mode::Exclusive => libc::F_WRLCK,
+                    Mode::Shared => libc::F_RDLCK,
+                };
+                (t, 0, 0)
+            }
+            LockReq::Range(r) => {
+                let t = if r.exclusive {
+                    libc::F_WRLCK
+                } else {
+                    libc::F_RDLCK
+                };
+                let (Ok(s), Ok(l)) = (i64::try_from(r.start), i64::try_from(r.len)) else {
+                    return Err(libc::EINVAL);
+                };
+                (t, s, l)
+            }
+        };
+        let lock = libc::flock {
+            l_type: l_type as libc::c_short,
+            l_whence: libc::SEEK_SET as libc::c_short,
+            l_start: start as libc::off_t,
+            l_len: len as libc::off_t,
+            l_pid: 0,
+        };
+        // SAFETY: fcntl(F_OFD_SETLKW) on a descriptor the parent keeps
+        // open; `lock` is a fully initialised `struct flock` on our stack
+        // that outlives the call.
+        unsafe {
+            syscall(
+                libc::SYS_fcntl,
+                [
+                    fd as usize,
+                    libc::F_OFD_SETLKW as usize,
+                    &lock as *const libc::flock as usize,
+                ],
+            )
+        }
+        .map(drop)
     }
 }
 
@@ -457,6 +621,11 @@ impl std::fmt::Debug for Waiter {
 impl Waiter {
     /// Starts a child blocked in `req` on `file`'s open file description.
     pub(crate) fn spawn(file: &File, req: LockReq) -> io::Result<Waiter> {
+        if !child::SUPPORTED {
+            // No errno-free system calls for this architecture: callers
+            // fall back to polling.
+            return Err(io::Error::from_raw_os_error(libc::ENOSYS));
+        }
         let max_fd = rustix::process::getrlimit(rustix::process::Resource::Nofile)
             .current
             .unwrap_or(1024)
@@ -545,8 +714,10 @@ fn spawn_child(req: &WaiterRequest, stack: &mut [u8]) -> io::Result<OwnedFd> {
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
     }
     // SAFETY: `waiter_main` only reads `req` (alive until reaped) and makes
-    // raw syscalls on its private stack `stack` (alive until reaped); it
-    // touches no allocator, lock or thread-local state. CLONE_PIDFD stores
+    // raw syscalls (the `child` module: the `syscall` instruction, which
+    // never writes `errno`) on its private stack `stack` (alive until
+    // reaped); it touches no allocator, lock or thread-local state, so
+    // sharing the parent's memory and TLS is sound. CLONE_PIDFD stores
     // the pidfd through the parent_tid argument. The exit signal is 0, so
     // only an explicit __WCLONE wait reaps the child.
     let pid = unsafe {
@@ -972,6 +1143,44 @@ pub(crate) fn owner_runs_in_child_pidns(pid: u32, start: u64) -> bool {
 
 #[cfg(test)]
 mod tests {
+    /// Issue 9 item 8: the waiter child shares our memory and, without
+    /// CLONE_SETTLS, our thread's TLS, so a libc wrapper that failed in it
+    /// would write `errno` into *this* thread. Make every call the child
+    /// can make fail (a write lock on a read-only description: EBADF) and
+    /// check that this thread's errno is untouched.
+    #[test]
+    fn the_waiter_child_never_writes_our_errno() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("ro");
+        std::fs::write(&p, b"").unwrap();
+        let ro = File::open(&p).unwrap();
+        const SENTINEL: i32 = 4242;
+        for req in [
+            LockReq::Range(Range::byte(5, true)),
+            LockReq::Whole {
+                backend: crate::mode::Backend::OfdFcntl,
+                mode: crate::mode::Mode::Exclusive,
+            },
+        ] {
+            // SAFETY: errno is this thread's; writing it is what libc does.
+            unsafe { *libc::__errno_location() = SENTINEL };
+            let mut w = Waiter::spawn(&ro, req).unwrap();
+            let status = loop {
+                if let Some(s) = w.try_status().unwrap() {
+                    break s;
+                }
+                std::thread::yield_now();
+            };
+            assert_eq!(status, WaitStatus::Failed(libc::EBADF), "{req:?}");
+            // SAFETY: as above.
+            let now = unsafe { *libc::__errno_location() };
+            assert_eq!(
+                now, SENTINEL,
+                "the child wrote errno {now} into this thread ({req:?})"
+            );
+        }
+    }
+
     use super::*;
 
     #[test]

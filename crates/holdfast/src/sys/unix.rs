@@ -220,8 +220,8 @@ fn ofd_op(fd: i32, l_type: libc::c_short, wait: bool) -> Result<(), Errno> {
     };
     // SAFETY: `fd` is an open descriptor owned by the caller for the duration
     // of the call, and `lock` is a fully initialised `struct flock` that
-    // outlives it. We use `syscall` rather than the `fcntl` wrapper so the
-    // same function is usable in the waiter child (see `linux.rs`).
+    // outlives it. (The waiter child does not come here: it makes its own
+    // errno-free calls, see `linux.rs`.)
     let r = unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, &lock as *const libc::flock) };
     if r == -1 {
         Err(Errno::from_io_error(&io::Error::last_os_error()).unwrap_or(Errno::IO))
@@ -230,8 +230,8 @@ fn ofd_op(fd: i32, l_type: libc::c_short, wait: bool) -> Result<(), Errno> {
     }
 }
 
-/// Performs one lock operation on a raw descriptor. Used both by the calling
-/// thread and by the Linux waiter child, so it must not allocate.
+/// Performs one lock operation on a raw descriptor (in the calling thread;
+/// the Linux waiter child has its own errno-free version).
 pub(crate) fn raw_lock(fd: i32, backend: Backend, mode: Mode, wait: bool) -> Result<(), Errno> {
     // SAFETY: callers pass a descriptor that stays open for this call.
     let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
