@@ -36,9 +36,13 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) enum Tls {
     Disable,
     /// `prefer`/`require`: encrypt, do not verify (as libpq).
-    Unverified { required: bool },
+    Unverified {
+        required: bool,
+    },
     /// `verify-ca`/`verify-full`: verify the chain (and the host name).
-    Verified { host_name: bool },
+    Verified {
+        host_name: bool,
+    },
 }
 
 /// A parsed connection target.
@@ -167,7 +171,10 @@ impl Target {
             config.port(port);
         }
         if config.get_user().is_none() {
-            match env("PGUSER").or_else(|| env("USER")).or_else(|| env("LOGNAME")) {
+            match env("PGUSER")
+                .or_else(|| env("USER"))
+                .or_else(|| env("LOGNAME"))
+            {
                 Some(u) => {
                     config.user(&u);
                 }
@@ -185,7 +192,8 @@ impl Target {
             config.password(p);
         }
         if config.get_dbname().is_none() {
-            let db = env("PGDATABASE").unwrap_or_else(|| config.get_user().unwrap_or("").to_owned());
+            let db =
+                env("PGDATABASE").unwrap_or_else(|| config.get_user().unwrap_or("").to_owned());
             config.dbname(&db);
         }
         if config.get_application_name().is_none() {
@@ -233,7 +241,9 @@ impl Target {
             Tls::Unverified { required: false } => SslMode::Prefer,
             _ => SslMode::Require,
         });
-        let root_cert = url_rootcert.or_else(|| env("PGSSLROOTCERT")).map(PathBuf::from);
+        let root_cert = url_rootcert
+            .or_else(|| env("PGSSLROOTCERT"))
+            .map(PathBuf::from);
         let display = display(&config);
         Ok(Target {
             config,
@@ -269,9 +279,7 @@ impl Target {
         if let Some(path) = &self.root_cert {
             let cert = std::fs::read(path)
                 .map_err(|e| e.to_string())
-                .and_then(|pem| {
-                    native_tls::Certificate::from_pem(&pem).map_err(|e| e.to_string())
-                })
+                .and_then(|pem| native_tls::Certificate::from_pem(&pem).map_err(|e| e.to_string()))
                 .map_err(|why| {
                     crate::backend_error(
                         "read the root certificate (sslrootcert) for",
@@ -281,9 +289,9 @@ impl Target {
                 })?;
             b.add_root_certificate(cert);
         }
-        let connector = b.build().map_err(|e| {
-            crate::backend_error("set up TLS for", &self.display, e.to_string())
-        })?;
+        let connector = b
+            .build()
+            .map_err(|e| crate::backend_error("set up TLS for", &self.display, e.to_string()))?;
         self.config
             .connect(postgres_native_tls::MakeTlsConnector::new(connector))
             .map_err(|e| connect_error(&self.display, &e))

@@ -63,7 +63,10 @@ mod tests {
     #[test]
     fn key_is_stable() {
         // sha256("a") = ca978112ca1bbdca…: pinned so the derivation never drifts.
-        assert_eq!(lock_key("a"), i64::from_be_bytes([0xca, 0x97, 0x81, 0x12, 0xca, 0x1b, 0xbd, 0xca]));
+        assert_eq!(
+            lock_key("a"),
+            i64::from_be_bytes([0xca, 0x97, 0x81, 0x12, 0xca, 0x1b, 0xbd, 0xca])
+        );
     }
 
     #[test]
@@ -71,7 +74,11 @@ mod tests {
         assert!(check_name("lock name", "ok").is_ok());
         assert!(check_name("lock name", "").is_err());
         assert!(check_name("lock name", "a\0b").unwrap_err().contains("NUL"));
-        assert!(check_name("lock name", &"x".repeat(256)).unwrap_err().contains("256 bytes"));
+        assert!(
+            check_name("lock name", &"x".repeat(256))
+                .unwrap_err()
+                .contains("256 bytes")
+        );
         assert!(check_name("lock name", &"x".repeat(255)).is_ok());
     }
 }

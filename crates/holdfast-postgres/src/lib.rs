@@ -104,7 +104,7 @@ use holdfast::{Error, Result};
 pub use config::{DEFAULT_CONNECT_TIMEOUT, ENV_VARS};
 pub use key::{MAX_NAME_LEN, lock_key};
 pub use lock::{PgGuard, PgHolder, PgLock};
-pub use phase::{PhaseContext, PhaseMarker, PhaseOutcome, PgPhases};
+pub use phase::{PgPhases, PhaseContext, PhaseMarker, PhaseOutcome};
 pub use postgres::{Client, Transaction};
 pub use schema::SCHEMA_SQL;
 

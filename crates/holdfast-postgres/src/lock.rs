@@ -216,7 +216,11 @@ impl PgLock {
             Some(d) => format!(
                 "SELECT set_config('lock_timeout', '{}ms', true); \
                  SELECT {wait_fn}({key}) IS NOT NULL, pg_backend_pid()",
-                millis(d)
+                if matches!(wait, Wait::Forever) {
+                    0
+                } else {
+                    millis(d)
+                }
             ),
         };
         let rows = match client.simple_query(&sql) {
@@ -234,9 +238,8 @@ impl PgLock {
             }
             Err(e) => return Err(sql_error("wait for the lock at", self.pg.server(), &e)),
         };
-        let row = last_row(&rows).ok_or_else(|| {
-            backend_error("lock", self.pg.server(), "the server returned no row")
-        })?;
+        let row = last_row(&rows)
+            .ok_or_else(|| backend_error("lock", self.pg.server(), "the server returned no row"))?;
         if row.0 != "t" {
             return Err(Error::WouldBlock {
                 path: self.location.clone(),
@@ -380,7 +383,9 @@ pub(crate) fn holders_where(
                 backend_pid: r.get(2),
                 name: r.get(3),
                 host: r.get(4),
-                pid: r.get::<_, Option<i64>>(5).and_then(|p| u32::try_from(p).ok()),
+                pid: r
+                    .get::<_, Option<i64>>(5)
+                    .and_then(|p| u32::try_from(p).ok()),
                 command: command.or(app.filter(|a| !a.is_empty())),
                 since: r.get(7),
                 token: r.get::<_, Option<i64>>(8).map(|t| t as u64),
@@ -607,7 +612,11 @@ impl Drop for PgGuard {
     }
 }
 
-fn still_held(client: &mut Client, key: i64, mode: Mode) -> std::result::Result<bool, postgres::Error> {
+fn still_held(
+    client: &mut Client,
+    key: i64,
+    mode: Mode,
+) -> std::result::Result<bool, postgres::Error> {
     let lock_mode = match mode {
         Mode::Exclusive => "ExclusiveLock",
         Mode::Shared => "ShareLock",

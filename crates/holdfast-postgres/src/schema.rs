@@ -85,7 +85,10 @@ pub(crate) fn ensure(client: &mut Client, server: &str) -> Result<()> {
             let denied = e
                 .as_db_error()
                 .is_some_and(|d| d.code() == &postgres::error::SqlState::INSUFFICIENT_PRIVILEGE);
-            let detail = e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_else(|| e.to_string());
+            let detail = e
+                .as_db_error()
+                .map(|d| d.message().to_owned())
+                .unwrap_or_else(|| e.to_string());
             if denied {
                 Err(crate::backend_error(
                     "create holdfast's tables in",

@@ -13,6 +13,7 @@
 //! what the child processes run.
 
 pub mod fuzz;
+pub mod postgres;
 mod python;
 pub use python::{peer_python, peer_script};
 
