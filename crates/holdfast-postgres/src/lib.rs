@@ -19,7 +19,7 @@
 //! use holdfast_postgres::Postgres;
 //!
 //! let pg = Postgres::new("postgres://app@db.internal/app")?;
-//! let outcome = pg.phases("app-schema").run("create-users-v1", |tx, _ctx| {
+//! let outcome = pg.phases("app-schema")?.run("create-users-v1", |tx, _ctx| {
 //!     tx.batch_execute("CREATE TABLE users (id bigint PRIMARY KEY, name text)")
 //! })?;
 //! println!("{outcome:?}"); // Ran { token: 7 } here, AlreadyDone elsewhere
