@@ -238,10 +238,11 @@ impl Postgres {
 
 /// An error of the server or the connection while doing `op` at `server`.
 pub(crate) fn backend_error(op: &'static str, server: &str, why: impl Into<String>) -> Error {
+    // Until `Error::Backend` is on main: the verb goes into the message.
     Error::Io {
-        op,
+        op: holdfast::IoOp::Lock,
         path: PathBuf::from(server),
-        source: std::io::Error::other(why.into()),
+        source: std::io::Error::other(format!("cannot {op} it: {}", why.into())),
     }
 }
 

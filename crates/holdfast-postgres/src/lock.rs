@@ -497,6 +497,35 @@ impl PgGuard {
         }
     }
 
+    /// Waits up to `timeout` for the session to end, without asking the
+    /// server anything: it reads the connection, which the server closes
+    /// (with a message) when the session is terminated or shuts down, and
+    /// the kernel when the network says the peer is gone. Returns the
+    /// [`Error::Lost`] if it ended, `None` if it is still open after
+    /// `timeout` (or was released). A monitor thread calls this in a loop
+    /// to stop work promptly when the lock is lost.
+    pub fn wait_lost(&self, timeout: Duration) -> Option<Error> {
+        let mut slot = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        let client = slot.as_mut()?;
+        use postgres::fallible_iterator::FallibleIterator;
+        let read = client
+            .notifications()
+            .timeout_iter(timeout)
+            .next()
+            .map(drop);
+        let ended = match read {
+            Err(e) => Some(e.to_string()),
+            Ok(()) if client.is_closed() => Some("the connection was closed".to_owned()),
+            Ok(()) => None,
+        };
+        ended.map(|why| {
+            self.lost(&format!(
+                "the session holding it (server process {}) ended: {why}",
+                self.backend_pid
+            ))
+        })
+    }
+
     fn lost(&self, reason: &str) -> Error {
         Error::Lost {
             path: self.lock.location.clone(),

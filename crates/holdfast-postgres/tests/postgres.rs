@@ -216,9 +216,23 @@ fn terminated_session_is_a_lost_lock_and_the_waiter_gets_it() {
         ) == "1")
             .then_some(())
     });
+    assert!(
+        g.wait_lost(Duration::from_millis(50)).is_none(),
+        "still held"
+    );
     s.psql(
         "lost",
         &format!("SELECT pg_terminate_backend({})", g.backend_pid()),
+    );
+    let noticed = Instant::now();
+    match g.wait_lost(T) {
+        Some(Error::Lost { reason, .. }) => assert!(reason.contains("ended"), "{reason}"),
+        other => panic!("wait_lost after pg_terminate_backend: {other:?}"),
+    }
+    assert!(
+        noticed.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        noticed.elapsed()
     );
     let line = waiter.expect_line("locked", T);
     let token: u64 = line
