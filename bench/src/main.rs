@@ -6,7 +6,8 @@
 //! creates the Python venv and runs everything; see BENCHMARKS.md.
 //!
 //! Usage: `holdfast-bench [--quick] [--python PATH] [SCENARIO...]`, where
-//! SCENARIO is `lock`, `lockfile`, `phases`, `cli` or `fifo` (default: all).
+//! SCENARIO is `lock`, `lockfile`, `phases`, `cli`, `fifo` or `postgres` (default:
+//! all).
 //! `holdfast-bench worker ...` (and `lockfile-worker`, `phase-worker`,
 //! `fifo-worker`) is the worker side, started by the harness itself.
 
@@ -15,6 +16,7 @@ mod fifo;
 mod lock;
 mod lockfile;
 mod phases;
+mod postgres;
 mod proc;
 mod stats;
 mod workers;
@@ -59,6 +61,7 @@ fn main() {
             "phases".into(),
             "cli".into(),
             "fifo".into(),
+            "postgres".into(),
         ];
     }
     let dir = tempfile_dir();
@@ -82,6 +85,7 @@ fn main() {
             "phases" => phases::run(&env, &dir),
             "cli" => cli::run(&env, &dir),
             "fifo" => fifo::run(&env, &dir),
+            "postgres" => postgres::run(&env, &dir),
             other => {
                 eprintln!("unknown scenario {other}");
                 std::process::exit(2);

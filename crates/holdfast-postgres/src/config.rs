@@ -46,13 +46,26 @@ pub(crate) enum Tls {
 }
 
 /// A parsed connection target.
-#[derive(Clone, Debug)]
 pub(crate) struct Target {
     pub config: postgres::Config,
     pub tls: Tls,
     pub root_cert: Option<PathBuf>,
     /// `postgres://user@host:port/db`, no password: for messages.
     pub display: String,
+    /// Built on first use and kept: building one loads the system's
+    /// trust store, tens of milliseconds.
+    #[cfg(feature = "native-tls")]
+    connector: std::sync::OnceLock<postgres_native_tls::MakeTlsConnector>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("server", &self.display)
+            .field("tls", &self.tls)
+            .field("root_cert", &self.root_cert)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Splits `url` into the part `postgres::Config` parses and the TLS
@@ -236,6 +249,16 @@ impl Target {
                 ));
             }
         };
+        // As libpq: no TLS on Unix-domain sockets, whatever sslmode says.
+        let tls = if config
+            .get_hosts()
+            .iter()
+            .all(|h| matches!(h, Host::Unix(_)))
+        {
+            Tls::Disable
+        } else {
+            tls
+        };
         config.ssl_mode(match tls {
             Tls::Disable => SslMode::Disable,
             Tls::Unverified { required: false } => SslMode::Prefer,
@@ -250,6 +273,8 @@ impl Target {
             tls,
             root_cert,
             display,
+            #[cfg(feature = "native-tls")]
+            connector: std::sync::OnceLock::new(),
         })
     }
 
@@ -266,6 +291,21 @@ impl Target {
 
     #[cfg(feature = "native-tls")]
     fn connect_tls(&self) -> Result<postgres::Client> {
+        let connector = match self.connector.get() {
+            Some(c) => c.clone(),
+            None => {
+                let c = self.tls_connector()?;
+                let _ = self.connector.set(c.clone());
+                c
+            }
+        };
+        self.config
+            .connect(connector)
+            .map_err(|e| connect_error(&self.display, &e))
+    }
+
+    #[cfg(feature = "native-tls")]
+    fn tls_connector(&self) -> Result<postgres_native_tls::MakeTlsConnector> {
         let mut b = native_tls::TlsConnector::builder();
         match self.tls {
             Tls::Verified { host_name } => {
@@ -292,9 +332,7 @@ impl Target {
         let connector = b
             .build()
             .map_err(|e| crate::backend_error("set up TLS for", &self.display, e.to_string()))?;
-        self.config
-            .connect(postgres_native_tls::MakeTlsConnector::new(connector))
-            .map_err(|e| connect_error(&self.display, &e))
+        Ok(postgres_native_tls::MakeTlsConnector::new(connector))
     }
 
     #[cfg(not(feature = "native-tls"))]

@@ -97,7 +97,6 @@ mod schema;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use holdfast::{Error, Result};
 
@@ -124,7 +123,6 @@ pub struct Postgres {
 #[derive(Debug)]
 struct Inner {
     target: config::Target,
-    schema_ready: AtomicBool,
 }
 
 impl Postgres {
@@ -166,7 +164,6 @@ impl Postgres {
         Ok(Postgres {
             inner: Arc::new(Inner {
                 target: config::Target::parse(url, env)?,
-                schema_ready: AtomicBool::new(false),
             }),
         })
     }
@@ -211,23 +208,41 @@ impl Postgres {
         self.phases(key)?.run_marker("", action)
     }
 
-    /// Opens a session, with holdfast's tables in place.
-    pub(crate) fn session(&self) -> Result<Client> {
+    /// Every advisory lock held in this database (through holdfast or not:
+    /// `pg_locks` joined with the holder records), by name, then key.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the server cannot be asked.
+    pub fn holders(&self) -> Result<Vec<PgHolder>> {
+        let (mut client, _) = self.session()?;
+        lock::holders_where(&mut client, self.server(), None)
+    }
+
+    /// Opens a session, with holdfast's tables in place; returns it and
+    /// its server process id. One round trip after the login.
+    pub(crate) fn session(&self) -> Result<(Client, i32)> {
         let mut client = self.inner.target.connect()?;
         // PostgreSQL 14+: notice a dead client while its backend waits for
-        // a lock; older servers (and systems without the kernel support)
-        // refuse it, which changes nothing else.
-        if client
-            .batch_execute("SET client_connection_check_interval = '1s'")
-            .is_err()
-        {
-            // An error leaves no transaction open in autocommit mode.
-        }
-        if !self.inner.schema_ready.load(Ordering::Acquire) {
+        // a lock (rather than when it is granted one). Servers that cannot
+        // (older, or Windows) refuse the SET; then it is left out.
+        const PROBE: &str = "SELECT pg_backend_pid(), to_regclass('holdfast_holders') IS NOT NULL \
+             AND to_regclass('holdfast_phases') IS NOT NULL \
+             AND to_regclass('holdfast_fence') IS NOT NULL";
+        let msgs = match client.simple_query(&format!(
+            "SET client_connection_check_interval = '1s'; {PROBE}"
+        )) {
+            Ok(m) => m,
+            Err(e) if e.as_db_error().is_some() => client
+                .simple_query(PROBE)
+                .map_err(|e| sql_error("start a session at", self.server(), &e))?,
+            Err(e) => return Err(sql_error("start a session at", self.server(), &e)),
+        };
+        let (pid, ready) = lock::last_row(&msgs).unwrap_or_default();
+        if ready != "t" {
             schema::ensure(&mut client, self.server())?;
-            self.inner.schema_ready.store(true, Ordering::Release);
         }
-        Ok(client)
+        Ok((client, pid.parse().unwrap_or(0)))
     }
 
     /// `postgres://USER@HOST:PORT/DB/NAME`: the "path" of a lock in errors.

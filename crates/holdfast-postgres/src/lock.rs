@@ -8,7 +8,7 @@ use holdfast::{Error, Holder, HolderRecord, Holders, Mode, Result, Wait};
 use postgres::Client;
 use postgres::error::SqlState;
 
-use crate::{Postgres, backend_error, is_connection_loss, sql_error};
+use crate::{Postgres, is_connection_loss, sql_error};
 
 /// `pg_locks` rows of the advisory lock with key `$1` (the bigint form:
 /// `classid` the high half, `objid` the low half, `objsubid` 1) in this
@@ -194,35 +194,55 @@ impl PgLock {
     ///   proxy (PgBouncer), where session locks do not hold.
     pub fn acquire(&self, mode: Mode, wait: Wait) -> Result<PgGuard> {
         let started = Instant::now();
-        let mut client = self.pg.session()?;
+        let (mut client, session_pid) = self.pg.session()?;
         let (try_fn, wait_fn) = match mode {
             Mode::Exclusive => ("pg_try_advisory_lock", "pg_advisory_lock"),
             Mode::Shared => ("pg_try_advisory_lock_shared", "pg_advisory_lock_shared"),
         };
         let key = self.key;
-        let timeout = match wait {
+        // lock_timeout (ms; 0 = forever) for the wait, or None to only try.
+        let timeout_ms = match wait {
             Wait::NoWait => None,
             Wait::Forever => Some(Duration::ZERO),
             Wait::Timeout(d) => Some(d),
             Wait::Deadline(t) => Some(t.saturating_duration_since(Instant::now())),
-        };
-        let sql = match timeout {
-            // A timeout under a millisecond is a try: lock_timeout has
-            // millisecond resolution and 0 means "forever".
-            Some(d) if d.is_zero() && !matches!(wait, Wait::Forever) => {
-                format!("SELECT {try_fn}({key}), pg_backend_pid()")
+        }
+        .and_then(|d| {
+            if matches!(wait, Wait::Forever) {
+                Some(0)
+            } else if d.is_zero() {
+                None
+            } else {
+                Some(millis(d))
             }
-            None => format!("SELECT {try_fn}({key}), pg_backend_pid()"),
-            Some(d) => format!(
-                "SELECT set_config('lock_timeout', '{}ms', true); \
-                 SELECT {wait_fn}({key}) IS NOT NULL, pg_backend_pid()",
-                if matches!(wait, Wait::Forever) {
-                    0
-                } else {
-                    millis(d)
-                }
+        });
+        // One round trip: the lock, then (only if granted) the fencing
+        // token and the holder record, in statement order. A session lock
+        // outlives the statement's transaction, even if it fails.
+        let me = HolderRecord::for_this_process(mode, 0);
+        let (prelude, take) = match timeout_ms {
+            None => (String::new(), format!("{try_fn}({key})")),
+            Some(ms) => (
+                format!("SELECT set_config('lock_timeout', '{ms}ms', true); "),
+                format!("{wait_fn}({key}) IS NOT NULL"),
             ),
         };
+        let sql = format!(
+            "{prelude}WITH l AS MATERIALIZED (SELECT {take} AS ok) \
+             INSERT INTO holdfast_holders AS h \
+                 (lock_key, backend_pid, name, mode, host, pid, command, since, token) \
+             SELECT {key}, pg_backend_pid(), {name}, '{mode}', {host}, {pid}, {command}, \
+                 clock_timestamp(), nextval('holdfast_fence') FROM l WHERE l.ok \
+             ON CONFLICT (lock_key, backend_pid) DO UPDATE SET name = EXCLUDED.name, \
+                 mode = EXCLUDED.mode, host = EXCLUDED.host, pid = EXCLUDED.pid, \
+                 command = EXCLUDED.command, since = EXCLUDED.since, token = EXCLUDED.token \
+             RETURNING h.token, pg_backend_pid()",
+            name = literal(&self.name),
+            mode = mode_text(mode),
+            host = literal(&me.host),
+            pid = me.pid,
+            command = literal(&me.command),
+        );
         let rows = match client.simple_query(&sql) {
             Ok(rows) => rows,
             Err(e)
@@ -236,70 +256,42 @@ impl PgLock {
                     holders: self.holders_via(&mut client).unwrap_or_default(),
                 });
             }
-            Err(e) => return Err(sql_error("wait for the lock at", self.pg.server(), &e)),
-        };
-        let row = last_row(&rows)
-            .ok_or_else(|| backend_error("lock", self.pg.server(), "the server returned no row"))?;
-        if row.0 != "t" {
-            return Err(Error::WouldBlock {
-                path: self.location.clone(),
-                mode,
-                holders: self.holders_via(&mut client).unwrap_or_default(),
-            });
-        }
-        let backend_pid: i32 = row.1.parse().unwrap_or(0);
-        let me = HolderRecord::for_this_process(mode, 0);
-        let record_sql = format!(
-            "WITH t AS (SELECT nextval('holdfast_fence') AS token), \
-             gone AS (DELETE FROM holdfast_holders h WHERE h.lock_key = $1 \
-                 AND h.backend_pid <> pg_backend_pid() \
-                 AND NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.granted \
-                     AND l.pid = h.backend_pid AND {LOCKS_OF_KEY})) \
-             INSERT INTO holdfast_holders AS h \
-                 (lock_key, backend_pid, name, mode, host, pid, command, since, token) \
-             SELECT $1, pg_backend_pid(), $2, $3, $4, $5, $6, now(), t.token FROM t \
-             ON CONFLICT (lock_key, backend_pid) DO UPDATE SET name = EXCLUDED.name, \
-                 mode = EXCLUDED.mode, host = EXCLUDED.host, pid = EXCLUDED.pid, \
-                 command = EXCLUDED.command, since = EXCLUDED.since, token = EXCLUDED.token \
-             RETURNING h.token, pg_backend_pid()"
-        );
-        let recorded = client.query_one(
-            &record_sql,
-            &[
-                &key,
-                &self.name,
-                &mode_text(mode),
-                &me.host,
-                &i64::from(me.pid),
-                &me.command,
-            ],
-        );
-        let row = match recorded {
-            Ok(r) => r,
             Err(e) => {
+                // Granted before the record failed? Then it is still held.
                 let _ = client.simple_query(&format!(
                     "SELECT pg_advisory_unlock{}({key})",
                     shared_suffix(mode)
                 ));
                 return Err(sql_error(
-                    "write the holder record (table holdfast_holders) at",
+                    "take the lock and write its holder record (table holdfast_holders) at",
                     self.pg.server(),
                     &e,
                 ));
             }
         };
-        let token: i64 = row.get(0);
-        let pid_now: i32 = row.get(1);
-        if pid_now != backend_pid {
-            // Each statement ran on another server connection: a pooler
-            // in transaction mode. The lock stays with a connection we no
-            // longer control; closing ours is all we can do.
+        let Some((token, pid_now)) = last_row(&rows) else {
+            return Err(Error::WouldBlock {
+                path: self.location.clone(),
+                mode,
+                holders: self.holders_via(&mut client).unwrap_or_default(),
+            });
+        };
+        let token: u64 = token.parse().unwrap_or(0);
+        let backend_pid: i32 = pid_now.parse().unwrap_or(0);
+        if backend_pid != session_pid {
+            // The login's statement and this one ran on different server
+            // connections: a pooler in transaction or statement mode. The
+            // lock stays with a connection we no longer control.
+            let _ = client.simple_query(&format!(
+                "SELECT pg_advisory_unlock{}({key})",
+                shared_suffix(mode)
+            ));
             return Err(Error::Unsupported {
                 path: self.location.clone(),
                 what: "a session advisory lock",
                 reason: format!(
-                    "the lock was taken by server process {backend_pid} but the next statement \
-                     ran in process {pid_now}: the connection goes through a pooler in \
+                    "the session started in server process {session_pid} but the lock was taken \
+                     in process {backend_pid}: the connection goes through a pooler in \
                      transaction or statement mode (PgBouncer?), where session locks do not \
                      hold; connect to PostgreSQL directly or use session pooling"
                 ),
@@ -309,7 +301,7 @@ impl PgLock {
             lock: self.clone(),
             client: Mutex::new(Some(client)),
             mode,
-            token: token as u64,
+            token,
             backend_pid,
         })
     }
@@ -322,7 +314,7 @@ impl PgLock {
     ///
     /// As [`PgLock::acquire`], for connecting.
     pub fn holders(&self) -> Result<Vec<PgHolder>> {
-        let mut client = self.pg.session()?;
+        let (mut client, _) = self.pg.session()?;
         self.pg_holders(&mut client)
     }
 
@@ -414,8 +406,26 @@ fn millis(d: Duration) -> u128 {
     d.as_micros().div_ceil(1000).max(1)
 }
 
+/// `s` as an SQL string literal (an `E''` string, read the same whatever
+/// `standard_conforming_strings` says; NUL, which text cannot hold, is
+/// dropped).
+fn literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 3);
+    out.push_str("E'");
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("''"),
+            '\0' => {}
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
 /// The first two columns of the last row of a simple query.
-fn last_row(msgs: &[postgres::SimpleQueryMessage]) -> Option<(String, String)> {
+pub(crate) fn last_row(msgs: &[postgres::SimpleQueryMessage]) -> Option<(String, String)> {
     msgs.iter().rev().find_map(|m| match m {
         postgres::SimpleQueryMessage::Row(r) => Some((
             r.get(0).unwrap_or("").to_owned(),
@@ -610,12 +620,16 @@ impl PgGuard {
         let Some(mut client) = slot.take() else {
             return Ok(());
         };
+        let key = self.lock.key;
+        // The unlock first (the next holder goes on at once), then this
+        // session's record and any left by sessions that died holding it.
         let sql = format!(
-            "SELECT pg_advisory_unlock{}({}), pg_backend_pid(); \
-             DELETE FROM holdfast_holders WHERE lock_key = {} AND backend_pid = pg_backend_pid()",
+            "SELECT pg_advisory_unlock{}({key}), pg_backend_pid(); \
+             DELETE FROM holdfast_holders h WHERE h.lock_key = {key} \
+                 AND (h.backend_pid = pg_backend_pid() OR NOT EXISTS (SELECT 1 FROM pg_locks l \
+                     WHERE l.granted AND l.pid = h.backend_pid AND {})); ",
             shared_suffix(self.mode),
-            self.lock.key,
-            self.lock.key
+            LOCKS_OF_KEY.replace("$1", &key.to_string())
         );
         let r = client.simple_query(&sql);
         drop(client);

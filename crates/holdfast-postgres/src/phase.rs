@@ -155,7 +155,7 @@ impl PgPhases {
     {
         let server = self.pg.server().to_owned();
         let started = Instant::now();
-        let mut client = self.pg.session()?;
+        let (mut client, _) = self.pg.session()?;
         // Fast path: a committed marker is final, no lock needed to trust it.
         if is_done(&mut client, &server, &self.target, phase)? {
             return Ok(PhaseOutcome::AlreadyDone { waited: false });
@@ -260,7 +260,7 @@ impl PgPhases {
     ///
     /// [`Error::Io`] if the server cannot be asked.
     pub fn is_done(&self, phase: &str) -> Result<bool> {
-        let mut client = self.pg.session()?;
+        let (mut client, _) = self.pg.session()?;
         is_done(&mut client, self.pg.server(), &self.target, phase)
     }
 
@@ -270,7 +270,7 @@ impl PgPhases {
     ///
     /// [`Error::Io`] if the server cannot be asked.
     pub fn markers(&self) -> Result<Vec<PhaseMarker>> {
-        let mut client = self.pg.session()?;
+        let (mut client, _) = self.pg.session()?;
         let rows = client
             .query(
                 "SELECT phase, done_at, token, host, pid, command FROM holdfast_phases \
@@ -299,7 +299,7 @@ impl PgPhases {
     /// As [`PgPhases::run`] for the lock; [`Error::Io`] for the statement.
     pub fn reset(&self, phase: &str) -> Result<bool> {
         let mut removed = false;
-        let mut client = self.pg.session()?;
+        let (mut client, _) = self.pg.session()?;
         let mut tx = client
             .transaction()
             .map_err(|e| sql_error("begin a transaction at", self.pg.server(), &e))?;

@@ -529,3 +529,28 @@ fn bad_input_is_named() {
         Err(Error::InvalidInput { .. })
     ));
 }
+
+/// Names with quotes, backslashes and non-ASCII text reach the holder
+/// record exactly as given.
+#[test]
+fn odd_names_are_recorded_exactly() {
+    let Some((_s, url)) = database("oddnames") else {
+        return;
+    };
+    let pg = Postgres::new(&url).unwrap();
+    for name in [
+        "it's",
+        "back\\slash\\'",
+        "é/ü — 名前",
+        "$$ dollar $$",
+        "E'x'",
+    ] {
+        let lock = pg.lock(name).unwrap();
+        let g = lock.lock().unwrap();
+        let h = lock.holders().unwrap();
+        assert_eq!(h.len(), 1, "{name}");
+        assert_eq!(h[0].name.as_deref(), Some(name));
+        assert_eq!(h[0].token, Some(g.token()));
+        g.release().unwrap();
+    }
+}
