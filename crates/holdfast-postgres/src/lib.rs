@@ -213,7 +213,7 @@ impl Postgres {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if the server cannot be asked.
+    /// [`Error::Backend`] if the server cannot be asked.
     pub fn holders(&self) -> Result<Vec<PgHolder>> {
         let (mut client, _) = self.session()?;
         lock::holders_where(&mut client, self.server(), None)
@@ -253,11 +253,10 @@ impl Postgres {
 
 /// An error of the server or the connection while doing `op` at `server`.
 pub(crate) fn backend_error(op: &'static str, server: &str, why: impl Into<String>) -> Error {
-    // Until `Error::Backend` is on main: the verb goes into the message.
-    Error::Io {
-        op: holdfast::IoOp::Lock,
+    Error::Backend {
         path: PathBuf::from(server),
-        source: std::io::Error::other(format!("cannot {op} it: {}", why.into())),
+        op,
+        source: why.into().into(),
     }
 }
 

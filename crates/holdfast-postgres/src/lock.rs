@@ -187,7 +187,7 @@ impl PgLock {
     ///
     /// - [`Error::WouldBlock`] (`Wait::NoWait`) / [`Error::Timeout`]: held
     ///   by others, who are named.
-    /// - [`Error::Io`] naming the server: it cannot be reached, refused the
+    /// - [`Error::Backend`] naming the server: it cannot be reached, refused the
     ///   login, or holdfast's tables cannot be created (the message says
     ///   which right is missing), or a statement failed.
     /// - [`Error::Unsupported`]: the session is behind a transaction-pooling
@@ -550,7 +550,7 @@ impl PgGuard {
     ///
     /// # Errors
     ///
-    /// [`Error::Lost`] if the lock is no longer held; [`Error::Io`] if the
+    /// [`Error::Lost`] if the lock is no longer held; [`Error::Backend`] if the
     /// statement fails.
     pub fn mark_done(&self, target: &str, phase: &str) -> Result<()> {
         let location = self.lock.pg.location(target);

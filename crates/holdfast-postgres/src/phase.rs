@@ -137,7 +137,7 @@ impl PgPhases {
     ///   transaction was rolled back, no marker was written.
     /// - [`Error::WouldBlock`] / [`Error::Timeout`]: the lock was busy
     ///   (as [`PgPhases::wait`] says).
-    /// - [`Error::Io`]: the server, the tables, or the commit failed (a
+    /// - [`Error::Backend`]: the server, the tables, or the commit failed (a
     ///   failed commit leaves neither the work nor the marker).
     pub fn run<F, E>(&self, phase: &str, action: F) -> Result<PhaseOutcome>
     where
@@ -258,7 +258,7 @@ impl PgPhases {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if the server cannot be asked.
+    /// [`Error::Backend`] if the server cannot be asked.
     pub fn is_done(&self, phase: &str) -> Result<bool> {
         let (mut client, _) = self.pg.session()?;
         is_done(&mut client, self.pg.server(), &self.target, phase)
@@ -268,7 +268,7 @@ impl PgPhases {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if the server cannot be asked.
+    /// [`Error::Backend`] if the server cannot be asked.
     pub fn markers(&self) -> Result<Vec<PhaseMarker>> {
         let (mut client, _) = self.pg.session()?;
         let rows = client
@@ -296,7 +296,7 @@ impl PgPhases {
     ///
     /// # Errors
     ///
-    /// As [`PgPhases::run`] for the lock; [`Error::Io`] for the statement.
+    /// As [`PgPhases::run`] for the lock; [`Error::Backend`] for the statement.
     pub fn reset(&self, phase: &str) -> Result<bool> {
         let mut removed = false;
         let (mut client, _) = self.pg.session()?;
