@@ -72,7 +72,8 @@ def make(lib: str, impl: str, path: str) -> Tuple[Callable[[float], bool], Calla
 
         return acq, lk.release
     elif lib == "flufl":
-        lk = m.Lock(path, lifetime=datetime.timedelta(seconds=60))
+        life = int(os.environ.get("HF_FLUFL_LIFETIME", "60"))
+        lk = m.Lock(path, lifetime=datetime.timedelta(seconds=life))
 
         def acq(t: float) -> bool:
             try:
