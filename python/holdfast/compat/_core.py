@@ -11,10 +11,11 @@ import threading
 from typing import Any, Callable, Optional
 
 from .. import _native
-from .._errors import AlreadyHeld, Timeout, WouldBlock
+from .._errors import AlreadyHeld, InvalidInput, Timeout, WouldBlock
 
 __all__ = [
     "AlreadyHeld",
+    "InvalidInput",
     "Busy",
     "kernel_lock",
     "lock_file",
@@ -55,8 +56,12 @@ def kernel_lock(path: Any, *, mode: int = 0o666, record: bool = True, create_par
 
 
 def lock_file(path: Any, protocol: str, *, compat: Optional[str] = None, lifetime: Optional[float] = None,
-              heartbeat: bool = True, create_parents: bool = False, mode: int = 0o644) -> Any:
-    """A native lock file (soft / link / mkdir) in ``compat``'s on-disk format."""
+              heartbeat: Optional[bool] = None, create_parents: bool = False, mode: int = 0o644) -> Any:
+    """A native lock file (soft / link / mkdir) in ``compat``'s on-disk
+    format. ``heartbeat`` (renew the lease while held) defaults to whether
+    there is a lifetime."""
+    if heartbeat is None:
+        heartbeat = lifetime is not None
     return _native.NativeLockFile(
         _bytes(path),
         protocol=protocol,
@@ -66,6 +71,18 @@ def lock_file(path: Any, protocol: str, *, compat: Optional[str] = None, lifetim
         create_parents=create_parents,
         mode=mode,
     )
+
+
+def break_native(native: Any, force: bool) -> bool:
+    """Breaks a native lock file: with ``force`` whatever lock is there now
+    (and only that one), else only a stale one (decided on the very object
+    the break removes). True if something was removed."""
+    try:
+        return bool(native.break_lock(force))
+    except TypeError:
+        if not force:
+            raise
+        return bool(native.break_lock())
 
 
 def seconds(timeout: Optional[float]) -> Optional[float]:

@@ -20,6 +20,7 @@ import datetime
 import importlib
 import os
 import sys
+import time
 from typing import Any, Callable, Tuple
 
 ORIGINAL = {
@@ -60,15 +61,24 @@ def make(lib: str, impl: str, path: str) -> Tuple[Callable[[float], bool], Calla
         elif lib == "lockfile-mkdir":
             lk = importlib.import_module(m.__name__ + ".mkdirlockfile").MkdirLockFile(path)
         else:
-            lk = m.LinkLockFile(path)
+            lk = importlib.import_module(m.__name__ + ".linklockfile").LinkLockFile(path)
         exc = m.LockError
 
         def acq(t: float) -> bool:
-            try:
-                lk.acquire(timeout=None if t < 0 else max(t, 0.01))
-                return True
-            except exc:
-                return False
+            while True:
+                try:
+                    lk.acquire(timeout=None if t < 0 else max(t, 0.01))
+                    return True
+                except m.AlreadyLocked:
+                    # lockfile's PIDLockFile.acquire(timeout=None) gives up at the first
+                    # busy try instead of waiting (its bug): retry, as its users must.
+                    if t >= 0 or lib != "lockfile-pid" or impl != "original":
+                        raise
+                    time.sleep(0.1)
+                except exc:
+                    if t < 0:
+                        raise  # waiting forever cannot time out: say what went wrong
+                    return False
 
         return acq, lk.release
     elif lib == "flufl":
