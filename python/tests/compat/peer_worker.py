@@ -43,7 +43,60 @@ COMPAT = {
 
 def module(lib: str, impl: str) -> Any:
     base = lib.split("-")[0]
+    if base == "libvcs" and impl == "original":
+        try:
+            return importlib.import_module(ORIGINAL[base])
+        except ImportError:
+            return LibvcsProtocolPeer  # libvcs's file_lock is in no release: its protocol, modelled
     return importlib.import_module((ORIGINAL if impl == "original" else COMPAT)[base])
+
+
+class LibvcsProtocolPeer:
+    """libvcs's file_lock protocol as its description states it (peer-protocols.md section 4),
+    for interop tests where libvcs's module cannot be installed: O_CREAT|O_EXCL on the exact
+    path, the pid written without a newline, unlink on release; a lock whose mtime is older
+    than stale_timeout (or that cannot be stat'ed) is deleted by a waiter; polls every 0.05 s."""
+
+    class FileLockTimeout(TimeoutError):
+        pass
+
+    class FileLock:
+        def __init__(self, path: str, timeout: float = -1.0, stale_timeout: float = 300.0) -> None:
+            self.path, self.timeout = path, timeout
+            self.stale_timeout = float(os.environ.get("HF_LIBVCS_STALE", stale_timeout))
+            self.fd: Any = None
+
+        def acquire(self, timeout: Any = None) -> None:
+            t = self.timeout if timeout is None else timeout
+            start = time.monotonic()
+            while True:
+                try:
+                    self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                    os.write(self.fd, str(os.getpid()).encode())
+                    return
+                except FileExistsError:
+                    pass
+                try:
+                    stale = time.time() - os.stat(self.path).st_mtime > self.stale_timeout
+                except OSError:
+                    stale = True
+                if stale:
+                    try:
+                        os.unlink(self.path)
+                        continue
+                    except OSError:
+                        pass
+                if t >= 0 and time.monotonic() - start >= t:
+                    raise LibvcsProtocolPeer.FileLockTimeout(self.path)
+                time.sleep(0.05)
+
+        def release(self) -> None:
+            os.close(self.fd)
+            self.fd = None
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
 
 
 def make(lib: str, impl: str, path: str) -> Tuple[Callable[[float], bool], Callable[[], None]]:
@@ -108,7 +161,7 @@ def make(lib: str, impl: str, path: str) -> Tuple[Callable[[float], bool], Calla
         lk = None
         return acq, lambda: lk.release()
     elif lib == "libvcs":
-        lk = m.FileLock(path)
+        lk = m.FileLock(path, stale_timeout=float(os.environ.get("HF_LIBVCS_STALE", "300")))
         exc = m.FileLockTimeout
     elif lib == "stouputils":
         lk = m.LockFifo(path)
