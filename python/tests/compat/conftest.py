@@ -23,8 +23,8 @@ BOUND = 30.0
 
 
 def require_peers() -> bool:
-    """In the interop venv (scripts/test sets this) a missing original is a failure, not a skip."""
-    return os.environ.get("HOLDFAST_REQUIRE_PEERS") == "1"
+    """In the interop venv (scripts/test sets HOLDFAST_REQUIRE_INTEROP=1) a missing original is a failure, not a skip."""
+    return "1" in (os.environ.get("HOLDFAST_REQUIRE_INTEROP"), os.environ.get("HOLDFAST_REQUIRE_PEERS"))
 
 
 def load(name: str) -> Any:
