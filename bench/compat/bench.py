@@ -31,6 +31,7 @@ from peer_worker import make  # noqa: E402
 QUICK = "--quick" in sys.argv
 LIBS = [a for a in sys.argv[1:] if not a.startswith("-")] or [
     "filelock", "filelock-soft", "phaselock", "flufl", "lockfile-link", "lockfile-mkdir", "lockfile-pid",
+    "stouputils",
 ]
 NAMES = {
     "filelock": "filelock.FileLock",
@@ -40,6 +41,7 @@ NAMES = {
     "lockfile-link": "lockfile.LinkLockFile",
     "lockfile-mkdir": "lockfile.MkdirLockFile",
     "lockfile-pid": "lockfile.PIDLockFile",
+    "stouputils": "stouputils LockFifo",
 }
 BUDGET = 1.0 if QUICK else 3.0  # seconds per measurement for the slow (polling) ones
 PROCS = 8
