@@ -12,6 +12,8 @@ original                   change the import to
 ``phaselock``              ``from holdfast.compat import phaselock``
 ``flufl.lock``             ``from holdfast.compat import flufl_lock``
 ``lockfile``               ``from holdfast.compat import lockfile``
+libvcs ``file_lock``       ``from holdfast.compat import libvcs_file_lock``
+``stouputils.lock``        ``from holdfast.compat import stouputils_lock``
 =========================  ==================================================
 
 For code you do not own, :func:`install` makes ``import filelock`` (etc.)
