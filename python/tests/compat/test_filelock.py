@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from conftest import FLOCK_HOLDER, counting_run, load, original_bug, pair
+from compat_support import children, FLOCK_HOLDER, counting_run, load, original_bug, pair  # noqa: F401 (children is a fixture)
 
 fl = pair("filelock", "holdfast.compat.filelock")
 

@@ -8,7 +8,7 @@ import os
 import time
 
 import pytest
-from conftest import counting_run, load, original_bug, pair
+from compat_support import children, counting_run, load, original_bug, pair  # noqa: F401 (children is a fixture)
 
 fl = pair("flufl.lock", "holdfast.compat.flufl_lock")
 

@@ -13,6 +13,7 @@ import pickle
 import time
 
 import pytest
+from compat_support import children, counting_run  # noqa: F401 (children is a fixture)
 
 
 @pytest.fixture(params=["original", "compat"])
@@ -141,8 +142,6 @@ def test_original_long_holder_loses_its_lock(tmp_path, children):
 # --- interop --------------------------------------------------------------------------------------
 
 def test_interop_counter(tmp_path, children):
-    from conftest import counting_run
-
     counting_run(children, "libvcs", "original", "libvcs", "compat", str(tmp_path / "c.lock"), str(tmp_path), n=20)
 
 

@@ -10,7 +10,7 @@ import threading
 import warnings
 
 import pytest
-from conftest import counting_run, load, original_bug, pair
+from compat_support import children, counting_run, load, original_bug, pair  # noqa: F401 (children is a fixture)
 
 lf = pair("lockfile", "holdfast.compat.lockfile")
 

@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import counting_run, load, original_bug, pair
+from compat_support import children, counting_run, load, original_bug, pair  # noqa: F401 (children is a fixture)
 
 pl = pair("phaselock", "holdfast.compat.phaselock")
 

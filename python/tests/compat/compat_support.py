@@ -1,6 +1,10 @@
-"""Fixtures for the compat tests: the original library and holdfast's
-compat module side by side (``impl`` is "original" or "compat"), and child
-processes synchronised by lines on pipes with bounded waits."""
+"""Helpers and fixtures for the compat tests: the original library and
+holdfast's compat module side by side (``impl`` is "original" or "compat"),
+and child processes synchronised by lines on pipes with bounded waits.
+
+Each test module imports what it uses from here; a ``conftest.py`` in this
+directory would clash with ``python/tests/conftest.py`` (pytest imports both
+as the module ``conftest``)."""
 
 from __future__ import annotations
 
