@@ -32,6 +32,11 @@
 //! # Ok::<(), holdfast::Error>(())
 //! ```
 //!
+//! The public traits of `holdfast` are implemented too: [`PgLock`] is a
+//! [`holdfast::LockBackend`] (guard [`PgGuard`], a [`holdfast::HeldLock`]
+//! with a fencing token) and [`PgStore`] a [`holdfast::CompletionStore`],
+//! so `PhaseRunner::run_with` and `RunOnce::run_with` work over PostgreSQL.
+//!
 //! # Guarantees, per form
 //!
 //! **Transaction lock (phases, run-once).** `pg_advisory_xact_lock`, the
@@ -89,6 +94,7 @@
 //! UTF-8 without NUL; see [`lock_key`] for the key and collisions. The
 //! tables are [`SCHEMA_SQL`], created on first use.
 
+mod backend;
 mod config;
 mod key;
 mod lock;
@@ -100,6 +106,7 @@ use std::sync::Arc;
 
 use holdfast::{Error, Result};
 
+pub use backend::PgStore;
 pub use config::{DEFAULT_CONNECT_TIMEOUT, ENV_VARS};
 pub use key::{MAX_NAME_LEN, lock_key};
 pub use lock::{PgGuard, PgHolder, PgLock};
@@ -217,6 +224,22 @@ impl Postgres {
     pub fn holders(&self) -> Result<Vec<PgHolder>> {
         let (mut client, _) = self.session()?;
         lock::holders_where(&mut client, self.server(), None)
+    }
+
+    /// The run-once keys marked done ([`Postgres::once`], `holdfast once`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`] if the server cannot be asked.
+    pub fn once_keys(&self) -> Result<Vec<String>> {
+        let (mut client, _) = self.session()?;
+        let rows = client
+            .query(
+                "SELECT target FROM holdfast_phases WHERE phase = '' ORDER BY done_at, target",
+                &[],
+            )
+            .map_err(|e| sql_error("read the run-once markers at", self.server(), &e))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     /// Opens a session, with holdfast's tables in place; returns it and

@@ -554,3 +554,94 @@ fn odd_names_are_recorded_exactly() {
         g.release().unwrap();
     }
 }
+
+/// The public traits: generic code over `LockBackend` works with a
+/// PostgreSQL lock, and holdfast's generic phase runner and run-once record
+/// their markers in `holdfast_phases` through the holding session.
+#[test]
+fn generic_phase_runner_and_run_once_over_postgres() {
+    use holdfast::once::{OnceOutcome, RunOnce};
+    use holdfast::phase::{Phase, PhaseRunner};
+    use holdfast::{CompletionStore, HeldLock, LockBackend};
+    use holdfast_postgres::PgStore;
+
+    fn exclusively<B: LockBackend>(lock: &B) -> holdfast::Result<Option<u64>> {
+        let held = lock.acquire(Mode::Exclusive, Wait::NoWait)?;
+        held.check()?;
+        let t = held.token();
+        held.release()?;
+        Ok(t)
+    }
+
+    let Some((s, url)) = database("generic") else {
+        return;
+    };
+    let pg = Postgres::new(&url).unwrap();
+    let lock = pg.lock("app").unwrap();
+    let t1 = exclusively(&lock).unwrap().unwrap();
+    let t2 = exclusively(&lock).unwrap().unwrap();
+    assert!(t2 > t1);
+    assert!(
+        LockBackend::location(&lock)
+            .to_string_lossy()
+            .ends_with("/generic/app")
+    );
+
+    let store = PgStore::phases(&pg, "app").unwrap();
+    let runner = PhaseRunner::new("app");
+    let r = runner
+        .run_with(
+            &lock,
+            &store,
+            [
+                Phase::new("one", |ctx| {
+                    assert!(ctx.token().is_some());
+                    Ok(())
+                }),
+                Phase::new("two", |_| Ok(())),
+            ],
+        )
+        .unwrap();
+    assert_eq!(r.completed, ["one", "two"]);
+    let again = runner
+        .run_with(&lock, &store, [Phase::new("one", |_| unreachable!())])
+        .unwrap();
+    assert_eq!(again.skipped, ["one"]);
+    assert_eq!(store.done_keys().unwrap(), ["one", "two"]);
+    assert!(store.clear("two").unwrap());
+    assert!(!store.is_done("two").unwrap());
+
+    let once_store = PgStore::once(&pg);
+    let once = RunOnce::new("cache-warm");
+    let once_lock = pg.lock("cache-warm").unwrap();
+    assert!(
+        once.run_with(&once_lock, &once_store, |_| Ok(()))
+            .unwrap()
+            .ran()
+    );
+    assert_eq!(
+        once.run_with(&once_lock, &once_store, |_| unreachable!())
+            .unwrap(),
+        OnceOutcome::AlreadyDone { waited: false }
+    );
+    assert_eq!(once_store.done_keys().unwrap(), ["cache-warm"]);
+    assert_eq!(
+        s.psql(
+            "generic",
+            "SELECT count(*) FROM holdfast_phases WHERE target = 'cache-warm' AND phase = ''"
+        ),
+        "1"
+    );
+    // A fenced mark from a guard whose session was terminated is refused.
+    let g = once_lock.acquire(Mode::Exclusive, Wait::NoWait).unwrap();
+    s.psql(
+        "generic",
+        &format!("SELECT pg_terminate_backend({})", g.backend_pid()),
+    );
+    assert!(g.wait_lost(T).is_some());
+    assert!(matches!(
+        once_store.mark_done("other", &g),
+        Err(Error::Lost { .. })
+    ));
+    assert!(!once_store.is_done("other").unwrap());
+}
