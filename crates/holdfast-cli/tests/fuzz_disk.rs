@@ -90,11 +90,15 @@ fn walk(root: &Path, at: &Path, out: &mut Vec<Entry>) {
 }
 
 /// The seeds: a kernel lock's holder record, every lock-file format, a
+/// FIFO lock's queue and a semaphore's file, a
 /// phase status file and a run-once marker, all written by holdfast.
 struct Seeds {
     record: Vec<u8>,
     lock_files: Vec<Vec<Entry>>,
     status_file: Vec<u8>,
+    /// A FIFO lock's queue file and a semaphore's file (their headers).
+    queue: Vec<u8>,
+    semaphore: Vec<u8>,
     once_key: Vec<u8>,
 }
 
@@ -120,11 +124,24 @@ fn seeds(d: &Dir) -> Seeds {
     let _ = holdfast::once(&key, |_| Ok(())).unwrap();
     let once_key = std::fs::read(&key).unwrap();
 
+    let q = d.join("q.lock");
+    let fifo = holdfast::FifoLock::open(&q).unwrap();
+    let g = fifo.lock().unwrap();
+    let queue = std::fs::read(d.join("q.lock.fifo")).unwrap();
+    drop(g);
+    let sem = holdfast::Semaphore::open(d.join("gpu.sem"), 2).unwrap();
+    let permit = sem.acquire().unwrap();
+    let semaphore = std::fs::read(d.join("gpu.sem")).unwrap();
+    drop(permit);
+    assert!(!queue.is_empty() && !semaphore.is_empty(), "no queue header");
+
     Seeds {
         record,
         lock_files: lock_file_seeds(d),
         status_file,
         once_key,
+        queue,
+        semaphore,
     }
 }
 
@@ -140,7 +157,15 @@ fn lay_out(rng: &mut Rng, seeds: &Seeds, dir: &Path) -> Vec<PathBuf> {
     std::fs::write(dir.join("k.lock"), content(&seeds.record, rng)).unwrap();
     std::fs::write(dir.join("app.db.status"), content(&seeds.status_file, rng)).unwrap();
     std::fs::write(dir.join("key"), content(&seeds.once_key, rng)).unwrap();
-    let mut paths = vec![dir.join("k.lock")];
+    std::fs::write(dir.join("q.lock"), content(&seeds.record, rng)).unwrap();
+    std::fs::write(dir.join("q.lock.fifo"), content(&seeds.queue, rng)).unwrap();
+    std::fs::write(dir.join("gpu.sem"), content(&seeds.semaphore, rng)).unwrap();
+    let mut paths = vec![
+        dir.join("k.lock"),
+        dir.join("q.lock"),
+        dir.join("q.lock.fifo"),
+        dir.join("gpu.sem"),
+    ];
     for (i, entries) in seeds.lock_files.iter().enumerate() {
         let base = format!("lf{i}.lock");
         let mut top: Option<PathBuf> = None;
