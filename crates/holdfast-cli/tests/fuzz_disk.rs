@@ -133,7 +133,10 @@ fn seeds(d: &Dir) -> Seeds {
     let permit = sem.acquire().unwrap();
     let semaphore = std::fs::read(d.join("gpu.sem")).unwrap();
     drop(permit);
-    assert!(!queue.is_empty() && !semaphore.is_empty(), "no queue header");
+    assert!(
+        !queue.is_empty() && !semaphore.is_empty(),
+        "no queue header"
+    );
 
     Seeds {
         record,

@@ -232,6 +232,17 @@ pub fn run(prog: &str, args: FlockArgs) -> u8 {
                     _ => exit::NO_INPUT,
                 };
                 let why = match &e {
+                    Error::Io { source, .. }
+                        if source.kind() == std::io::ErrorKind::NotFound
+                            && std::fs::symlink_metadata(&path)
+                                .is_ok_and(|m| m.file_type().is_symlink()) =>
+                    {
+                        format!(
+                            "{} (it is a symbolic link to a missing file; holdfast does not \
+                             create a file through a link)",
+                            strerror(source)
+                        )
+                    }
                     Error::Io { source, .. } => strerror(source),
                     other => exit::for_error(other).1,
                 };
