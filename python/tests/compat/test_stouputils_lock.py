@@ -20,7 +20,8 @@ lock.acquire()
 print("held", flush=True)
 sys.stdin.readline()
 lock.release()
-lock.close()
+if len(sys.argv) < 4:  # close() while others queue races in stouputils (its queue dir is removed under them)
+    lock.close()
 print("released", flush=True)
 """
 
@@ -107,11 +108,13 @@ def test_rlock_reentrant(st, tmp_path):
     assert not os.path.exists(p + ".queue")
 
 
-def test_fifo_order_across_processes(st, tmp_path, children):
+def test_fifo_order_across_processes(st, tmp_path, children, request):
     """Waiters are served in ticket (arrival) order."""
+    original_bug(request, "stouputils' queue loses arrival order in some runs (a waiter that is not the head "
+                          "gets the lock; peer-protocols.md section 6)", racy=True)
     p = str(tmp_path / "fifo.lock")
     log = str(tmp_path / "served")
-    h = children.python(HOLD, st.__name__, p)
+    h = children.python(HOLD, st.__name__, p, "no-close")
     h.expect("held")
     waiters = []
     for _ in range(4):
