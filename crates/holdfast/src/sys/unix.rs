@@ -52,12 +52,6 @@ pub(crate) fn open_lock_file(path: &Path, spec: &OpenSpec) -> io::Result<(File, 
         }
         other => other?,
     };
-    if kind == FileKind::Writable {
-        let st = rustix::fs::fstat(&file)?;
-        if st.st_uid != rustix::process::geteuid().as_raw() || st.st_nlink > 1 {
-            return Ok((file, FileKind::Foreign));
-        }
-    }
     Ok((file, kind))
 }
 
@@ -102,13 +96,20 @@ fn open_no_truncate(path: &Path, extra: OFlags, perm: PermMode) -> Result<(File,
     Ok((file, kind))
 }
 
+/// `regular` for a regular file, `Other` for anything else; a `Writable`
+/// file another user owns, or with other hard links, is `Foreign` (one
+/// `fstat` answers all three).
 fn kind_of(file: &File, regular: FileKind) -> Result<FileKind, Errno> {
     let st = rustix::fs::fstat(file)?;
     Ok(
-        if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile {
-            regular
-        } else {
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
             FileKind::Other
+        } else if regular == FileKind::Writable
+            && (st.st_uid != rustix::process::geteuid().as_raw() || st.st_nlink > 1)
+        {
+            FileKind::Foreign
+        } else {
+            regular
         },
     )
 }
