@@ -378,7 +378,10 @@ last_record (the holder record left in the file, with its fencing token)
 and lockfile (null, or: path, protocol [soft|link|mkdir], format
 [holdfast|flufl|lockfile|filelock], locked, stale, stale_reason, holder,
 holder_alive [true|false|null: cannot be checked], expires [Unix seconds],
-expires_in [seconds, negative once past]).")]
+expires_in [seconds, negative once past]), phases_done (null, or the phases
+PATH.status records as done). A path is a string, or {\"bytes\": [...],
+\"lossy\": \"...\"} when it is not UTF-8. Text output escapes control
+characters (\\x1b, \\n; \\xff for bytes that are not UTF-8).")]
 pub struct StatusArgs {
     /// Print JSON (one object per lock, in an array).
     #[arg(long)]

@@ -56,7 +56,7 @@ impl crate::cli::ShowArgs {
 pub fn create_parents(path: &Path) -> Result<(), String> {
     match path.parent().filter(|p| !p.as_os_str().is_empty()) {
         Some(dir) => std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create directory {}: {e}", dir.display())),
+            .map_err(|e| format!("cannot create directory {}: {e}", holdfast::text::path(dir))),
         None => Ok(()),
     }
 }

@@ -67,7 +67,7 @@ fn lock_file(args: &RunArgs, protocol: ProtocolArg) -> Result<LockFile, String> 
         return Err(format!(
             "{} is a directory, not a lock file; if it is a lock of the mkdir protocol, \
              use --lockfile mkdir, else name another path",
-            args.lockfile.display()
+            crate::report::shown(&args.lockfile)
         ));
     }
     let mut opts = super::lockfile_options(protocol, args.compat);
