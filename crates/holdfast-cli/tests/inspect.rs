@@ -626,3 +626,39 @@ fn printers_never_panic_and_never_print_control_characters() {
         }
     }
 }
+
+/// A kernel lock on a FIFO the caller may only read: the read-only open
+/// that `run` and `flock` fall back to must not wait for a writer (it
+/// did, forever). Needs another user, so it runs only as root (through
+/// setpriv as uid 65534).
+#[test]
+fn a_read_only_fifo_as_lock_file_never_hangs() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(1)
+        != 0
+    {
+        eprintln!("skipped: running as another user needs root");
+        return;
+    }
+    let d = Dir::new();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let f = d.join("f");
+    mkfifo(&f);
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let bin = std::env::var_os("HOLDFAST_TEST_BIN").unwrap_or_else(|| HOLDFAST.into());
+    for args in [&["run", "--no-wait"][..], &["flock", "-n"]] {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(&bin)
+            .args(args)
+            .arg(&f);
+        if args[0] == "run" {
+            c.arg("--");
+        }
+        c.arg("true");
+        let out = run_within(&mut c, Duration::from_secs(10));
+        assert_eq!(out.code(), 0, "{args:?}: {out:?}");
+    }
+}

@@ -58,7 +58,27 @@ pub(crate) fn open_lock_file(path: &Path, spec: &OpenSpec) -> io::Result<(File, 
 /// `open` for reading and writing, falling back to read-only for a
 /// directory or a file we may not write; `extra` adds `O_CREAT` and
 /// `O_NOFOLLOW` as asked.
+///
+/// Every open is `O_NONBLOCK`, so a FIFO (read-only: no writer yet) or a
+/// device (a modem line waiting for carrier) can never hang it; the flag is
+/// cleared again on anything but a regular file, where it has no effect,
+/// so a command that inherits the descriptor sees it as `flock(1)` would
+/// give it.
 fn open_no_truncate(path: &Path, extra: OFlags, perm: PermMode) -> Result<(File, FileKind), Errno> {
+    let (file, kind) = open_no_truncate_nonblock(path, extra, perm)?;
+    if kind == FileKind::Other {
+        let flags = rustix::fs::fcntl_getfl(&file)?;
+        rustix::fs::fcntl_setfl(&file, flags - OFlags::NONBLOCK)?;
+    }
+    Ok((file, kind))
+}
+
+fn open_no_truncate_nonblock(
+    path: &Path,
+    extra: OFlags,
+    perm: PermMode,
+) -> Result<(File, FileKind), Errno> {
+    let extra = extra | OFlags::NONBLOCK;
     let nofollow = extra & OFlags::NOFOLLOW;
     let rw = OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOCTTY | extra;
     let fd = match rustix::fs::open(path, rw, perm) {
@@ -77,7 +97,7 @@ fn open_no_truncate(path: &Path, extra: OFlags, perm: PermMode) -> Result<(File,
         Err(e @ (Errno::ACCESS | Errno::ROFS | Errno::PERM)) => {
             match rustix::fs::open(
                 path,
-                OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | nofollow,
+                OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK | nofollow,
                 PermMode::empty(),
             ) {
                 Ok(fd) => {
