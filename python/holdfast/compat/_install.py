@@ -78,7 +78,7 @@ class _AliasLoader(importlib.abc.Loader):
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
         if self.target is None:  # a stand-in parent package (e.g. "flufl" when flufl.lock is not installed)
             mod = types.ModuleType(spec.name)
-            mod.__path__ = []  # type: ignore[attr-defined]
+            mod.__path__ = []
             return mod
         mod = importlib.import_module(self.target)
         self._spec = mod.__spec__

@@ -51,7 +51,7 @@ import time
 from datetime import datetime, timedelta
 from enum import Enum
 from types import TracebackType
-from typing import Any, List, Optional, Tuple, Type, Union
+from typing import Any, List, Literal, Optional, Tuple, Type, Union
 
 from . import _core
 
@@ -346,7 +346,7 @@ class Lock:
         return self
 
     def __exit__(self, exc_type: Optional[Type[BaseException]], exc_val: Optional[BaseException],
-                 exc_tb: Optional[TracebackType]) -> bool:
+                 exc_tb: Optional[TracebackType]) -> Literal[False]:
         self.unlock()
         return False
 

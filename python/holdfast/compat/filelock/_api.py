@@ -105,7 +105,7 @@ class _FileLockMeta(type):
                  *, blocking: bool = True, is_singleton: bool = False, poll_interval: float = 0.05,
                  lifetime: Optional[float] = None, **kwargs: Any) -> Any:
         if thread_local is None:
-            thread_local = cls._default_thread_local
+            thread_local = getattr(cls, "_default_thread_local", True)
         _check_blocking(blocking)
         _check_seconds("timeout", timeout)
         poll_interval = _check_poll(poll_interval)

@@ -11,7 +11,7 @@ from types import TracebackType
 from typing import Any, Callable, Optional, Type
 
 from .. import _core
-from ._api import BaseFileLock, SoftFileLock, Timeout, UnixFileLock, WindowsFileLock, _check_blocking
+from ._api import BaseFileLock, SoftFileLock, Timeout, UnixFileLock, _check_blocking
 
 __all__ = [
     "AsyncAcquireReturnProxy",
@@ -146,8 +146,14 @@ class AsyncSoftFileLock(SoftFileLock, BaseAsyncFileLock):
     """filelock's soft lock file, awaited without blocking the event loop."""
 
 
-class AsyncWindowsFileLock(WindowsFileLock, BaseAsyncFileLock):
+class AsyncWindowsFileLock(BaseAsyncFileLock):
     """filelock's Windows lock; on other systems it raises as filelock does."""
+
+    def _make_native(self) -> Any:
+        raise NotImplementedError("AsyncWindowsFileLock is only available on Windows")
+
+    async def acquire(self, *args: Any, **kwargs: Any) -> AsyncAcquireReturnProxy:  # type: ignore[override]
+        raise NotImplementedError("AsyncWindowsFileLock is only available on Windows")
 
 
 def __dir__() -> "list[str]":

@@ -192,7 +192,10 @@ class _HoldfastLock(LockBase):
                     if not os.path.lexists(self._on_disk()):
                         raise
                     if deadline is not None and time.monotonic() >= deadline:
-                        raise _core.Timeout(f"{self._on_disk()} is held with another lock protocol") from None
+                        held = "%s is held with the other lockfile protocol" % self._on_disk()
+                        if timeout is not None and timeout > 0:
+                            raise LockTimeout("Timeout waiting to acquire lock for %s (%s)" % (self.path, held))
+                        raise AlreadyLocked("%s is already locked (%s)" % (self.path, held))
                     time.sleep(0.05)
                     wait = None if deadline is None else max(0.0, deadline - time.monotonic())
         except (_core.Busy + (_core.AlreadyHeld,)) as err:
