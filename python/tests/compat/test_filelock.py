@@ -258,3 +258,25 @@ def test_soft_record_readable_by_original(tmp_path):
         pid, host = path.read_text().splitlines()[:2]
     assert pid == str(os.getpid())
     assert host.split("?")[0] == socket.gethostname().split("?")[0]
+
+
+def test_async_cancelled_acquire_holds_nothing(fl, tmp_path, children):
+    """A cancelled (timed-out by asyncio) acquire leaves nothing held."""
+    path = str(tmp_path / "cancel.lock")
+    h = children.python(FLOCK_HOLDER, path)
+    h.expect("held")
+
+    async def main():
+        lock = fl.AsyncFileLock(path)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(lock.acquire(), 0.3)
+        assert not lock.is_locked and lock.lock_counter == 0
+        return lock
+
+    lock = asyncio.run(main())
+    h.send("go")
+    h.wait()
+    other = fl.FileLock(path)
+    with other.acquire(timeout=5):
+        assert other.is_locked
+    del lock
