@@ -125,6 +125,18 @@ pub fn for_error(e: &Error) -> (u8, String) {
                 }
             ),
         ),
+        Error::Unsupported {
+            what: "the link protocol",
+            path,
+            ..
+        } => (
+            USAGE,
+            format!(
+                "cannot use a link lock on {}: this filesystem refuses hard links; use \
+                 --lockfile soft or --lockfile mkdir",
+                crate::report::shown(path)
+            ),
+        ),
         Error::InvalidInput { .. } | Error::Unsupported { .. } => (USAGE, e.to_string()),
         Error::Corrupt { .. } => (DATA_ERR, e.to_string()),
         Error::LeaderFailed { .. } => (LEADER_FAILED, e.to_string()),
@@ -257,6 +269,33 @@ mod tests {
             op,
             path: PathBuf::from(path),
             source: io::Error::from_raw_os_error(errno),
+        }
+    }
+
+    /// The library's API words (`Protocol::Soft`, `Backend::Flock`) become
+    /// the flags a shell user types.
+    #[test]
+    fn unsupported_speaks_flags() {
+        for (what, reason, want) in [
+            (
+                "the link protocol",
+                "this filesystem refuses hard links (EPERM); use Protocol::Soft or Protocol::Mkdir",
+                "use --lockfile soft or --lockfile mkdir",
+            ),
+            (
+                "fcntl locks on a directory",
+                "they need a file opened for writing; use Backend::Flock",
+                "leave out --fcntl",
+            ),
+        ] {
+            let e = Error::Unsupported {
+                path: PathBuf::from("/nfs/x.lock"),
+                what,
+                reason: reason.into(),
+            };
+            let (code, msg) = for_error(&e);
+            assert_eq!(code, USAGE);
+            assert!(msg.contains(want) && !msg.contains("::"), "{msg}");
         }
     }
 

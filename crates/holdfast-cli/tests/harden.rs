@@ -346,6 +346,10 @@ fn cli_messages_speak_flags_not_rust() {
             "leave out --fcntl",
         ),
         (
+            vec!["break", "--protocol", "soft", "--compat", "flufl", s(&x)],
+            "--protocol soft does not take --compat flufl",
+        ),
+        (
             vec!["flock", "--fcntl", s(&dir), "true"],
             "leave out --fcntl",
         ),

@@ -11,6 +11,12 @@ use crate::report::{self, shown};
 
 pub fn run(args: BreakArgs) -> u8 {
     let mut how = BreakOptions::new().force(args.force);
+    if let Some(p) = args.protocol
+        && let Err(msg) = super::check_compat("--protocol", p, args.compat)
+    {
+        eprintln!("holdfast: {msg}");
+        return exit::USAGE;
+    }
     if let Some(p) = args.protocol {
         how = how.protocol(p.into());
     }
