@@ -123,17 +123,25 @@ if kind == "raw":
     release = lambda: fcntl.flock(fd, fcntl.LOCK_UN)
 elif kind.startswith("holdfast"):
     import holdfast
-    lock = holdfast.Lock(path, record=(kind == "holdfast"))
+    lock = holdfast.Lock(path, record=(kind != "holdfast-norecord"))
     acquire, release = lock.acquire, lock.release
 elif kind == "filelock":
     import filelock
     lock = filelock.FileLock(path)
     acquire, release = lock.acquire, lock.release
-for line in sys.stdin:
-    acquire()
-    t = time.monotonic_ns()
-    release()
-    print(t, flush=True)
+def loop():
+    for line in sys.stdin:
+        acquire()
+        t = time.monotonic_ns()
+        release()
+        print(t, flush=True)
+if kind == "holdfast-thread":
+    import threading
+    t = threading.Thread(target=loop)
+    t.start()
+    t.join()
+else:
+    loop()
 """
 
 
@@ -147,7 +155,7 @@ def handoff(d: str, kind: str, rounds: int) -> list:
     elif kind.startswith("holdfast"):
         import holdfast
 
-        lock = holdfast.Lock(p, record=(kind == "holdfast"))
+        lock = holdfast.Lock(p, record=(kind != "holdfast-norecord"))
         acquire, release = lock.acquire, lock.release
     else:
         import filelock
@@ -199,7 +207,8 @@ def main() -> None:
         for kind, name, rounds in [
             ("raw", "raw fcntl.flock (anchor)", 300),
             ("holdfast", "holdfast.Lock (waiter in the main thread)", 300),
-            ("holdfast-norecord", "holdfast.Lock(record=False)", 300),
+            ("holdfast-norecord", "holdfast.Lock(record=False), waiter in the main thread", 300),
+            ("holdfast-thread", "holdfast.Lock, waiter in a worker thread", 300),
             ("filelock", "filelock.FileLock", 40),
         ]:
             if QUICK:
