@@ -100,11 +100,6 @@ class _Primitive:
         """Whether this object holds the lock (in any thread or task)."""
         return bool(self._held)
 
-    @property
-    def is_locked(self) -> bool:
-        """Alias of :attr:`locked` (filelock's name)."""
-        return bool(self._held)
-
     def _handle(self) -> Any:
         ent = self._held.get(_util.owner())
         if ent is None and len(self._held) == 1:
@@ -266,6 +261,12 @@ class Lock(_Primitive):
         return self
 
     @property
+    def is_locked(self) -> bool:
+        """Whether this object holds the lock (filelock's name for
+        :attr:`locked`)."""
+        return bool(self._held)
+
+    @property
     def token(self) -> Optional[int]:
         """The fencing token of the calling thread's (or task's) exclusive
         acquisition: larger than every earlier one on this lock file. None
@@ -388,8 +389,10 @@ class LockFile(_Primitive):
         """Whether this object holds the lock and it is still its own."""
         return bool(self._native.i_am_locking())
 
-    def is_locked_on_disk(self) -> bool:
-        """Whether anybody holds the lock file (possibly a stale holder)."""
+    def is_locked(self) -> bool:
+        """Whether anybody holds the lock file (possibly a stale holder
+        that a waiter would take over); :attr:`locked` says whether this
+        object does."""
         return bool(self._native.is_locked())
 
     def break_lock(self, force: bool = False) -> bool:

@@ -41,8 +41,9 @@ sys.stdin.readline()
         c.kill(signal.SIGKILL)
         c.wait()
         # The dead holder's lock is stale: taken over (waiting by inotify).
+        assert lf.is_locked() and not lf.i_am_locking() and not lf.locked
         with lf.acquire(timeout=BOUND):
-            assert lf.i_am_locking()
+            assert lf.i_am_locking() and lf.locked
             lf.refresh() if lf.lifetime else None
         assert not holdfast.inspect(p).locked
 
