@@ -93,9 +93,11 @@ fn lock_file_text(v: &LockFileVerdict) -> String {
         // Another host, or no start time recorded (a live pid might be a
         // reused one): the lease decides.
         (_, Some(t)) => format!("holder unverified, {}", lease(t, now)),
-        (Liveness::NoHolder { grace }, None) => format!(
-            "names no holder yet (a record being written, or damaged): stale once unchanged for {}",
-            fmt_duration(*grace)
+        (Liveness::NoHolder { grace, stale_at }, None) => format!(
+            "names no holder yet (a record being written, damaged, or left by a killed \
+             holder): stale once unchanged for {} ({})",
+            fmt_duration(*grace),
+            by_age(*stale_at, now)
         ),
         (_, None) => "holder unverified and no lease: never stale by itself".to_owned(),
     };
@@ -267,6 +269,15 @@ pub fn json(seen: &Inspection) -> Value {
     })
 }
 
+/// `stale by its age in 9s`: when a one-off look calls an unsettled lock
+/// stale.
+fn by_age(stale_at: SystemTime, now: SystemTime) -> String {
+    match stale_at.duration_since(now) {
+        Ok(left) => format!("by its age in {}", fmt_duration(left)),
+        Err(_) => "by its age now".to_owned(),
+    }
+}
+
 /// Why a lock was not broken: `held by pid 4242 (...), which is alive`.
 pub fn kept(v: &LockFileVerdict) -> String {
     let Some(h) = &v.status.holder else {
@@ -284,14 +295,14 @@ pub fn kept(v: &LockFileVerdict) -> String {
             fmt_duration(now.duration_since(*expired).unwrap_or(Duration::ZERO)),
             fmt_duration(*skew)
         ),
-        Liveness::NoHolder { grace } => format!(
-            "which names no holder holdfast can check (a record being written or damaged, \
-             which counts as stale once unchanged for {}, or a lock made by a program that \
-             records no holder)",
-            fmt_duration(*grace)
+        Liveness::NoHolder { grace, stale_at } => format!(
+            "which names no holder yet (a record being written, damaged, or left by a killed \
+             holder): it counts as stale once unchanged for {} ({})",
+            fmt_duration(*grace),
+            by_age(*stale_at, now)
         ),
-        _ => "which holdfast cannot check (another host without a lease, or a lock without its \
-              holder's details)"
+        _ => "which holdfast cannot check (another host without a lease, a program that records \
+              no holder, or content that names none): never stale by itself"
             .to_owned(),
     };
     format!("held by {h}, {why}")

@@ -167,6 +167,19 @@ fn mkdir_lockfile_on_an_existing_directory_follows_one_rule() {
     assert_eq!(br.code(), 66, "{br:?}");
     assert!(br.stderr.contains("not a mkdir lock"), "{}", br.stderr);
     assert!(full.join("notes.md").exists());
+    // What names no owner at all is never called "stale once unchanged":
+    // it never becomes stale by itself, and the refusal says so.
+    let strict = d.join("strict.lock");
+    std::fs::write(&strict, b"1\nfilelock-strict-v1\x00\n0\n").unwrap();
+    let br = run(holdfast()
+        .args(["break", "--protocol", "soft", "--compat", "filelock"])
+        .arg(&strict));
+    assert_eq!(br.code(), 1, "{br:?}");
+    assert!(
+        br.stderr.contains("never stale by itself") && !br.stderr.contains("once unchanged"),
+        "{}",
+        br.stderr
+    );
 
     let empty = d.join("empty.lock");
     std::fs::create_dir(&empty).unwrap();

@@ -131,15 +131,19 @@ pub enum Liveness {
         /// The clock-skew allowance.
         skew: Duration,
     },
-    /// The lock names no holder holdfast can check: a record being
-    /// written, a damaged one, or a program that records none. Such a lock
-    /// counts as stale once unchanged for the grace period.
+    /// The lock names no holder yet: empty, or a record being written (or
+    /// damaged, or left half-written by a killed holder). It counts as
+    /// stale once a waiter saw it unchanged for the grace period, or once
+    /// it is older than `stale_at` for a one-off look.
     NoHolder {
         /// The grace period.
         grace: Duration,
+        /// When a one-off look (status, break) calls it stale by its age.
+        stale_at: SystemTime,
     },
-    /// A holder that cannot be checked, without a lease: never stale by
-    /// itself.
+    /// A holder that cannot be checked, without a lease, or content that
+    /// names no owner at all (a pid file, a strict sentinel, another
+    /// program's lock): never stale by itself.
     Unverifiable,
 }
 
@@ -244,8 +248,11 @@ fn liveness(st: &LockFileStatus, skew: Duration, grace: Duration) -> Liveness {
     if let Some(r) = &st.stale {
         return Liveness::Stale(r.clone());
     }
+    if let Some(stale_at) = st.unsettled_until {
+        return Liveness::NoHolder { grace, stale_at };
+    }
     let Some(h) = &st.holder else {
-        return Liveness::NoHolder { grace };
+        return Liveness::Unverifiable;
     };
     if h.source == HolderSource::Record {
         return Liveness::Alive {
@@ -255,7 +262,6 @@ fn liveness(st: &LockFileStatus, skew: Duration, grace: Duration) -> Liveness {
     match st.expires {
         Some(t) if t >= SystemTime::now() => Liveness::LeaseRunning { expires: t },
         Some(t) => Liveness::LeaseInSkew { expired: t, skew },
-        None if h.pid.is_none() => Liveness::NoHolder { grace },
         None => Liveness::Unverifiable,
     }
 }

@@ -651,6 +651,13 @@ pub struct LockFileStatus {
     pub expires: Option<SystemTime>,
     /// Held through a guard of this `LockFile`.
     pub mine: bool,
+    /// For a lock that names no holder yet (empty, or a record being
+    /// written or damaged): when a one-off look will call it stale by its
+    /// age (its ctime plus the grace period and the clock-skew allowance),
+    /// unless it changes meanwhile. A waiter that watches it stay
+    /// unchanged for the grace period takes it sooner. `None` otherwise,
+    /// also for content that names no owner at all (never stale by itself).
+    pub unsettled_until: Option<SystemTime>,
 }
 
 /// What [`LockFile::break_lock_if`] did.
@@ -1238,6 +1245,7 @@ impl LockFile {
                 stale: None,
                 expires: None,
                 mine: false,
+                unsettled_until: None,
             },
         })
     }
@@ -1255,12 +1263,19 @@ impl LockFile {
             path: ctx.path.clone(),
             locked: true,
             holder: ctx.holder(obs, &j),
-            stale: match j.verdict {
-                Verdict::Stale(r) => Some(r),
+            stale: match &j.verdict {
+                Verdict::Stale(r) => Some(r.clone()),
                 _ => None,
             },
             expires: j.expires,
             mine,
+            unsettled_until: match &j.verdict {
+                Verdict::Unsettled => obs
+                    .times
+                    .ctime
+                    .checked_add(ctx.opts.grace + ctx.opts.clock_skew),
+                _ => None,
+            },
         }
     }
 
