@@ -159,7 +159,7 @@ pub fn acquire_lockfile<'l>(
     wait: Wait,
     show: Show,
 ) -> holdfast::Result<LockFileGuard<'l>> {
-    lock.acquire_observed(wait, &Line::new(show))
+    lock.acquire_observed(Mode::Exclusive, wait, &Line::new(show))
 }
 
 /// Stops the waiting line of [`around`] once the lock is held.

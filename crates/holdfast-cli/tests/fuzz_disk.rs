@@ -130,7 +130,7 @@ fn seeds(d: &Dir) -> Seeds {
     let queue = std::fs::read(d.join("q.lock.fifo")).unwrap();
     drop(g);
     let sem = holdfast::Semaphore::open(d.join("gpu.sem"), 2).unwrap();
-    let permit = sem.acquire().unwrap();
+    let permit = sem.lock().unwrap();
     let semaphore = std::fs::read(d.join("gpu.sem")).unwrap();
     drop(permit);
     assert!(

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use holdfast::tokio::{AsyncSemaphore, OwnedSemaphorePermit};
-use holdfast::{Semaphore, Wait};
+use holdfast::{Mode, Semaphore, Wait};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
@@ -71,7 +71,7 @@ impl NativeSemaphore {
     ) -> PyResult<PermitHandle> {
         let wait = convert::wait(timeout, blocking)?;
         let s = Arc::clone(&self.sem);
-        let p = runtime::wait(py, async move { s.acquire_with(wait).await })?;
+        let p = runtime::wait(py, async move { s.acquire(Mode::Shared, wait).await })?;
         Ok(PermitHandle::new(p))
     }
 
@@ -86,14 +86,15 @@ impl NativeSemaphore {
         let wait = convert::wait(timeout, blocking)?;
         let s = Arc::clone(&self.sem);
         if wait == Wait::NoWait {
-            let r = runtime::handle()?.block_on(async move { s.acquire_with(Wait::NoWait).await });
+            let r = runtime::handle()?
+                .block_on(async move { s.acquire(Mode::Shared, Wait::NoWait).await });
             return match r {
                 Ok(p) => Ok(Py::new(py, PermitHandle::new(p))?.into_any()),
                 Err(e) => Err(errors::to_py(py, e)),
             };
         }
         let pending = runtime::spawn_async(
-            async move { s.acquire_with(wait).await },
+            async move { s.acquire(Mode::Shared, wait).await },
             callback,
             |py, p| Ok(Py::new(py, PermitHandle::new(p))?.into_any()),
         )?;

@@ -853,3 +853,78 @@ fn every_primitive_waits_through_the_polling_fallback() {
         w.close_stdin();
     }
 }
+
+/// Issue 10 item 15: one vocabulary across primitives. `acquire(mode,
+/// wait)` and `lock`/`try_lock`/`lock_timeout` everywhere, `unlock` on
+/// every guard; a *try* by the thread that holds the lock is WouldBlock
+/// (as std's `try_lock`), a *wait* by it is AlreadyHeld; `LockStatus`
+/// prints; `Protocol` and `Compat` at the root.
+#[test]
+fn one_vocabulary_for_every_primitive() {
+    use holdfast::{Compat, Protocol as RootProtocol};
+    let d = Dir::new();
+    let short = Duration::from_millis(20);
+
+    let lock = Lock::open(d.join("k")).unwrap();
+    let g = lock.acquire(Mode::Exclusive, Wait::NoWait).unwrap();
+    assert!(matches!(lock.try_lock(), Err(Error::WouldBlock { .. })));
+    assert!(matches!(
+        lock.lock_timeout(short),
+        Err(Error::AlreadyHeld { .. })
+    ));
+    let other = Lock::open(d.join("k")).unwrap();
+    assert!(matches!(other.try_lock(), Err(Error::WouldBlock { .. })));
+    assert!(matches!(
+        other.lock_timeout(short),
+        Err(Error::AlreadyHeld { .. })
+    ));
+    g.unlock().unwrap();
+
+    let fifo = FifoLock::open(d.join("q")).unwrap();
+    let g = fifo.acquire(Mode::Exclusive, Wait::NoWait).unwrap();
+    assert!(matches!(fifo.try_lock(), Err(Error::WouldBlock { .. })));
+    assert!(matches!(
+        fifo.lock_timeout(short),
+        Err(Error::AlreadyHeld { .. })
+    ));
+    g.unlock().unwrap();
+
+    let file = LockFile::open(d.join("f.lock"), RootProtocol::Soft).unwrap();
+    let g = file.acquire(Mode::Exclusive, Wait::NoWait).unwrap();
+    assert!(matches!(file.try_lock(), Err(Error::WouldBlock { .. })));
+    assert!(matches!(
+        file.lock_timeout(short),
+        Err(Error::AlreadyHeld { .. })
+    ));
+    assert!(matches!(
+        file.acquire(Mode::Shared, Wait::NoWait),
+        Err(Error::Unsupported { .. })
+    ));
+    g.unlock().unwrap();
+    let flufl = LockFile::options(RootProtocol::Link)
+        .compat(Compat::Flufl)
+        .open(d.join("l.lock"))
+        .unwrap();
+    flufl.lock().unwrap().unlock().unwrap();
+
+    let sem = Semaphore::open(d.join("s"), 1).unwrap();
+    let p = sem.acquire(Mode::Shared, Wait::NoWait).unwrap();
+    assert!(matches!(sem.try_lock(), Err(Error::WouldBlock { .. })));
+    assert!(matches!(
+        sem.lock_timeout(short),
+        Err(Error::Timeout { .. })
+    ));
+    p.unlock().unwrap();
+    sem.lock().unwrap().unlock().unwrap();
+
+    let path = d.join("k");
+    assert!(
+        holdfast::status(&path)
+            .unwrap()
+            .to_string()
+            .ends_with("k: free")
+    );
+    let _g = lock.lock().unwrap();
+    let line = holdfast::status(&path).unwrap().to_string();
+    assert!(line.contains("k: exclusive, held by"), "{line}");
+}

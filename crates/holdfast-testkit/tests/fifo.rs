@@ -417,10 +417,8 @@ mod asynchronous {
                 }
                 (Kind::Fifo(l), None) => Box::pin(async move { boxed(l.lock().await) }),
                 (Kind::Fifo(l), Some(t)) => Box::pin(async move { boxed(l.lock_timeout(t).await) }),
-                (Kind::Sem(l), None) => Box::pin(async move { boxed(l.acquire().await) }),
-                (Kind::Sem(l), Some(t)) => {
-                    Box::pin(async move { boxed(l.acquire_timeout(t).await) })
-                }
+                (Kind::Sem(l), None) => Box::pin(async move { boxed(l.lock().await) }),
+                (Kind::Sem(l), Some(t)) => Box::pin(async move { boxed(l.lock_timeout(t).await) }),
             }
         }
         /// The file that waiters block on in the kernel.
@@ -468,10 +466,9 @@ mod asynchronous {
         // Checked at compile time; the futures are never polled.
         send(&l.lock());
         send(&f.lock());
-        send(&s.acquire());
+        send(&s.lock());
         let rt = runtime();
-        let (g1, g2, g3) =
-            rt.block_on(async { (l.lock().await, f.lock().await, s.acquire().await) });
+        let (g1, g2, g3) = rt.block_on(async { (l.lock().await, f.lock().await, s.lock().await) });
         let (g1, g2, g3) = (g1.unwrap(), g2.unwrap(), g3.unwrap());
         send(&g1);
         send(&g2);
@@ -483,7 +480,7 @@ mod asynchronous {
         rt.block_on(async {
             assert!(l.try_lock().await.is_ok());
             assert!(f.try_lock().await.is_ok());
-            assert!(s.try_acquire().await.is_ok());
+            assert!(s.try_lock().await.is_ok());
         });
     }
 

@@ -138,9 +138,9 @@ fn messages_name_what_the_primitive_is() {
     use std::time::Duration;
     let d = Dir::new();
     let sem = holdfast::Semaphore::open(d.join("gpu.sem"), 1).unwrap();
-    let _permit = sem.acquire().unwrap();
+    let _permit = sem.lock().unwrap();
     let other = holdfast::Semaphore::open(d.join("gpu.sem"), 1).unwrap();
-    let e = other.try_acquire().unwrap_err().to_string();
+    let e = other.try_lock().unwrap_err().to_string();
     assert!(
         e.starts_with(&format!(
             "no permit of {} is free: all 1 permit taken, by this process",
@@ -150,7 +150,7 @@ fn messages_name_what_the_primitive_is() {
     );
     assert!(!e.contains("exclusive lock"), "{e}");
     let e = other
-        .acquire_timeout(Duration::from_millis(20))
+        .lock_timeout(Duration::from_millis(20))
         .unwrap_err()
         .to_string();
     assert!(e.starts_with("timed out after "), "{e}");

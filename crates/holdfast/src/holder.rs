@@ -594,8 +594,8 @@ impl Holders {
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
     /// let sem = holdfast::Semaphore::open(dir.path().join("gpu.sem"), 1)?;
-    /// let _permit = sem.acquire()?;
-    /// let e = sem.try_acquire().unwrap_err();
+    /// let _permit = sem.lock()?;
+    /// let e = sem.try_lock().unwrap_err();
     /// assert_eq!(e.holders().permits(), Some(1));
     /// assert!(e.to_string().starts_with("no permit of "), "{e}");
     /// # Ok::<(), holdfast::Error>(())

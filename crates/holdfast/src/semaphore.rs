@@ -5,12 +5,12 @@
 //! # let dir = tempfile::tempdir().unwrap();
 //! # let path = dir.path().join("gpu.sem");
 //! let gpus = holdfast::Semaphore::open(&path, 2)?;
-//! let a = gpus.acquire()?;
-//! let b = gpus.acquire()?;
-//! assert!(gpus.try_acquire().is_err()); // both permits taken
+//! let a = gpus.lock()?;
+//! let b = gpus.lock()?;
+//! assert!(gpus.try_lock().is_err()); // both permits taken
 //! assert_ne!(a.slot(), b.slot());
 //! drop(a);
-//! let _c = gpus.try_acquire()?;
+//! let _c = gpus.try_lock()?;
 //! # Ok::<(), holdfast::Error>(())
 //! ```
 //!
@@ -141,10 +141,10 @@ impl SemaphoreOptions {
 /// use std::time::Duration;
 /// # let dir = tempfile::tempdir().unwrap();
 /// let sem = holdfast::Semaphore::open(dir.path().join("db.sem"), 1)?;
-/// let p = sem.acquire()?;
-/// let err = sem.acquire_timeout(Duration::from_millis(20)).unwrap_err();
+/// let p = sem.lock()?;
+/// let err = sem.lock_timeout(Duration::from_millis(20)).unwrap_err();
 /// assert!(err.to_string().contains("timed out"));
-/// p.release()?;
+/// p.unlock()?;
 /// # Ok::<(), holdfast::Error>(())
 /// ```
 pub struct Semaphore {
@@ -200,44 +200,112 @@ impl Semaphore {
         self.shared.permits as usize
     }
 
-    /// Takes a permit, waiting in line as long as it takes.
+    /// Takes a permit, waiting in line as long as it takes: the words of
+    /// every holdfast primitive (`lock`, `try_lock`, `lock_timeout`,
+    /// `acquire(mode, wait)`, and `unlock` on what they return).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let sem = holdfast::Semaphore::open(dir.path().join("s"), 2)?;
+    /// let p = sem.lock()?;
+    /// p.unlock()?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
     /// [`Error::Io`] if a lock call fails.
-    pub fn acquire(&self) -> Result<SemaphorePermit<'_>> {
-        self.acquire_with(Wait::Forever)
+    pub fn lock(&self) -> Result<SemaphorePermit<'_>> {
+        self.acquire(Mode::Shared, Wait::Forever)
     }
 
     /// Takes a permit if one is free and nobody waits ahead.
     ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let sem = holdfast::Semaphore::open(dir.path().join("s"), 1)?;
+    /// let _p = sem.try_lock()?;
+    /// assert!(matches!(sem.try_lock(), Err(holdfast::Error::WouldBlock { .. })));
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::WouldBlock`] naming the holders; [`Error::Io`].
-    pub fn try_acquire(&self) -> Result<SemaphorePermit<'_>> {
-        self.acquire_with(Wait::NoWait)
+    pub fn try_lock(&self) -> Result<SemaphorePermit<'_>> {
+        self.acquire(Mode::Shared, Wait::NoWait)
     }
 
     /// Takes a permit, waiting at most `timeout`.
     ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let sem = holdfast::Semaphore::open(dir.path().join("s"), 1)?;
+    /// let _p = sem.lock_timeout(std::time::Duration::from_secs(1))?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::Timeout`] naming the holders; [`Error::Io`].
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<SemaphorePermit<'_>> {
-        self.acquire_with(Wait::Timeout(timeout))
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<SemaphorePermit<'_>> {
+        self.acquire(Mode::Shared, Wait::Timeout(timeout))
     }
 
-    /// Takes a permit, waiting as `wait` says.
+    /// Takes a permit, waiting as `wait` says; the other methods are
+    /// shorthands for this one. A permit is a shared hold: ask with
+    /// [`Mode::Shared`] ([`Mode::Exclusive`] only on a semaphore of one
+    /// permit).
+    ///
+    /// ```
+    /// use holdfast::{Mode, Wait};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let sem = holdfast::Semaphore::open(dir.path().join("s"), 3)?;
+    /// let p = sem.acquire(Mode::Shared, Wait::NoWait)?;
+    /// assert!(p.slot() < 3);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
     /// [`Error::WouldBlock`] / [`Error::Timeout`] naming the holders;
-    /// [`Error::Io`].
-    pub fn acquire_with(&self, wait: Wait) -> Result<SemaphorePermit<'_>> {
-        self.acquire_observed(Mode::Shared, wait, &Unobserved)
+    /// [`Error::InvalidInput`] for [`Mode::Exclusive`] on more than one
+    /// permit; [`Error::Io`].
+    pub fn acquire(&self, mode: Mode, wait: Wait) -> Result<SemaphorePermit<'_>> {
+        self.acquire_observed(mode, wait, &Unobserved)
     }
 
-    /// Takes a permit as [`acquire_with`](Self::acquire_with), telling
+    /// The former name of [`try_lock`](Self::try_lock).
+    ///
+    /// # Errors
+    ///
+    /// As [`try_lock`](Self::try_lock).
+    #[deprecated(note = "use try_lock(), the word every holdfast primitive uses")]
+    pub fn try_acquire(&self) -> Result<SemaphorePermit<'_>> {
+        self.try_lock()
+    }
+
+    /// The former name of [`lock_timeout`](Self::lock_timeout).
+    ///
+    /// # Errors
+    ///
+    /// As [`lock_timeout`](Self::lock_timeout).
+    #[deprecated(note = "use lock_timeout(), the word every holdfast primitive uses")]
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<SemaphorePermit<'_>> {
+        self.lock_timeout(timeout)
+    }
+
+    /// The former form of [`acquire`](Self::acquire)`(Mode::Shared, wait)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](Self::acquire).
+    #[deprecated(note = "use acquire(Mode::Shared, wait), the form every holdfast primitive uses")]
+    pub fn acquire_with(&self, wait: Wait) -> Result<SemaphorePermit<'_>> {
+        self.acquire(Mode::Shared, wait)
+    }
+
+    /// Takes a permit as [`acquire`](Self::acquire), telling
     /// `observer` when the call starts to wait in line and when the wait is
     /// over (see [`crate::acquire`]). A permit is a shared hold (see
     /// [`acquire_owned`](Self::acquire_owned) for `mode`).
@@ -310,17 +378,7 @@ impl Semaphore {
     }
 
     pub(crate) fn check_mode(&self, mode: Mode) -> Result<()> {
-        if mode == Mode::Exclusive && self.shared.permits > 1 {
-            return Err(Error::InvalidInput {
-                path: self.shared.path.clone(),
-                reason: format!(
-                    "a permit of a semaphore of {} permits is not exclusive; ask for a \
-                     shared hold (Mode::Shared)",
-                    self.shared.permits
-                ),
-            });
-        }
-        Ok(())
+        self.shared.check_mode(mode)
     }
 
     /// How many permits are free right now (a snapshot).
@@ -328,7 +386,7 @@ impl Semaphore {
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
     /// let sem = holdfast::Semaphore::open(dir.path().join("s"), 3)?;
-    /// let _p = sem.acquire()?;
+    /// let _p = sem.lock()?;
     /// assert_eq!(sem.available()?, 2);
     /// # Ok::<(), holdfast::Error>(())
     /// ```
@@ -359,6 +417,19 @@ impl Semaphore {
 }
 
 impl SemShared {
+    pub(crate) fn check_mode(&self, mode: Mode) -> Result<()> {
+        if mode == Mode::Exclusive && self.permits > 1 {
+            return Err(Error::InvalidInput {
+                path: self.path.clone(),
+                reason: format!(
+                    "a permit of a semaphore of {} permits is not exclusive; ask for a \
+                     shared hold (Mode::Shared)",
+                    self.permits
+                ),
+            });
+        }
+        Ok(())
+    }
     pub(crate) fn open(
         path: &Path,
         permits: usize,
@@ -671,12 +742,30 @@ impl<'a> SemaphorePermit<'a> {
     }
     /// Gives the permit back now, reporting failure.
     ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let sem = holdfast::Semaphore::open(dir.path().join("s"), 1)?;
+    /// sem.lock()?.unlock()?;
+    /// assert_eq!(sem.available()?, 1);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::Io`] if the unlock fails (the file is closed anyway, which
     /// releases the slot).
-    pub fn release(mut self) -> Result<()> {
+    pub fn unlock(mut self) -> Result<()> {
         self.held.release()
+    }
+
+    /// The former name of [`unlock`](Self::unlock).
+    ///
+    /// # Errors
+    ///
+    /// As [`unlock`](Self::unlock).
+    #[deprecated(note = "use unlock(), the word every holdfast guard uses")]
+    pub fn release(self) -> Result<()> {
+        self.unlock()
     }
 }
 
@@ -750,11 +839,11 @@ mod tests {
     fn n_permits_then_would_block_naming_holders() {
         let d = tempfile::tempdir().unwrap();
         let sem = Semaphore::open(d.path().join("s"), 3).unwrap();
-        let ps: Vec<_> = (0..3).map(|_| sem.acquire().unwrap()).collect();
+        let ps: Vec<_> = (0..3).map(|_| sem.lock().unwrap()).collect();
         let mut slots: Vec<usize> = ps.iter().map(|p| p.slot()).collect();
         slots.sort();
         assert_eq!(slots, vec![0, 1, 2]);
-        match sem.try_acquire() {
+        match sem.try_lock() {
             Err(Error::WouldBlock { holders, .. }) => {
                 assert!(holders.iter().any(|h| h.this_process), "{holders}");
             }
@@ -769,12 +858,9 @@ mod tests {
     fn a_blocked_acquire_gets_the_first_released_slot() {
         let d = tempfile::tempdir().unwrap();
         let sem = Semaphore::open(d.path().join("s"), 3).unwrap();
-        let mut ps: Vec<_> = (0..3).map(|_| Some(sem.acquire().unwrap())).collect();
+        let mut ps: Vec<_> = (0..3).map(|_| Some(sem.lock().unwrap())).collect();
         std::thread::scope(|s| {
-            let w = s.spawn(|| {
-                sem.acquire_timeout(Duration::from_secs(30))
-                    .map(|p| p.slot())
-            });
+            let w = s.spawn(|| sem.lock_timeout(Duration::from_secs(30)).map(|p| p.slot()));
             // Wait until the waiter is queued (its ticket is live).
             let probe = queue::open_queue(sem.path(), 0o644).unwrap();
             while queue::live_tickets(&probe).unwrap() < 1 {

@@ -24,6 +24,32 @@ pub struct LockStatus {
     pub last_record: Option<HolderRecord>,
 }
 
+/// One line for people: `app.lock: free`, `app.lock: exclusive, held by
+/// pid 4242 (python3 migrate.py) ...`, `app.lock: does not exist`. Text
+/// from the file or `/proc` is escaped, as everywhere holdfast prints it.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("app.lock");
+/// assert!(holdfast::status(&path)?.to_string().ends_with("app.lock: does not exist"));
+/// let lock = holdfast::Lock::open(&path)?;
+/// assert!(holdfast::status(&path)?.to_string().ends_with("app.lock: free"));
+/// let _g = lock.lock()?;
+/// let line = holdfast::status(&path)?.to_string();
+/// assert!(line.contains("app.lock: exclusive, held by"), "{line}");
+/// # Ok::<(), holdfast::Error>(())
+/// ```
+impl std::fmt::Display for LockStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = crate::text::path(&self.path);
+        match (self.exists, self.held) {
+            (false, _) => write!(f, "{path}: does not exist"),
+            (true, None) => write!(f, "{path}: free"),
+            (true, Some(mode)) => write!(f, "{path}: {mode}, {}", self.holders),
+        }
+    }
+}
+
 /// Reports whether a lock file is held and by whom, without locking it,
 /// creating it, or following a symlink.
 ///

@@ -450,11 +450,11 @@ impl AsyncFifoLock {
 /// # async fn main() -> Result<(), holdfast::Error> {
 /// # let dir = tempfile::tempdir().unwrap();
 /// let sem = holdfast::tokio::AsyncSemaphore::open(dir.path().join("s"), 2)?;
-/// let a = sem.acquire().await?;
-/// let b = sem.acquire().await?;
-/// assert!(sem.try_acquire().await.is_err());
+/// let a = sem.lock().await?;
+/// let b = sem.lock().await?;
+/// assert!(sem.try_lock().await.is_err());
 /// drop(a);
-/// let c = sem.acquire().await?;
+/// let c = sem.lock().await?;
 /// assert_ne!(b.slot(), c.slot());
 /// # Ok(())
 /// # }
@@ -506,37 +506,67 @@ impl AsyncSemaphore {
     /// # Errors
     ///
     /// [`Error::Io`].
-    pub async fn acquire(&self) -> Result<OwnedSemaphorePermit> {
-        self.acquire_with(Wait::Forever).await
+    pub async fn lock(&self) -> Result<OwnedSemaphorePermit> {
+        self.acquire(Mode::Shared, Wait::Forever).await
     }
     /// Takes a permit if one is free and nobody waits ahead.
     ///
     /// # Errors
     ///
     /// [`Error::WouldBlock`]; [`Error::Io`].
-    pub async fn try_acquire(&self) -> Result<OwnedSemaphorePermit> {
-        self.acquire_with(Wait::NoWait).await
+    pub async fn try_lock(&self) -> Result<OwnedSemaphorePermit> {
+        self.acquire(Mode::Shared, Wait::NoWait).await
     }
     /// Takes a permit, waiting at most `timeout`.
     ///
     /// # Errors
     ///
     /// [`Error::Timeout`]; [`Error::Io`].
-    pub async fn acquire_timeout(&self, timeout: Duration) -> Result<OwnedSemaphorePermit> {
-        self.acquire_with(Wait::Timeout(timeout)).await
+    pub async fn lock_timeout(&self, timeout: Duration) -> Result<OwnedSemaphorePermit> {
+        self.acquire(Mode::Shared, Wait::Timeout(timeout)).await
     }
-    /// Takes a permit, waiting as `wait` says.
+    /// Takes a permit, waiting as `wait` says (a permit is a shared hold;
+    /// [`Mode::Exclusive`] only on a semaphore of one permit).
     ///
     /// # Errors
     ///
     /// [`Error::WouldBlock`] / [`Error::Timeout`] naming the holders;
-    /// [`Error::Io`].
-    pub async fn acquire_with(&self, wait: Wait) -> Result<OwnedSemaphorePermit> {
+    /// [`Error::InvalidInput`] for [`Mode::Exclusive`] on more than one
+    /// permit; [`Error::Io`].
+    pub async fn acquire(&self, mode: Mode, wait: Wait) -> Result<OwnedSemaphorePermit> {
+        self.shared.check_mode(mode)?;
         let mut m = SemAcquire::new(&self.shared)?;
         drive(&mut m, wait).await?;
         Ok(OwnedSemaphorePermit {
             held: m.finish(),
-            mode: Mode::Shared,
+            mode,
         })
+    }
+    /// The former name of [`try_lock`](Self::try_lock).
+    ///
+    /// # Errors
+    ///
+    /// As [`try_lock`](Self::try_lock).
+    #[deprecated(note = "use try_lock(), the word every holdfast primitive uses")]
+    pub async fn try_acquire(&self) -> Result<OwnedSemaphorePermit> {
+        self.try_lock().await
+    }
+    /// The former name of [`lock_timeout`](Self::lock_timeout).
+    ///
+    /// # Errors
+    ///
+    /// As [`lock_timeout`](Self::lock_timeout).
+    #[deprecated(note = "use lock_timeout(), the word every holdfast primitive uses")]
+    pub async fn acquire_timeout(&self, timeout: Duration) -> Result<OwnedSemaphorePermit> {
+        self.lock_timeout(timeout).await
+    }
+    /// The former form of [`acquire`](Self::acquire)`(Mode::Shared, wait)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](Self::acquire).
+    #[deprecated(note = "use acquire(Mode::Shared, wait), the form every holdfast primitive uses")]
+    pub async fn acquire_with(&self, wait: Wait) -> Result<OwnedSemaphorePermit> {
+        self.acquire(Mode::Shared, wait).await
     }
 }

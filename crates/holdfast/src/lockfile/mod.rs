@@ -583,8 +583,10 @@ fn default_compat(p: Protocol) -> Compat {
 ///
 /// `LockFile` is `Send + Sync`. Threads sharing one `LockFile` (or holding
 /// separate ones on the same path) exclude each other like processes do.
-/// Asking again from the thread that holds it is [`Error::AlreadyHeld`],
-/// not a deadlock.
+/// Waiting for it from the thread that holds it is [`Error::AlreadyHeld`],
+/// not a deadlock; a try from that thread is [`Error::WouldBlock`] naming
+/// this process (the rule of every holdfast primitive, as std's
+/// `try_lock`).
 ///
 /// ```
 /// use holdfast::lockfile::{LockFile, Protocol};
@@ -855,7 +857,7 @@ impl LockFile {
     /// [`Error::InvalidInput`], [`Error::Symlink`] or [`Error::Unsupported`]
     /// for the conditions in the [module docs](self#bad-input).
     pub fn lock(&self) -> Result<LockFileGuard<'_>> {
-        self.acquire(Wait::Forever)
+        self.acquire(Mode::Exclusive, Wait::Forever)
     }
 
     /// Takes the lock if it is free or stale.
@@ -864,7 +866,7 @@ impl LockFile {
     ///
     /// [`Error::WouldBlock`] naming the holder; otherwise as [`lock`](Self::lock).
     pub fn try_lock(&self) -> Result<LockFileGuard<'_>> {
-        self.acquire(Wait::NoWait)
+        self.acquire(Mode::Exclusive, Wait::NoWait)
     }
 
     /// Takes the lock, waiting at most `timeout`.
@@ -873,7 +875,7 @@ impl LockFile {
     ///
     /// [`Error::Timeout`] naming the holder; otherwise as [`lock`](Self::lock).
     pub fn lock_timeout(&self, timeout: Duration) -> Result<LockFileGuard<'_>> {
-        self.acquire(Wait::Timeout(timeout))
+        self.acquire(Mode::Exclusive, Wait::Timeout(timeout))
     }
 
     /// Takes the lock, waiting as `wait` says; the other methods are
@@ -881,11 +883,12 @@ impl LockFile {
     ///
     /// ```
     /// use std::time::{Duration, Instant};
-    /// use holdfast::Wait;
+    /// use holdfast::{Mode, Wait};
     /// use holdfast::lockfile::{LockFile, Protocol};
     /// # let dir = tempfile::tempdir().unwrap();
     /// let lock = LockFile::open(dir.path().join("a.lock"), Protocol::Soft)?;
-    /// let g = lock.acquire(Wait::Deadline(Instant::now() + Duration::from_secs(1)))?;
+    /// let deadline = Instant::now() + Duration::from_secs(1);
+    /// let g = lock.acquire(Mode::Exclusive, Wait::Deadline(deadline))?;
     /// # drop(g);
     /// # Ok::<(), holdfast::Error>(())
     /// ```
@@ -893,10 +896,21 @@ impl LockFile {
     /// # Errors
     ///
     /// [`Error::WouldBlock`] (with [`Wait::NoWait`]) or [`Error::Timeout`]
-    /// naming the holder; otherwise as [`lock`](Self::lock).
-    pub fn acquire(&self, wait: Wait) -> Result<LockFileGuard<'_>> {
-        let held = self.acquire_held(wait, &Unobserved)?;
-        self.guard(held)
+    /// naming the holder; [`Error::Unsupported`] for [`Mode::Shared`] (a
+    /// lock file has one holder); otherwise as [`lock`](Self::lock).
+    pub fn acquire(&self, mode: Mode, wait: Wait) -> Result<LockFileGuard<'_>> {
+        self.acquire_observed(mode, wait, &Unobserved)
+    }
+
+    fn exclusive_only(&self, mode: Mode) -> Result<()> {
+        if mode != Mode::Exclusive {
+            return Err(Error::Unsupported {
+                path: self.ctx.path.clone(),
+                what: "shared holds of a lock file",
+                reason: "a lock file has exactly one holder; ask for Mode::Exclusive".into(),
+            });
+        }
+        Ok(())
     }
 
     /// [`acquire`](Self::acquire), telling `observer` when the first
@@ -905,7 +919,7 @@ impl LockFile {
     ///
     /// ```
     /// use holdfast::acquire::{WaitObserver, Waiting};
-    /// use holdfast::Wait;
+    /// use holdfast::{Mode, Wait};
     /// use holdfast::lockfile::{LockFile, Protocol};
     /// struct Say;
     /// impl WaitObserver for Say {
@@ -915,7 +929,7 @@ impl LockFile {
     /// }
     /// # let dir = tempfile::tempdir().unwrap();
     /// let lock = LockFile::open(dir.path().join("a.lock"), Protocol::Soft)?;
-    /// let _g = lock.acquire_observed(Wait::Forever, &Say)?;
+    /// let _g = lock.acquire_observed(Mode::Exclusive, Wait::Forever, &Say)?;
     /// # Ok::<(), holdfast::Error>(())
     /// ```
     ///
@@ -924,9 +938,11 @@ impl LockFile {
     /// As [`acquire`](Self::acquire).
     pub fn acquire_observed(
         &self,
+        mode: Mode,
         wait: Wait,
         observer: &dyn WaitObserver,
     ) -> Result<LockFileGuard<'_>> {
+        self.exclusive_only(mode)?;
         let held = self.acquire_held(wait, observer)?;
         self.guard(held)
     }
@@ -952,13 +968,7 @@ impl LockFile {
     /// [`Error::Unsupported`] for [`Mode::Shared`]; otherwise as
     /// [`acquire`](Self::acquire).
     pub fn acquire_owned(&self, mode: Mode, wait: Wait) -> Result<OwnedLockFileGuard> {
-        if mode != Mode::Exclusive {
-            return Err(Error::Unsupported {
-                path: self.ctx.path.clone(),
-                what: "shared holds of a lock file",
-                reason: "a lock file has exactly one holder; ask for Mode::Exclusive".into(),
-            });
-        }
+        self.exclusive_only(mode)?;
         let held = self.acquire_held(wait, &Unobserved)?;
         self.owned_guard(held, false)
     }
@@ -1005,6 +1015,18 @@ impl LockFile {
                 return Ok(h);
             }
             if held_by_this_thread(obs.claimant().and_then(|c| c.nonce.as_deref()), obs.id) {
+                // Ours: never judged, never taken over. A try is told "would
+                // block" (naming this process), a wait is refused.
+                if wait == Wait::NoWait {
+                    let j = ctx.judge(&obs, Duration::ZERO);
+                    return Err(acquire::contention(
+                        &ctx.path,
+                        Mode::Exclusive,
+                        wait,
+                        started,
+                        || ctx.holder(&obs, &j).into_iter().collect::<Vec<_>>().into(),
+                    ));
+                }
                 return Err(Error::AlreadyHeld {
                     path: ctx.path.clone(),
                 });

@@ -128,7 +128,7 @@ fn sem_open(a: &Args) -> Semaphore {
 
 fn sem_hold(a: &Args) -> i32 {
     let sem = sem_open(a);
-    let p = match sem.acquire_with(wait_arg(a)) {
+    let p = match sem.acquire(Mode::Shared, wait_arg(a)) {
         Ok(p) => p,
         Err(e) => return report(&e),
     };
@@ -145,7 +145,7 @@ fn sem_count(a: &Args) -> i32 {
     let n = rounds(a, 3);
     let mut i = 0;
     while n == 0 || i < n {
-        let p = sem.acquire().unwrap_or_else(|e| die(e));
+        let p = sem.lock().unwrap_or_else(|e| die(e));
         // Two holders in one slot = N+1 holders somewhere (pigeonhole).
         guarded_section(dir, &format!("slot.{}", p.slot()), false);
         drop(p);
