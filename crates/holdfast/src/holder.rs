@@ -342,15 +342,32 @@ fn truncate_utf8(s: &mut String, max: usize) {
 }
 
 /// The lines that change with every acquisition: magic, token, since.
+/// Hand-formatted: this runs on every exclusive acquisition, and
+/// `core::fmt` machinery cost about as much as a system call there.
 fn encode_head(out: &mut Vec<u8>, token: u64, since: SystemTime) {
-    use std::io::Write as _;
     let since = since.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let _ = write!(
-        out,
-        "{MAGIC} {RECORD_VERSION}\ntoken {token}\nsince {}.{:09}\n",
-        since.as_secs(),
-        since.subsec_nanos()
-    );
+    out.extend_from_slice(MAGIC.as_bytes());
+    out.push(b' ');
+    push_decimal(out, u64::from(RECORD_VERSION), 1);
+    out.extend_from_slice(b"\ntoken ");
+    push_decimal(out, token, 1);
+    out.extend_from_slice(b"\nsince ");
+    push_decimal(out, since.as_secs(), 1);
+    out.push(b'.');
+    push_decimal(out, u64::from(since.subsec_nanos()), 9);
+    out.push(b'\n');
+}
+
+/// Appends `n` in decimal, zero-padded to at least `width` digits.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut i = digits.len();
+    while n > 0 || digits.len() - i < width.max(1) {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// The lines that stay the same for one holder process, `end` included.
@@ -381,6 +398,11 @@ pub(crate) struct RecordTemplate {
     pid: u32,
     tail: Vec<u8>,
     buf: Vec<u8>,
+    /// The file the mapping below was made for (kept open, so no other
+    /// file can take its place at the same address), and the mapping of its
+    /// head, `None` where mapping it is not possible or faulted once.
+    #[cfg(target_os = "linux")]
+    mapped: Option<(std::sync::Arc<File>, Option<sys::mapped::HeadMap>)>,
 }
 
 impl RecordTemplate {
@@ -390,7 +412,68 @@ impl RecordTemplate {
             pid: rec.pid,
             tail: encode_tail(&rec),
             buf: Vec::with_capacity(MAX_RECORD),
+            #[cfg(target_os = "linux")]
+            mapped: None,
         }
+    }
+
+    /// As [`write`](Self::write), for a file a `Lock` keeps across
+    /// acquisitions: on Linux the record is read and patched through a
+    /// shared mapping of the file's head, without a system call, whenever
+    /// the file holds a complete holdfast record of the same length as the
+    /// new one (the same process acquiring again). Everything else (a new
+    /// or empty file, another holder's longer or shorter record, foreign
+    /// content, a mapping that faulted because a peer truncated the file)
+    /// goes through [`write`](Self::write)'s `pread` + `pwrite`.
+    pub(crate) fn write_shared(
+        slot: &mut Option<RecordTemplate>,
+        file: &std::sync::Arc<File>,
+    ) -> io::Result<Option<u64>> {
+        #[cfg(target_os = "linux")]
+        if let Some(token) = Self::write_mapped(slot, file) {
+            return Ok(Some(token));
+        }
+        Self::write(slot, file)
+    }
+
+    /// The mapped fast path; `None`: take the `pread` + `pwrite` road.
+    #[cfg(target_os = "linux")]
+    fn write_mapped(
+        slot: &mut Option<RecordTemplate>,
+        file: &std::sync::Arc<File>,
+    ) -> Option<u64> {
+        if slot.as_ref().is_none_or(|t| t.pid != sys::current_pid()) {
+            *slot = Some(RecordTemplate::current());
+        }
+        let t = slot.as_mut()?;
+        if !matches!(&t.mapped, Some((f, _)) if std::sync::Arc::ptr_eq(f, file)) {
+            t.mapped = None; // unmap the old file's head first
+            t.mapped = Some((file.clone(), sys::mapped::HeadMap::new(file)));
+        }
+        let (_, slot_map) = t.mapped.as_mut()?;
+        let map = slot_map.as_mut()?;
+        let mut head = [0u8; sys::mapped::LEN];
+        let Some(n) = map.read(&mut head) else {
+            *slot_map = None; // truncated under us: pread/pwrite from now on
+            return None;
+        };
+        if n >= sys::mapped::LEN {
+            return None; // possibly longer than 4 KiB: the careful road decides
+        }
+        let token = own_record_token(&head[..n])?.saturating_add(1);
+        t.buf.clear();
+        encode_head(&mut t.buf, token, SystemTime::now());
+        t.buf.extend_from_slice(&t.tail);
+        // Same length: the bytes are inside the file (it is at least `n`
+        // long), so the patch reaches it; and nothing is left to cut.
+        if t.buf.len() != n {
+            return None;
+        }
+        if !map.write(&t.buf) {
+            *slot_map = None;
+            return None;
+        }
+        Some(token)
     }
 
     /// Writes a fresh record after an exclusive acquisition, returning the
@@ -420,20 +503,8 @@ impl RecordTemplate {
 /// file; `None` for foreign content (never overwritten).
 fn next_token(head: &[u8], overflow: bool) -> Option<u64> {
     // Fast path for our own complete records: only the token matters here.
-    const PREFIX: &[u8] = b"holdfast-holder 1\ntoken ";
-    if !overflow
-        && let Some(rest) = head.strip_prefix(PREFIX)
-        && head.ends_with(b"\nend\n")
-    {
-        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-        if digits > 0
-            && rest.get(digits) == Some(&b'\n')
-            && let Ok(t) = std::str::from_utf8(&rest[..digits])
-                .unwrap_or("x")
-                .parse::<u64>()
-        {
-            return Some(t.saturating_add(1));
-        }
+    if !overflow && let Some(t) = own_record_token(head) {
+        return Some(t.saturating_add(1));
     }
     let content = if overflow {
         if head.starts_with(MAGIC.as_bytes()) {
@@ -458,6 +529,23 @@ fn next_token(head: &[u8], overflow: bool) -> Option<u64> {
         ),
         RecordContent::Foreign => None,
     }
+}
+
+/// The token of a complete record in the form this version writes (token
+/// on the second line, `end` last); `None` for anything else.
+fn own_record_token(head: &[u8]) -> Option<u64> {
+    const PREFIX: &[u8] = b"holdfast-holder 1\ntoken ";
+    let rest = head.strip_prefix(PREFIX)?;
+    if !head.ends_with(b"\nend\n") {
+        return None;
+    }
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > 20 || rest.get(digits) != Some(&b'\n') {
+        return None;
+    }
+    rest[..digits].iter().try_fold(0u64, |acc, &d| {
+        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 /// Reads and classifies the record at the head of an open lock file.
@@ -883,6 +971,64 @@ mod tests {
         assert_eq!(next_token(b"user data", true), None);
         assert!(next_token(b"holdfast-holder 1\ntoken 5\n", false).unwrap() > 1_000_000);
         assert!(next_token(b"holdfast-holder 1\ntoken 5\nend\n", true).unwrap() > 1_000_000);
+    }
+
+    #[test]
+    fn hand_formatted_head_matches_fmt() {
+        for (token, secs, nanos) in [
+            (0u64, 0u64, 0u32),
+            (1, 1_700_000_000, 5),
+            (9, 9, 999_999_999),
+            (10, 10, 100_000_000),
+            (u64::MAX, 253_402_300_799, 1),
+        ] {
+            let mut out = Vec::new();
+            encode_head(&mut out, token, UNIX_EPOCH + Duration::new(secs, nanos));
+            let want = format!(
+                "{MAGIC} {RECORD_VERSION}\ntoken {token}\nsince {secs}.{nanos:09}\n"
+            );
+            assert_eq!(String::from_utf8(out).unwrap(), want);
+        }
+    }
+
+    /// The mapped record road (Linux): the same process acquiring again
+    /// patches its record in place; a peer's record is read, not assumed;
+    /// a peer truncating the file (filelock opens with `O_TRUNC`) makes the
+    /// mapping fault into its guard, never kills us, and the token starts
+    /// over from the file as it is now.
+    #[test]
+    fn mapped_record_reads_peers_and_survives_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.lock");
+        let lock = crate::Lock::open(&path).unwrap();
+        let token = || lock.lock().unwrap().token().unwrap();
+        let t1 = token();
+        let t2 = token();
+        assert_eq!(t2, t1 + 1);
+        let on_disk = || HolderRecord::parse(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(on_disk().token, t2);
+        // A peer's record of the same length with a larger token.
+        let text = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
+        let peer = text.replacen(&format!("token {t2}\n"), &format!("token {}\n", t2 + 5), 1);
+        assert_eq!(peer.len(), text.len());
+        std::fs::write(&path, peer).unwrap();
+        assert_eq!(token(), t2 + 6);
+        assert_eq!(on_disk().token, t2 + 6);
+        // Truncated by a peer, several times: no crash, the file decides.
+        for _ in 0..3 {
+            File::options()
+                .write(true)
+                .truncate(true)
+                .open(&path)
+                .unwrap();
+            assert_eq!(token(), 1);
+            assert_eq!(token(), 2);
+            assert_eq!(on_disk().token, 2);
+        }
+        // Foreign content of any length is never touched.
+        std::fs::write(&path, b"user data\n").unwrap();
+        assert_eq!(lock.lock().unwrap().token(), None);
+        assert_eq!(std::fs::read(&path).unwrap(), b"user data\n");
     }
 
     #[test]

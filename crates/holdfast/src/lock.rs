@@ -922,7 +922,7 @@ impl Lock {
         if !self.opts.record || st.kind != FileKind::Writable {
             return None;
         }
-        match holder::RecordTemplate::write(&mut st.template, &st.file) {
+        match holder::RecordTemplate::write_shared(&mut st.template, &st.file) {
             Ok(token) => token,
             Err(e) => {
                 // The lock is held; only the diagnostics are missing.

@@ -12,6 +12,8 @@
 mod imp;
 #[cfg(target_os = "linux")]
 mod linux;
+#[cfg(target_os = "linux")]
+pub(crate) mod mapped;
 
 pub(crate) use imp::*;
 
