@@ -60,6 +60,11 @@ fn eight_processes_times_1000_increments_end_at_8000() {
         assert!(k.wait(LONG).success());
     }
     assert_eq!(read_counter(&counter), 8000);
+    // The fencing token grew by exactly one per exclusive acquisition,
+    // across processes (each re-acquisition patches its record through a
+    // mapping; a peer's record must be read, never assumed).
+    let record = holdfast::HolderRecord::parse(&std::fs::read(&lock).unwrap()).unwrap();
+    assert_eq!(record.token, 8000);
 }
 
 #[test]
