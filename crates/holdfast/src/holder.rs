@@ -439,10 +439,7 @@ impl RecordTemplate {
 
     /// The mapped fast path; `None`: take the `pread` + `pwrite` road.
     #[cfg(target_os = "linux")]
-    fn write_mapped(
-        slot: &mut Option<RecordTemplate>,
-        file: &std::sync::Arc<File>,
-    ) -> Option<u64> {
+    fn write_mapped(slot: &mut Option<RecordTemplate>, file: &std::sync::Arc<File>) -> Option<u64> {
         if slot.as_ref().is_none_or(|t| t.pid != sys::current_pid()) {
             *slot = Some(RecordTemplate::current());
         }
@@ -1014,9 +1011,8 @@ mod tests {
         ] {
             let mut out = Vec::new();
             encode_head(&mut out, token, UNIX_EPOCH + Duration::new(secs, nanos));
-            let want = format!(
-                "{MAGIC} {RECORD_VERSION}\ntoken {token}\nsince {secs}.{nanos:09}\n"
-            );
+            let want =
+                format!("{MAGIC} {RECORD_VERSION}\ntoken {token}\nsince {secs}.{nanos:09}\n");
             assert_eq!(String::from_utf8(out).unwrap(), want);
         }
     }

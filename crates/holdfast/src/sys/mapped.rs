@@ -269,6 +269,7 @@ fn local_filesystem(file: &File) -> bool {
     const TMPFS: i64 = 0x0102_1994;
     const OVERLAYFS: i64 = 0x794C_7630;
     match rustix::fs::fstatfs(file) {
+        #[allow(clippy::unnecessary_cast)] // i64 on x86_64, not everywhere
         Ok(st) => matches!(st.f_type as i64, EXT4 | XFS | BTRFS | TMPFS | OVERLAYFS),
         Err(_) => false,
     }
