@@ -305,8 +305,11 @@ impl Identity {
         {
             return id.clone();
         }
-        let mut command =
-            sys::process_cmdline(pid).unwrap_or_else(|| crate::text::shell_join(std::env::args()));
+        // Our own arguments are in memory already: no read of
+        // /proc/self/cmdline (the same words, empty ones left out alike).
+        let mut command = own_command_line()
+            .or_else(|| sys::process_cmdline(pid))
+            .unwrap_or_default();
         truncate_utf8(&mut command, MAX_CMD);
         let id = std::sync::Arc::new(Identity {
             pid,
@@ -319,6 +322,17 @@ impl Identity {
         *slot = Some(id.clone());
         id
     }
+}
+
+/// This process's arguments as `/proc/self/cmdline` would give them
+/// (quoted, joined by spaces, empty ones left out); `None` where the runtime
+/// does not know them.
+fn own_command_line() -> Option<String> {
+    let args: Vec<String> = std::env::args_os()
+        .filter(|a| !a.is_empty())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    (!args.is_empty()).then(|| crate::text::shell_join(&args))
 }
 
 /// `HOLDFAST_HOSTNAME` overrides the host name written into records, for
@@ -445,18 +459,29 @@ impl RecordTemplate {
         }
         let t = slot.as_mut()?;
         if !matches!(&t.mapped, Some(m) if std::sync::Arc::ptr_eq(&m.file, file)) {
+            // The first acquisition of a file takes the pread/pwrite road:
+            // a process that locks once (the CLI) never pays for a mapping,
+            // and the file holds our record when it is mapped.
             t.mapped = None; // unmap the old file's head first
             t.mapped = Some(Mapped {
                 file: file.clone(),
-                map: sys::mapped::HeadMap::new(file),
+                map: None,
                 faults: 0,
             });
+            return None;
         }
         let m = t.mapped.as_mut()?;
-        if m.map.is_none() && (1..=Mapped::MAX_FAULTS).contains(&m.faults) {
-            // Faulted before (the file was empty or cut): the pread/pwrite
-            // road has written a record since, so map it again.
+        if m.map.is_none() {
+            // Not mapped yet, or faulted before (the file was cut): the
+            // pread/pwrite road has written a record since, so map it.
+            if m.faults > Mapped::MAX_FAULTS {
+                return None;
+            }
             m.map = sys::mapped::HeadMap::new(file);
+            if m.map.is_none() {
+                m.faults = u8::MAX; // not mappable here: never again
+                return None;
+            }
         }
         let map = m.map.as_mut()?;
         let mut head = [0u8; sys::mapped::LEN];
@@ -1057,6 +1082,14 @@ mod tests {
         std::fs::write(&path, b"user data\n").unwrap();
         assert_eq!(lock.lock().unwrap().token(), None);
         assert_eq!(std::fs::read(&path).unwrap(), b"user data\n");
+    }
+
+    /// The command line in records comes from memory, and says what
+    /// `/proc/self/cmdline` says (what other processes see for us).
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn own_command_line_matches_proc() {
+        assert_eq!(own_command_line(), sys::process_cmdline(sys::current_pid()));
     }
 
     #[test]
