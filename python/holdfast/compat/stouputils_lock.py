@@ -27,11 +27,14 @@ What is better than the original (the API is unchanged):
   SIGKILLed holder's ticket at the head, and with the default
   ``timeout=None`` every later ``LockFifo`` waits forever. holdfast's queue
   entries are kernel locks, released by the kernel when their process dies.
-- **``close()`` cannot split the lock**: stouputils probes the lock, closes
-  the probe, then unlinks the path, so a process that opened the file in
-  between holds a lock on a file no one else can find. Here the path is
-  removed only while holding the lock, and holdfast re-checks the path
-  after every acquisition.
+- **``close()`` does not split the lock**: stouputils probes the lock,
+  closes the probe, then unlinks the path, so a process that opened the
+  file in between holds a lock on a file no one else can find. Here the
+  path is removed only while holding the lock, only when no holdfast
+  waiter is queued and no stouputils queue (``<path>.queue/``) exists, and
+  holdfast re-checks the path after every acquisition. (A stouputils
+  process can still split the lock by its own ``close()``; no peer can
+  prevent that.)
 - ``timeout`` bounds the whole wait (stouputils' queue wait plus flock wait
   can take twice ``timeout``).
 
@@ -198,8 +201,10 @@ class LockFifo:
             try:
                 st = os.stat(self.path)
                 if os.fstat(int(handle.fileno())).st_ino == st.st_ino:
-                    fifo = self.path + ".fifo"
-                    if not os.path.exists(fifo):
+                    # Not while holdfast waiters queue (<path>.fifo), nor while stouputils
+                    # processes are about (their <path>.queue/): those do not re-check the path
+                    # after locking and could lock the removed file.
+                    if not os.path.exists(self.path + ".fifo") and not os.path.exists(self.path + ".queue"):
                         os.unlink(self.path)
             finally:
                 handle.release()

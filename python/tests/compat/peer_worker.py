@@ -209,6 +209,11 @@ def main() -> int:
             os.unlink(inside)
             release()
         print("done", flush=True)
+        if lib == "stouputils":
+            # stouputils' LockFifo.__del__ -> close() unlinks the lock file while processes of
+            # the other side may still wait on it: a split lock that is stouputils' own bug
+            # (peer-protocols.md section 6), not what this count measures. Leave without it.
+            os._exit(0)
         return 0
     if cmd == "hold":
         assert acquire(-1)

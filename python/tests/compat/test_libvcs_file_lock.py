@@ -170,6 +170,5 @@ def test_interop_sigkilled_holder(tmp_path, children):
     h = children.worker("libvcs", "compat", "hold", path)
     h.expect("held")
     h.kill()
-    t0 = time.monotonic()
+    # within 10 s, long before libvcs's 300 s age rule could apply: the record proved it dead
     assert "got" in children.worker("libvcs", "compat", "try", path, "10").result()
-    assert time.monotonic() - t0 < 9
