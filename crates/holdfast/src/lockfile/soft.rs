@@ -28,24 +28,24 @@ fn record_bytes(ctx: &Ctx, nonce: &str) -> Vec<u8> {
 /// neither rename without replacing nor hard-link, the lock file is
 /// created in place with `O_EXCL` and filled, as filelock does.
 pub(crate) fn attempt(ctx: &Ctx, nonce: &str) -> Result<Option<Held>> {
-    if std::fs::symlink_metadata(&ctx.path).is_ok() {
-        return Ok(None);
-    }
-    let private = ctx.side_path("new", ctx.me.local.pid);
+    // `<lock name>.new.<pid>.<nonce>`: the acquisition's random nonce
+    // makes it private without another read of the kernel's generator.
+    let mut name = ctx.name.clone();
+    name.push(format!(".new.{}.{nonce}", ctx.me.local.pid));
+    let private = core::in_dir(ctx, &name);
     let held = build_at(ctx, nonce, &private)?;
     let published = sys::publish_noclobber(&private, &ctx.path);
-    // Renamed: `private` is gone (NotFound); linked or failed: remove it.
-    match std::fs::remove_file(&private) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+    if !matches!(published, Ok(Some(true))) {
+        // Linked, refused or failed: the private name goes.
+        if let Err(e) = std::fs::remove_file(&private) {
             tracing::warn!(path = %private.display(), error = %e, "could not remove a private lock file");
         }
-        _ => {}
     }
     match published {
-        Ok(true) => Ok(Some(held)),
+        Ok(Some(_)) => Ok(Some(held)),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
         Err(e) => Err(ctx.io(IoOp::CreateLockFile, e)),
-        Ok(false) => attempt_in_place(ctx, nonce),
+        Ok(None) => attempt_in_place(ctx, nonce),
     }
 }
 

@@ -775,22 +775,22 @@ pub(crate) fn exchange(a: &Path, b: &Path) -> io::Result<bool> {
 /// Gives the file at `from` the name `to` as well, in one step and only if
 /// `to` does not exist: `renameat2(RENAME_NOREPLACE)` on Linux (`from` is
 /// then gone), else a hard link (`from` stays; the caller removes it).
-/// `Err` with `AlreadyExists` when `to` exists; `Ok(false)` when the
+/// `Err` with `AlreadyExists` when `to` exists; `Ok(None)` when the
 /// filesystem can do neither (the caller falls back to creating `to` in
-/// place).
-pub(crate) fn publish_noclobber(from: &Path, to: &Path) -> io::Result<bool> {
+/// place); `Ok(Some(gone))`, `gone` saying whether `from` went with it.
+pub(crate) fn publish_noclobber(from: &Path, to: &Path) -> io::Result<Option<bool>> {
     #[cfg(target_os = "linux")]
     {
         use rustix::fs::{CWD, RenameFlags};
         match rustix::fs::renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
-            Ok(()) => return Ok(true),
+            Ok(()) => return Ok(Some(true)),
             Err(Errno::INVAL | Errno::NOSYS | Errno::NOTSUP) => {}
             Err(e) => return Err(e.into()),
         }
     }
     match rustix::fs::link(from, to) {
-        Ok(()) => Ok(true),
-        Err(Errno::PERM | Errno::NOTSUP | Errno::MLINK | Errno::NOSYS) => Ok(false),
+        Ok(()) => Ok(Some(false)),
+        Err(Errno::PERM | Errno::NOTSUP | Errno::MLINK | Errno::NOSYS) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }

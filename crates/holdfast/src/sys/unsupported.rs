@@ -148,8 +148,8 @@ pub(crate) fn create_new_file_in(
 pub(crate) fn remove_file_in(_dir: &File, _name: &std::ffi::OsStr) -> io::Result<()> {
     Err(unsupported())
 }
-pub(crate) fn publish_noclobber(_from: &Path, _to: &Path) -> io::Result<bool> {
-    Ok(false)
+pub(crate) fn publish_noclobber(_from: &Path, _to: &Path) -> io::Result<Option<bool>> {
+    Ok(None)
 }
 
 pub(crate) fn exchange(_a: &Path, _b: &Path) -> io::Result<bool> {
