@@ -14,7 +14,9 @@
 
 pub mod fuzz;
 pub mod postgres;
+pub mod etcd;
 mod python;
+pub use etcd::Etcd;
 pub use python::{peer_python, peer_script};
 
 use std::io::{BufRead, BufReader, Write};

@@ -1,0 +1,468 @@
+//! The connection to etcd: endpoints, credentials, TLS, and the small
+//! runtime that drives it.
+//!
+//! etcd's client (`etcd-client`, over gRPC with tonic) is asynchronous.
+//! [`Client`] owns a one-thread tokio runtime: the blocking API runs its
+//! requests there, the async API hands them to it (so it works from any
+//! executor), and every held lock's lease is renewed there in the
+//! background, whatever the caller's threads are doing.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use holdfast::{Error, Result};
+
+use crate::url::EtcdUrl;
+
+/// How to reach an etcd cluster: endpoints, key prefix, credentials, TLS
+/// and time limits. Built from a URL, then adjusted like
+/// [`std::fs::OpenOptions`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// let client = holdfast_etcd::ClientOptions::new("etcd://10.0.0.1:2379,10.0.0.2:2379")?
+///     .user("deploy", "secret")
+///     .ca_cert("/etc/etcd/ca.pem")
+///     .connect_timeout(Duration::from_secs(3))
+///     .connect()?;
+/// # Ok::<(), holdfast::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    url: EtcdUrl,
+    user: Option<(String, String)>,
+    ca_cert: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+}
+
+impl ClientOptions {
+    /// Options for the cluster at `url` (`etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`,
+    /// see [`EtcdUrl`]); no credentials, no TLS unless `etcds://`, 5 s to
+    /// connect and 5 s per request.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] if `url` is not an etcd URL.
+    pub fn new(url: &str) -> Result<ClientOptions> {
+        Ok(ClientOptions::from_url(EtcdUrl::parse(url)?))
+    }
+
+    /// Options for an already parsed URL.
+    pub fn from_url(url: EtcdUrl) -> ClientOptions {
+        ClientOptions {
+            url,
+            user: None,
+            ca_cert: None,
+            cert: None,
+            key: None,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Authenticate as `name` with `password` (etcd's `--user name:password`).
+    pub fn user(mut self, name: impl Into<String>, password: impl Into<String>) -> Self {
+        self.user = Some((name.into(), password.into()));
+        self
+    }
+
+    /// Verify the servers with this CA certificate (PEM); turns TLS on.
+    pub fn ca_cert(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_cert = Some(path.into());
+        self
+    }
+
+    /// Present this client certificate and key (PEM); turns TLS on.
+    pub fn client_cert(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.cert = Some(cert.into());
+        self.key = Some(key.into());
+        self
+    }
+
+    /// How long connecting (and authenticating) may take.
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// How long one request may take before it counts as failed (waiting
+    /// for a lock is not one request: it is bounded by its own [`holdfast::Wait`]).
+    pub fn request_timeout(mut self, d: Duration) -> Self {
+        self.request_timeout = d;
+        self
+    }
+
+    /// The URL these options connect to.
+    pub fn url(&self) -> &EtcdUrl {
+        &self.url
+    }
+
+    /// Connects (blocking).
+    ///
+    /// Without credentials no request is made yet: an unreachable cluster
+    /// shows at the first request, with the same error.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] naming the endpoints: unreachable, timed out, wrong
+    /// credentials (`PermissionDenied`), unreadable certificate files
+    /// (`op` says which); [`Error::InvalidInput`] for a client certificate
+    /// without its key.
+    pub fn connect(self) -> Result<Client> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("holdfast-etcd")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Io {
+                op: "start the runtime for",
+                path: PathBuf::from(self.url.to_string()),
+                source: e,
+            })?;
+        let etcd = rt.block_on(self.connect_etcd())?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                rt: Some(rt),
+                etcd,
+                location: PathBuf::from(self.url.to_string()),
+                url: self.url,
+                request_timeout: self.request_timeout,
+            }),
+        })
+    }
+
+    /// Connects from async code (the connection is still driven by the
+    /// client's own runtime thread, so any executor works).
+    ///
+    /// # Errors
+    ///
+    /// As [`ClientOptions::connect`].
+    pub async fn connect_async(self) -> Result<Client> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(self.connect());
+        });
+        rx.await.map_err(|_| Error::Io {
+            op: "connect to",
+            path: PathBuf::from("etcd"),
+            source: std::io::Error::other("the connecting thread died"),
+        })?
+    }
+
+    async fn connect_etcd(&self) -> Result<etcd_client::Client> {
+        let location = PathBuf::from(self.url.to_string());
+        let mut opts = etcd_client::ConnectOptions::new()
+            .with_connect_timeout(self.connect_timeout)
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+        if let Some((u, p)) = &self.user {
+            opts = opts.with_user(u.clone(), p.clone());
+        }
+        let tls = self.url.tls() || self.ca_cert.is_some() || self.cert.is_some();
+        if tls {
+            let mut t = etcd_client::TlsOptions::new();
+            if let Some(ca) = &self.ca_cert {
+                let pem = read_pem(ca, "read the CA certificate")?;
+                t = t.ca_certificate(etcd_client::Certificate::from_pem(pem));
+            }
+            match (&self.cert, &self.key) {
+                (Some(c), Some(k)) => {
+                    let cert = read_pem(c, "read the client certificate")?;
+                    let key = read_pem(k, "read the client key")?;
+                    t = t.identity(etcd_client::Identity::from_pem(cert, key));
+                }
+                (None, None) => {}
+                _ => {
+                    return Err(Error::InvalidInput {
+                        path: location,
+                        reason: "a client certificate needs its key, and a key its certificate \
+                                 (--cert and --key)"
+                            .into(),
+                    });
+                }
+            }
+            opts = opts.with_tls(t);
+        }
+        let scheme = if tls { "https://" } else { "http://" };
+        let endpoints: Vec<String> = self
+            .url
+            .endpoints()
+            .iter()
+            .map(|e| format!("{scheme}{e}"))
+            .collect();
+        let user = self.user.as_ref().map(|(u, _)| u.clone());
+        match tokio::time::timeout(
+            self.connect_timeout,
+            etcd_client::Client::connect(endpoints, Some(opts)),
+        )
+        .await
+        {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(match user {
+                Some(u) if is_auth_failure(&e) => Error::Io {
+                    op: "authenticate to",
+                    path: location,
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::PermissionDenied,
+                        format!("etcd refused user {u:?}: {}", short(&e)),
+                    ),
+                },
+                _ => unreachable(&location, self.url.endpoints(), &e.to_string()),
+            }),
+            Err(_) => Err(unreachable(
+                &location,
+                self.url.endpoints(),
+                &format!("no answer within {:?}", self.connect_timeout),
+            )),
+        }
+    }
+}
+
+fn read_pem(path: &Path, op: &'static str) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::Io {
+        op,
+        path: path.to_owned(),
+        source: e,
+    })
+}
+
+fn is_auth_failure(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => {
+            matches!(
+                s.code(),
+                tonic::Code::InvalidArgument
+                    | tonic::Code::Unauthenticated
+                    | tonic::Code::PermissionDenied
+            ) || s.message().contains("authentication failed")
+        }
+        _ => false,
+    }
+}
+
+/// The message of an etcd error without the gRPC wrapping.
+pub(crate) fn short(e: &etcd_client::Error) -> String {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => s.message().to_owned(),
+        other => other.to_string(),
+    }
+}
+
+fn unreachable(location: &Path, endpoints: &[String], why: &str) -> Error {
+    Error::Io {
+        op: "reach",
+        path: location.to_owned(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "etcd at {} does not answer ({why}); is etcd running there?",
+                endpoints.join(",")
+            ),
+        ),
+    }
+}
+
+/// A connection to an etcd cluster. Cheap to clone (one connection and one
+/// runtime thread are shared).
+///
+/// ```no_run
+/// let client = holdfast_etcd::Client::connect("etcd://127.0.0.1:2379")?;
+/// let lock = client.lock("nightly-backup")?;
+/// let guard = lock.lock()?;
+/// println!("fencing token {}", guard.token());
+/// # Ok::<(), holdfast::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    rt: Option<tokio::runtime::Runtime>,
+    pub(crate) etcd: etcd_client::Client,
+    pub(crate) url: EtcdUrl,
+    pub(crate) location: PathBuf,
+    pub(crate) request_timeout: Duration,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which is not allowed inside async
+        // code; nothing of ours needs to finish once the client is gone.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.inner.url.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Connects to `url` with default options (see [`ClientOptions`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`ClientOptions::connect`].
+    pub fn connect(url: &str) -> Result<Client> {
+        ClientOptions::new(url)?.connect()
+    }
+
+    /// The URL this client talks to.
+    pub fn url(&self) -> &EtcdUrl {
+        &self.inner.url
+    }
+
+    pub(crate) fn handle(&self) -> &tokio::runtime::Handle {
+        self.inner
+            .rt
+            .as_ref()
+            .expect("runtime present until drop")
+            .handle()
+    }
+
+    /// `etcd://HOST:PORT/.../NAME`, for messages.
+    pub(crate) fn location_of(&self, what: &str, name: &str) -> PathBuf {
+        let mut s = self.inner.location.to_string_lossy().into_owned();
+        if self.inner.url.prefix() == crate::url::DEFAULT_PREFIX {
+            s.push('/');
+        } else {
+            s.push(':');
+        }
+        s.push_str(what);
+        s.push_str(name);
+        PathBuf::from(s)
+    }
+
+    /// Key: `PREFIX/SUB`.
+    pub(crate) fn key(&self, sub: &str) -> String {
+        format!("{}/{sub}", self.inner.url.prefix())
+    }
+
+    /// Runs `fut` on the client's runtime and waits for it (blocking API).
+    pub(crate) fn block_on<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = T> + Send + 'static,
+    ) -> T {
+        // Spawned rather than polled on the caller's thread, so that a
+        // caller inside some other runtime (or none) behaves the same way.
+        let handle = self.handle().spawn(fut);
+        match futures_block_on(handle) {
+            Ok(v) => v,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
+    /// Runs `fut` on the client's runtime and awaits it (async API).
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = T> + Send + 'static,
+    ) -> T {
+        match self.handle().spawn(fut).await {
+            Ok(v) => v,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
+    /// One request, bounded by the request timeout, with its error named.
+    pub(crate) async fn rpc<T, F>(&self, op: &'static str, path: &Path, fut: F) -> Result<T>
+    where
+        F: Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        rpc(self.inner.request_timeout, &self.inner.url, op, path, fut).await
+    }
+}
+
+/// One request, bounded by `timeout`, its failure named after `path`.
+pub(crate) async fn rpc<T, F>(
+    timeout: Duration,
+    url: &EtcdUrl,
+    op: &'static str,
+    path: &Path,
+    fut: F,
+) -> Result<T>
+where
+    F: Future<Output = std::result::Result<T, etcd_client::Error>>,
+{
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(request_error(op, path, url, &e)),
+        Err(_) => Err(Error::Io {
+            op,
+            path: path.to_owned(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "etcd at {} gave no answer within {timeout:?}; is etcd running there?",
+                    url.endpoints().join(",")
+                ),
+            ),
+        }),
+    }
+}
+
+pub(crate) fn request_error(
+    op: &'static str,
+    path: &Path,
+    url: &EtcdUrl,
+    e: &etcd_client::Error,
+) -> Error {
+    let kind = match e {
+        etcd_client::Error::GRpcStatus(s) => match s.code() {
+            tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => {
+                std::io::ErrorKind::PermissionDenied
+            }
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
+                std::io::ErrorKind::TimedOut
+            }
+            tonic::Code::NotFound => std::io::ErrorKind::NotFound,
+            _ => std::io::ErrorKind::Other,
+        },
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => {
+            std::io::ErrorKind::ConnectionRefused
+        }
+        _ => std::io::ErrorKind::Other,
+    };
+    Error::Io {
+        op,
+        path: path.to_owned(),
+        source: std::io::Error::new(
+            kind,
+            format!("etcd at {}: {}", url.endpoints().join(","), short(e)),
+        ),
+    }
+}
+
+/// Blocks the calling thread on a future that runs elsewhere (a task's
+/// join handle): park until woken.
+fn futures_block_on<F: Future>(fut: F) -> F::Output {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(v) => return v,
+            Poll::Pending => std::thread::park(),
+        }
+    }
+}

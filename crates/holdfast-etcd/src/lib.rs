@@ -1,0 +1,14 @@
+//! wip
+mod client;
+mod lock;
+mod markers;
+mod record;
+mod status;
+mod url;
+
+pub use client::{Client, ClientOptions};
+pub use lock::{DEFAULT_TTL, EtcdGuard, EtcdLock, LostSignal, MAX_TTL, MIN_TTL};
+pub use markers::EtcdMarkers;
+pub use record::Record;
+pub use status::{LockView, QueueEntry};
+pub use url::{DEFAULT_PREFIX, EtcdUrl};

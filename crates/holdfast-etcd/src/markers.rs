@@ -1,0 +1,242 @@
+//! Completion markers (setup phases, run-once) in etcd, written only by a
+//! holder that still holds its lock.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use etcd_client::{Compare, CompareOp, GetOptions, SortOrder, SortTarget, Txn, TxnOp};
+use holdfast::Result;
+use serde_json::json;
+
+use crate::client::Client;
+use crate::lock::{EtcdGuard, check_name, lost_err};
+use crate::record::Record;
+
+impl Client {
+    /// The completion markers of `name` (keys `PREFIX/done/NAME/KEY`): the
+    /// phases of the target `name`, or the run-once key `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for a bad name (as [`Client::lock`]).
+    pub fn markers(&self, name: &str) -> Result<EtcdMarkers> {
+        let location = self.location_of("", name);
+        check_name("marker set name", name, &location)?;
+        Ok(EtcdMarkers {
+            client: self.clone(),
+            prefix: self.key(&format!("done/{name}/")),
+            location,
+        })
+    }
+}
+
+/// The completion markers of one phase target or run-once key.
+///
+/// A marker is written by [`EtcdMarkers::mark_done`] in **one etcd
+/// transaction** that first compares the create revision of the caller's
+/// lock key with its fencing token: if the lease has run out (the caller
+/// was paused, or cut off, and someone else may hold the lock now), the
+/// key is gone or newer, the comparison fails and nothing is written. A
+/// holder that lost its lock can never mark anything done.
+///
+/// ```no_run
+/// let client = holdfast_etcd::Client::connect("etcd://127.0.0.1:2379")?;
+/// let lock = client.lock("app-db")?;
+/// let markers = client.markers("app-db")?;
+/// if !markers.is_done("schema-v1")? {
+///     let guard = lock.lock()?;
+///     if !markers.is_done("schema-v1")? {
+///         // ... create the schema ...
+///         markers.mark_done("schema-v1", &guard)?; // refused if the lock was lost
+///     }
+/// }
+/// # Ok::<(), holdfast::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct EtcdMarkers {
+    client: Client,
+    prefix: String,
+    location: PathBuf,
+}
+
+impl EtcdMarkers {
+    /// `etcd://HOST:PORT/NAME`.
+    pub fn location(&self) -> &Path {
+        &self.location
+    }
+
+    /// The key prefix: `PREFIX/done/NAME/`.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn key(&self, key: &str) -> Result<String> {
+        check_name("marker name", key, &self.location)?;
+        Ok(format!("{}{key}", self.prefix))
+    }
+
+    /// Whether `key` is marked done (a linearizable read).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for a bad key; [`Error::Io`] if etcd cannot
+    /// be reached.
+    pub fn is_done(&self, key: &str) -> Result<bool> {
+        let k = self.key(key)?;
+        let this = self.clone();
+        self.client
+            .block_on(async move { this.is_done_async_inner(k).await })
+    }
+
+    async fn is_done_async_inner(&self, k: String) -> Result<bool> {
+        let mut etcd = self.client.inner.etcd.clone();
+        let r = self
+            .client
+            .rpc(
+                "read the markers of",
+                &self.location,
+                etcd.get(k, Some(GetOptions::new().with_count_only())),
+            )
+            .await?;
+        Ok(r.count() > 0)
+    }
+
+    /// The keys marked done, in the order they were marked.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if etcd cannot be reached.
+    pub fn done_keys(&self) -> Result<Vec<String>> {
+        let this = self.clone();
+        self.client.block_on(async move {
+            let mut etcd = this.client.inner.etcd.clone();
+            let r = this
+                .client
+                .rpc(
+                    "read the markers of",
+                    &this.location,
+                    etcd.get(
+                        this.prefix.clone(),
+                        Some(
+                            GetOptions::new()
+                                .with_prefix()
+                                .with_keys_only()
+                                .with_sort(SortTarget::Create, SortOrder::Ascend),
+                        ),
+                    ),
+                )
+                .await?;
+            Ok(r.kvs()
+                .iter()
+                .filter_map(|kv| {
+                    std::str::from_utf8(kv.key())
+                        .ok()
+                        .and_then(|k| k.strip_prefix(this.prefix.as_str()))
+                        .map(str::to_owned)
+                })
+                .collect())
+        })
+    }
+
+    /// Marks `key` done, **only if `held` still holds its lock**: one
+    /// transaction compares the create revision of `held`'s key with its
+    /// fencing token and writes the marker only if they match. The marker's
+    /// value records the token, host, pid and time.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Lost`] if the comparison failed (the lease ran out or was
+    /// revoked: nothing was written, and `held` reports the loss from now
+    /// on); [`Error::InvalidInput`] for a bad key; [`Error::Io`] if etcd
+    /// cannot be reached (then nothing is known to be written: a retry is
+    /// safe, the marker is idempotent).
+    pub fn mark_done(&self, key: &str, held: &EtcdGuard) -> Result<()> {
+        let k = self.key(key)?;
+        let lock_key = held.key().to_owned();
+        let token = held.token();
+        let state = held.state.clone();
+        let this = self.clone();
+        let holder_path = held.location().to_owned();
+        let name = key.to_owned();
+        self.client.block_on(async move {
+            let me = Record::for_this_process(holdfast::Mode::Exclusive);
+            let value = json!({
+                "holdfast": 1,
+                "token": token,
+                "host": me.host,
+                "pid": me.pid,
+                "at": SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or(0.0),
+            })
+            .to_string();
+            let txn = Txn::new()
+                .when([Compare::create_revision(
+                    lock_key.clone(),
+                    CompareOp::Equal,
+                    token as i64,
+                )])
+                .and_then([TxnOp::put(k, value, None)]);
+            let mut etcd = this.client.inner.etcd.clone();
+            let r = this
+                .client
+                .rpc("write a marker of", &this.location, etcd.txn(txn))
+                .await?;
+            if r.succeeded() {
+                Ok(())
+            } else {
+                let reason = format!(
+                    "marker {name:?} was not written: the lock key {lock_key} no longer has \
+                     create revision {token} (its lease ran out or was revoked; another \
+                     process may hold the lock)"
+                );
+                state.lose(reason.clone());
+                Err(lost_err(&holder_path, reason))
+            }
+        })
+    }
+
+    /// Removes the marker of `key`; `true` if there was one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for a bad key; [`Error::Io`] if etcd cannot
+    /// be reached.
+    pub fn clear(&self, key: &str) -> Result<bool> {
+        let k = self.key(key)?;
+        let this = self.clone();
+        self.client.block_on(async move {
+            let mut etcd = this.client.inner.etcd.clone();
+            let r = this
+                .client
+                .rpc("remove a marker of", &this.location, etcd.delete(k, None))
+                .await?;
+            Ok(r.deleted() > 0)
+        })
+    }
+
+    /// Removes every marker; how many there were.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if etcd cannot be reached.
+    pub fn clear_all(&self) -> Result<u64> {
+        let this = self.clone();
+        self.client.block_on(async move {
+            let mut etcd = this.client.inner.etcd.clone();
+            let r = this
+                .client
+                .rpc(
+                    "remove the markers of",
+                    &this.location,
+                    etcd.delete(
+                        this.prefix.clone(),
+                        Some(etcd_client::DeleteOptions::new().with_prefix()),
+                    ),
+                )
+                .await?;
+            Ok(u64::try_from(r.deleted()).unwrap_or(0))
+        })
+    }
+}

@@ -1,0 +1,264 @@
+//! A real etcd for tests: one member or a cluster, on free 127.0.0.1
+//! ports, data in a temp dir, stopped by pid when dropped.
+//!
+//! `scripts/install-deps` installs Debian's `etcd-server` and `etcd-client`
+//! (and `scripts/test` sets `HOLDFAST_REQUIRE_ETCD=1`): with that variable
+//! set a missing etcd fails the test; without it the test is skipped with
+//! a message saying why.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::Dir;
+
+/// One running etcd member.
+#[derive(Debug)]
+struct Member {
+    name: String,
+    client: u16,
+    child: Option<std::process::Child>,
+}
+
+/// A running etcd (one member or several), stopped on drop.
+#[derive(Debug)]
+pub struct Etcd {
+    members: Vec<Member>,
+    dir: Dir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("find a free port")
+}
+
+/// Whether the `etcd` and `etcdctl` programs are there; if not, says so
+/// and returns false (or panics when `HOLDFAST_REQUIRE_ETCD` is set).
+pub fn etcd_available() -> bool {
+    let ok = [("etcd", "--version"), ("etcdctl", "version")]
+        .iter()
+        .all(|(p, a)| {
+            Command::new(p)
+                .arg(a)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+    if !ok {
+        if std::env::var_os("HOLDFAST_REQUIRE_ETCD").is_some_and(|v| v != "0") {
+            panic!(
+                "etcd/etcdctl not found but HOLDFAST_REQUIRE_ETCD is set: \
+                 run scripts/install-deps as root (Debian etcd-server etcd-client)"
+            );
+        }
+        eprintln!(
+            "SKIPPED: etcd/etcdctl not installed (Debian etcd-server etcd-client; \
+             scripts/install-deps installs them as root)"
+        );
+    }
+    ok
+}
+
+impl Etcd {
+    /// One member, or `None` (test skipped) if etcd is not installed.
+    pub fn start() -> Option<Etcd> {
+        Etcd::cluster(1)
+    }
+
+    /// `n` members forming one cluster, or `None` if etcd is not installed.
+    pub fn cluster(n: usize) -> Option<Etcd> {
+        if !etcd_available() {
+            return None;
+        }
+        let dir = Dir::new();
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let initial: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect();
+        let initial = initial.join(",");
+        let mut members = Vec::new();
+        for (i, (client, peer)) in ports.iter().enumerate() {
+            let name = format!("m{i}");
+            let log = std::fs::File::create(dir.join(&format!("{name}.log"))).expect("etcd log");
+            let child = Command::new("etcd")
+                .args(["--name", &name])
+                .arg("--data-dir")
+                .arg(dir.join(&format!("{name}.data")))
+                .arg(format!("--listen-client-urls=http://127.0.0.1:{client}"))
+                .arg(format!("--advertise-client-urls=http://127.0.0.1:{client}"))
+                .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
+                .arg(format!(
+                    "--initial-advertise-peer-urls=http://127.0.0.1:{peer}"
+                ))
+                .arg(format!("--initial-cluster={initial}"))
+                .args(["--initial-cluster-state", "new"])
+                .args(["--initial-cluster-token", "holdfast-test"])
+                .args(["--log-level", "warn", "--logger", "zap"])
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log fd"))
+                .stderr(log)
+                .spawn()
+                .expect("start etcd");
+            members.push(Member {
+                name,
+                client: *client,
+                child: Some(child),
+            });
+        }
+        let etcd = Etcd { members, dir };
+        etcd.wait_healthy(Duration::from_secs(30));
+        Some(etcd)
+    }
+
+    fn wait_healthy(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let ok = self
+                .etcdctl()
+                .args(["endpoint", "health"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "etcd did not become healthy within {timeout:?}; logs in {}: {}",
+                    self.dir.path().display(),
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The logs of every member, for failure messages.
+    pub fn logs(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| {
+                let text = std::fs::read_to_string(self.dir.join(&format!("{}.log", m.name)))
+                    .unwrap_or_default();
+                format!("--- {} ---\n{text}", m.name)
+            })
+            .collect()
+    }
+
+    /// `HOST:PORT` of each live member.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .filter(|m| m.child.is_some())
+            .map(|m| format!("127.0.0.1:{}", m.client))
+            .collect()
+    }
+
+    /// `etcd://HOST:PORT,...` of every member (dead ones too: clients must
+    /// cope), with an optional `/PREFIX`.
+    pub fn url(&self) -> String {
+        let all: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| format!("127.0.0.1:{}", m.client))
+            .collect();
+        format!("etcd://{}", all.join(","))
+    }
+
+    /// `etcdctl` (API v3) aimed at the live members.
+    pub fn etcdctl(&self) -> Command {
+        let mut c = Command::new("etcdctl");
+        c.env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoints().join(",")));
+        for v in [
+            "ETCDCTL_USER",
+            "ETCDCTL_CACERT",
+            "ETCDCTL_CERT",
+            "ETCDCTL_KEY",
+        ] {
+            c.env_remove(v);
+        }
+        c
+    }
+
+    /// The index of the current leader, asked of the live members.
+    pub fn leader(&self) -> Option<usize> {
+        let out = self
+            .etcdctl()
+            .args(["endpoint", "status", "-w", "fields"])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        // Blocks per endpoint: "Endpoint" : "...", "Leader" : N, "MemberID" : N
+        let mut endpoint = None;
+        let mut member = None;
+        for line in text.lines() {
+            let Some((k, v)) = line.split_once(" : ") else {
+                continue;
+            };
+            let k = k.trim().trim_matches('"');
+            let v = v.trim().trim_matches('"');
+            match k {
+                "Endpoint" => endpoint = Some(v.to_owned()),
+                "MemberID" => member = Some(v.to_owned()),
+                "Leader" if Some(v) == member.as_deref() => {
+                    let ep = endpoint.clone()?;
+                    return self
+                        .members
+                        .iter()
+                        .position(|m| ep.ends_with(&format!(":{}", m.client)));
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// The pid of member `i`.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.members[i].child.as_ref().map(|c| c.id())
+    }
+
+    /// SIGKILLs member `i` (by its pid) and reaps it.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The temp dir the members keep their data and logs in.
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        for m in &mut self.members {
+            if let Some(mut c) = m.child.take() {
+                // SIGTERM by pid, then SIGKILL if it lingers.
+                // SAFETY: kill(2) with a pid we spawned and have not reaped.
+                unsafe {
+                    libc::kill(c.id() as i32, libc::SIGTERM);
+                }
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while Instant::now() < deadline {
+                    if c.try_wait().ok().flatten().is_some() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
