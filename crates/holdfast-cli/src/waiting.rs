@@ -216,6 +216,39 @@ pub fn around<T>(lock_path: &Path, show: Show, f: impl FnOnce(&mut Painter) -> T
     })
 }
 
+/// [`around`] for a lock that is not a local file (a lock service):
+/// `holders` says who holds it, `location` and `mode` name it in the line.
+pub fn around_with<T>(
+    location: &Path,
+    mode: Mode,
+    show: Show,
+    holders: &(dyn Fn() -> Holders + Sync),
+    f: impl FnOnce(&mut Painter) -> T,
+) -> T {
+    let tty = std::io::stderr().is_terminal();
+    let style = match (show, tty) {
+        (Show::Never, _) | (Show::OnTerminal, false) => return f(&mut Painter::default()),
+        (_, true) => Style::Live,
+        (Show::Always, false) => Style::Lines,
+    };
+    let started = Instant::now();
+    let (done, stop) = mpsc::channel::<()>();
+    let (finished_tx, finished) = mpsc::channel::<()>();
+    thread::scope(|s| {
+        s.spawn(move || {
+            paint(location, holders, mode, started, style, &stop);
+            drop(finished_tx);
+        });
+        let mut painter = Painter {
+            stop: Some(done),
+            finished: Some(finished),
+        };
+        let out = f(&mut painter);
+        painter.stop();
+        out
+    })
+}
+
 fn paint(
     path: &Path,
     holders: &dyn Fn() -> Holders,

@@ -1,0 +1,202 @@
+//! `--backend URL` (or `HOLDFAST_BACKEND=URL`): the same commands over a
+//! lock service instead of a local file. The lock's NAME goes where the
+//! path goes.
+//!
+//! This module only parses the URL and dispatches on its scheme; each
+//! service has its own module (`etcd.rs` for `etcd://`, behind the cargo
+//! feature `etcd`, on by default). A new service is one more [`Service`]
+//! variant, one arm per command below, and its module.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::cli::{ListArgs, OnceArgs, PhaseArgs, RunArgs, StatusArgs};
+use crate::exit;
+
+/// The flags every command that can use a lock service takes.
+#[derive(Debug, Default, Args)]
+pub struct RemoteArgs {
+    /// Use a lock service instead of a local file:
+    /// etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (etcds:// for TLS). Also
+    /// read from HOLDFAST_BACKEND. The lock's NAME goes where the path goes.
+    #[arg(long, value_name = "URL", help_heading = "Lock service")]
+    pub backend: Option<String>,
+    /// With --backend: the lease, how long a holder that dies (or is cut
+    /// off, or paused) keeps the lock; renewed every TTL/3 while held
+    /// (whole seconds, 1s to 24h; default 15s).
+    #[arg(long, value_name = "DURATION", help_heading = "Lock service")]
+    pub ttl: Option<String>,
+    /// With --backend: give up reaching the service after this long
+    /// (default 5s).
+    #[arg(long, value_name = "DURATION", help_heading = "Lock service")]
+    pub connect_timeout: Option<String>,
+    /// etcd: verify the servers with this CA bundle (PEM), turning TLS on
+    /// (also ETCDCTL_CACERT).
+    #[arg(
+        long = "cacert",
+        id = "remote_cacert",
+        value_name = "FILE",
+        help_heading = "Lock service"
+    )]
+    pub cacert: Option<PathBuf>,
+    /// etcd: client certificate (PEM; also ETCDCTL_CERT).
+    #[arg(
+        long = "cert",
+        id = "remote_cert",
+        value_name = "FILE",
+        help_heading = "Lock service"
+    )]
+    pub cert: Option<PathBuf>,
+    /// etcd: client certificate key (PEM; also ETCDCTL_KEY).
+    #[arg(
+        long = "key",
+        id = "remote_key",
+        value_name = "FILE",
+        help_heading = "Lock service"
+    )]
+    pub key: Option<PathBuf>,
+    /// etcd: authenticate as USER (also ETCDCTL_USER, which may be
+    /// USER:PASSWORD).
+    #[arg(
+        long = "user",
+        id = "remote_user",
+        value_name = "USER[:PASSWORD]",
+        help_heading = "Lock service"
+    )]
+    pub user: Option<String>,
+    /// etcd: the password of --user (also ETCDCTL_PASSWORD).
+    #[arg(
+        long = "password",
+        id = "remote_password",
+        value_name = "PASSWORD",
+        help_heading = "Lock service"
+    )]
+    pub password: Option<String>,
+}
+
+/// A lock service named by a `--backend` URL.
+#[derive(Debug)]
+pub enum Service {
+    /// `etcd://` / `etcds://`.
+    #[cfg(feature = "etcd")]
+    Etcd(holdfast_etcd::EtcdUrl),
+}
+
+impl RemoteArgs {
+    /// The URL given by `--backend` or `HOLDFAST_BACKEND`, if any.
+    fn url(&self) -> Option<String> {
+        self.backend.clone().or_else(|| {
+            std::env::var("HOLDFAST_BACKEND")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+    }
+
+    /// The service to use, `None` for a local lock; a bad URL is reported
+    /// (exit 64).
+    pub fn service(&self) -> Result<Option<Service>, u8> {
+        let Some(url) = self.url() else {
+            if self.backend_only_flag().is_some() {
+                return Err(usage(&format!(
+                    "{} needs --backend URL (or HOLDFAST_BACKEND)",
+                    self.backend_only_flag().unwrap_or_default()
+                )));
+            }
+            return Ok(None);
+        };
+        let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
+        match scheme {
+            #[cfg(feature = "etcd")]
+            "etcd" | "etcds" => match holdfast_etcd::EtcdUrl::parse(&url) {
+                Ok(u) => Ok(Some(Service::Etcd(u))),
+                Err(e) => Err(usage(&e.to_string())),
+            },
+            #[cfg(not(feature = "etcd"))]
+            "etcd" | "etcds" => Err(usage(&format!(
+                "--backend {url}: this holdfast was built without etcd support \
+                 (cargo feature 'etcd')"
+            ))),
+            _ => Err(usage(&format!(
+                "--backend {url:?}: unknown lock service; expected \
+                 etcd://HOST:PORT[,HOST:PORT...][/PREFIX]"
+            ))),
+        }
+    }
+
+    fn backend_only_flag(&self) -> Option<&'static str> {
+        [
+            (self.ttl.is_some(), "--ttl"),
+            (self.connect_timeout.is_some(), "--connect-timeout"),
+            (self.cacert.is_some(), "--cacert"),
+            (self.cert.is_some(), "--cert"),
+            (self.key.is_some(), "--key"),
+            (self.user.is_some(), "--user"),
+            (self.password.is_some(), "--password"),
+        ]
+        .into_iter()
+        .find_map(|(set, name)| set.then_some(name))
+    }
+}
+
+pub fn usage(msg: &str) -> u8 {
+    eprintln!("holdfast: {msg}");
+    exit::USAGE
+}
+
+/// The lock name a path argument stands for under `--backend`.
+pub fn name(arg: &std::path::Path) -> Result<String, u8> {
+    arg.to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| usage(&format!("lock name {arg:?} is not valid UTF-8")))
+}
+
+/// Local-only flags that make no sense with `--backend`.
+pub fn refuse_local(flags: &[(bool, &str)]) -> Result<(), u8> {
+    match flags.iter().find(|(set, _)| *set) {
+        Some((_, f)) => Err(usage(&format!(
+            "{f} is for local locks; it cannot be used with --backend"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `holdfast run --backend URL NAME -- COMMAND`.
+pub fn run(service: Service, args: RunArgs) -> u8 {
+    match service {
+        #[cfg(feature = "etcd")]
+        Service::Etcd(url) => crate::etcd::run(url, args),
+    }
+}
+
+/// `holdfast once --backend URL KEY -- COMMAND`.
+pub fn once(service: Service, args: OnceArgs) -> u8 {
+    match service {
+        #[cfg(feature = "etcd")]
+        Service::Etcd(url) => crate::etcd::once(url, args),
+    }
+}
+
+/// `holdfast phase --backend URL NAME --target TARGET -- COMMAND`.
+pub fn phase(service: Service, args: PhaseArgs) -> u8 {
+    match service {
+        #[cfg(feature = "etcd")]
+        Service::Etcd(url) => crate::etcd::phase(url, args),
+    }
+}
+
+/// `holdfast status --backend URL NAME...`.
+pub fn status(service: Service, args: StatusArgs) -> u8 {
+    match service {
+        #[cfg(feature = "etcd")]
+        Service::Etcd(url) => crate::etcd::status(url, args),
+    }
+}
+
+/// `holdfast list --backend URL [PREFIX]`.
+pub fn list(service: Service, args: ListArgs) -> u8 {
+    match service {
+        #[cfg(feature = "etcd")]
+        Service::Etcd(url) => crate::etcd::list(url, args),
+    }
+}
