@@ -26,16 +26,10 @@ const ONCE_MARKER: &str = "once";
 fn fail(e: &Error) -> u8 {
     let (code, msg) = exit::for_error(e);
     eprintln!("holdfast: {msg}");
-    match e {
-        Error::Io { source, .. }
-            if matches!(
-                source.kind(),
-                std::io::ErrorKind::TimedOut | std::io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            exit::UNAVAILABLE
-        }
-        _ => code,
+    if holdfast_etcd::is_unreachable(e) {
+        exit::UNAVAILABLE
+    } else {
+        code
     }
 }
 
@@ -178,9 +172,7 @@ fn release(guard: EtcdGuard, code: u8) -> u8 {
     match guard.release() {
         Ok(()) => code,
         Err(e @ Error::Lost { .. }) => {
-            eprintln!(
-                "holdfast: {e}; the command's work may have overlapped another holder's"
-            );
+            eprintln!("holdfast: {e}; the command's work may have overlapped another holder's");
             exit::LOCK_LOST
         }
         Err(e) => {
@@ -206,7 +198,10 @@ fn verbose_got(verbose: bool, guard: &EtcdGuard, started: Instant) {
 
 pub fn run(url: EtcdUrl, args: RunArgs) -> u8 {
     if let Err(code) = refuse_local(&[
-        (args.fifo, "--fifo (etcd locks are always first come, first served)"),
+        (
+            args.fifo,
+            "--fifo (etcd locks are always first come, first served)",
+        ),
         (args.fcntl, "--fcntl"),
         (args.protocol.is_some(), "--lockfile"),
         (args.close, "--close"),
@@ -385,7 +380,11 @@ pub fn once(url: EtcdUrl, args: OnceArgs) -> u8 {
                 println!(
                     "{}: not done{}",
                     lock.location().display(),
-                    if running { " (a caller is running it now)" } else { "" }
+                    if running {
+                        " (a caller is running it now)"
+                    } else {
+                        ""
+                    }
                 );
                 exit::NOT_DONE
             }
@@ -582,10 +581,7 @@ pub fn list(url: EtcdUrl, args: ListArgs) -> u8 {
     match client.list(&prefix) {
         Ok(views) => {
             if args.json {
-                println!(
-                    "{}",
-                    Value::Array(views.iter().map(view_json).collect())
-                );
+                println!("{}", Value::Array(views.iter().map(view_json).collect()));
             } else {
                 for v in &views {
                     println!("{}", view_text(v));
@@ -596,4 +592,3 @@ pub fn list(url: EtcdUrl, args: ListArgs) -> u8 {
         Err(e) => fail(&e),
     }
 }
-

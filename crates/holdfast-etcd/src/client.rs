@@ -10,6 +10,7 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use holdfast::{Error, Result};
@@ -114,24 +115,18 @@ impl ClientOptions {
     /// (`op` says which); [`Error::InvalidInput`] for a client certificate
     /// without its key.
     pub fn connect(self) -> Result<Client> {
+        let location = PathBuf::from(self.url.to_string());
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("holdfast-etcd")
             .enable_all()
             .build()
-            .map_err(|e| Error::Io {
-                op: "start the runtime for",
-                path: PathBuf::from(self.url.to_string()),
-                source: e,
-            })?;
-        let etcd = rt.block_on(self.connect_etcd())?;
+            .map_err(|e| crate::error::failure("start the runtime for", &location, e))?;
+        let conn = rt.block_on(self.connect_etcd())?;
         Ok(Client {
             inner: Arc::new(Inner {
                 rt: Some(rt),
-                etcd,
-                location: PathBuf::from(self.url.to_string()),
-                url: self.url,
-                request_timeout: self.request_timeout,
+                conn: Arc::new(conn),
             }),
         })
     }
@@ -147,14 +142,16 @@ impl ClientOptions {
         std::thread::spawn(move || {
             let _ = tx.send(self.connect());
         });
-        rx.await.map_err(|_| Error::Io {
-            op: "connect to",
-            path: PathBuf::from("etcd"),
-            source: std::io::Error::other("the connecting thread died"),
+        rx.await.map_err(|_| {
+            crate::error::failure(
+                "connect to",
+                &PathBuf::from("etcd"),
+                std::io::Error::other("the connecting thread died"),
+            )
         })?
     }
 
-    async fn connect_etcd(&self) -> Result<etcd_client::Client> {
+    async fn connect_etcd(&self) -> Result<Conn> {
         let location = PathBuf::from(self.url.to_string());
         let mut opts = etcd_client::ConnectOptions::new()
             .with_connect_timeout(self.connect_timeout)
@@ -166,13 +163,13 @@ impl ClientOptions {
         if tls {
             let mut t = etcd_client::TlsOptions::new();
             if let Some(ca) = &self.ca_cert {
-                let pem = read_pem(ca, "read the CA certificate")?;
+                let pem = read_pem(ca)?;
                 t = t.ca_certificate(etcd_client::Certificate::from_pem(pem));
             }
             match (&self.cert, &self.key) {
                 (Some(c), Some(k)) => {
-                    let cert = read_pem(c, "read the client certificate")?;
-                    let key = read_pem(k, "read the client key")?;
+                    let cert = read_pem(c)?;
+                    let key = read_pem(k)?;
                     t = t.identity(etcd_client::Identity::from_pem(cert, key));
                 }
                 (None, None) => {}
@@ -188,43 +185,30 @@ impl ClientOptions {
             opts = opts.with_tls(t);
         }
         let scheme = if tls { "https://" } else { "http://" };
-        let endpoints: Vec<String> = self
-            .url
-            .endpoints()
-            .iter()
-            .map(|e| format!("{scheme}{e}"))
-            .collect();
-        let user = self.user.as_ref().map(|(u, _)| u.clone());
-        match tokio::time::timeout(
-            self.connect_timeout,
-            etcd_client::Client::connect(endpoints, Some(opts)),
-        )
-        .await
-        {
-            Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(match user {
-                Some(u) if is_auth_failure(&e) => Error::Io {
-                    op: "authenticate to",
-                    path: location,
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::PermissionDenied,
-                        format!("etcd refused user {u:?}: {}", short(&e)),
-                    ),
-                },
-                _ => unreachable(&location, self.url.endpoints(), &e.to_string()),
-            }),
-            Err(_) => Err(unreachable(
-                &location,
-                self.url.endpoints(),
-                &format!("no answer within {:?}", self.connect_timeout),
-            )),
-        }
+        let conn = Conn {
+            etcd: std::sync::RwLock::new(None),
+            generation: AtomicU64::new(0),
+            current: AtomicUsize::new(
+                std::process::id() as usize % self.url.endpoints().len().max(1),
+            ),
+            switching: tokio::sync::Mutex::new(()),
+            endpoints: self.url.endpoints().to_vec(),
+            scheme,
+            opts,
+            user: self.user.as_ref().map(|(u, _)| u.clone()),
+            url: self.url.clone(),
+            location,
+            request_timeout: self.request_timeout,
+            connect_timeout: self.connect_timeout,
+        };
+        conn.switch(None).await?;
+        Ok(conn)
     }
 }
 
-fn read_pem(path: &Path, op: &'static str) -> Result<Vec<u8>> {
+fn read_pem(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::Io {
-        op,
+        op: holdfast::error::IoOp::Read,
         path: path.to_owned(),
         source: e,
     })
@@ -253,17 +237,17 @@ pub(crate) fn short(e: &etcd_client::Error) -> String {
 }
 
 fn unreachable(location: &Path, endpoints: &[String], why: &str) -> Error {
-    Error::Io {
-        op: "reach",
-        path: location.to_owned(),
-        source: std::io::Error::new(
+    crate::error::failure(
+        "reach",
+        location,
+        std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             format!(
                 "etcd at {} does not answer ({why}); is etcd running there?",
                 endpoints.join(",")
             ),
         ),
-    }
+    )
 }
 
 /// A connection to an etcd cluster. Cheap to clone (one connection and one
@@ -283,10 +267,7 @@ pub struct Client {
 
 pub(crate) struct Inner {
     rt: Option<tokio::runtime::Runtime>,
-    pub(crate) etcd: etcd_client::Client,
-    pub(crate) url: EtcdUrl,
-    pub(crate) location: PathBuf,
-    pub(crate) request_timeout: Duration,
+    pub(crate) conn: Arc<Conn>,
 }
 
 impl Drop for Inner {
@@ -302,7 +283,7 @@ impl Drop for Inner {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("url", &self.inner.url.to_string())
+            .field("url", &self.inner.conn.url.to_string())
             .finish_non_exhaustive()
     }
 }
@@ -319,7 +300,7 @@ impl Client {
 
     /// The URL this client talks to.
     pub fn url(&self) -> &EtcdUrl {
-        &self.inner.url
+        &self.inner.conn.url
     }
 
     pub(crate) fn handle(&self) -> &tokio::runtime::Handle {
@@ -332,8 +313,8 @@ impl Client {
 
     /// `etcd://HOST:PORT/.../NAME`, for messages.
     pub(crate) fn location_of(&self, what: &str, name: &str) -> PathBuf {
-        let mut s = self.inner.location.to_string_lossy().into_owned();
-        if self.inner.url.prefix() == crate::url::DEFAULT_PREFIX {
+        let mut s = self.inner.conn.location.to_string_lossy().into_owned();
+        if self.inner.conn.url.prefix() == crate::url::DEFAULT_PREFIX {
             s.push('/');
         } else {
             s.push(':');
@@ -345,7 +326,7 @@ impl Client {
 
     /// Key: `PREFIX/SUB`.
     pub(crate) fn key(&self, sub: &str) -> String {
-        format!("{}/{sub}", self.inner.url.prefix())
+        format!("{}/{sub}", self.inner.conn.url.prefix())
     }
 
     /// Runs `fut` on the client's runtime and waits for it (blocking API).
@@ -373,40 +354,170 @@ impl Client {
         }
     }
 
-    /// One request, bounded by the request timeout, with its error named.
-    pub(crate) async fn rpc<T, F>(&self, op: &'static str, path: &Path, fut: F) -> Result<T>
-    where
-        F: Future<Output = std::result::Result<T, etcd_client::Error>>,
-    {
-        rpc(self.inner.request_timeout, &self.inner.url, op, path, fut).await
+    /// The connection (shared with the renewal tasks).
+    pub(crate) fn conn(&self) -> &Arc<Conn> {
+        &self.inner.conn
     }
 }
 
-/// One request, bounded by `timeout`, its failure named after `path`.
-pub(crate) async fn rpc<T, F>(
-    timeout: Duration,
-    url: &EtcdUrl,
-    op: &'static str,
-    path: &Path,
-    fut: F,
-) -> Result<T>
-where
-    F: Future<Output = std::result::Result<T, etcd_client::Error>>,
-{
-    match tokio::time::timeout(timeout, fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(request_error(op, path, url, &e)),
-        Err(_) => Err(Error::Io {
-            op,
-            path: path.to_owned(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!(
-                    "etcd at {} gave no answer within {timeout:?}; is etcd running there?",
-                    url.endpoints().join(",")
+/// The connection to one member at a time, moving to the next member
+/// that answers when the current one stops answering.
+///
+/// (etcd-client balances over all endpoints itself, but a request it
+/// sends to a dead member fails instead of going to a live one; a CLI
+/// process that starts while a member is down would fail. So the members
+/// are tried here, one by one, with a TCP connect first.)
+pub(crate) struct Conn {
+    etcd: std::sync::RwLock<Option<etcd_client::Client>>,
+    /// Bumped at every switch, so that concurrent failures switch once.
+    generation: AtomicU64,
+    /// The endpoint in use.
+    current: AtomicUsize,
+    switching: tokio::sync::Mutex<()>,
+    endpoints: Vec<String>,
+    scheme: &'static str,
+    opts: etcd_client::ConnectOptions,
+    user: Option<String>,
+    pub(crate) url: EtcdUrl,
+    pub(crate) location: PathBuf,
+    pub(crate) request_timeout: Duration,
+    connect_timeout: Duration,
+}
+
+impl Conn {
+    /// The client in use now, and its generation.
+    pub(crate) fn etcd(&self) -> (etcd_client::Client, u64) {
+        let g = self.etcd.read().unwrap_or_else(|e| e.into_inner());
+        (
+            g.clone().expect("connected before use"),
+            self.generation.load(Ordering::SeqCst),
+        )
+    }
+
+    /// Connects to the first member (from the one after the current, or
+    /// the current one at start) that accepts a TCP connection, unless
+    /// another task already switched since `seen`.
+    pub(crate) async fn switch(&self, seen: Option<u64>) -> Result<()> {
+        let _one = self.switching.lock().await;
+        if let Some(g) = seen
+            && self.generation.load(Ordering::SeqCst) != g
+        {
+            return Ok(());
+        }
+        let n = self.endpoints.len();
+        let start = self.current.load(Ordering::SeqCst) + usize::from(seen.is_some());
+        let mut why = String::new();
+        for i in 0..n {
+            let idx = (start + i) % n;
+            let ep = &self.endpoints[idx];
+            match tokio::time::timeout(
+                self.connect_timeout,
+                tokio::net::TcpStream::connect(ep.as_str()),
+            )
+            .await
+            {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    why = format!("{ep}: {e}");
+                    continue;
+                }
+                Err(_) => {
+                    why = format!("{ep}: no answer within {:?}", self.connect_timeout);
+                    continue;
+                }
+            }
+            let connected = tokio::time::timeout(
+                self.connect_timeout,
+                etcd_client::Client::connect(
+                    [format!("{}{ep}", self.scheme)],
+                    Some(self.opts.clone()),
                 ),
-            ),
-        }),
+            )
+            .await;
+            match connected {
+                Ok(Ok(c)) => {
+                    *self.etcd.write().unwrap_or_else(|e| e.into_inner()) = Some(c);
+                    self.current.store(idx, Ordering::SeqCst);
+                    self.generation.fetch_add(1, Ordering::SeqCst);
+                    return Ok(());
+                }
+                Ok(Err(e)) => {
+                    if let Some(u) = &self.user
+                        && is_auth_failure(&e)
+                    {
+                        return Err(crate::error::failure(
+                            "authenticate to",
+                            &self.location,
+                            std::io::Error::new(
+                                std::io::ErrorKind::PermissionDenied,
+                                format!("etcd refused user {u:?}: {}", short(&e)),
+                            ),
+                        ));
+                    }
+                    why = format!("{ep}: {}", short(&e));
+                }
+                Err(_) => why = format!("{ep}: no answer within {:?}", self.connect_timeout),
+            }
+        }
+        Err(unreachable(&self.location, &self.endpoints, &why))
+    }
+
+    /// One request, made with `f` on the current member; etcd busy (no
+    /// leader yet) or a member gone is retried, on the next member where
+    /// the connection failed, until the request timeout runs out.
+    pub(crate) async fn rpc<T, F, Fut>(&self, op: &'static str, path: &Path, mut f: F) -> Result<T>
+    where
+        F: FnMut(etcd_client::Client) -> Fut,
+        Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let (etcd, generation) = self.etcd();
+            let err = match tokio::time::timeout_at(deadline, f(etcd)).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) => e,
+                Err(_) => {
+                    return Err(crate::error::failure(
+                        op,
+                        path,
+                        std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!(
+                                "etcd at {} gave no answer within {:?}; is etcd running there?",
+                                self.url.endpoints().join(","),
+                                self.request_timeout
+                            ),
+                        ),
+                    ));
+                }
+            };
+            let retry = match &err {
+                etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => {
+                    if self.switch(Some(generation)).await.is_err() {
+                        false
+                    } else {
+                        true
+                    }
+                }
+                etcd_client::Error::GRpcStatus(s) => match s.code() {
+                    tonic::Code::Unavailable | tonic::Code::Unknown => {
+                        // A member without a leader, or one going away.
+                        let _ = self.switch(Some(generation)).await;
+                        true
+                    }
+                    tonic::Code::DeadlineExceeded | tonic::Code::Aborted => true,
+                    _ => false,
+                },
+                _ => false,
+            };
+            if !retry || tokio::time::Instant::now() + backoff >= deadline {
+                return Err(request_error(op, path, &self.url, &err));
+            }
+            tracing::debug!("{op} {}: {err}; retrying", path.display());
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(200));
+        }
     }
 }
 
@@ -432,20 +543,19 @@ pub(crate) fn request_error(
         }
         _ => std::io::ErrorKind::Other,
     };
-    Error::Io {
+    crate::error::failure(
         op,
-        path: path.to_owned(),
-        source: std::io::Error::new(
+        path,
+        std::io::Error::new(
             kind,
             format!("etcd at {}: {}", url.endpoints().join(","), short(e)),
         ),
-    }
+    )
 }
 
 /// Blocks the calling thread on a future that runs elsewhere (a task's
 /// join handle): park until woken.
 fn futures_block_on<F: Future>(fut: F) -> F::Output {
-    use std::sync::Arc;
     use std::task::{Context, Poll, Wake, Waker};
     struct Unpark(std::thread::Thread);
     impl Wake for Unpark {

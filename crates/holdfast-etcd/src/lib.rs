@@ -1,5 +1,6 @@
 //! wip
 mod client;
+mod error;
 mod lock;
 mod markers;
 mod record;
@@ -7,6 +8,7 @@ mod status;
 mod url;
 
 pub use client::{Client, ClientOptions};
+pub use error::is_unreachable;
 pub use lock::{DEFAULT_TTL, EtcdGuard, EtcdLock, LostSignal, MAX_TTL, MIN_TTL};
 pub use markers::EtcdMarkers;
 pub use record::Record;

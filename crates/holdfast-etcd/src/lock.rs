@@ -49,7 +49,7 @@ use etcd_client::{
 };
 use holdfast::{Error, Holders, Mode, Result, Wait};
 
-use crate::client::{Client, rpc};
+use crate::client::{Client, Conn};
 use crate::record::Record;
 
 /// The lease TTL when none is given.
@@ -441,38 +441,35 @@ async fn acquire(lock: EtcdLock, mode: Mode, wait: Wait) -> Result<EtcdGuard> {
         Wait::Deadline(i) => (false, Some(i)),
     };
     let client = &lock.client;
+    let conn = client.conn().clone();
     let path = lock.location.clone();
-    let mut etcd = client.inner.etcd.clone();
     let sent = Instant::now();
-    let grant = client
-        .rpc(
-            "grant a lease for",
-            &path,
-            etcd.lease_grant(lock.ttl.as_secs() as i64, None),
-        )
+    let ttl_secs = lock.ttl.as_secs() as i64;
+    let grant = conn
+        .rpc("grant a lease for", &path, |mut c| async move {
+            c.lease_grant(ttl_secs, None).await
+        })
         .await?;
     let lease = grant.id();
     let granted = Duration::from_secs(u64::try_from(grant.ttl()).unwrap_or(0));
     if granted.is_zero() {
-        return Err(Error::Io {
-            op: "grant a lease for",
-            path,
-            source: std::io::Error::other(format!("etcd refused the lease: {}", grant.error())),
-        });
+        return Err(crate::error::failure(
+            "grant a lease for",
+            &path,
+            std::io::Error::other(format!("etcd refused the lease: {}", grant.error())),
+        ));
     }
     let state = State::new(sent + granted);
     let key = format!("{}{lease:016x}", lock.queue);
     let record = Record::for_this_process(mode).encode();
-    let put = client
-        .rpc(
-            "join the queue of",
-            &path,
-            etcd.put(
-                key.clone(),
-                record,
-                Some(PutOptions::new().with_lease(lease)),
-            ),
-        )
+    let put = conn
+        .rpc("join the queue of", &path, |mut c| {
+            let (key, record) = (key.clone(), record.clone());
+            async move {
+                c.put(key, record, Some(PutOptions::new().with_lease(lease)))
+                    .await
+            }
+        })
         .await;
     let rev = match put {
         Ok(p) => p.header().map(|h| h.revision()).unwrap_or(0),
@@ -482,8 +479,7 @@ async fn acquire(lock: EtcdLock, mode: Mode, wait: Wait) -> Result<EtcdGuard> {
         }
     };
     client.handle().spawn(renew(
-        etcd.clone(),
-        client.inner.request_timeout,
+        conn.clone(),
         state.clone(),
         key.clone(),
         rev,
@@ -522,9 +518,9 @@ async fn wait_turn(
     started: Instant,
 ) -> Result<()> {
     let client = &lock.client;
+    let conn = client.conn();
     let path = &guard.location;
     let rev = guard.token as i64;
-    let mut etcd = client.inner.etcd.clone();
     let mut lost = guard.state.changed.subscribe();
     let mut backoff = Duration::from_millis(20);
     loop {
@@ -547,8 +543,11 @@ async fn wait_turn(
                         .with_sort(SortTarget::Create, SortOrder::Ascend),
                 ),
             )]);
-        let resp = match client
-            .rpc("look at the queue of", path, etcd.txn(txn))
+        let resp = match conn
+            .rpc("look at the queue of", path, |mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
             .await
         {
             Ok(r) => r,
@@ -590,7 +589,9 @@ async fn wait_turn(
             });
         }
         // Watch the one key we wait for, from the revision we looked at.
-        let watch = etcd
+        let watch = conn
+            .etcd()
+            .0
             .watch(
                 blocker.key().to_vec(),
                 Some(WatchOptions::new().with_start_revision(seen + 1)),
@@ -690,16 +691,15 @@ pub(crate) fn holders_of(queue: &[KeyValue]) -> Holders {
 }
 
 async fn current_holders(client: &Client, lock: &EtcdLock) -> Holders {
-    let mut etcd = client.inner.etcd.clone();
     let opts = GetOptions::new()
         .with_prefix()
         .with_sort(SortTarget::Create, SortOrder::Ascend);
     match client
-        .rpc(
-            "look at",
-            &lock.location,
-            etcd.get(lock.queue.clone(), Some(opts)),
-        )
+        .conn()
+        .rpc("look at", &lock.location, |mut c| {
+            let (q, o) = (lock.queue.clone(), opts.clone());
+            async move { c.get(q, Some(o)).await }
+        })
         .await
     {
         Ok(r) => holders_of(r.kvs()),
@@ -708,16 +708,19 @@ async fn current_holders(client: &Client, lock: &EtcdLock) -> Holders {
 }
 
 async fn revoke_quietly(client: &Client, lease: i64) {
-    let mut etcd = client.inner.etcd.clone();
-    let _ = tokio::time::timeout(client.inner.request_timeout, etcd.lease_revoke(lease)).await;
+    let conn = client.conn();
+    let _ = conn
+        .rpc("release", &conn.location, |mut c| async move {
+            c.lease_revoke(lease).await
+        })
+        .await;
 }
 
 /// Renews the lease every TTL/3 until the guard is released, and notices
 /// when it is lost: etcd says it is gone, its key is deleted, or its time
 /// runs out without a renewal.
 async fn renew(
-    mut etcd: etcd_client::Client,
-    request_timeout: Duration,
+    conn: Arc<Conn>,
     state: Arc<State>,
     key: String,
     rev: i64,
@@ -728,7 +731,9 @@ async fn renew(
     let mut keeper: Option<(etcd_client::LeaseKeeper, etcd_client::LeaseKeepAliveStream)> = None;
     let mut watch: Option<etcd_client::WatchStream> = None;
     let mut next = Instant::now() + period;
+    let request_timeout = conn.request_timeout;
     loop {
+        let (mut etcd, generation) = conn.etcd();
         if watch.is_none() {
             watch = etcd
                 .watch(
@@ -800,10 +805,14 @@ async fn renew(
             Ok(Err(e)) => {
                 tracing::debug!("renewing lease {lease:x}: {e}");
                 keeper = None;
+                watch = None;
+                let _ = conn.switch(Some(generation)).await;
                 next = Instant::now() + period.min(Duration::from_millis(500));
             }
             Err(_) => {
                 keeper = None;
+                watch = None;
+                let _ = conn.switch(Some(generation)).await;
                 next = Instant::now() + period.min(Duration::from_millis(500));
             }
         }
@@ -813,15 +822,12 @@ async fn renew(
 /// Revokes the lease (deleting the key) and says what became of the lock.
 async fn release(client: &Client, state: &State, lease: i64, path: &Path) -> Result<()> {
     let was = state.finish();
-    let mut etcd = client.inner.etcd.clone();
-    let revoked = rpc(
-        client.inner.request_timeout,
-        &client.inner.url,
-        "release",
-        path,
-        etcd.lease_revoke(lease),
-    )
-    .await;
+    let revoked = client
+        .conn()
+        .rpc("release", path, |mut c| async move {
+            c.lease_revoke(lease).await
+        })
+        .await;
     match (was, revoked) {
         (Status::Lost(reason), _) => Err(lost_err(path, reason)),
         (_, Ok(_)) => Ok(()),

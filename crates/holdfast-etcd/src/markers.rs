@@ -89,14 +89,13 @@ impl EtcdMarkers {
     }
 
     async fn is_done_async_inner(&self, k: String) -> Result<bool> {
-        let mut etcd = self.client.inner.etcd.clone();
         let r = self
             .client
-            .rpc(
-                "read the markers of",
-                &self.location,
-                etcd.get(k, Some(GetOptions::new().with_count_only())),
-            )
+            .conn()
+            .rpc("read the markers of", &self.location, |mut c| {
+                let k = k.clone();
+                async move { c.get(k, Some(GetOptions::new().with_count_only())).await }
+            })
             .await?;
         Ok(r.count() > 0)
     }
@@ -109,22 +108,24 @@ impl EtcdMarkers {
     pub fn done_keys(&self) -> Result<Vec<String>> {
         let this = self.clone();
         self.client.block_on(async move {
-            let mut etcd = this.client.inner.etcd.clone();
             let r = this
                 .client
-                .rpc(
-                    "read the markers of",
-                    &this.location,
-                    etcd.get(
-                        this.prefix.clone(),
-                        Some(
-                            GetOptions::new()
-                                .with_prefix()
-                                .with_keys_only()
-                                .with_sort(SortTarget::Create, SortOrder::Ascend),
-                        ),
-                    ),
-                )
+                .conn()
+                .rpc("read the markers of", &this.location, |mut c| {
+                    let prefix = this.prefix.clone();
+                    async move {
+                        c.get(
+                            prefix,
+                            Some(
+                                GetOptions::new()
+                                    .with_prefix()
+                                    .with_keys_only()
+                                    .with_sort(SortTarget::Create, SortOrder::Ascend),
+                            ),
+                        )
+                        .await
+                    }
+                })
                 .await?;
             Ok(r.kvs()
                 .iter()
@@ -178,10 +179,13 @@ impl EtcdMarkers {
                     token as i64,
                 )])
                 .and_then([TxnOp::put(k, value, None)]);
-            let mut etcd = this.client.inner.etcd.clone();
             let r = this
                 .client
-                .rpc("write a marker of", &this.location, etcd.txn(txn))
+                .conn()
+                .rpc("write a marker of", &this.location, |mut c| {
+                    let txn = txn.clone();
+                    async move { c.txn(txn).await }
+                })
                 .await?;
             if r.succeeded() {
                 Ok(())
@@ -207,10 +211,13 @@ impl EtcdMarkers {
         let k = self.key(key)?;
         let this = self.clone();
         self.client.block_on(async move {
-            let mut etcd = this.client.inner.etcd.clone();
             let r = this
                 .client
-                .rpc("remove a marker of", &this.location, etcd.delete(k, None))
+                .conn()
+                .rpc("remove a marker of", &this.location, |mut c| {
+                    let k = k.clone();
+                    async move { c.delete(k, None).await }
+                })
                 .await?;
             Ok(r.deleted() > 0)
         })
@@ -224,17 +231,19 @@ impl EtcdMarkers {
     pub fn clear_all(&self) -> Result<u64> {
         let this = self.clone();
         self.client.block_on(async move {
-            let mut etcd = this.client.inner.etcd.clone();
             let r = this
                 .client
-                .rpc(
-                    "remove the markers of",
-                    &this.location,
-                    etcd.delete(
-                        this.prefix.clone(),
-                        Some(etcd_client::DeleteOptions::new().with_prefix()),
-                    ),
-                )
+                .conn()
+                .rpc("remove the markers of", &this.location, |mut c| {
+                    let prefix = this.prefix.clone();
+                    async move {
+                        c.delete(
+                            prefix,
+                            Some(etcd_client::DeleteOptions::new().with_prefix()),
+                        )
+                        .await
+                    }
+                })
                 .await?;
             Ok(u64::try_from(r.deleted()).unwrap_or(0))
         })

@@ -66,6 +66,12 @@ impl LockView {
     }
 }
 
+fn sorted() -> GetOptions {
+    GetOptions::new()
+        .with_prefix()
+        .with_sort(SortTarget::Create, SortOrder::Ascend)
+}
+
 fn entries(kvs: &[KeyValue]) -> Vec<QueueEntry> {
     let mut out: Vec<QueueEntry> = Vec::new();
     let mut holding = true;
@@ -110,20 +116,12 @@ impl Client {
         let this = self.clone();
         let name = name.to_owned();
         self.block_on(async move {
-            let mut etcd = this.inner.etcd.clone();
             let r = this
-                .rpc(
-                    "look at",
-                    &location,
-                    etcd.get(
-                        prefix,
-                        Some(
-                            GetOptions::new()
-                                .with_prefix()
-                                .with_sort(SortTarget::Create, SortOrder::Ascend),
-                        ),
-                    ),
-                )
+                .conn()
+                .rpc("look at", &location, |mut c| {
+                    let prefix = prefix.clone();
+                    async move { c.get(prefix, Some(sorted())).await }
+                })
                 .await?;
             Ok(LockView {
                 name,
@@ -149,20 +147,12 @@ impl Client {
         let prefix = format!("{root}{name_prefix}");
         let this = self.clone();
         self.block_on(async move {
-            let mut etcd = this.inner.etcd.clone();
             let r = this
-                .rpc(
-                    "list the locks of",
-                    &location,
-                    etcd.get(
-                        prefix,
-                        Some(
-                            GetOptions::new()
-                                .with_prefix()
-                                .with_sort(SortTarget::Create, SortOrder::Ascend),
-                        ),
-                    ),
-                )
+                .conn()
+                .rpc("list the locks of", &location, |mut c| {
+                    let prefix = prefix.clone();
+                    async move { c.get(prefix, Some(sorted())).await }
+                })
                 .await?;
             let mut by_name: std::collections::BTreeMap<String, Vec<KeyValue>> = Default::default();
             for kv in r.kvs() {

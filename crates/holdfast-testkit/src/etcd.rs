@@ -11,8 +11,6 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::Dir;
-
 /// One running etcd member.
 #[derive(Debug)]
 struct Member {
@@ -25,7 +23,7 @@ struct Member {
 #[derive(Debug)]
 pub struct Etcd {
     members: Vec<Member>,
-    dir: Dir,
+    dir: tempfile::TempDir,
 }
 
 fn free_port() -> u16 {
@@ -74,7 +72,13 @@ impl Etcd {
         if !etcd_available() {
             return None;
         }
-        let dir = Dir::new();
+        // In memory where there is /dev/shm: etcd fsyncs every write, and
+        // the tests are about locking, not about this machine's disk.
+        let dir = tempfile::Builder::new()
+            .prefix("holdfast-etcd-")
+            .tempdir_in("/dev/shm")
+            .or_else(|_| tempfile::Builder::new().prefix("holdfast-etcd-").tempdir())
+            .expect("a temp dir for etcd");
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let initial: Vec<String> = ports
             .iter()
@@ -85,11 +89,12 @@ impl Etcd {
         let mut members = Vec::new();
         for (i, (client, peer)) in ports.iter().enumerate() {
             let name = format!("m{i}");
-            let log = std::fs::File::create(dir.join(&format!("{name}.log"))).expect("etcd log");
+            let log =
+                std::fs::File::create(dir.path().join(format!("{name}.log"))).expect("etcd log");
             let child = Command::new("etcd")
                 .args(["--name", &name])
                 .arg("--data-dir")
-                .arg(dir.join(&format!("{name}.data")))
+                .arg(dir.path().join(format!("{name}.data")))
                 .arg(format!("--listen-client-urls=http://127.0.0.1:{client}"))
                 .arg(format!("--advertise-client-urls=http://127.0.0.1:{client}"))
                 .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
@@ -145,7 +150,7 @@ impl Etcd {
         self.members
             .iter()
             .map(|m| {
-                let text = std::fs::read_to_string(self.dir.join(&format!("{}.log", m.name)))
+                let text = std::fs::read_to_string(self.dir.path().join(format!("{}.log", m.name)))
                     .unwrap_or_default();
                 format!("--- {} ---\n{text}", m.name)
             })
