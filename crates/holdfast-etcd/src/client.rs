@@ -494,11 +494,7 @@ impl Conn {
             };
             let retry = match &err {
                 etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => {
-                    if self.switch(Some(generation)).await.is_err() {
-                        false
-                    } else {
-                        true
-                    }
+                    self.switch(Some(generation)).await.is_ok()
                 }
                 etcd_client::Error::GRpcStatus(s) => match s.code() {
                     tonic::Code::Unavailable | tonic::Code::Unknown => {
