@@ -145,6 +145,7 @@ pub fn usage(msg: &str) -> u8 {
 }
 
 /// The lock name a path argument stands for under `--backend`.
+#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
 pub fn name(arg: &std::path::Path) -> Result<String, u8> {
     arg.to_str()
         .map(str::to_owned)
@@ -152,6 +153,7 @@ pub fn name(arg: &std::path::Path) -> Result<String, u8> {
 }
 
 /// Local-only flags that make no sense with `--backend`.
+#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
 pub fn refuse_local(flags: &[(bool, &str)]) -> Result<(), u8> {
     match flags.iter().find(|(set, _)| *set) {
         Some((_, f)) => Err(usage(&format!(
@@ -162,6 +164,7 @@ pub fn refuse_local(flags: &[(bool, &str)]) -> Result<(), u8> {
 }
 
 /// `holdfast run --backend URL NAME -- COMMAND`.
+#[cfg_attr(not(feature = "etcd"), allow(unused_variables))]
 pub fn run(service: Service, args: RunArgs) -> u8 {
     match service {
         #[cfg(feature = "etcd")]
@@ -170,6 +173,7 @@ pub fn run(service: Service, args: RunArgs) -> u8 {
 }
 
 /// `holdfast once --backend URL KEY -- COMMAND`.
+#[cfg_attr(not(feature = "etcd"), allow(unused_variables))]
 pub fn once(service: Service, args: OnceArgs) -> u8 {
     match service {
         #[cfg(feature = "etcd")]
@@ -178,6 +182,7 @@ pub fn once(service: Service, args: OnceArgs) -> u8 {
 }
 
 /// `holdfast phase --backend URL NAME --target TARGET -- COMMAND`.
+#[cfg_attr(not(feature = "etcd"), allow(unused_variables))]
 pub fn phase(service: Service, args: PhaseArgs) -> u8 {
     match service {
         #[cfg(feature = "etcd")]
@@ -186,6 +191,7 @@ pub fn phase(service: Service, args: PhaseArgs) -> u8 {
 }
 
 /// `holdfast status --backend URL NAME...`.
+#[cfg_attr(not(feature = "etcd"), allow(unused_variables))]
 pub fn status(service: Service, args: StatusArgs) -> u8 {
     match service {
         #[cfg(feature = "etcd")]
@@ -194,6 +200,7 @@ pub fn status(service: Service, args: StatusArgs) -> u8 {
 }
 
 /// `holdfast list --backend URL [PREFIX]`.
+#[cfg_attr(not(feature = "etcd"), allow(unused_variables))]
 pub fn list(service: Service, args: ListArgs) -> u8 {
     match service {
         #[cfg(feature = "etcd")]

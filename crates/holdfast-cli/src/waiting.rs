@@ -218,6 +218,7 @@ pub fn around<T>(lock_path: &Path, show: Show, f: impl FnOnce(&mut Painter) -> T
 
 /// [`around`] for a lock that is not a local file (a lock service):
 /// `holders` says who holds it, `location` and `mode` name it in the line.
+#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
 pub fn around_with<T>(
     location: &Path,
     mode: Mode,
