@@ -110,7 +110,7 @@ impl ClientOptions {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] naming the endpoints: unreachable, timed out, wrong
+    /// [`Error::Backend`] naming the endpoints: unreachable, timed out, wrong
     /// credentials (`PermissionDenied`), unreadable certificate files
     /// (`op` says which); [`Error::InvalidInput`] for a client certificate
     /// without its key.

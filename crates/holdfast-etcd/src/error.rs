@@ -4,29 +4,27 @@ use std::io;
 use std::path::Path;
 
 use holdfast::Error;
-use holdfast::error::IoOp;
 
 /// A failure of etcd itself (unreachable, refusing, timing out) while
-/// doing `op` ("grant a lease for", "write a marker of") to `path`.
-///
-/// The library's error for backend failures is `Error::Io` for now, with
-/// the closest file operation and `op` at the head of the message; the
-/// `io::ErrorKind` says what kind of failure it is (`TimedOut` and
-/// `ConnectionRefused`: unreachable; `PermissionDenied`: credentials).
+/// doing `op` ("grant a lease for", "write a marker of") to `path`:
+/// [`Error::Backend`] whose source is an [`io::Error`] with the kind of
+/// failure (`TimedOut` and `ConnectionRefused`: unreachable;
+/// `PermissionDenied`: credentials or permissions; `NotFound`: a lease
+/// etcd no longer has).
 pub(crate) fn failure(op: &'static str, path: &Path, source: io::Error) -> Error {
-    let io_op = if op.starts_with("read") || op.starts_with("look") || op.starts_with("list") {
-        IoOp::Read
-    } else if op.starts_with("write") || op.starts_with("remove") {
-        IoOp::Write
-    } else if op.starts_with("release") {
-        IoOp::Release
-    } else {
-        IoOp::Lock
-    };
-    Error::Io {
-        op: io_op,
+    Error::Backend {
         path: path.to_owned(),
-        source: io::Error::new(source.kind(), format!("{op} it: {source}")),
+        op,
+        source: Box::new(source),
+    }
+}
+
+/// The kind of an etcd failure made by this crate, if `e` is one.
+pub(crate) fn kind(e: &Error) -> Option<io::ErrorKind> {
+    match e {
+        Error::Backend { source, .. } => source.downcast_ref::<io::Error>().map(io::Error::kind),
+        Error::Io { source, .. } => Some(source.kind()),
+        _ => None,
     }
 }
 
@@ -34,19 +32,16 @@ pub(crate) fn failure(op: &'static str, path: &Path, source: io::Error) -> Error
 ///
 /// ```
 /// use std::io;
-/// let e = holdfast::Error::Io {
-///     op: holdfast::error::IoOp::Lock,
+/// let e = holdfast::Error::Backend {
+///     op: "grant a lease for",
 ///     path: "etcd://127.0.0.1:1/x".into(),
-///     source: io::Error::new(io::ErrorKind::TimedOut, "no answer"),
+///     source: Box::new(io::Error::new(io::ErrorKind::TimedOut, "no answer")),
 /// };
 /// assert!(holdfast_etcd::is_unreachable(&e));
 /// ```
 pub fn is_unreachable(e: &Error) -> bool {
-    match e {
-        Error::Io { source, .. } => matches!(
-            source.kind(),
-            io::ErrorKind::TimedOut | io::ErrorKind::ConnectionRefused
-        ),
-        _ => false,
-    }
+    matches!(
+        kind(e),
+        Some(io::ErrorKind::TimedOut | io::ErrorKind::ConnectionRefused)
+    )
 }

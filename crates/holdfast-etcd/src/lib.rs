@@ -5,6 +5,7 @@ mod lock;
 mod markers;
 mod record;
 mod status;
+mod traits;
 mod url;
 
 pub use client::{Client, ClientOptions};

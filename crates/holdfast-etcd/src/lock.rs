@@ -264,7 +264,7 @@ impl EtcdLock {
     /// - [`Error::WouldBlock`] / [`Error::Timeout`]: held by others (named);
     /// - [`Error::Lost`]: the lease ran out while waiting (etcd unreachable
     ///   for longer than the TTL);
-    /// - [`Error::Io`]: etcd unreachable or refusing (`op` and the
+    /// - [`Error::Backend`]: etcd unreachable or refusing (`op` and the
     ///   endpoints say which), permission denied.
     pub fn acquire(&self, mode: Mode, wait: Wait) -> Result<EtcdGuard> {
         self.client.block_on(acquire(self.clone(), mode, wait))
@@ -653,14 +653,14 @@ fn before(deadline: Option<Instant>) -> bool {
 /// Errors worth another try while waiting: etcd busy electing a leader,
 /// a connection to re-establish. Not refusals.
 pub(crate) fn transient(e: &Error) -> bool {
-    match e {
-        Error::Io { source, .. } => !matches!(
-            source.kind(),
+    match crate::error::kind(e) {
+        Some(k) => !matches!(
+            k,
             std::io::ErrorKind::PermissionDenied
                 | std::io::ErrorKind::NotFound
                 | std::io::ErrorKind::InvalidInput
         ),
-        _ => false,
+        None => false,
     }
 }
 
@@ -831,7 +831,7 @@ async fn release(client: &Client, state: &State, lease: i64, path: &Path) -> Res
     match (was, revoked) {
         (Status::Lost(reason), _) => Err(lost_err(path, reason)),
         (_, Ok(_)) => Ok(()),
-        (_, Err(Error::Io { source, .. })) if source.kind() == std::io::ErrorKind::NotFound => {
+        (_, Err(e)) if crate::error::kind(&e) == Some(std::io::ErrorKind::NotFound) => {
             Err(lost_err(
                 path,
                 "its lease had already expired: another process may have held the lock".into(),
@@ -922,7 +922,7 @@ impl EtcdGuard {
     /// # Errors
     ///
     /// [`Error::Lost`] if the lock had been lost before (the work done
-    /// under it may have overlapped another holder's); [`Error::Io`] if
+    /// under it may have overlapped another holder's); [`Error::Backend`] if
     /// etcd cannot be reached (the lease then runs out by itself).
     pub fn release(mut self) -> Result<()> {
         self.released = true;

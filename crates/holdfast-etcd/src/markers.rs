@@ -79,7 +79,7 @@ impl EtcdMarkers {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidInput`] for a bad key; [`Error::Io`] if etcd cannot
+    /// [`Error::InvalidInput`] for a bad key; [`Error::Backend`] if etcd cannot
     /// be reached.
     pub fn is_done(&self, key: &str) -> Result<bool> {
         let k = self.key(key)?;
@@ -104,7 +104,7 @@ impl EtcdMarkers {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if etcd cannot be reached.
+    /// [`Error::Backend`] if etcd cannot be reached.
     pub fn done_keys(&self) -> Result<Vec<String>> {
         let this = self.clone();
         self.client.block_on(async move {
@@ -148,7 +148,7 @@ impl EtcdMarkers {
     ///
     /// [`Error::Lost`] if the comparison failed (the lease ran out or was
     /// revoked: nothing was written, and `held` reports the loss from now
-    /// on); [`Error::InvalidInput`] for a bad key; [`Error::Io`] if etcd
+    /// on); [`Error::InvalidInput`] for a bad key; [`Error::Backend`] if etcd
     /// cannot be reached (then nothing is known to be written: a retry is
     /// safe, the marker is idempotent).
     pub fn mark_done(&self, key: &str, held: &EtcdGuard) -> Result<()> {
@@ -205,7 +205,7 @@ impl EtcdMarkers {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidInput`] for a bad key; [`Error::Io`] if etcd cannot
+    /// [`Error::InvalidInput`] for a bad key; [`Error::Backend`] if etcd cannot
     /// be reached.
     pub fn clear(&self, key: &str) -> Result<bool> {
         let k = self.key(key)?;
@@ -227,7 +227,7 @@ impl EtcdMarkers {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if etcd cannot be reached.
+    /// [`Error::Backend`] if etcd cannot be reached.
     pub fn clear_all(&self) -> Result<u64> {
         let this = self.clone();
         self.client.block_on(async move {

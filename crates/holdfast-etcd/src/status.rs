@@ -108,7 +108,7 @@ impl Client {
     /// # Errors
     ///
     /// [`holdfast::Error::InvalidInput`] for a bad name;
-    /// [`holdfast::Error::Io`] if etcd cannot be reached.
+    /// [`holdfast::Error::Backend`] if etcd cannot be reached.
     pub fn status(&self, name: &str) -> Result<LockView> {
         let location = self.location_of("", name);
         check_name("lock name", name, &location)?;
@@ -137,7 +137,7 @@ impl Client {
     /// # Errors
     ///
     /// [`holdfast::Error::InvalidInput`] if `name_prefix` has a `/` or a
-    /// control character; [`holdfast::Error::Io`] if etcd cannot be reached.
+    /// control character; [`holdfast::Error::Backend`] if etcd cannot be reached.
     pub fn list(&self, name_prefix: &str) -> Result<Vec<LockView>> {
         let location = self.location_of("", name_prefix);
         if !name_prefix.is_empty() {

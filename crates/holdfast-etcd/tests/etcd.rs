@@ -173,3 +173,165 @@ fn unreachable_endpoint_fails_within_the_timeout_naming_it() {
         "{err}"
     );
 }
+
+/// Not a test by itself: the child process of
+/// `paused_holder_cannot_mark_after_its_lease_ran_out` (this test binary
+/// run again with `HOLDFAST_ETCD_CHILD_URL` set). It holds the lock,
+/// waits for a line on stdin, then tries a fenced mark and a check.
+#[test]
+fn child_holder() {
+    let Ok(url) = std::env::var("HOLDFAST_ETCD_CHILD_URL") else {
+        return;
+    };
+    let c = Client::connect(&url).unwrap();
+    let lock = c
+        .lock("paused")
+        .unwrap()
+        .with_ttl(Duration::from_secs(2))
+        .unwrap();
+    let markers = c.markers("paused").unwrap();
+    let g = lock.lock().unwrap();
+    // On a line of its own (libtest has printed "test child_holder ... ").
+    println!("\nlocked {}", g.token());
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).unwrap();
+    match markers.mark_done("step", &g) {
+        Ok(()) => println!("mark ok"),
+        Err(e) => println!("mark refused: {e}"),
+    }
+    match g.check() {
+        Ok(()) => println!("check held"),
+        Err(e) => println!("check lost: {e}"),
+    }
+}
+
+/// A holder SIGSTOPped past its TTL: another process gets the lock within
+/// TTL + 1 s; the stopped one, resumed, has its fenced mark refused by etcd
+/// and its guard reports the loss.
+#[test]
+fn paused_holder_cannot_mark_after_its_lease_ran_out() {
+    let Some(etcd) = Etcd::start() else { return };
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "child_holder", "--nocapture", "--test-threads=1"])
+        .env("HOLDFAST_ETCD_CHILD_URL", etcd.url());
+    let mut child = holdfast_testkit::Child::spawn(cmd);
+    let line = child.expect_line("locked ", Duration::from_secs(30));
+    let t1: u64 = line["locked ".len()..].parse().unwrap();
+    let signal = |sig: &str| {
+        let st = std::process::Command::new("kill")
+            .args([sig, &child.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    signal("-STOP");
+    let c = connect(&etcd);
+    let lock = c
+        .lock("paused")
+        .unwrap()
+        .with_ttl(Duration::from_secs(2))
+        .unwrap();
+    let markers = c.markers("paused").unwrap();
+    let started = Instant::now();
+    let g = lock.lock_timeout(Duration::from_secs(10)).unwrap();
+    assert!(
+        started.elapsed() <= Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(g.token() > t1);
+    signal("-CONT");
+    child.send("go");
+    let mark = child.expect_line("mark ", Duration::from_secs(30));
+    assert!(mark.starts_with("mark refused"), "{mark}");
+    assert!(mark.contains("was not written"), "{mark}");
+    let check = child.expect_line("check ", Duration::from_secs(30));
+    assert!(check.starts_with("check lost"), "{check}");
+    assert!(
+        !markers.is_done("step").unwrap(),
+        "the stale holder wrote nothing"
+    );
+    markers.mark_done("step", &g).unwrap();
+    child.wait(Duration::from_secs(30));
+}
+
+/// The library's generic phase runner and run-once run unchanged over
+/// etcd through the backend traits.
+#[test]
+fn phase_runner_and_run_once_over_the_traits() {
+    use holdfast::once::RunOnce;
+    use holdfast::{Phase, PhaseRunner};
+    let Some(etcd) = Etcd::start() else { return };
+    let c = connect(&etcd);
+    let lock = c.lock("app").unwrap();
+    let markers = c.markers("app").unwrap();
+    let runner = PhaseRunner::new("app");
+    let r = runner
+        .run_with(
+            &lock,
+            &markers,
+            [Phase::new("one", |_| Ok(())), Phase::new("two", |_| Ok(()))],
+        )
+        .unwrap();
+    assert_eq!(r.completed, ["one", "two"]);
+    let again = runner
+        .run_with(
+            &lock,
+            &markers,
+            [
+                Phase::new("one", |_| unreachable!()),
+                Phase::new("two", |_| unreachable!()),
+            ],
+        )
+        .unwrap();
+    assert_eq!(again.skipped.len(), 2);
+    assert_eq!(markers.done_keys().unwrap(), ["one", "two"]);
+    let once_lock = c.lock("init").unwrap();
+    let once_store = c.markers("init").unwrap();
+    let once = RunOnce::new("cache");
+    assert!(
+        once.run_with(&once_lock, &once_store, |_| Ok(()))
+            .unwrap()
+            .ran()
+    );
+    assert!(
+        !once
+            .run_with(&once_lock, &once_store, |_| unreachable!())
+            .unwrap()
+            .ran()
+    );
+}
+
+/// The async API from a caller's own tokio runtime (current-thread).
+#[test]
+fn async_api_from_another_runtime() {
+    let Some(etcd) = Etcd::start() else { return };
+    let url = etcd.url();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let c = ClientOptions::new(&url)
+            .unwrap()
+            .connect_async()
+            .await
+            .unwrap();
+        let lock = c.lock("async").unwrap();
+        let g = lock
+            .acquire_async(Mode::Exclusive, Wait::Forever)
+            .await
+            .unwrap();
+        let err = lock
+            .acquire_async(Mode::Exclusive, Wait::NoWait)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::WouldBlock { .. }), "{err}");
+        g.release_async().await.unwrap();
+        let g2 = lock
+            .acquire_async(Mode::Shared, Wait::NoWait)
+            .await
+            .unwrap();
+        drop(g2); // dropped inside async code: released in the background
+    });
+}
