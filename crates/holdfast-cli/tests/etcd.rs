@@ -19,6 +19,12 @@ use serde_json::Value;
 
 const HOLDFAST: &str = env!("CARGO_BIN_EXE_holdfast");
 const T: Duration = Duration::from_secs(60);
+/// Bound for the long multi-process runs (only reached when something hangs).
+const LONG: Duration = Duration::from_secs(600);
+
+/// The two heavy tests (1600 runs; a 3-member cluster) take turns, so that
+/// on a small machine neither starves the other into a timeout.
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn holdfast(url: &str) -> Command {
     let mut c = Command::new(HOLDFAST);
@@ -130,14 +136,13 @@ fn workers(url: &str, name: &str, cs: &Path, n: usize, rounds: usize, retry: boo
 /// joined the queue, is larger than the one before it).
 #[test]
 fn eight_processes_count_to_1600_in_arrival_order() {
+    let _turn = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let Some(etcd) = Etcd::start() else { return };
     let url = etcd.url();
     let d = Dir::new();
     let mut kids = workers(&url, "counter", d.path(), 8, 200, false);
     for k in &mut kids.0 {
-        let st = wait_for("the workers", Duration::from_secs(600), || {
-            k.try_wait().unwrap()
-        });
+        let st = wait_for("the workers", LONG, || k.try_wait().unwrap());
         assert!(st.success(), "{st}");
     }
     assert!(!d.join("violations").exists(), "overlapping holders");
@@ -548,21 +553,20 @@ fn credentials_are_checked() {
 /// and the workers all finish after the re-election.
 #[test]
 fn cluster_survives_the_leader_being_killed() {
+    let _turn = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let Some(mut etcd) = Etcd::cluster(3) else {
         return;
     };
     let url = etcd.url();
     let d = Dir::new();
     let mut kids = workers(&url, "c", d.path(), 4, 15, true);
-    wait_for("some rounds before the kill", T, || {
+    wait_for("some rounds before the kill", LONG, || {
         (counter_now(d.path()) >= 8).then_some(())
     });
-    let leader = wait_for("a leader", T, || etcd.leader());
+    let leader = wait_for("etcdctl to name the leader", LONG, || etcd.leader());
     etcd.kill(leader);
     for k in &mut kids.0 {
-        let st = wait_for("the workers", Duration::from_secs(300), || {
-            k.try_wait().unwrap()
-        });
+        let st = wait_for("the workers", LONG, || k.try_wait().unwrap());
         assert!(st.success(), "{st}: {}", etcd.logs());
     }
     assert!(!d.join("violations").exists(), "overlapping holders");
