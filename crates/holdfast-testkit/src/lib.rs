@@ -15,6 +15,7 @@
 pub mod fuzz;
 pub mod postgres;
 pub mod etcd;
+pub mod fuzz;
 mod python;
 pub use etcd::Etcd;
 pub use python::{peer_python, peer_script};
