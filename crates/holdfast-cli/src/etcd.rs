@@ -204,17 +204,17 @@ pub fn run(url: EtcdUrl, args: RunArgs) -> u8 {
         ),
         (args.fcntl, "--fcntl"),
         (args.protocol.is_some(), "--lockfile"),
-        (args.close, "--close"),
+        (args.close.close, "--close"),
         (args.create_parents, "--create-parents"),
         (args.lifetime.is_some(), "--lifetime (use --ttl)"),
     ]) {
         return code;
     }
-    let wait = match crate::cmd::wait(args.no_wait, args.timeout.as_deref()) {
+    let wait = match args.wait.wait() {
         Ok(w) => w,
         Err(m) => return usage(&m),
     };
-    let show = crate::cmd::show(args.verbose, args.quiet);
+    let show = args.show.show();
     let mode = if args.shared {
         Mode::Shared
     } else {
@@ -237,7 +237,7 @@ pub fn run(url: EtcdUrl, args: RunArgs) -> u8 {
         Ok(g) => g,
         Err(c) => return c,
     };
-    verbose_got(args.verbose, &guard, started);
+    verbose_got(args.show.verbose, &guard, started);
     let program = Program::Argv(args.command);
     match run_holding(&guard, &program) {
         Ok(Ran::Exited(st)) => release(guard, exit::for_child(st)),
@@ -339,7 +339,7 @@ fn run_step(client: &Client, lock: &EtcdLock, step: &Step<'_>, program: &Program
 
 pub fn once(url: EtcdUrl, args: OnceArgs) -> u8 {
     if let Err(code) = refuse_local(&[
-        (args.close, "--close"),
+        (args.close.close, "--close"),
         (args.create_parents, "--create-parents"),
         (
             args.on_leader_failure == LeaderFailureArg::Propagate,
@@ -348,11 +348,11 @@ pub fn once(url: EtcdUrl, args: OnceArgs) -> u8 {
     ]) {
         return code;
     }
-    let wait = match crate::cmd::wait(args.no_wait, args.timeout.as_deref()) {
+    let wait = match args.wait.wait() {
         Ok(w) => w,
         Err(m) => return usage(&m),
     };
-    let show = crate::cmd::show(args.verbose, args.quiet);
+    let show = args.show.show();
     let key = match name(&args.key) {
         Ok(n) => n,
         Err(c) => return c,
@@ -415,7 +415,7 @@ pub fn once(url: EtcdUrl, args: OnceArgs) -> u8 {
         what: lock.location().display().to_string(),
         wait,
         show,
-        verbose: args.verbose,
+        verbose: args.show.verbose,
         strict: false,
     };
     run_step(&client, &lock, &step, &Program::Argv(args.command))
@@ -423,18 +423,18 @@ pub fn once(url: EtcdUrl, args: OnceArgs) -> u8 {
 
 pub fn phase(url: EtcdUrl, args: PhaseArgs) -> u8 {
     if let Err(code) = refuse_local(&[
-        (args.close, "--close"),
+        (args.close.close, "--close"),
         (args.create_parents, "--create-parents"),
         (args.attr_name.is_some(), "--attr-name"),
         (args.attr_value.is_some(), "--attr-value"),
     ]) {
         return code;
     }
-    let wait = match crate::cmd::wait(args.no_wait, args.timeout.as_deref()) {
+    let wait = match args.wait.wait() {
         Ok(w) => w,
         Err(m) => return usage(&m),
     };
-    let show = crate::cmd::show(args.verbose, args.quiet);
+    let show = args.show.show();
     let target = match name(&args.target) {
         Ok(n) => n,
         Err(c) => return c,
@@ -453,7 +453,7 @@ pub fn phase(url: EtcdUrl, args: PhaseArgs) -> u8 {
         what: format!("phase {:?} of {}", args.name, lock.location().display()),
         wait,
         show,
-        verbose: args.verbose,
+        verbose: args.show.verbose,
         strict: args.strict,
     };
     run_step(&client, &lock, &step, &Program::Argv(args.command))
