@@ -12,10 +12,9 @@
 //! The helper binary (`holdfast-helper`, see `src/bin/holdfast-helper/`) is
 //! what the child processes run.
 
-pub mod fuzz;
-pub mod postgres;
 pub mod etcd;
 pub mod fuzz;
+pub mod postgres;
 mod python;
 pub use etcd::Etcd;
 pub use python::{peer_python, peer_script};
