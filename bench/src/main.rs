@@ -6,12 +6,13 @@
 //! creates the Python venv and runs everything; see BENCHMARKS.md.
 //!
 //! Usage: `holdfast-bench [--quick] [--python PATH] [SCENARIO...]`, where
-//! SCENARIO is `lock`, `lockfile`, `phases`, `cli`, `fifo` or `postgres` (default:
+//! SCENARIO is `lock`, `lockfile`, `phases`, `cli`, `fifo`, `postgres` or `etcd` (default:
 //! all).
 //! `holdfast-bench worker ...` (and `lockfile-worker`, `phase-worker`,
 //! `fifo-worker`) is the worker side, started by the harness itself.
 
 mod cli;
+mod etcd;
 mod fifo;
 mod lock;
 mod lockfile;
@@ -62,6 +63,7 @@ fn main() {
             "cli".into(),
             "fifo".into(),
             "postgres".into(),
+            "etcd".into(),
         ];
     }
     let dir = tempfile_dir();
@@ -86,6 +88,7 @@ fn main() {
             "cli" => cli::run(&env, &dir),
             "fifo" => fifo::run(&env, &dir),
             "postgres" => postgres::run(&env, &dir),
+            "etcd" => etcd::run(&env, &dir),
             other => {
                 eprintln!("unknown scenario {other}");
                 std::process::exit(2);

@@ -574,4 +574,6 @@ fn cluster_survives_the_leader_being_killed() {
     let t = tokens(d.path());
     assert_eq!(t.len(), 60);
     assert_increasing(&t);
+    let new_leader = wait_for("the survivors to name a leader", LONG, || etcd.leader());
+    assert_ne!(new_leader, leader, "a new leader was elected");
 }

@@ -201,9 +201,10 @@ impl Etcd {
             .output()
             .ok()?;
         let text = String::from_utf8_lossy(&out.stdout);
-        // Blocks per endpoint: "Endpoint" : "...", "Leader" : N, "MemberID" : N
-        let mut endpoint = None;
+        // One block per endpoint: "MemberID" : N ... "Leader" : N ...
+        // "Endpoint" : "HOST:PORT" (the endpoint comes last).
         let mut member = None;
+        let mut leader = None;
         for line in text.lines() {
             let Some((k, v)) = line.split_once(" : ") else {
                 continue;
@@ -211,14 +212,17 @@ impl Etcd {
             let k = k.trim().trim_matches('"');
             let v = v.trim().trim_matches('"');
             match k {
-                "Endpoint" => endpoint = Some(v.to_owned()),
                 "MemberID" => member = Some(v.to_owned()),
-                "Leader" if Some(v) == member.as_deref() => {
-                    let ep = endpoint.clone()?;
-                    return self
-                        .members
-                        .iter()
-                        .position(|m| ep.ends_with(&format!(":{}", m.client)));
+                "Leader" => leader = Some(v.to_owned()),
+                "Endpoint" => {
+                    if member.is_some() && member == leader {
+                        return self
+                            .members
+                            .iter()
+                            .position(|m| v.ends_with(&format!(":{}", m.client)));
+                    }
+                    member = None;
+                    leader = None;
                 }
                 _ => {}
             }
