@@ -21,6 +21,8 @@ use rustix::fs::FlockOperation;
 
 use crate::stats::now_ns;
 
+// One per worker process, built once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Imp {
     Holdfast(Lock, Wait),
     Flock(File),
