@@ -250,7 +250,10 @@ pub struct RunArgs {
     /// Create missing parent directories of the lock file.
     #[arg(long)]
     pub create_parents: bool,
-    /// The lock file (created if missing; a directory works too).
+    #[command(flatten)]
+    pub remote: crate::remote::RemoteArgs,
+    /// The lock file (created if missing; a directory works too); with
+    /// --backend, the lock's name.
     pub lockfile: PathBuf,
     /// The command and its arguments (after `--`).
     #[arg(last = true, required = true, value_name = "COMMAND")]
@@ -386,7 +389,9 @@ pub struct StatusArgs {
     /// Print JSON (one object per lock, in an array).
     #[arg(long)]
     pub json: bool,
-    /// Lock files to inspect.
+    #[command(flatten)]
+    pub remote: crate::remote::RemoteArgs,
+    /// Lock files to inspect (with --backend, lock names).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
 }
@@ -405,8 +410,11 @@ pub struct ListArgs {
     /// Print JSON (one object per lock, in an array).
     #[arg(long)]
     pub json: bool,
-    /// The directory to look in.
-    pub dir: PathBuf,
+    #[command(flatten)]
+    pub remote: crate::remote::RemoteArgs,
+    /// The directory to look in (with --backend: list the locks whose
+    /// names start with this; all when it is left out).
+    pub dir: Option<PathBuf>,
 }
 
 /// A lock-file protocol (`--lockfile`, `--protocol`).
@@ -552,8 +560,10 @@ pub struct OnceArgs {
     /// Create missing parent directories of KEY.
     #[arg(long)]
     pub create_parents: bool,
+    #[command(flatten)]
+    pub remote: crate::remote::RemoteArgs,
     /// The run-once key: a file that exists once the command has succeeded
-    /// (the lock is KEY.lock).
+    /// (the lock is KEY.lock); with --backend, a name.
     pub key: PathBuf,
     /// The command and its arguments (after `--`).
     #[arg(
@@ -661,6 +671,8 @@ pub struct PhaseArgs {
     /// Create missing parent directories of TARGET.
     #[arg(long)]
     pub create_parents: bool,
+    #[command(flatten)]
+    pub remote: crate::remote::RemoteArgs,
     /// The command and its arguments (after `--`).
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,

@@ -83,7 +83,10 @@ impl Launch<'_> {
         let mut cmd = program.command();
         if self.keeps_lock_file {
             // Other threads may run: leave this process's environment alone.
-            cmd.env_remove(TOKEN_VAR);
+            match self.token {
+                Some(t) => cmd.env(TOKEN_VAR, t.to_string()),
+                None => cmd.env_remove(TOKEN_VAR),
+            };
             die_with_parent(&mut cmd);
         } else {
             export_token(self.token);
@@ -100,21 +103,30 @@ impl Launch<'_> {
     ///
     /// The spawn error (not found, not executable, out of memory).
     pub fn run(&self, program: &Program) -> io::Result<ExitStatus> {
+        self.spawn(program)?.wait()
+    }
+
+    /// Starts `program`; [`Running::wait`] waits for it. For callers that
+    /// must act on the command while it runs (stop it when a lease is lost).
+    ///
+    /// # Errors
+    ///
+    /// As [`Launch::run`].
+    pub fn spawn(&self, program: &Program) -> io::Result<Running> {
         let (mut cmd, inherited) = self.prepare(program)?;
         if self.forward_signals {
             forward::install();
         }
         let child = cmd.spawn();
         drop(inherited);
-        let mut child = child?;
+        let child = child?;
         if self.forward_signals {
             forward::to(child.id());
         }
-        let status = child.wait();
-        if self.forward_signals {
-            forward::done();
-        }
-        status
+        Ok(Running {
+            child,
+            forwarding: self.forward_signals,
+        })
     }
 
     /// Replaces this process with `program` (flock(1)'s `--no-fork`); the
@@ -124,6 +136,34 @@ impl Launch<'_> {
             Ok((mut cmd, _inherited)) => cmd.exec(),
             Err(e) => e,
         }
+    }
+}
+
+/// A command started by [`Launch::spawn`].
+#[derive(Debug)]
+pub struct Running {
+    child: std::process::Child,
+    forwarding: bool,
+}
+
+impl Running {
+    /// The command's pid.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the command to exit.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::process::Child::wait`].
+    pub fn wait(mut self) -> io::Result<ExitStatus> {
+        let status = self.child.wait();
+        if self.forwarding {
+            forward::done();
+        }
+        status
     }
 }
 

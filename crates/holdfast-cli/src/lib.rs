@@ -15,6 +15,9 @@ mod exit;
 mod getopt;
 mod hint;
 mod man;
+#[cfg(feature = "postgres")]
+mod postgres;
+mod remote;
 mod report;
 mod waiting;
 
@@ -59,13 +62,33 @@ pub fn run(mut argv: Vec<OsString>) -> u8 {
         }
     };
     match cli.command {
-        cli::Command::Run(a) => cmd::run::run(a),
+        cli::Command::Run(a) => match a.remote.service() {
+            Ok(Some(service)) => remote::run(service, a),
+            Ok(None) => cmd::run::run(a),
+            Err(code) => code,
+        },
         cli::Command::Flock(a) => cmd::flock::run("holdfast", a),
-        cli::Command::Status(a) => cmd::status::run(a),
-        cli::Command::List(a) => cmd::list::run(a),
+        cli::Command::Status(a) => match a.remote.service() {
+            Ok(Some(service)) => remote::status(service, a),
+            Ok(None) => cmd::status::run(a),
+            Err(code) => code,
+        },
+        cli::Command::List(a) => match a.remote.service() {
+            Ok(Some(service)) => remote::list(service, a),
+            Ok(None) => cmd::list::run(a),
+            Err(code) => code,
+        },
         cli::Command::Break(a) => cmd::break_lock::run(a),
-        cli::Command::Once(a) => cmd::once::run(a),
-        cli::Command::Phase(a) => cmd::phase::run(a),
+        cli::Command::Once(a) => match a.remote.service() {
+            Ok(Some(service)) => remote::once(service, a),
+            Ok(None) => cmd::once::run(a),
+            Err(code) => code,
+        },
+        cli::Command::Phase(a) => match a.remote.service() {
+            Ok(Some(service)) => remote::phase(service, a),
+            Ok(None) => cmd::phase::run(a),
+            Err(code) => code,
+        },
         cli::Command::Phases(a) => match a.command {
             cli::PhasesCommand::Status(a) => cmd::phase::status(a),
             cli::PhasesCommand::Reset(a) => cmd::phase::reset(a),

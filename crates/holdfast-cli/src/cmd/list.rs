@@ -12,18 +12,22 @@ use crate::exit;
 use crate::report::{self, shown};
 
 pub fn run(args: ListArgs) -> u8 {
-    let entries = match std::fs::read_dir(&args.dir) {
+    let Some(dir) = args.dir.as_deref() else {
+        eprintln!("holdfast: list: which directory? (holdfast list DIR)");
+        return exit::USAGE;
+    };
+    let entries = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) => {
             let why = if e.kind() == std::io::ErrorKind::NotFound {
                 "no such directory".to_owned()
-            } else if !args.dir.is_dir() {
+            } else if !dir.is_dir() {
                 "not a directory".to_owned()
             } else {
                 e.to_string()
             };
-            eprintln!("holdfast: cannot list {}: {why}", shown(&args.dir));
-            return if args.dir.is_dir() {
+            eprintln!("holdfast: cannot list {}: {why}", shown(dir));
+            return if dir.is_dir() {
                 exit::NO_INPUT
             } else {
                 exit::USAGE
