@@ -148,7 +148,7 @@ pub struct Running {
 
 impl Running {
     /// The command's pid.
-    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "etcd", feature = "postgres")), allow(dead_code))]
     pub fn id(&self) -> u32 {
         self.child.id()
     }

@@ -17,6 +17,8 @@ mod exit;
 mod getopt;
 mod hint;
 mod man;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod remote;
 mod report;
 mod waiting;

@@ -3,9 +3,11 @@
 //! path goes.
 //!
 //! This module only parses the URL and dispatches on its scheme; each
-//! service has its own module (`etcd.rs` for `etcd://`, behind the cargo
-//! feature `etcd`, on by default). A new service is one more [`Service`]
-//! variant, one arm per command below, and its module.
+//! service has its own module: `etcd.rs` for `etcd://` and `etcds://`
+//! (cargo feature `etcd`), `postgres.rs` for `postgres://` and
+//! `postgresql://` (cargo feature `postgres`), both on by default. A new
+//! service is one more [`Service`] variant, one arm per command below, and
+//! its module.
 
 use std::path::PathBuf;
 
@@ -18,19 +20,23 @@ use crate::exit;
 #[derive(Debug, Default, Args)]
 pub struct RemoteArgs {
     /// Use a lock service instead of a local file:
-    /// etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (etcds:// for TLS). Also
-    /// read from HOLDFAST_BACKEND. The lock's NAME goes where the path goes.
+    /// etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (etcds:// for TLS), or
+    /// postgres://[USER[:PASSWORD]@]HOST[:PORT]/DATABASE (also
+    /// postgresql://; libpq's PG* variables fill in what it leaves out).
+    /// Also read from HOLDFAST_BACKEND. The lock's NAME goes where the path
+    /// goes.
     #[arg(long, value_name = "URL", help_heading = "Lock service")]
     pub backend: Option<String>,
-    /// With --backend: the lease, how long a holder that dies (or is cut
-    /// off, or paused) keeps the lock; renewed every TTL/3 while held
-    /// (whole seconds, 1s to 24h; default 15s).
-    #[arg(long, value_name = "DURATION", help_heading = "Lock service")]
-    pub ttl: Option<String>,
-    /// With --backend: give up reaching the service after this long
-    /// (default 5s).
+    /// With --backend: give up reaching the service after this long (etcd:
+    /// default 5s, also per request; PostgreSQL: default the URL's
+    /// connect_timeout, PGCONNECT_TIMEOUT, else 10s).
     #[arg(long, value_name = "DURATION", help_heading = "Lock service")]
     pub connect_timeout: Option<String>,
+    /// etcd: the lease, how long a holder that dies (or is cut off, or
+    /// paused) keeps the lock; renewed every TTL/3 while held (whole
+    /// seconds, 1s to 24h; default 15s).
+    #[arg(long, value_name = "DURATION", help_heading = "Lock service")]
+    pub ttl: Option<String>,
     /// etcd: verify the servers with this CA bundle (PEM), turning TLS on
     /// (also ETCDCTL_CACERT).
     #[arg(
@@ -81,6 +87,10 @@ pub enum Service {
     /// `etcd://` / `etcds://`.
     #[cfg(feature = "etcd")]
     Etcd(holdfast_etcd::EtcdUrl),
+    /// `postgres://` / `postgresql://` (libpq's form; `PG*` variables fill
+    /// the gaps).
+    #[cfg(feature = "postgres")]
+    Postgres(holdfast_postgres::Postgres),
 }
 
 impl RemoteArgs {
@@ -97,10 +107,9 @@ impl RemoteArgs {
     /// (exit 64).
     pub fn service(&self) -> Result<Option<Service>, u8> {
         let Some(url) = self.url() else {
-            if self.backend_only_flag().is_some() {
+            if let Some(flag) = self.backend_only_flag() {
                 return Err(usage(&format!(
-                    "{} needs --backend URL (or HOLDFAST_BACKEND)",
-                    self.backend_only_flag().unwrap_or_default()
+                    "{flag} needs --backend URL (or HOLDFAST_BACKEND)"
                 )));
             }
             return Ok(None);
@@ -117,9 +126,23 @@ impl RemoteArgs {
                 "--backend {url}: this holdfast was built without etcd support \
                  (cargo feature 'etcd')"
             ))),
+            #[cfg(feature = "postgres")]
+            "postgres" | "postgresql" => match self.etcd_only_flag() {
+                Some(flag) => Err(usage(&format!(
+                    "{flag} is an etcd option; PostgreSQL takes its credentials and TLS \
+                     settings from the URL and libpq's PG* variables"
+                ))),
+                None => crate::postgres::service(&url, self).map(Some),
+            },
+            #[cfg(not(feature = "postgres"))]
+            "postgres" | "postgresql" => Err(usage(&format!(
+                "--backend {url}: this holdfast was built without PostgreSQL support \
+                 (cargo feature 'postgres')"
+            ))),
             _ => Err(usage(&format!(
                 "--backend {url:?}: unknown lock service; expected \
-                 etcd://HOST:PORT[,HOST:PORT...][/PREFIX]"
+                 etcd://HOST:PORT[,HOST:PORT...][/PREFIX] or \
+                 postgres://[USER[:PASSWORD]@]HOST[:PORT]/DATABASE"
             ))),
         }
     }
@@ -137,6 +160,21 @@ impl RemoteArgs {
         .into_iter()
         .find_map(|(set, name)| set.then_some(name))
     }
+
+    /// The etcd-only flags given, for services that take none of them.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub fn etcd_only_flag(&self) -> Option<&'static str> {
+        [
+            (self.ttl.is_some(), "--ttl"),
+            (self.cacert.is_some(), "--cacert"),
+            (self.cert.is_some(), "--cert"),
+            (self.key.is_some(), "--key"),
+            (self.user.is_some(), "--user"),
+            (self.password.is_some(), "--password"),
+        ]
+        .into_iter()
+        .find_map(|(set, name)| set.then_some(name))
+    }
 }
 
 pub fn usage(msg: &str) -> u8 {
@@ -145,7 +183,7 @@ pub fn usage(msg: &str) -> u8 {
 }
 
 /// The lock name a path argument stands for under `--backend`.
-#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "etcd", feature = "postgres")), allow(dead_code))]
 pub fn name(arg: &std::path::Path) -> Result<String, u8> {
     arg.to_str()
         .map(str::to_owned)
@@ -153,7 +191,7 @@ pub fn name(arg: &std::path::Path) -> Result<String, u8> {
 }
 
 /// Local-only flags that make no sense with `--backend`.
-#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "etcd", feature = "postgres")), allow(dead_code))]
 pub fn refuse_local(flags: &[(bool, &str)]) -> Result<(), u8> {
     match flags.iter().find(|(set, _)| *set) {
         Some((_, f)) => Err(usage(&format!(
@@ -164,46 +202,71 @@ pub fn refuse_local(flags: &[(bool, &str)]) -> Result<(), u8> {
 }
 
 /// `holdfast run --backend URL NAME -- COMMAND`.
-#[cfg_attr(not(feature = "etcd"), allow(unused_variables))]
+#[cfg_attr(
+    not(any(feature = "etcd", feature = "postgres")),
+    allow(unused_variables)
+)]
 pub fn run(service: Service, args: RunArgs) -> u8 {
     match service {
         #[cfg(feature = "etcd")]
         Service::Etcd(url) => crate::etcd::run(url, args),
+        #[cfg(feature = "postgres")]
+        Service::Postgres(pg) => crate::postgres::run(pg, args),
     }
 }
 
 /// `holdfast once --backend URL KEY -- COMMAND`.
-#[cfg_attr(not(feature = "etcd"), allow(unused_variables))]
+#[cfg_attr(
+    not(any(feature = "etcd", feature = "postgres")),
+    allow(unused_variables)
+)]
 pub fn once(service: Service, args: OnceArgs) -> u8 {
     match service {
         #[cfg(feature = "etcd")]
         Service::Etcd(url) => crate::etcd::once(url, args),
+        #[cfg(feature = "postgres")]
+        Service::Postgres(pg) => crate::postgres::once(pg, args),
     }
 }
 
 /// `holdfast phase --backend URL NAME --target TARGET -- COMMAND`.
-#[cfg_attr(not(feature = "etcd"), allow(unused_variables))]
+#[cfg_attr(
+    not(any(feature = "etcd", feature = "postgres")),
+    allow(unused_variables)
+)]
 pub fn phase(service: Service, args: PhaseArgs) -> u8 {
     match service {
         #[cfg(feature = "etcd")]
         Service::Etcd(url) => crate::etcd::phase(url, args),
+        #[cfg(feature = "postgres")]
+        Service::Postgres(pg) => crate::postgres::phase(pg, args),
     }
 }
 
 /// `holdfast status --backend URL NAME...`.
-#[cfg_attr(not(feature = "etcd"), allow(unused_variables))]
+#[cfg_attr(
+    not(any(feature = "etcd", feature = "postgres")),
+    allow(unused_variables)
+)]
 pub fn status(service: Service, args: StatusArgs) -> u8 {
     match service {
         #[cfg(feature = "etcd")]
         Service::Etcd(url) => crate::etcd::status(url, args),
+        #[cfg(feature = "postgres")]
+        Service::Postgres(pg) => crate::postgres::status(pg, args),
     }
 }
 
 /// `holdfast list --backend URL [PREFIX]`.
-#[cfg_attr(not(feature = "etcd"), allow(unused_variables))]
+#[cfg_attr(
+    not(any(feature = "etcd", feature = "postgres")),
+    allow(unused_variables)
+)]
 pub fn list(service: Service, args: ListArgs) -> u8 {
     match service {
         #[cfg(feature = "etcd")]
         Service::Etcd(url) => crate::etcd::list(url, args),
+        #[cfg(feature = "postgres")]
+        Service::Postgres(pg) => crate::postgres::list(pg, args),
     }
 }

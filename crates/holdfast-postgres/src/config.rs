@@ -278,6 +278,20 @@ impl Target {
         })
     }
 
+    /// The same target with another connection timeout.
+    pub(crate) fn with_connect_timeout(&self, timeout: Duration) -> Target {
+        let mut config = self.config.clone();
+        config.connect_timeout(timeout);
+        Target {
+            config,
+            tls: self.tls,
+            root_cert: self.root_cert.clone(),
+            display: self.display.clone(),
+            #[cfg(feature = "native-tls")]
+            connector: std::sync::OnceLock::new(),
+        }
+    }
+
     /// Opens one session.
     pub(crate) fn connect(&self) -> Result<postgres::Client> {
         match self.tls {

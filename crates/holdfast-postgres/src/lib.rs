@@ -175,6 +175,24 @@ impl Postgres {
         })
     }
 
+    /// This server, giving up on a connection attempt after `timeout`
+    /// (instead of the URL's `connect_timeout`, `PGCONNECT_TIMEOUT` or
+    /// [`DEFAULT_CONNECT_TIMEOUT`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pg = holdfast_postgres::Postgres::new("postgres://app@db/app")?
+    ///     .with_connect_timeout(Duration::from_secs(2));
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    pub fn with_connect_timeout(&self, timeout: std::time::Duration) -> Postgres {
+        Postgres {
+            inner: Arc::new(Inner {
+                target: self.inner.target.with_connect_timeout(timeout),
+            }),
+        }
+    }
+
     /// `postgres://USER@HOST:PORT/DB` (never the password), as messages
     /// name the server.
     pub fn server(&self) -> &str {

@@ -524,7 +524,10 @@ impl PgGuard {
             .next()
             .map(drop);
         let ended = match read {
-            Err(e) => Some(e.to_string()),
+            Err(e) => Some(match e.as_db_error() {
+                Some(db) => db.message().to_owned(),
+                None => e.to_string(),
+            }),
             Ok(()) if client.is_closed() => Some("the connection was closed".to_owned()),
             Ok(()) => None,
         };
