@@ -198,12 +198,22 @@ impl FifoOptions {
     /// applies). Default `0o644`; processes of other users need write
     /// access to the queue file, so use `0o666` for a lock shared between
     /// users.
+    ///
+    /// ```
+    /// let mut options = holdfast::FifoOptions::new();
+    /// options.permissions(0o664);
+    /// ```
     pub fn permissions(&mut self, mode: u32) -> &mut Self {
         self.permissions = mode & 0o7777;
         self
     }
     /// Create missing parent directories of the lock and queue files
     /// (default `false`).
+    ///
+    /// ```
+    /// let mut options = holdfast::FifoOptions::new();
+    /// options.create_parents(true);
+    /// ```
     pub fn create_parents(&mut self, yes: bool) -> &mut Self {
         self.create_parents = yes;
         self
@@ -211,35 +221,65 @@ impl FifoOptions {
     /// Follow a symbolic link as the lock file's last component (default
     /// `false`; see [`crate::LockOptions::follow_symlinks`]). The queue file
     /// is never followed.
+    ///
+    /// ```
+    /// let mut options = holdfast::FifoOptions::new();
+    /// options.follow_symlinks(true);
+    /// ```
     pub fn follow_symlinks(&mut self, yes: bool) -> &mut Self {
         self.follow_symlinks = yes;
         self
     }
     /// The kernel lock family of the lock file (default [`Backend::Flock`]).
+    ///
+    /// ```
+    /// let mut options = holdfast::FifoOptions::new();
+    /// options.backend(holdfast::Backend::Flock);
+    /// ```
     pub fn backend(&mut self, backend: Backend) -> &mut Self {
         self.backend = backend;
         self
     }
     /// Write a holder record into the lock file on exclusive acquisition
     /// (default `true`), as [`crate::LockOptions::holder_record`].
+    ///
+    /// ```
+    /// let mut options = holdfast::FifoOptions::new();
+    /// options.holder_record(true);
+    /// ```
     pub fn holder_record(&mut self, yes: bool) -> &mut Self {
         self.record = yes;
         self
     }
     /// Check after each acquisition that the lock file is still at its
     /// path, and relock the new one if not (default `true`).
+    ///
+    /// ```
+    /// let mut options = holdfast::FifoOptions::new();
+    /// options.verify_path(true);
+    /// ```
     pub fn verify_path(&mut self, yes: bool) -> &mut Self {
         self.verify_path = yes;
         self
     }
     /// Where the queue file lives (default: the lock path with `.fifo`
     /// appended). Every process must use the same one.
+    ///
+    /// ```
+    /// let mut options = holdfast::FifoOptions::new();
+    /// options.queue_path("app.queue");
+    /// ```
     pub fn queue_path(&mut self, path: impl Into<PathBuf>) -> &mut Self {
         self.queue_path = Some(path.into());
         self
     }
     /// Remove the queue file when a [`FifoLock`] is dropped and nobody is
     /// queued (default `true`; see the [module docs](self)).
+    ///
+    /// ```
+    /// let mut options = holdfast::FifoOptions::new();
+    /// options.remove_queue_when_idle(true);
+    /// ```
     pub fn remove_queue_when_idle(&mut self, yes: bool) -> &mut Self {
         self.remove_when_idle = yes;
         self

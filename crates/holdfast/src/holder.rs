@@ -130,6 +130,15 @@ impl HolderRecord {
     /// Parses a record; `Err` says why the bytes are not a valid record
     /// (use [`RecordContent::classify`] to also tell empty and foreign
     /// content apart).
+    ///
+    /// ```
+    /// assert!(holdfast::HolderRecord::parse(b"not a record").is_err());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Why the bytes are not a record: empty, foreign content, or a
+    /// damaged holdfast record.
     pub fn parse(bytes: &[u8]) -> Result<HolderRecord, String> {
         match RecordContent::classify(bytes) {
             RecordContent::Record(r) => Ok(r),

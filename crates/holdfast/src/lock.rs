@@ -109,17 +109,32 @@ impl LockOptions {
     /// Permission bits for a newly created lock file (the umask still
     /// applies). Default `0o644`; use `0o664` or `0o666` for a lock shared
     /// between users.
+    ///
+    /// ```
+    /// let mut options = holdfast::LockOptions::new();
+    /// options.permissions(0o664);
+    /// ```
     pub fn permissions(&mut self, mode: u32) -> &mut Self {
         self.permissions = mode & 0o7777;
         self
     }
     /// Create the lock file if it is missing (default `true`). With `false`
     /// a missing file is an [`Error::Io`] with `NotFound`.
+    ///
+    /// ```
+    /// let mut options = holdfast::LockOptions::new();
+    /// options.create(true);
+    /// ```
     pub fn create(&mut self, yes: bool) -> &mut Self {
         self.create = yes;
         self
     }
     /// Create missing parent directories (default `false`).
+    ///
+    /// ```
+    /// let mut options = holdfast::LockOptions::new();
+    /// options.create_parents(true);
+    /// ```
     pub fn create_parents(&mut self, yes: bool) -> &mut Self {
         self.create_parents = yes;
         self
@@ -131,6 +146,11 @@ impl LockOptions {
     /// as flock(1) does, the link is followed for locking, but a file is
     /// never created where a dangling link points (that is a `NotFound`
     /// [`Error::Io`]) and no holder record is written into what it names.
+    ///
+    /// ```
+    /// let mut options = holdfast::LockOptions::new();
+    /// options.follow_symlinks(true);
+    /// ```
     pub fn follow_symlinks(&mut self, yes: bool) -> &mut Self {
         self.follow_symlinks = yes;
         self
@@ -138,11 +158,21 @@ impl LockOptions {
     /// Let the thread holding the lock take it again, counting nested
     /// acquisitions (default `false`: asking again is
     /// [`Error::AlreadyHeld`] rather than a deadlock).
+    ///
+    /// ```
+    /// let mut options = holdfast::LockOptions::new();
+    /// options.reentrant(true);
+    /// ```
     pub fn reentrant(&mut self, yes: bool) -> &mut Self {
         self.reentrant = yes;
         self
     }
     /// The kernel lock family (default [`Backend::Flock`]).
+    ///
+    /// ```
+    /// let mut options = holdfast::LockOptions::new();
+    /// options.backend(holdfast::Backend::Flock);
+    /// ```
     pub fn backend(&mut self, backend: Backend) -> &mut Self {
         self.backend = backend;
         self
@@ -155,6 +185,11 @@ impl LockOptions {
     /// user owns, reached without a symbolic link and with no other hard
     /// link, and only over an empty file or an earlier holdfast record:
     /// a file someone else planted is locked but never written into.
+    ///
+    /// ```
+    /// let mut options = holdfast::LockOptions::new();
+    /// options.holder_record(true);
+    /// ```
     pub fn holder_record(&mut self, yes: bool) -> &mut Self {
         self.record = yes;
         self
@@ -163,6 +198,11 @@ impl LockOptions {
     /// at its path, and reopen and retry if someone deleted or replaced it
     /// (default `true`; costs one `fstat`). Without the check, a lock taken
     /// after another program removed the file guards an orphan inode.
+    ///
+    /// ```
+    /// let mut options = holdfast::LockOptions::new();
+    /// options.verify_path(true);
+    /// ```
     pub fn verify_path(&mut self, yes: bool) -> &mut Self {
         self.verify_path = yes;
         self

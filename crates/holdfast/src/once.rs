@@ -199,28 +199,53 @@ impl RunOnce {
         }
     }
     /// The lock file suffix (default `.lock`).
+    ///
+    /// ```
+    /// let mut options = holdfast::RunOnce::new("cache.initialized");
+    /// options.lock_suffix(".lk");
+    /// ```
     pub fn lock_suffix(&mut self, suffix: impl Into<OsString>) -> &mut Self {
         self.lock_suffix = suffix.into();
         self
     }
     /// How long to wait for a running leader (default [`Wait::Forever`]).
     /// Running out of time is [`Error::Timeout`] naming the leader.
+    ///
+    /// ```
+    /// let mut options = holdfast::RunOnce::new("cache.initialized");
+    /// options.wait(holdfast::Wait::Forever);
+    /// ```
     pub fn wait(&mut self, wait: Wait) -> &mut Self {
         self.wait = wait;
         self
     }
     /// Shorthand for `wait(Wait::Timeout(timeout))`.
+    ///
+    /// ```
+    /// let mut options = holdfast::RunOnce::new("cache.initialized");
+    /// options.timeout(std::time::Duration::from_secs(30));
+    /// ```
     pub fn timeout(&mut self, timeout: std::time::Duration) -> &mut Self {
         self.wait = Wait::Timeout(timeout);
         self
     }
     /// What to do when the leader fails (default [`LeaderFailure::Retry`]).
+    ///
+    /// ```
+    /// let mut options = holdfast::RunOnce::new("cache.initialized");
+    /// options.on_leader_failure(holdfast::LeaderFailure::Propagate);
+    /// ```
     pub fn on_leader_failure(&mut self, policy: LeaderFailure) -> &mut Self {
         self.on_leader_failure = policy;
         self
     }
     /// Permission bits for a newly created lock file (default `0o666`; the
     /// umask applies).
+    ///
+    /// ```
+    /// let mut options = holdfast::RunOnce::new("cache.initialized");
+    /// options.lock_permissions(0o664);
+    /// ```
     pub fn lock_permissions(&mut self, mode: u32) -> &mut Self {
         self.lock_permissions = mode & 0o7777;
         self

@@ -104,17 +104,32 @@ impl SemaphoreOptions {
         Self::default()
     }
     /// Permission bits for a newly created semaphore file (umask applies).
+    ///
+    /// ```
+    /// let mut options = holdfast::SemaphoreOptions::new();
+    /// options.permissions(0o664);
+    /// ```
     pub fn permissions(&mut self, mode: u32) -> &mut Self {
         self.permissions = mode & 0o7777;
         self
     }
     /// Create missing parent directories (default `false`).
+    ///
+    /// ```
+    /// let mut options = holdfast::SemaphoreOptions::new();
+    /// options.create_parents(true);
+    /// ```
     pub fn create_parents(&mut self, yes: bool) -> &mut Self {
         self.create_parents = yes;
         self
     }
     /// Remove the file when a [`Semaphore`] is dropped and nobody holds or
     /// waits for a permit (default `true`).
+    ///
+    /// ```
+    /// let mut options = holdfast::SemaphoreOptions::new();
+    /// options.remove_when_idle(true);
+    /// ```
     pub fn remove_when_idle(&mut self, yes: bool) -> &mut Self {
         self.remove_when_idle = yes;
         self

@@ -451,12 +451,22 @@ impl LockFileOptions {
     }
     /// Whose format to follow (default: [`Compat::Holdfast`] for soft and
     /// mkdir, [`Compat::Flufl`] for link).
+    ///
+    /// ```
+    /// let mut options = holdfast::LockFileOptions::new(holdfast::Protocol::Link);
+    /// options.compat(holdfast::Compat::Flufl);
+    /// ```
     pub fn compat(&mut self, compat: Compat) -> &mut Self {
         self.compat = Some(compat);
         self
     }
     /// The lease: how long a holder expects to hold between refreshes.
     /// `None` for no lease (not allowed for flufl-format link locks).
+    ///
+    /// ```
+    /// let mut options = holdfast::LockFileOptions::new(holdfast::Protocol::Link);
+    /// options.lifetime(std::time::Duration::from_secs(30));
+    /// ```
     pub fn lifetime(&mut self, lifetime: impl Into<Option<Duration>>) -> &mut Self {
         self.lifetime_set = Some(lifetime.into());
         self
@@ -493,18 +503,33 @@ impl LockFileOptions {
 
     /// Refresh the lease from a background thread every `lifetime / 3`
     /// while a guard lives (default `false`).
+    ///
+    /// ```
+    /// let mut options = holdfast::LockFileOptions::new(holdfast::Protocol::Link);
+    /// options.heartbeat(true);
+    /// ```
     pub fn heartbeat(&mut self, yes: bool) -> &mut Self {
         self.heartbeat = yes;
         self
     }
     /// How far apart two hosts' clocks may be (default 10 s). A lease is
     /// over only when it expired this long ago.
+    ///
+    /// ```
+    /// let mut options = holdfast::LockFileOptions::new(holdfast::Protocol::Link);
+    /// options.clock_skew(std::time::Duration::from_secs(30));
+    /// ```
     pub fn clock_skew(&mut self, skew: Duration) -> &mut Self {
         self.clock_skew = skew;
         self
     }
     /// The longest lease holdfast believes (default 24 h); see rule 3 in the
     /// [module docs](self#when-is-a-lock-stale).
+    ///
+    /// ```
+    /// let mut options = holdfast::LockFileOptions::new(holdfast::Protocol::Link);
+    /// options.max_lifetime(std::time::Duration::from_secs(30));
+    /// ```
     pub fn max_lifetime(&mut self, max: Duration) -> &mut Self {
         self.max_lifetime = max;
         self
@@ -512,18 +537,33 @@ impl LockFileOptions {
     /// Also treat any lock not created or refreshed for this long (plus the
     /// clock skew) as stale, whoever holds it: libvcs's policy. Default
     /// `None`.
+    ///
+    /// ```
+    /// let mut options = holdfast::LockFileOptions::new(holdfast::Protocol::Link);
+    /// options.stale_after(std::time::Duration::from_secs(30));
+    /// ```
     pub fn stale_after(&mut self, age: impl Into<Option<Duration>>) -> &mut Self {
         self.stale_after = age.into();
         self
     }
     /// How long a lock without a usable record must stay unchanged before
     /// it is stale (default 2 s).
+    ///
+    /// ```
+    /// let mut options = holdfast::LockFileOptions::new(holdfast::Protocol::Link);
+    /// options.grace(std::time::Duration::from_secs(30));
+    /// ```
     pub fn grace(&mut self, grace: Duration) -> &mut Self {
         self.grace = grace;
         self
     }
     /// How often a waiter looks again when no notification arrives
     /// (default 100 ms; 1 ms to 60 s).
+    ///
+    /// ```
+    /// let mut options = holdfast::LockFileOptions::new(holdfast::Protocol::Link);
+    /// options.poll_interval(std::time::Duration::from_secs(30));
+    /// ```
     pub fn poll_interval(&mut self, every: Duration) -> &mut Self {
         self.poll_interval = every;
         self
@@ -531,17 +571,32 @@ impl LockFileOptions {
     /// Permission bits for the files holdfast creates (default `0o644`;
     /// directories get search permission where there is read permission;
     /// the umask applies).
+    ///
+    /// ```
+    /// let mut options = holdfast::LockFileOptions::new(holdfast::Protocol::Link);
+    /// options.permissions(0o664);
+    /// ```
     pub fn permissions(&mut self, mode: u32) -> &mut Self {
         self.permissions = mode & 0o7777;
         self
     }
     /// Create missing parent directories when opening (default `false`).
+    ///
+    /// ```
+    /// let mut options = holdfast::LockFileOptions::new(holdfast::Protocol::Link);
+    /// options.create_parents(true);
+    /// ```
     pub fn create_parents(&mut self, yes: bool) -> &mut Self {
         self.create_parents = yes;
         self
     }
     /// Watch the directory for changes while waiting (Linux inotify;
     /// default `true`). With `false` a waiter only polls.
+    ///
+    /// ```
+    /// let mut options = holdfast::LockFileOptions::new(holdfast::Protocol::Link);
+    /// options.watch_directory(true);
+    /// ```
     pub fn watch_directory(&mut self, yes: bool) -> &mut Self {
         self.watch = yes;
         self
@@ -550,6 +605,11 @@ impl LockFileOptions {
     /// filesystem supports it (default `true`). With `false`, holdfast acts
     /// as on NFS: link locks are taken over by the claim-rename election,
     /// soft and mkdir locks not automatically.
+    ///
+    /// ```
+    /// let mut options = holdfast::LockFileOptions::new(holdfast::Protocol::Link);
+    /// options.atomic_exchange(true);
+    /// ```
     pub fn atomic_exchange(&mut self, yes: bool) -> &mut Self {
         self.exchange = yes;
         self

@@ -527,17 +527,32 @@ impl PhaseRunner {
     /// The xattr namespace (default `user.phaselock`); leading and
     /// trailing dots are dropped, as phaselock does. An empty namespace
     /// uses the bare phase (or attr) name as the attribute name.
+    ///
+    /// ```
+    /// let mut options = holdfast::PhaseRunner::new("app.db");
+    /// options.namespace("user.myapp");
+    /// ```
     pub fn namespace(&mut self, namespace: &str) -> &mut Self {
         self.namespace = namespace.trim_matches('.').to_owned();
         self
     }
     /// The lock file suffix (default `.lock`): the lock is
     /// `<target><suffix>`.
+    ///
+    /// ```
+    /// let mut options = holdfast::PhaseRunner::new("app.db");
+    /// options.lock_suffix(".lk");
+    /// ```
     pub fn lock_suffix(&mut self, suffix: impl Into<OsString>) -> &mut Self {
         self.lock_suffix = suffix.into();
         self
     }
     /// The status file suffix (default `.status`).
+    ///
+    /// ```
+    /// let mut options = holdfast::PhaseRunner::new("app.db");
+    /// options.status_suffix(".lk");
+    /// ```
     pub fn status_suffix(&mut self, suffix: impl Into<OsString>) -> &mut Self {
         self.status_suffix = suffix.into();
         self
@@ -545,22 +560,42 @@ impl PhaseRunner {
     /// How long to wait for the lock (default [`Wait::Timeout`] of 10 s,
     /// as phaselock). [`Wait::NoWait`] fails at once with
     /// [`Error::WouldBlock`] if another process is running phases.
+    ///
+    /// ```
+    /// let mut options = holdfast::PhaseRunner::new("app.db");
+    /// options.wait(holdfast::Wait::Forever);
+    /// ```
     pub fn wait(&mut self, wait: Wait) -> &mut Self {
         self.wait = wait;
         self
     }
     /// Shorthand for `wait(Wait::Timeout(timeout))`.
+    ///
+    /// ```
+    /// let mut options = holdfast::PhaseRunner::new("app.db");
+    /// options.timeout(std::time::Duration::from_secs(30));
+    /// ```
     pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
         self.wait = Wait::Timeout(timeout);
         self
     }
     /// Where markers go (default [`XattrMode::Auto`]).
+    ///
+    /// ```
+    /// let mut options = holdfast::PhaseRunner::new("app.db");
+    /// options.xattrs(holdfast::XattrMode::Off);
+    /// ```
     pub fn xattrs(&mut self, mode: XattrMode) -> &mut Self {
         self.xattrs = mode;
         self
     }
     /// Trust markers only after taking the lock (default off on POSIX, as
     /// in phaselock). See the [module docs](self#strict-marker-locking).
+    ///
+    /// ```
+    /// let mut options = holdfast::PhaseRunner::new("app.db");
+    /// options.strict_marker_locking(true);
+    /// ```
     pub fn strict_marker_locking(&mut self, yes: bool) -> &mut Self {
         self.strict = yes;
         self
@@ -568,12 +603,22 @@ impl PhaseRunner {
     /// Accept a target (and lock file) that is a symbolic link, and put
     /// the markers on the file it points to (default `false`:
     /// [`Error::Symlink`]).
+    ///
+    /// ```
+    /// let mut options = holdfast::PhaseRunner::new("app.db");
+    /// options.follow_symlinks(true);
+    /// ```
     pub fn follow_symlinks(&mut self, yes: bool) -> &mut Self {
         self.follow_symlinks = yes;
         self
     }
     /// Permission bits for a newly created lock file (default `0o666`,
     /// phaselock's; the umask applies).
+    ///
+    /// ```
+    /// let mut options = holdfast::PhaseRunner::new("app.db");
+    /// options.lock_permissions(0o664);
+    /// ```
     pub fn lock_permissions(&mut self, mode: u32) -> &mut Self {
         self.lock_permissions = mode & 0o7777;
         self
