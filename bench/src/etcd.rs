@@ -39,18 +39,15 @@ fn now_ns() -> u64 {
 
 /// How many keys etcd has under `prefix` (holders and waiters).
 fn queued(etcd: &Etcd, prefix: &str) -> usize {
+    // etcdctl 3.4 has no --count-only: count the keys it prints.
     etcd.etcdctl()
-        .args(["get", "--prefix", "--count-only", "-w", "fields", prefix])
+        .args(["get", "--prefix", "--keys-only", prefix])
         .output()
-        .ok()
-        .and_then(|o| {
+        .map(|o| {
             String::from_utf8_lossy(&o.stdout)
                 .lines()
-                .find_map(|l| {
-                    l.strip_prefix("\"Count\" : ")
-                        .map(|n| n.trim().parse().ok())
-                })
-                .flatten()
+                .filter(|l| !l.trim().is_empty())
+                .count()
         })
         .unwrap_or(0)
 }
@@ -223,7 +220,7 @@ pub fn run(env: &Env, _dir: &Path) {
         let mut c = Command::new("etcdctl");
         c.env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={endpoints}"))
-            .args(["lock", "etcdctl-bench", "sh", "-c", script]);
+            .args(["lock", "etcdctl-bench", "--", "sh", "-c", script]);
         c
     };
     let hf = |script: &str| {
