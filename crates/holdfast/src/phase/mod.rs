@@ -216,9 +216,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-#[cfg(doc)]
-use crate::error::Error;
+use crate::error::{Error, IoOp, Result};
 use crate::mode::Wait;
+use crate::sys;
 
 pub use status_file::MAX_STATUS_BYTES;
 pub use stores::{StatusFileStore, XattrStore};
@@ -651,6 +651,21 @@ impl PhaseRunner {
     /// ```
     pub fn attr_key(&self, name: &str) -> String {
         xattr::key(&self.namespace, name)
+    }
+}
+
+/// Helpers on the runner's options that every operation shares.
+impl PhaseRunner {
+    pub(super) fn sync_target(&self) -> Result<()> {
+        sys::sync_path(&self.target, self.follow_symlinks)
+            .map_err(|e| Error::io(IoOp::FsyncMarkers, &self.target, e))
+    }
+    pub(super) fn xattrs_enabled(&self) -> bool {
+        match self.xattrs {
+            XattrMode::On => true,
+            XattrMode::Off => false,
+            XattrMode::Auto => xattr::env_allows_xattrs(),
+        }
     }
 }
 

@@ -1,15 +1,13 @@
 //! [`PhaseRunner::run`]: the locked run over the target's own lock file
-//! and markers, and the lock and durability helpers the other operations
-//! share.
+//! and markers, and the lock helpers the other operations share.
 
 use std::path::Path;
 
 use super::view::View;
-use super::{ActionContext, Phase, PhaseRunner, RunReport, XattrMode, xattr};
-use crate::error::{Error, IoOp, Result};
+use super::{ActionContext, Phase, PhaseRunner, RunReport};
+use crate::error::{Error, Result};
 use crate::lock::{Lock, LockGuard};
 use crate::mode::Mode;
-use crate::sys;
 
 impl PhaseRunner {
     /// Runs the phases that are not marked done, in order, and marks each
@@ -111,19 +109,6 @@ impl PhaseRunner {
             .permissions(self.lock_permissions)
             .follow_symlinks(self.follow_symlinks)
             .open(lock_path)
-    }
-
-    pub(super) fn sync_target(&self) -> Result<()> {
-        sys::sync_path(&self.target, self.follow_symlinks)
-            .map_err(|e| Error::io(IoOp::FsyncMarkers, &self.target, e))
-    }
-
-    pub(super) fn xattrs_enabled(&self) -> bool {
-        match self.xattrs {
-            XattrMode::On => true,
-            XattrMode::Off => false,
-            XattrMode::Auto => xattr::env_allows_xattrs(),
-        }
     }
 
     fn report(
