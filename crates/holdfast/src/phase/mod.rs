@@ -51,7 +51,7 @@
 //!    on, returns at once, without locking, if every phase already has a
 //!    marker (phaselock's POSIX fast path);
 //! 3. takes the exclusive kernel lock on `<target>.lock` (a
-//!    [`Lock`]: `flock(2)`, so it excludes phaselock and every
+//!    [`Lock`](crate::lock::Lock): `flock(2)`, so it excludes phaselock and every
 //!    other `flock` user), waiting in the kernel as
 //!    [`PhaseRunner::wait`] allows;
 //! 4. under the lock, for each phase in order: skips it if it has a marker;

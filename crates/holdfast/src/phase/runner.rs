@@ -11,7 +11,7 @@ use crate::mode::Mode;
 
 impl PhaseRunner {
     /// Runs the phases that are not marked done, in order, and marks each
-    /// right after its action succeeds. See the [module docs](self) for
+    /// right after its action succeeds. See the [module docs](super) for
     /// the whole story.
     ///
     /// ```
