@@ -112,8 +112,11 @@ fn run_holding(guard: &PgGuard, program: &Program) -> Result<Ran, u8> {
     let done = AtomicBool::new(false);
     let (status, lost) = std::thread::scope(|s| {
         let monitor = s.spawn(|| {
+            // Short slices: the release waits for the slice in progress
+            // (the guard's session is behind one mutex). Waking costs no
+            // server round trip, only a poll of the socket.
             while !done.load(Ordering::Acquire) {
-                if let Some(e) = guard.wait_lost(Duration::from_millis(200)) {
+                if let Some(e) = guard.wait_lost(Duration::from_millis(5)) {
                     eprintln!(
                         "holdfast: {e}; stopping the command (SIGTERM) — its work may overlap \
                          another holder's"
