@@ -272,18 +272,17 @@ impl Step<'_> {
             Err(code) => return code,
         };
         verbose_got(self.verbose, &guard, started);
-        if waited {
+        // Always look again under the lock: another caller may have done
+        // it between the first look and this acquisition, waited or not.
+        {
             match phases.is_done(&self.phase) {
                 Ok(true) => {
                     if self.verbose {
-                        eprintln!(
-                            "holdfast: another caller did {} while this one waited",
-                            self.what
-                        );
+                        eprintln!("holdfast: another caller did {} meanwhile", self.what);
                     }
                     return release(guard, exit::OK);
                 }
-                Ok(false) if self.propagate => {
+                Ok(false) if waited && self.propagate => {
                     eprintln!(
                         "holdfast: the caller running {} stopped without finishing it, and \
                          --on-leader-failure is propagate: not running it here",
