@@ -3,8 +3,10 @@
 //! stopped (SIGINT, its fast shutdown) by pid when dropped.
 //!
 //! `initdb` refuses to run as root, so as root the server runs as the
-//! `postgres` user through `setpriv` (which execs, so the pid we hold is the
-//! postmaster's). The binaries are found in `HOLDFAST_PG_BINDIR`, then
+//! `postgres` user through `setpriv`. A small `sh` between the test and
+//! the server stops the server when the test process exits (its stdin, a
+//! pipe from the test, closes), so a server kept in a `static` (never
+//! dropped) does not outlive the test binary. The binaries are found in `HOLDFAST_PG_BINDIR`, then
 //! `pg_config --bindir`, then the newest `/usr/lib/postgresql/*/bin`.
 //! Without them the tests that need a server are skipped with a message,
 //! unless `HOLDFAST_REQUIRE_POSTGRES=1` (set by `scripts/test`, which
@@ -26,7 +28,10 @@ pub struct PgServer {
     dir: Dir,
     bindir: PathBuf,
     port: u16,
+    /// The sh that runs the server (see `start`).
     child: std::process::Child,
+    /// Its stdin: closing it stops the server.
+    lifeline: Option<std::process::ChildStdin>,
     as_postgres: bool,
 }
 
@@ -118,7 +123,19 @@ impl PgServer {
         // report rather than retry.
         let port = free_port();
         let log = std::fs::File::create(dir.join("server.log")).unwrap();
-        let child = run_as(as_postgres, &bindir.join("postgres"))
+        // The server runs under a small sh that stops it (SIGINT) and
+        // removes its directory as soon as its stdin closes: when the test process exits, however it
+        // exits, even if the PgServer is in a static that is never dropped.
+        // The server stays the sh's unreaped child until then, so the pid
+        // it signals cannot have been reused.
+        let mut child = Command::new("sh")
+            .args([
+                "-c",
+                "\"$@\" & pid=$!; read -r _ || :; kill -INT \"$pid\" 2>/dev/null; wait \"$pid\"; \
+                 rm -rf \"$HOLDFAST_PG_TEMP\"",
+                "sh",
+            ])
+            .args(run_as_argv(as_postgres, &bindir.join("postgres")))
             .arg("-D")
             .arg(&data)
             .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-k"])
@@ -135,16 +152,19 @@ impl PgServer {
                 "-c",
                 "shared_buffers=16MB",
             ])
-            .stdin(Stdio::null())
+            .env("HOLDFAST_PG_TEMP", dir.path())
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start postgres");
+        let lifeline = child.stdin.take();
         let mut server = PgServer {
             dir,
             bindir,
             port,
             child,
+            lifeline,
             as_postgres,
         };
         let log = server.dir.join("server.log");
@@ -228,7 +248,8 @@ impl PgServer {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
-    /// The pid of the postmaster.
+    /// The pid of the sh that runs the server and stops it when this
+    /// process exits.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -241,10 +262,9 @@ impl PgServer {
 
 impl Drop for PgServer {
     fn drop(&mut self) {
-        // SIGINT: PostgreSQL's fast shutdown (ends sessions, stops cleanly).
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
+        // Closing the lifeline makes the sh send SIGINT, PostgreSQL's fast
+        // shutdown (ends sessions, stops cleanly), and wait for it.
+        drop(self.lifeline.take());
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             match self.child.try_wait() {
@@ -258,6 +278,25 @@ impl Drop for PgServer {
             }
         }
     }
+}
+
+/// `program` as argv, through `setpriv` to the postgres user as root
+/// (`setpriv` execs, so the pid is the program's).
+fn run_as_argv(as_postgres: bool, program: &Path) -> Vec<std::ffi::OsString> {
+    let mut v: Vec<std::ffi::OsString> = Vec::new();
+    if as_postgres {
+        for a in [
+            "setpriv",
+            "--reuid=postgres",
+            "--regid=postgres",
+            "--init-groups",
+            "--",
+        ] {
+            v.push(a.into());
+        }
+    }
+    v.push(program.into());
+    v
 }
 
 fn run_as(as_postgres: bool, program: &Path) -> Command {
