@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::options::LockFileOptions;
 use super::record::{self, LockRecord};
 use super::stale::{self, Claimant, Content, Format, Local, Probe, Rules, Times};
-use super::{Compat, LockFileOptions, Protocol};
+use super::{Compat, Protocol};
 use crate::error::{Error, IoOp, Result};
 use crate::holder::{Holder, HolderSource, Identity};
 use crate::mode::Mode;

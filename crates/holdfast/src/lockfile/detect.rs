@@ -7,8 +7,9 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use super::options::LockFileOptions;
 use super::record::{self, LockRecord};
-use super::{Compat, LockFile, LockFileOptions, Protocol, core};
+use super::{Compat, LockFile, Protocol, core};
 use crate::error::{Error, IoOp, Result};
 use crate::sys;
 

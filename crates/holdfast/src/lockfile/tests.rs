@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::core::{self, Ctx};
 use super::record::{self, LockRecord};
 use super::*;
+use crate::error::Error;
 
 fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
