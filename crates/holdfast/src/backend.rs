@@ -19,7 +19,7 @@
 //! new implementation, not an edit of the core; the file stores are
 //! [`phase::StatusFileStore`](crate::phase::StatusFileStore) and
 //! [`phase::XattrStore`](crate::phase::XattrStore). The integration tests
-//! (`crates/holdfast-testkit/tests/backend.rs`) hold an in-memory backend
+//! (`crates/holdfast-testkit/tests/testkit/backend.rs`) hold an in-memory backend
 //! that runs phases and run-once through the same tests as the files.
 //!
 //! ```

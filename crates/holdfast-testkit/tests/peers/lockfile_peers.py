@@ -1,4 +1,4 @@
-"""Python peers for holdfast's lock-file interop tests (tests/lockfile.rs).
+"""Python peers for holdfast's lock-file interop tests (tests/testkit/lockfile.rs).
 
     python lockfile_peers.py LIB CMD PATH [ARGS...]
 
