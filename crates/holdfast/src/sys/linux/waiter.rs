@@ -1,4 +1,6 @@
-//! Linux-only pieces: `/proc` readers and the killable lock waiter.
+//! The killable waiter: a `CLONE_VM` child task blocked in one lock request
+//! on our behalf, so a timed wait blocks in the kernel and a timeout is a
+//! kill. [`wait_any`] and [`settle`] drive one or several of them.
 
 use std::fs::File;
 use std::io;
@@ -8,346 +10,9 @@ use std::time::Instant;
 use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 
-use super::{FileId, KernelLock, KernelLockKind, LockReq, Range};
+use crate::sys::LockReq;
 
-/// The kernel's boot id: changes on every boot.
-pub(crate) fn boot_id() -> Option<String> {
-    let s = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
-    let s = s.trim();
-    (!s.is_empty()).then(|| s.to_owned())
-}
-
-/// A process's start time in clock ticks since boot (`/proc/PID/stat`
-/// field 22). Together with the boot id it identifies a process for good:
-/// a reused pid has a different start time.
-pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat_start_time(&stat)
-}
-
-pub(crate) fn parse_stat_start_time(stat: &str) -> Option<u64> {
-    // The command name (field 2) may contain spaces and parentheses; the
-    // fields after the last ')' are plain.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // rest starts with field 3 (state); field 22 is the 20th of them.
-    rest.split_ascii_whitespace().nth(19)?.parse().ok()
-}
-
-/// A process's state letter and start time, from one read of
-/// `/proc/PID/stat`; `None` if it does not exist.
-pub(crate) fn process_state_start(pid: u32) -> Option<(char, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_ascii_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let start = fields.nth(18)?.parse().ok()?;
-    Some((state, start))
-}
-
-/// A process's command line, arguments quoted as a shell would need them
-/// and joined by spaces; the short command name for processes without one
-/// (kernel threads, zombies).
-pub(crate) fn process_cmdline(pid: u32) -> Option<String> {
-    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let args: Vec<String> = raw
-        .split(|&b| b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    if args.is_empty() {
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-        return Some(format!("[{}]", comm.trim()));
-    }
-    Some(crate::text::shell_join(&args))
-}
-
-/// The path an open file was opened by, from `/proc/self/fd`, if it is
-/// still a plain absolute path (not `pipe:[…]`, not ` (deleted)`).
-pub(crate) fn fd_path(file: &File) -> Option<std::path::PathBuf> {
-    let target = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()?;
-    let deleted = target
-        .as_os_str()
-        .as_encoded_bytes()
-        .ends_with(b" (deleted)");
-    (target.is_absolute() && !deleted).then_some(target)
-}
-
-/// A process's real uid.
-pub(crate) fn process_uid(pid: u32) -> Option<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))?
-        .split_ascii_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// The locks the kernel reports on this file, from `/proc/locks`. Waiting
-/// requests (`->` lines) are not holders and are left out. OFD locks carry
-/// no pid there; their owner is looked up in `/proc/*/fdinfo`.
-pub(crate) fn kernel_locks(id: FileId) -> io::Result<Option<Vec<KernelLock>>> {
-    let text = match std::fs::read_to_string("/proc/locks") {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let (major, minor) = super::imp::dev_major_minor(id.dev);
-    let mut found = parse_proc_locks(&text, major, minor, id.ino);
-    if found.iter().any(|l| l.pid.is_none()) {
-        let owners = ofd_owners(major, minor, id.ino);
-        let mut owners = owners.into_iter();
-        for l in found.iter_mut().filter(|l| l.pid.is_none()) {
-            l.pid = owners.next();
-        }
-    }
-    Ok(Some(found))
-}
-
-/// Parses `/proc/locks` text, keeping the held locks on one inode.
-pub(crate) fn parse_proc_locks(text: &str, major: u32, minor: u32, ino: u64) -> Vec<KernelLock> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        if let Some(l) = parse_lock_line(line, major, minor, ino) {
-            out.push(l);
-        }
-    }
-    out
-}
-
-fn parse_lock_line(line: &str, major: u32, minor: u32, ino: u64) -> Option<KernelLock> {
-    let mut it = line.split_ascii_whitespace();
-    let _id = it.next()?; // "1:"
-    let kind = it.next()?;
-    if kind == "->" {
-        return None; // a waiter, not a holder
-    }
-    let kind = match kind {
-        "FLOCK" => KernelLockKind::Flock,
-        "OFDLCK" => KernelLockKind::Ofd,
-        "POSIX" => KernelLockKind::Posix,
-        _ => return None, // LEASE, DELEG, ...
-    };
-    let _advisory = it.next()?;
-    let exclusive = match it.next()? {
-        "WRITE" => true,
-        "READ" => false,
-        _ => return None,
-    };
-    let pid: i64 = it.next()?.parse().ok()?;
-    let dev = it.next()?;
-    let mut parts = dev.split(':');
-    let maj = u32::from_str_radix(parts.next()?, 16).ok()?;
-    let min = u32::from_str_radix(parts.next()?, 16).ok()?;
-    let i: u64 = parts.next()?.parse().ok()?;
-    if (maj, min, i) != (major, minor, ino) {
-        return None;
-    }
-    Some(KernelLock {
-        kind,
-        exclusive,
-        pid: (pid > 0).then_some(pid as u32),
-    })
-}
-
-/// Finds processes whose `fdinfo` shows an OFD lock on the inode (the
-/// lslocks technique). Only processes we may inspect are seen.
-fn ofd_owners(major: u32, minor: u32, ino: u64) -> Vec<u32> {
-    let mut owners = Vec::new();
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return owners;
-    };
-    for p in procs.flatten() {
-        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(fds) = std::fs::read_dir(p.path().join("fdinfo")) else {
-            continue;
-        };
-        'fds: for fd in fds.flatten() {
-            let Ok(info) = std::fs::read_to_string(fd.path()) else {
-                continue;
-            };
-            for line in info.lines() {
-                if let Some(rest) = line.strip_prefix("lock:")
-                    && let Some(l) = parse_lock_line(rest.trim_start(), major, minor, ino)
-                    && l.kind == KernelLockKind::Ofd
-                {
-                    owners.push(pid);
-                    break 'fds;
-                }
-            }
-        }
-    }
-    owners
-}
-
-/// Performs an OFD `fcntl` lock command on a byte range of a raw
-/// descriptor. Used by the waiter child too, so it must not allocate.
-fn ofd_range(
-    fd: i32,
-    cmd: libc::c_int,
-    l_type: libc::c_int,
-    start: u64,
-    len: u64,
-) -> Result<libc::flock, Errno> {
-    let (Ok(l_start), Ok(l_len)) = (i64::try_from(start), i64::try_from(len)) else {
-        return Err(Errno::INVAL);
-    };
-    let mut lock = libc::flock {
-        l_type: l_type as libc::c_short,
-        l_whence: libc::SEEK_SET as libc::c_short,
-        l_start: l_start as libc::off_t,
-        l_len: l_len as libc::off_t,
-        l_pid: 0,
-    };
-    // SAFETY: `fd` is an open descriptor the caller keeps open for this
-    // call, and `lock` is a fully initialised `struct flock` that outlives
-    // it (F_OFD_GETLK writes the answer back into it). `syscall` rather
-    // than the `fcntl` wrapper, as in `unix::ofd_op`.
-    let r = unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, &mut lock as *mut libc::flock) };
-    if r == -1 {
-        Err(Errno::from_io_error(&io::Error::last_os_error()).unwrap_or(Errno::IO))
-    } else {
-        Ok(lock)
-    }
-}
-
-fn range_type(r: &Range) -> libc::c_int {
-    if r.exclusive {
-        libc::F_WRLCK
-    } else {
-        libc::F_RDLCK
-    }
-}
-
-/// One lock request on a raw descriptor; blocking if `wait`.
-fn raw_request(fd: i32, req: &LockReq, wait: bool) -> Result<(), Errno> {
-    match req {
-        LockReq::Whole { backend, mode } => super::imp::raw_lock(fd, *backend, *mode, wait),
-        LockReq::Range(r) => {
-            let cmd = if wait {
-                libc::F_OFD_SETLKW
-            } else {
-                libc::F_OFD_SETLK
-            };
-            ofd_range(fd, cmd, range_type(r), r.start, r.len).map(drop)
-        }
-    }
-}
-
-/// One non-blocking attempt at `req` on `file`: `Ok(false)` if taken by
-/// someone else.
-#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
-pub(crate) fn raw_try(file: &File, req: &LockReq) -> io::Result<bool> {
-    loop {
-        match raw_request(file.as_raw_fd(), req, false) {
-            Ok(()) => return Ok(true),
-            Err(Errno::AGAIN) | Err(Errno::ACCESS) => return Ok(false),
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// Takes an OFD lock on a byte range: `Ok(false)` if another open file
-/// description holds a conflicting lock (only when not waiting).
-pub(crate) fn range_lock(file: &File, r: Range, wait: bool) -> io::Result<bool> {
-    loop {
-        match raw_request(file.as_raw_fd(), &LockReq::Range(r), wait) {
-            Ok(()) => return Ok(true),
-            Err(Errno::AGAIN) | Err(Errno::ACCESS) if !wait => return Ok(false),
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// Releases whatever OFD lock this open file description holds on the
-/// range (a range it does not hold is no error).
-pub(crate) fn range_unlock(file: &File, start: u64, len: u64) -> io::Result<()> {
-    ofd_range(
-        file.as_raw_fd(),
-        libc::F_OFD_SETLK,
-        libc::F_UNLCK,
-        start,
-        len,
-    )?;
-    Ok(())
-}
-
-/// `F_OFD_GETLK`: a lock held by *another* open file description that
-/// conflicts with `r`, as `(start, len)` (`len` 0: to the end), or `None`.
-/// Which one, when several conflict, is the kernel's choice.
-pub(crate) fn range_conflict(file: &File, r: Range) -> io::Result<Option<(u64, u64)>> {
-    let got = ofd_range(
-        file.as_raw_fd(),
-        libc::F_OFD_GETLK,
-        range_type(&r),
-        r.start,
-        r.len,
-    )?;
-    if got.l_type as libc::c_int == libc::F_UNLCK {
-        return Ok(None);
-    }
-    Ok(Some((got.l_start.max(0) as u64, got.l_len.max(0) as u64)))
-}
-
-/// Pids of processes whose open file descriptions hold an OFD lock on the
-/// inode overlapping bytes `[start, end)`, from `/proc/*/fdinfo` (only
-/// processes we may inspect are seen).
-pub(crate) fn ofd_lock_pids(id: FileId, start: u64, end: u64) -> Vec<u32> {
-    let (major, minor) = super::imp::dev_major_minor(id.dev);
-    let want = format!("{major:02x}:{minor:02x}:{}", id.ino);
-    let mut pids = Vec::new();
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return pids;
-    };
-    for p in procs.flatten() {
-        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(fds) = std::fs::read_dir(p.path().join("fdinfo")) else {
-            continue;
-        };
-        'fds: for fd in fds.flatten() {
-            let Ok(info) = std::fs::read_to_string(fd.path()) else {
-                continue;
-            };
-            for line in info.lines() {
-                let Some(rest) = line.strip_prefix("lock:") else {
-                    continue;
-                };
-                if let Some((s, e)) = parse_ofd_range(rest, &want)
-                    && s < end
-                    && e >= start
-                {
-                    pids.push(pid);
-                    break 'fds;
-                }
-            }
-        }
-    }
-    pids
-}
-
-/// `(first, last)` byte of an `OFDLCK` line on the inode `want`
-/// (`maj:min:ino`), held (not waiting).
-fn parse_ofd_range(line: &str, want: &str) -> Option<(u64, u64)> {
-    let f: Vec<&str> = line.split_ascii_whitespace().collect();
-    // "1:" "OFDLCK" "ADVISORY" "WRITE" "-1" "dev:ino" start end
-    if f.len() < 8 || f[1] != "OFDLCK" || f[5] != want {
-        return None;
-    }
-    let s = f[6].parse().ok()?;
-    let e = if f[7] == "EOF" {
-        u64::MAX
-    } else {
-        f[7].parse().ok()?
-    };
-    Some((s, e))
-}
+use super::ofd::{range_unlock, raw_request};
 
 /// What the waiter child needs; lives on the parent's heap until reaped.
 struct WaiterRequest {
@@ -417,8 +82,8 @@ fn close_all_but(keep: i32, max_fd: u32) {
 /// architecture, `SUPPORTED` is false and no child is ever started (waits
 /// fall back to polling).
 mod child {
-    use super::super::LockReq;
     use crate::mode::{Backend, Mode};
+    use crate::sys::LockReq;
 
     pub(super) const SUPPORTED: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
 
@@ -785,7 +450,7 @@ fn reap(pidfd: &OwnedFd, block: bool) -> io::Result<Option<WaitStatus>> {
 /// Releases what a settled-away request may hold on `file`.
 fn give_back(file: &File, req: &LockReq) -> io::Result<()> {
     match req {
-        LockReq::Whole { backend, .. } => super::imp::unlock(file, *backend),
+        LockReq::Whole { backend, .. } => crate::sys::imp::unlock(file, *backend),
         LockReq::Range(r) => range_unlock(file, r.start, r.len),
     }
 }
@@ -869,8 +534,8 @@ pub(crate) fn wait_any(
             }
         }
     }
-    if super::imp::waiter_tasks_forbidden() {
-        return super::imp::poll_any(file, reqs, deadline);
+    if crate::sys::imp::waiter_tasks_forbidden() {
+        return crate::sys::imp::poll_any(file, reqs, deadline);
     }
     let mut waiters = Vec::with_capacity(reqs.len());
     for req in reqs {
@@ -891,7 +556,7 @@ pub(crate) fn wait_any(
                     tracing::debug!(error = %e, "no killable lock waiter; polling instead");
                     return match won? {
                         Some(i) => Ok(Some(i)),
-                        None => super::imp::poll_any(file, reqs, deadline),
+                        None => crate::sys::imp::poll_any(file, reqs, deadline),
                     };
                 }
                 let _ = won.map(|won| won.map(|i| give_back(file, &reqs[i])));
@@ -957,192 +622,11 @@ pub(crate) fn wait_any(
     }
 }
 
-/// Notification about one name in a directory (inotify), for lock-file
-/// waiters: it fires when the lock name is removed, renamed or replaced, or
-/// when a file there is closed after writing.
-#[derive(Debug)]
-pub(crate) struct DirWatch {
-    fd: OwnedFd,
-    name: std::ffi::OsString,
-}
-
-impl DirWatch {
-    /// Watches `dir` for changes to the entry `name`.
-    pub(crate) fn new(dir: &std::path::Path, name: &std::ffi::OsStr) -> io::Result<DirWatch> {
-        use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
-        let fd = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)?;
-        let dir = if dir.as_os_str().is_empty() {
-            std::path::Path::new(".")
-        } else {
-            dir
-        };
-        inotify::add_watch(
-            &fd,
-            dir,
-            WatchFlags::DELETE
-                | WatchFlags::MOVED_FROM
-                | WatchFlags::MOVED_TO
-                | WatchFlags::CLOSE_WRITE
-                | WatchFlags::DELETE_SELF
-                | WatchFlags::MOVE_SELF
-                | WatchFlags::ONLYDIR,
-        )?;
-        Ok(DirWatch {
-            fd,
-            name: name.to_owned(),
-        })
-    }
-
-    /// Forgets pending events (before reusing the watch for another wait).
-    pub(crate) fn clear(&self) {
-        let _ = self.drain();
-    }
-
-    /// Reads every pending event; `true` if one concerned our name (or the
-    /// queue overflowed, or the directory itself went away).
-    fn drain(&self) -> io::Result<bool> {
-        use rustix::fs::inotify::{ReadFlags, Reader};
-        use std::os::unix::ffi::OsStrExt;
-        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
-        let mut reader = Reader::new(&self.fd, &mut buf);
-        let mut relevant = false;
-        loop {
-            match reader.next() {
-                Ok(ev) => {
-                    let flags = ev.events();
-                    if flags.intersects(
-                        ReadFlags::QUEUE_OVERFLOW
-                            | ReadFlags::IGNORED
-                            | ReadFlags::DELETE_SELF
-                            | ReadFlags::MOVE_SELF,
-                    ) {
-                        relevant = true;
-                    }
-                    if let Some(n) = ev.file_name()
-                        && n.to_bytes() == self.name.as_bytes()
-                    {
-                        relevant = true;
-                    }
-                }
-                Err(Errno::AGAIN) => return Ok(relevant),
-                Err(Errno::INTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-}
-
-/// A process to wait for (pidfd): readable when it exits.
-#[derive(Debug)]
-pub(crate) struct PidWatch {
-    fd: OwnedFd,
-}
-
-impl PidWatch {
-    /// Opens a pidfd for `pid`. The caller re-checks that `pid` is still the
-    /// process it means (start time) after opening, so a recycled pid is not
-    /// mistaken for it.
-    pub(crate) fn open(pid: u32) -> io::Result<PidWatch> {
-        let p = rustix::process::Pid::from_raw(pid as i32)
-            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-        let fd = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty())?;
-        Ok(PidWatch { fd })
-    }
-}
-
-/// Blocks until the watched name changes, the watched process exits, or
-/// `timeout` passes. `Ok(true)` if something happened.
-pub(crate) fn wait_for_change(
-    dir: Option<&DirWatch>,
-    pid: Option<&PidWatch>,
-    timeout: std::time::Duration,
-) -> io::Result<bool> {
-    let deadline = Instant::now() + timeout;
-    if let Some(d) = dir
-        && d.drain()?
-    {
-        return Ok(true);
-    }
-    loop {
-        let now = Instant::now();
-        if now >= deadline {
-            return Ok(false);
-        }
-        let left = deadline - now;
-        let ts = rustix::event::Timespec {
-            tv_sec: left.as_secs() as _,
-            tv_nsec: left.subsec_nanos() as _,
-        };
-        let mut fds = Vec::with_capacity(2);
-        if let Some(d) = dir {
-            fds.push(PollFd::new(&d.fd, PollFlags::IN));
-        }
-        if let Some(p) = pid {
-            fds.push(PollFd::new(&p.fd, PollFlags::IN));
-        }
-        if fds.is_empty() {
-            std::thread::sleep(left);
-            return Ok(false);
-        }
-        match rustix::event::poll(&mut fds, Some(&ts)) {
-            Ok(0) => continue,
-            Ok(_) => {
-                let dir_ready = dir.is_some() && !fds[0].revents().is_empty();
-                let pid_ready = match (dir, pid) {
-                    (Some(_), Some(_)) => !fds[1].revents().is_empty(),
-                    (None, Some(_)) => !fds[0].revents().is_empty(),
-                    _ => false,
-                };
-                drop(fds);
-                if pid_ready {
-                    return Ok(true);
-                }
-                if dir_ready && dir.map(DirWatch::drain).transpose()? == Some(true) {
-                    return Ok(true);
-                }
-            }
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// Whether a process other than `pid` runs in a nested pid namespace where
-/// its own pid is `pid`, with the start time `start`: the writer of a record
-/// that names `pid` from inside a container that shares this host name
-/// (filelock's `_owner_runs_elsewhere`). Such a record is not proof of death.
-pub(crate) fn owner_runs_in_child_pidns(pid: u32, start: u64) -> bool {
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    for p in procs.flatten() {
-        let Some(task) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        if task == pid || process_start_time(task) != Some(start) {
-            continue;
-        }
-        let Ok(status) = std::fs::read(format!("/proc/{task}/status")) else {
-            continue;
-        };
-        let innermost = status
-            .split(|&b| b == b'\n')
-            .find_map(|l| l.strip_prefix(b"NSpid:"))
-            .and_then(|rest| {
-                rest.split(|b| b.is_ascii_whitespace())
-                    .rev()
-                    .find(|f| !f.is_empty())
-            })
-            .and_then(|f| std::str::from_utf8(f).ok()?.parse::<u32>().ok());
-        if innermost == Some(pid) {
-            return true;
-        }
-    }
-    false
-}
-
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::sys::Range;
+
     /// Issue 9 item 8: the waiter child shares our memory and, without
     /// CLONE_SETTLS, our thread's TLS, so a libc wrapper that failed in it
     /// would write `errno` into *this* thread. Make every call the child
@@ -1179,61 +663,5 @@ mod tests {
                 "the child wrote errno {now} into this thread ({req:?})"
             );
         }
-    }
-
-    use super::*;
-
-    #[test]
-    fn state_and_start_of_this_process() {
-        let (state, start) = process_state_start(std::process::id()).unwrap();
-        assert_eq!(Some(start), process_start_time(std::process::id()));
-        assert!(state == 'R' || state == 'S', "{state}");
-    }
-
-    #[test]
-    fn stat_start_time_survives_odd_names() {
-        let stat =
-            "4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
-        assert_eq!(parse_stat_start_time(stat), Some(987654));
-        assert_eq!(parse_stat_start_time("garbage"), None);
-    }
-
-    #[test]
-    fn ofd_range_lines() {
-        let l = "\t7: OFDLCK ADVISORY  WRITE -1 fd:01:1234 1048576 1048577";
-        assert_eq!(parse_ofd_range(l, "fd:01:1234"), Some((1048576, 1048577)));
-        assert_eq!(parse_ofd_range(l, "fd:01:9"), None);
-        let e = "1: OFDLCK ADVISORY READ -1 fd:01:1234 0 EOF";
-        assert_eq!(parse_ofd_range(e, "fd:01:1234"), Some((0, u64::MAX)));
-        assert_eq!(
-            parse_ofd_range("1: FLOCK ADVISORY WRITE 5 fd:01:1234 0 EOF", "fd:01:1234"),
-            None
-        );
-    }
-
-    #[test]
-    fn proc_locks_lines() {
-        let text = "1: FLOCK  ADVISORY  WRITE 4242 fd:01:1234 0 EOF\n\
-                    1: -> FLOCK  ADVISORY  WRITE 4243 fd:01:1234 0 EOF\n\
-                    2: OFDLCK ADVISORY  READ  -1 fd:01:1234 0 EOF\n\
-                    3: POSIX  ADVISORY  WRITE 99 fd:01:9999 0 EOF\n\
-                    4: LEASE  ACTIVE    READ  12 fd:01:1234 0 EOF\n\
-                    junk\n";
-        let got = parse_proc_locks(text, 0xfd, 1, 1234);
-        assert_eq!(
-            got,
-            vec![
-                KernelLock {
-                    kind: KernelLockKind::Flock,
-                    exclusive: true,
-                    pid: Some(4242)
-                },
-                KernelLock {
-                    kind: KernelLockKind::Ofd,
-                    exclusive: false,
-                    pid: None
-                },
-            ]
-        );
     }
 }

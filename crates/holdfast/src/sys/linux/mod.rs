@@ -1,0 +1,19 @@
+//! Linux-only pieces: `/proc` readers, OFD byte-range locks, the killable
+//! lock waiter, and inotify/pidfd watches.
+
+mod ofd;
+mod proc;
+mod waiter;
+mod watch;
+
+#[cfg(feature = "tokio")]
+pub(crate) use ofd::raw_try;
+pub(crate) use ofd::{range_conflict, range_lock, range_unlock};
+pub(crate) use proc::{
+    boot_id, fd_path, kernel_locks, ofd_lock_pids, owner_runs_in_child_pidns, process_cmdline,
+    process_start_time, process_state_start, process_uid,
+};
+pub(crate) use waiter::wait_any;
+#[cfg(feature = "tokio")]
+pub(crate) use waiter::{WaitStatus, Waiter, settle};
+pub(crate) use watch::{DirWatch, PidWatch, wait_for_change};

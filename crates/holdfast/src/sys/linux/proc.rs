@@ -1,0 +1,328 @@
+//! Readers of `/proc`: boot id, process start times, state, command line,
+//! uid, and the kernel lock table (`/proc/locks`, `/proc/PID/fdinfo`).
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+
+use crate::sys::{FileId, KernelLock, KernelLockKind};
+
+/// The kernel's boot id: changes on every boot.
+pub(crate) fn boot_id() -> Option<String> {
+    let s = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+/// A process's start time in clock ticks since boot (`/proc/PID/stat`
+/// field 22). Together with the boot id it identifies a process for good:
+/// a reused pid has a different start time.
+pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat_start_time(&stat)
+}
+
+pub(crate) fn parse_stat_start_time(stat: &str) -> Option<u64> {
+    // The command name (field 2) may contain spaces and parentheses; the
+    // fields after the last ')' are plain.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // rest starts with field 3 (state); field 22 is the 20th of them.
+    rest.split_ascii_whitespace().nth(19)?.parse().ok()
+}
+
+/// A process's state letter and start time, from one read of
+/// `/proc/PID/stat`; `None` if it does not exist.
+pub(crate) fn process_state_start(pid: u32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// A process's command line, arguments quoted as a shell would need them
+/// and joined by spaces; the short command name for processes without one
+/// (kernel threads, zombies).
+pub(crate) fn process_cmdline(pid: u32) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<String> = raw
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    if args.is_empty() {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        return Some(format!("[{}]", comm.trim()));
+    }
+    Some(crate::text::shell_join(&args))
+}
+
+/// The path an open file was opened by, from `/proc/self/fd`, if it is
+/// still a plain absolute path (not `pipe:[…]`, not ` (deleted)`).
+pub(crate) fn fd_path(file: &File) -> Option<std::path::PathBuf> {
+    let target = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()?;
+    let deleted = target
+        .as_os_str()
+        .as_encoded_bytes()
+        .ends_with(b" (deleted)");
+    (target.is_absolute() && !deleted).then_some(target)
+}
+
+/// A process's real uid.
+pub(crate) fn process_uid(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_ascii_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The locks the kernel reports on this file, from `/proc/locks`. Waiting
+/// requests (`->` lines) are not holders and are left out. OFD locks carry
+/// no pid there; their owner is looked up in `/proc/*/fdinfo`.
+pub(crate) fn kernel_locks(id: FileId) -> io::Result<Option<Vec<KernelLock>>> {
+    let text = match std::fs::read_to_string("/proc/locks") {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let (major, minor) = crate::sys::imp::dev_major_minor(id.dev);
+    let mut found = parse_proc_locks(&text, major, minor, id.ino);
+    if found.iter().any(|l| l.pid.is_none()) {
+        let owners = ofd_owners(major, minor, id.ino);
+        let mut owners = owners.into_iter();
+        for l in found.iter_mut().filter(|l| l.pid.is_none()) {
+            l.pid = owners.next();
+        }
+    }
+    Ok(Some(found))
+}
+
+/// Parses `/proc/locks` text, keeping the held locks on one inode.
+pub(crate) fn parse_proc_locks(text: &str, major: u32, minor: u32, ino: u64) -> Vec<KernelLock> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if let Some(l) = parse_lock_line(line, major, minor, ino) {
+            out.push(l);
+        }
+    }
+    out
+}
+
+fn parse_lock_line(line: &str, major: u32, minor: u32, ino: u64) -> Option<KernelLock> {
+    let mut it = line.split_ascii_whitespace();
+    let _id = it.next()?; // "1:"
+    let kind = it.next()?;
+    if kind == "->" {
+        return None; // a waiter, not a holder
+    }
+    let kind = match kind {
+        "FLOCK" => KernelLockKind::Flock,
+        "OFDLCK" => KernelLockKind::Ofd,
+        "POSIX" => KernelLockKind::Posix,
+        _ => return None, // LEASE, DELEG, ...
+    };
+    let _advisory = it.next()?;
+    let exclusive = match it.next()? {
+        "WRITE" => true,
+        "READ" => false,
+        _ => return None,
+    };
+    let pid: i64 = it.next()?.parse().ok()?;
+    let dev = it.next()?;
+    let mut parts = dev.split(':');
+    let maj = u32::from_str_radix(parts.next()?, 16).ok()?;
+    let min = u32::from_str_radix(parts.next()?, 16).ok()?;
+    let i: u64 = parts.next()?.parse().ok()?;
+    if (maj, min, i) != (major, minor, ino) {
+        return None;
+    }
+    Some(KernelLock {
+        kind,
+        exclusive,
+        pid: (pid > 0).then_some(pid as u32),
+    })
+}
+
+/// Finds processes whose `fdinfo` shows an OFD lock on the inode (the
+/// lslocks technique). Only processes we may inspect are seen.
+fn ofd_owners(major: u32, minor: u32, ino: u64) -> Vec<u32> {
+    let mut owners = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return owners;
+    };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(p.path().join("fdinfo")) else {
+            continue;
+        };
+        'fds: for fd in fds.flatten() {
+            let Ok(info) = std::fs::read_to_string(fd.path()) else {
+                continue;
+            };
+            for line in info.lines() {
+                if let Some(rest) = line.strip_prefix("lock:")
+                    && let Some(l) = parse_lock_line(rest.trim_start(), major, minor, ino)
+                    && l.kind == KernelLockKind::Ofd
+                {
+                    owners.push(pid);
+                    break 'fds;
+                }
+            }
+        }
+    }
+    owners
+}
+
+/// Pids of processes whose open file descriptions hold an OFD lock on the
+/// inode overlapping bytes `[start, end)`, from `/proc/*/fdinfo` (only
+/// processes we may inspect are seen).
+pub(crate) fn ofd_lock_pids(id: FileId, start: u64, end: u64) -> Vec<u32> {
+    let (major, minor) = crate::sys::imp::dev_major_minor(id.dev);
+    let want = format!("{major:02x}:{minor:02x}:{}", id.ino);
+    let mut pids = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(p.path().join("fdinfo")) else {
+            continue;
+        };
+        'fds: for fd in fds.flatten() {
+            let Ok(info) = std::fs::read_to_string(fd.path()) else {
+                continue;
+            };
+            for line in info.lines() {
+                let Some(rest) = line.strip_prefix("lock:") else {
+                    continue;
+                };
+                if let Some((s, e)) = parse_ofd_range(rest, &want)
+                    && s < end
+                    && e >= start
+                {
+                    pids.push(pid);
+                    break 'fds;
+                }
+            }
+        }
+    }
+    pids
+}
+
+/// `(first, last)` byte of an `OFDLCK` line on the inode `want`
+/// (`maj:min:ino`), held (not waiting).
+fn parse_ofd_range(line: &str, want: &str) -> Option<(u64, u64)> {
+    let f: Vec<&str> = line.split_ascii_whitespace().collect();
+    // "1:" "OFDLCK" "ADVISORY" "WRITE" "-1" "dev:ino" start end
+    if f.len() < 8 || f[1] != "OFDLCK" || f[5] != want {
+        return None;
+    }
+    let s = f[6].parse().ok()?;
+    let e = if f[7] == "EOF" {
+        u64::MAX
+    } else {
+        f[7].parse().ok()?
+    };
+    Some((s, e))
+}
+
+/// Whether a process other than `pid` runs in a nested pid namespace where
+/// its own pid is `pid`, with the start time `start`: the writer of a record
+/// that names `pid` from inside a container that shares this host name
+/// (filelock's `_owner_runs_elsewhere`). Such a record is not proof of death.
+pub(crate) fn owner_runs_in_child_pidns(pid: u32, start: u64) -> bool {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    for p in procs.flatten() {
+        let Some(task) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if task == pid || process_start_time(task) != Some(start) {
+            continue;
+        }
+        let Ok(status) = std::fs::read(format!("/proc/{task}/status")) else {
+            continue;
+        };
+        let innermost = status
+            .split(|&b| b == b'\n')
+            .find_map(|l| l.strip_prefix(b"NSpid:"))
+            .and_then(|rest| {
+                rest.split(|b| b.is_ascii_whitespace())
+                    .rev()
+                    .find(|f| !f.is_empty())
+            })
+            .and_then(|f| std::str::from_utf8(f).ok()?.parse::<u32>().ok());
+        if innermost == Some(pid) {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn state_and_start_of_this_process() {
+        let (state, start) = process_state_start(std::process::id()).unwrap();
+        assert_eq!(Some(start), process_start_time(std::process::id()));
+        assert!(state == 'R' || state == 'S', "{state}");
+    }
+
+    #[test]
+    fn stat_start_time_survives_odd_names() {
+        let stat =
+            "4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        assert_eq!(parse_stat_start_time(stat), Some(987654));
+        assert_eq!(parse_stat_start_time("garbage"), None);
+    }
+
+    #[test]
+    fn ofd_range_lines() {
+        let l = "\t7: OFDLCK ADVISORY  WRITE -1 fd:01:1234 1048576 1048577";
+        assert_eq!(parse_ofd_range(l, "fd:01:1234"), Some((1048576, 1048577)));
+        assert_eq!(parse_ofd_range(l, "fd:01:9"), None);
+        let e = "1: OFDLCK ADVISORY READ -1 fd:01:1234 0 EOF";
+        assert_eq!(parse_ofd_range(e, "fd:01:1234"), Some((0, u64::MAX)));
+        assert_eq!(
+            parse_ofd_range("1: FLOCK ADVISORY WRITE 5 fd:01:1234 0 EOF", "fd:01:1234"),
+            None
+        );
+    }
+
+    #[test]
+    fn proc_locks_lines() {
+        let text = "1: FLOCK  ADVISORY  WRITE 4242 fd:01:1234 0 EOF\n\
+                    1: -> FLOCK  ADVISORY  WRITE 4243 fd:01:1234 0 EOF\n\
+                    2: OFDLCK ADVISORY  READ  -1 fd:01:1234 0 EOF\n\
+                    3: POSIX  ADVISORY  WRITE 99 fd:01:9999 0 EOF\n\
+                    4: LEASE  ACTIVE    READ  12 fd:01:1234 0 EOF\n\
+                    junk\n";
+        let got = parse_proc_locks(text, 0xfd, 1, 1234);
+        assert_eq!(
+            got,
+            vec![
+                KernelLock {
+                    kind: KernelLockKind::Flock,
+                    exclusive: true,
+                    pid: Some(4242)
+                },
+                KernelLock {
+                    kind: KernelLockKind::Ofd,
+                    exclusive: false,
+                    pid: None
+                },
+            ]
+        );
+    }
+}
