@@ -109,6 +109,8 @@
 
 pub mod acquire;
 pub mod backend;
+#[cfg(test)]
+mod doc_coverage;
 pub mod error;
 pub mod fifo;
 pub mod holder;
