@@ -78,9 +78,55 @@ pub trait WaitObserver {
     /// The acquisition starts to wait; `waiting` says for what, since
     /// when, until when, and can name the holders at any time (from any
     /// thread: clone it into a thread that redraws a line).
+    ///
+    /// ```
+    /// use std::sync::Mutex;
+    /// use holdfast::acquire::{WaitObserver, Waiting};
+    /// use holdfast::{Mode, Wait};
+    ///
+    /// struct Last(Mutex<Option<Waiting>>);
+    /// impl WaitObserver for Last {
+    ///     fn wait_started(&self, w: &Waiting) {
+    ///         *self.0.lock().unwrap() = Some(w.clone());
+    ///     }
+    /// }
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("app.lock");
+    /// let _held = holdfast::Lock::open(&path)?.acquire_owned(Mode::Exclusive, Wait::NoWait)?;
+    /// let last = Last(Mutex::new(None));
+    /// let wait = Wait::Timeout(std::time::Duration::from_millis(10));
+    /// let _ = holdfast::Lock::open(&path)?.acquire_observed(Mode::Shared, wait, &last);
+    /// assert_eq!(last.0.lock().unwrap().as_ref().unwrap().mode(), Mode::Shared);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     fn wait_started(&self, waiting: &Waiting);
 
     /// The wait is over. The default does nothing.
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use holdfast::acquire::{WaitObserver, Waiting};
+    /// use holdfast::{Mode, Wait};
+    ///
+    /// #[derive(Default)]
+    /// struct Waiters(Cell<i32>);
+    /// impl WaitObserver for Waiters {
+    ///     fn wait_started(&self, _: &Waiting) {
+    ///         self.0.set(self.0.get() + 1);
+    ///     }
+    ///     fn wait_ended(&self) {
+    ///         self.0.set(self.0.get() - 1); // called however the wait ended
+    ///     }
+    /// }
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("app.lock");
+    /// let _held = holdfast::Lock::open(&path)?.acquire_owned(Mode::Exclusive, Wait::NoWait)?;
+    /// let waiters = Waiters::default();
+    /// let wait = Wait::Timeout(std::time::Duration::from_millis(10));
+    /// assert!(holdfast::Lock::open(&path)?.acquire_observed(Mode::Exclusive, wait, &waiters).is_err());
+    /// assert_eq!(waiters.0.get(), 0);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     fn wait_ended(&self) {}
 }
 
@@ -142,22 +188,89 @@ impl Waiting {
     }
 
     /// The lock being waited for.
+    ///
+    /// ```
+    /// use holdfast::acquire::{WaitObserver, Waiting};
+    /// struct Show;
+    /// impl WaitObserver for Show {
+    ///     fn wait_started(&self, w: &Waiting) {
+    ///         eprintln!("waiting for {}", w.path().display());
+    ///     }
+    /// }
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("app.lock");
+    /// # let _held = holdfast::Lock::open(&path)?.acquire_owned(holdfast::Mode::Exclusive, holdfast::Wait::NoWait)?;
+    /// let wait = holdfast::Wait::Timeout(std::time::Duration::from_millis(10));
+    /// let _ = holdfast::Lock::open(&path)?.acquire_observed(holdfast::Mode::Exclusive, wait, &Show);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// The mode asked for.
+    ///
+    /// ```
+    /// use holdfast::acquire::{WaitObserver, Waiting};
+    /// struct Show;
+    /// impl WaitObserver for Show {
+    ///     fn wait_started(&self, w: &Waiting) {
+    ///         assert_eq!(w.mode(), holdfast::Mode::Shared);
+    ///         eprintln!("waiting for {} lock", w.mode().with_article());
+    ///     }
+    /// }
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("app.lock");
+    /// # let _held = holdfast::Lock::open(&path)?.acquire_owned(holdfast::Mode::Exclusive, holdfast::Wait::NoWait)?;
+    /// let wait = holdfast::Wait::Timeout(std::time::Duration::from_millis(10));
+    /// let _ = holdfast::Lock::open(&path)?.acquire_observed(holdfast::Mode::Shared, wait, &Show);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn mode(&self) -> Mode {
         self.mode
     }
 
     /// When the acquisition began (before its first attempt): a timeout
     /// counts from here.
+    ///
+    /// ```
+    /// use holdfast::acquire::{WaitObserver, Waiting};
+    /// struct Show;
+    /// impl WaitObserver for Show {
+    ///     fn wait_started(&self, w: &Waiting) {
+    ///         eprintln!("waiting for {:?} so far", w.started().elapsed());
+    ///     }
+    /// }
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("app.lock");
+    /// # let _held = holdfast::Lock::open(&path)?.acquire_owned(holdfast::Mode::Exclusive, holdfast::Wait::NoWait)?;
+    /// let wait = holdfast::Wait::Timeout(std::time::Duration::from_millis(10));
+    /// let _ = holdfast::Lock::open(&path)?.acquire_observed(holdfast::Mode::Exclusive, wait, &Show);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn started(&self) -> Instant {
         self.started
     }
 
     /// When the wait gives up, if it does.
+    ///
+    /// ```
+    /// use holdfast::acquire::{WaitObserver, Waiting};
+    /// struct Show;
+    /// impl WaitObserver for Show {
+    ///     fn wait_started(&self, w: &Waiting) {
+    ///         let left = w.deadline().map(|d| d.saturating_duration_since(std::time::Instant::now()));
+    ///         assert!(left.is_some(), "a timed wait has a deadline");
+    ///         eprintln!("giving up in {left:?}");
+    ///     }
+    /// }
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("app.lock");
+    /// # let _held = holdfast::Lock::open(&path)?.acquire_owned(holdfast::Mode::Exclusive, holdfast::Wait::NoWait)?;
+    /// let wait = holdfast::Wait::Timeout(std::time::Duration::from_millis(10));
+    /// let _ = holdfast::Lock::open(&path)?.acquire_observed(holdfast::Mode::Exclusive, wait, &Show);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline
     }
@@ -165,6 +278,24 @@ impl Waiting {
     /// Who holds the lock now, as far as can be told (reads the kernel's
     /// lock table, `/proc` and the holder record: call it when you show
     /// it, not in a tight loop).
+    ///
+    /// ```
+    /// use holdfast::acquire::{WaitObserver, Waiting};
+    /// struct Show;
+    /// impl WaitObserver for Show {
+    ///     fn wait_started(&self, w: &Waiting) {
+    ///         let holders = w.holders();
+    ///         assert!(holders.first().is_some_and(|h| h.this_process));
+    ///         eprintln!("held by {holders}");
+    ///     }
+    /// }
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("app.lock");
+    /// let _held = holdfast::Lock::open(&path)?.acquire_owned(holdfast::Mode::Exclusive, holdfast::Wait::NoWait)?;
+    /// let wait = holdfast::Wait::Timeout(std::time::Duration::from_millis(10));
+    /// let _ = holdfast::Lock::open(&path)?.acquire_observed(holdfast::Mode::Exclusive, wait, &Show);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn holders(&self) -> Holders {
         (self.holders)()
     }

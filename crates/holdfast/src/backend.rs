@@ -87,9 +87,30 @@ pub trait LockBackend: Send + Sync {
 
     /// Where the lock lives, for messages and errors: a path, or a
     /// backend's URL-like name such as `etcd://h:2379/jobs/x`.
+    ///
+    /// ```
+    /// use holdfast::LockBackend;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::Lock::open(dir.path().join("app.lock"))?;
+    /// eprintln!("locking {}", lock.location().display());
+    /// assert_eq!(lock.location(), dir.path().join("app.lock"));
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     fn location(&self) -> &Path;
 
     /// Acquires in `mode`, waiting as `wait` says.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use holdfast::{LockBackend, Mode, Wait};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let sem = holdfast::Semaphore::open(dir.path().join("slots"), 1)?;
+    /// let permit = LockBackend::acquire(&sem, Mode::Shared, Wait::Timeout(Duration::from_secs(5)))?;
+    /// let busy = LockBackend::acquire(&sem, Mode::Shared, Wait::NoWait).unwrap_err();
+    /// assert!(busy.is_contention());
+    /// drop(permit);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -117,13 +138,46 @@ pub trait LockBackend: Send + Sync {
 /// ```
 pub trait HeldLock: Send {
     /// The mode held.
+    ///
+    /// ```
+    /// use holdfast::{HeldLock, LockBackend, Mode, Wait};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::Lock::open(dir.path().join("app.lock"))?;
+    /// let held = LockBackend::acquire(&lock, Mode::Shared, Wait::NoWait)?;
+    /// assert_eq!(HeldLock::mode(&held), Mode::Shared);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     fn mode(&self) -> Mode;
 
     /// The fencing token of this acquisition, when the backend has one:
     /// larger than the token of every earlier acquisition of the lock.
+    ///
+    /// ```
+    /// use holdfast::{HeldLock, LockBackend, Mode, Wait};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::Lock::open(dir.path().join("app.lock"))?;
+    /// let first = LockBackend::acquire(&lock, Mode::Exclusive, Wait::NoWait)?;
+    /// let t1 = HeldLock::token(&first).unwrap();
+    /// drop(first);
+    /// let second = LockBackend::acquire(&lock, Mode::Exclusive, Wait::NoWait)?;
+    /// assert!(HeldLock::token(&second).unwrap() > t1, "tokens only grow");
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     fn token(&self) -> Option<u64>;
 
     /// `Ok(())` while the lock is held.
+    ///
+    /// ```
+    /// use holdfast::{HeldLock, LockBackend, Mode, Protocol, Wait};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("app.lock");
+    /// let lock = holdfast::LockFile::open(&path, Protocol::Mkdir)?;
+    /// let held = LockBackend::acquire(&lock, Mode::Exclusive, Wait::NoWait)?;
+    /// held.check()?;
+    /// std::fs::remove_dir_all(&path).unwrap(); // someone broke the lock
+    /// assert!(matches!(held.check(), Err(holdfast::Error::Lost { .. })));
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -134,6 +188,16 @@ pub trait HeldLock: Send {
 
     /// Releases now, reporting failure (dropping releases too, logging a
     /// failure through `tracing`).
+    ///
+    /// ```
+    /// use holdfast::{HeldLock, LockBackend, Mode, Wait};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::FifoLock::open(dir.path().join("app.lock"))?;
+    /// let held = LockBackend::acquire(&lock, Mode::Exclusive, Wait::NoWait)?;
+    /// held.release()?; // a failure is reported here instead of logged by drop
+    /// assert!(LockBackend::acquire(&lock, Mode::Exclusive, Wait::NoWait).is_ok());
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -171,6 +235,18 @@ pub trait HeldLock: Send {
 pub trait CompletionStore<G: HeldLock>: Send + Sync {
     /// Whether `key` is recorded as done.
     ///
+    /// ```
+    /// use holdfast::{CompletionStore, OwnedLockGuard};
+    /// use holdfast::phase::StatusFileStore;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = StatusFileStore::new(dir.path().join("db.status"));
+    /// let store: &dyn CompletionStore<OwnedLockGuard> = &store;
+    /// if !store.is_done("migrate")? {
+    ///     eprintln!("migrate has not run yet");
+    /// }
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::Io`] / [`Error::Backend`] if the store cannot be read;
@@ -180,12 +256,39 @@ pub trait CompletionStore<G: HeldLock>: Send + Sync {
     /// Every key recorded as done, in the order they were recorded where
     /// the store keeps one.
     ///
+    /// ```
+    /// use holdfast::{CompletionStore, Mode, OwnedLockGuard, Wait};
+    /// use holdfast::phase::StatusFileStore;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::Lock::open(dir.path().join("db.lock"))?;
+    /// let store = StatusFileStore::new(dir.path().join("db.status"));
+    /// let held = lock.acquire_owned(Mode::Exclusive, Wait::Forever)?;
+    /// store.mark_done("create", &held)?;
+    /// store.mark_done("migrate", &held)?;
+    /// let store: &dyn CompletionStore<OwnedLockGuard> = &store;
+    /// assert_eq!(store.done_keys()?, ["create", "migrate"]);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`is_done`](Self::is_done).
     fn done_keys(&self) -> Result<Vec<String>>;
 
     /// Records `key` as done, durably, while `held` still holds the lock.
+    ///
+    /// ```
+    /// use holdfast::{CompletionStore, Mode, Wait};
+    /// use holdfast::phase::StatusFileStore;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::Lock::open(dir.path().join("db.lock"))?;
+    /// let store = StatusFileStore::new(dir.path().join("db.status"));
+    /// let held = lock.acquire_owned(Mode::Exclusive, Wait::Forever)?;
+    /// // ... run the step while holding the lock, then:
+    /// store.mark_done("migrate", &held)?;
+    /// assert!(store.is_done("migrate")?);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -194,6 +297,19 @@ pub trait CompletionStore<G: HeldLock>: Send + Sync {
     fn mark_done(&self, key: &str, held: &G) -> Result<()>;
 
     /// Forgets `key`; `Ok(true)` if it was recorded.
+    ///
+    /// ```
+    /// use holdfast::{CompletionStore, Mode, Wait};
+    /// use holdfast::phase::StatusFileStore;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::Lock::open(dir.path().join("db.lock"))?;
+    /// let store = StatusFileStore::new(dir.path().join("db.status"));
+    /// let held = lock.acquire_owned(Mode::Exclusive, Wait::Forever)?;
+    /// store.mark_done("migrate", &held)?;
+    /// assert!(store.clear("migrate")?, "was recorded");
+    /// assert!(!store.clear("migrate")?, "already forgotten");
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///

@@ -283,6 +283,8 @@ fn scan(text: &str, file_public: bool) -> Scan {
     let mut docs = String::new();
     let mut line = 1usize;
     let mut paren = 0i32;
+    // Braces of a `use` tree belong to the header.
+    let mut use_braces = 0i32;
     let mut i = 0;
 
     // Whether items declared at the top of the stack are in a public place.
@@ -419,6 +421,16 @@ fn scan(text: &str, file_public: bool) -> Scan {
             }
             ')' | ']' => {
                 paren -= 1;
+                header.push(c);
+            }
+            '{' if use_braces > 0
+                || keyword_at(&words(&split_attrs(&header).1), "use").is_some() =>
+            {
+                use_braces += 1;
+                header.push(c);
+            }
+            '}' if use_braces > 0 => {
+                use_braces -= 1;
                 header.push(c);
             }
             '{' | ';' if paren == 0 => {
@@ -736,7 +748,7 @@ mod closed {
     pub fn unexported() {}
     pub fn exported() {}
 }
-pub use closed::exported;
+pub use closed::{exported, other};
 /// A type.
 pub struct Thing<'a>(&'a str);
 impl<'a> Thing<'a> {

@@ -234,6 +234,17 @@ impl Error {
     }
 
     /// Who held the lock, for contention errors; empty otherwise.
+    ///
+    /// ```
+    /// use holdfast::{Lock, Mode, Wait};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("app.lock");
+    /// let _held = Lock::open(&path)?.acquire_owned(Mode::Exclusive, Wait::NoWait)?;
+    /// let err = Lock::open(&path)?.try_lock().unwrap_err();
+    /// let holder = err.holders().first().expect("the kernel names the holder");
+    /// assert_eq!(holder.pid, Some(std::process::id()));
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn holders(&self) -> &Holders {
         static NONE: Holders = Holders::new();
         match self {
@@ -244,6 +255,19 @@ impl Error {
 
     /// Whether this error means "someone else has it" (would block or
     /// timed out), as opposed to a failure.
+    ///
+    /// ```
+    /// use holdfast::{Lock, Mode, Wait};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("app.lock");
+    /// let _held = Lock::open(&path)?.acquire_owned(Mode::Exclusive, Wait::NoWait)?;
+    /// match Lock::open(&path)?.try_lock() {
+    ///     Err(e) if e.is_contention() => eprintln!("busy, try later: {e}"),
+    ///     Err(e) => return Err(e),
+    ///     Ok(_guard) => unreachable!("held above"),
+    /// }
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn is_contention(&self) -> bool {
         matches!(self, Error::WouldBlock { .. } | Error::Timeout { .. })
     }
@@ -295,6 +319,11 @@ macro_rules! io_ops {
 
         impl IoOp {
             /// The verb phrase, as in the error message.
+            ///
+            /// ```
+            /// assert_eq!(holdfast::IoOp::Open.as_str(), "open");
+            /// assert_eq!(holdfast::IoOp::FsyncDirectory.as_str(), "fsync the directory");
+            /// ```
             pub fn as_str(self) -> &'static str {
                 match self {
                     $( IoOp::$name => $phrase, )*

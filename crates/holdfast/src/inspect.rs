@@ -199,12 +199,35 @@ pub struct PhaseMarkers {
 impl Inspection {
     /// Whether anyone holds the path: a kernel lock, or a lock file whose
     /// holder is not known to be gone.
+    ///
+    /// ```
+    /// use holdfast::inspect::inspect;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("app.lock");
+    /// let lock = holdfast::Lock::open(&path)?;
+    /// let guard = lock.lock()?;
+    /// assert!(inspect(&path)?.held());
+    /// drop(guard);
+    /// assert!(!inspect(&path)?.held());
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn held(&self) -> bool {
         self.kernel.held.is_some() || self.lock_file.as_ref().is_some_and(LockFileVerdict::held)
     }
 
     /// Whether there is a lock to show: held, a lock file (even a stale
     /// one), or a kernel lock file with an earlier holder's record.
+    ///
+    /// ```
+    /// use holdfast::inspect::inspect;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("app.lock");
+    /// assert!(!inspect(&path)?.is_lock(), "nothing there");
+    /// drop(holdfast::Lock::open(&path)?.lock()?);
+    /// let seen = inspect(&path)?;
+    /// assert!(seen.is_lock() && !seen.held(), "free, with the last holder's record");
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn is_lock(&self) -> bool {
         self.kernel.held.is_some()
             || self.kernel.last_record.is_some()
@@ -214,6 +237,17 @@ impl Inspection {
 
 impl LockFileVerdict {
     /// Held by a holder that is not known to be gone.
+    ///
+    /// ```
+    /// use holdfast::inspect::inspect;
+    /// use holdfast::lockfile::{LockFile, Protocol};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("job.lock");
+    /// let _g = LockFile::open(&path, Protocol::Link)?.lock()?;
+    /// let verdict = inspect(&path)?.lock_file.expect("a link lock");
+    /// assert!(verdict.held(), "held by this process, alive");
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn held(&self) -> bool {
         self.status.locked && self.status.stale.is_none()
     }
@@ -343,6 +377,16 @@ pub struct BreakOptions {
 
 impl BreakOptions {
     /// Break only stale locks, of the protocol found on disk.
+    ///
+    /// ```
+    /// use holdfast::inspect::{BreakOptions, BreakOutcome, break_lock};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("job.lock");
+    /// let _g = holdfast::LockFile::open(&path, holdfast::Protocol::Soft)?.lock()?;
+    /// // Stale locks only: this one's holder (us) is alive, so it stays.
+    /// assert!(matches!(break_lock(&path, BreakOptions::new())?, BreakOutcome::Kept(_)));
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -350,11 +394,29 @@ impl BreakOptions {
     /// locks whose content holdfast does not recognise, such as an empty
     /// filelock marker). What is at the path must still be an object that
     /// protocol makes.
+    ///
+    /// ```
+    /// use holdfast::inspect::{BreakOptions, break_lock};
+    /// use holdfast::lockfile::Protocol;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("job.lock");
+    /// std::fs::write(&path, b"")?; // an empty filelock marker: nothing to detect
+    /// let outcome = break_lock(&path, BreakOptions::new().protocol(Protocol::Soft).force(true))?;
+    /// assert!(!path.exists(), "{outcome:?}");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn protocol(mut self, protocol: Protocol) -> Self {
         self.protocol = Some(protocol);
         self
     }
     /// The format, with [`protocol`](Self::protocol).
+    ///
+    /// ```
+    /// use holdfast::inspect::BreakOptions;
+    /// use holdfast::lockfile::{Compat, Protocol};
+    /// let how = BreakOptions::new().protocol(Protocol::Soft).compat(Compat::Filelock);
+    /// # let _ = how;
+    /// ```
     pub fn compat(mut self, compat: Compat) -> Self {
         self.compat = Some(compat);
         self
@@ -362,6 +424,18 @@ impl BreakOptions {
     /// Break it even if its holder is alive or cannot be checked.
     /// Overrides liveness, never identity: what is not a lock of the
     /// protocol is never removed.
+    ///
+    /// ```
+    /// use holdfast::inspect::{BreakOptions, BreakOutcome, break_lock};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("job.lock");
+    /// let lock = holdfast::LockFile::open(&path, holdfast::Protocol::Mkdir)?;
+    /// let g = lock.lock()?;
+    /// let outcome = break_lock(&path, BreakOptions::new().force(true))?;
+    /// assert!(matches!(outcome, BreakOutcome::Removed { still_running: Some(_), .. }));
+    /// assert!(g.check().is_err(), "the holder has lost it");
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn force(mut self, force: bool) -> Self {
         self.force = force;
         self

@@ -26,6 +26,12 @@ pub enum Mode {
 
 impl Mode {
     /// "an exclusive" / "a shared", for messages.
+    ///
+    /// ```
+    /// use holdfast::Mode;
+    /// assert_eq!(format!("holds {} lock", Mode::Shared.with_article()), "holds a shared lock");
+    /// assert_eq!(Mode::Exclusive.with_article(), "an exclusive");
+    /// ```
     pub fn with_article(self) -> &'static str {
         match self {
             Mode::Exclusive => "an exclusive",

@@ -149,6 +149,18 @@ impl OnceOutcome {
 ///
 /// See the [module docs](mod@crate::once) for the semantics and the files.
 ///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// let key = dir.path().join("cache.initialized");
+/// let outcome = holdfast::once(&key, |ctx| {
+///     println!("filling the cache (phase {})", ctx.name());
+///     Ok(())
+/// })?;
+/// assert!(outcome.ran());
+/// assert!(!holdfast::once(&key, |_| unreachable!("recorded as done"))?.ran());
+/// # Ok::<(), holdfast::Error>(())
+/// ```
+///
 /// # Errors
 ///
 /// As [`RunOnce::run`].
@@ -189,6 +201,14 @@ impl RunOnce {
     /// Run-once for `key` (the marker file): lock `<key>.lock`, wait as
     /// long as it takes, take over when the leader fails, lock file mode
     /// `0o666` minus the umask.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let once = holdfast::RunOnce::new(dir.path().join("migrated"));
+    /// assert_eq!(once.lock_path(), dir.path().join("migrated.lock"));
+    /// assert!(once.run(|_| Ok(()))?.ran());
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn new(key: impl AsRef<Path>) -> Self {
         RunOnce {
             key: key.as_ref().components().collect(),
@@ -251,10 +271,21 @@ impl RunOnce {
         self
     }
     /// The key (marker file).
+    ///
+    /// ```
+    /// let once = holdfast::RunOnce::new("/var/lib/app/migrated");
+    /// assert_eq!(once.key(), std::path::Path::new("/var/lib/app/migrated"));
+    /// ```
     pub fn key(&self) -> &Path {
         &self.key
     }
     /// `<key><lock_suffix>`.
+    ///
+    /// ```
+    /// let mut once = holdfast::RunOnce::new("/var/lib/app/migrated");
+    /// once.lock_suffix(".lk");
+    /// assert_eq!(once.lock_path(), std::path::Path::new("/var/lib/app/migrated.lk"));
+    /// ```
     pub fn lock_path(&self) -> PathBuf {
         let mut s = OsString::from(self.key.as_os_str());
         s.push(&self.lock_suffix);
@@ -353,6 +384,15 @@ impl RunOnce {
     }
 
     /// Whether completion is recorded (the key exists). Does not lock.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let once = holdfast::RunOnce::new(dir.path().join("migrated"));
+    /// assert!(!once.is_done()?);
+    /// once.run(|_| Ok(()))?;
+    /// assert!(once.is_done()?);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///

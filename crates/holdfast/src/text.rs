@@ -98,6 +98,13 @@ pub fn path(p: &Path) -> Cow<'_, str> {
 }
 
 /// [`path`] for any OS string.
+///
+/// ```
+/// use std::ffi::OsStr;
+/// use std::os::unix::ffi::OsStrExt;
+/// assert_eq!(holdfast::text::os_str(OsStr::new("plain")), "plain");
+/// assert_eq!(holdfast::text::os_str(OsStr::from_bytes(b"a\x1b[31m\xfe")), "a\\x1b[31m\\xfe");
+/// ```
 pub fn os_str(s: &OsStr) -> Cow<'_, str> {
     if let Some(u) = s.to_str() {
         return escape(u);

@@ -249,6 +249,18 @@ impl AsyncLock {
     /// Opens (creating) the lock file with default options. Nothing is
     /// locked yet.
     ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), holdfast::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use holdfast::tokio::AsyncLock;
+    /// let lock = AsyncLock::open(dir.path().join("app.lock"))?;
+    /// let guard = lock.lock().await?;
+    /// assert!(guard.token().is_some());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`LockOptions::open`].
@@ -258,6 +270,19 @@ impl AsyncLock {
 
     /// Opens with the given options (`reentrant` does not apply: tasks
     /// always exclude each other).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), holdfast::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use holdfast::tokio::AsyncLock;
+    /// let mut opts = holdfast::LockOptions::new();
+    /// opts.permissions(0o600);
+    /// let lock = AsyncLock::with_options(&opts, dir.path().join("app.lock"))?;
+    /// drop(lock.lock().await?);
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
@@ -274,11 +299,35 @@ impl AsyncLock {
     }
 
     /// The lock file.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), holdfast::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use holdfast::tokio::AsyncLock;
+    /// let lock = AsyncLock::open(dir.path().join("app.lock"))?;
+    /// assert_eq!(lock.path(), dir.path().join("app.lock"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// Takes the lock exclusively.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), holdfast::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use holdfast::tokio::AsyncLock;
+    /// let lock = AsyncLock::open(dir.path().join("app.lock"))?;
+    /// let guard = lock.lock().await?;
+    /// // Owned and `Send`: the guard can move into another task.
+    /// tokio::spawn(async move { drop(guard) }).await.unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
@@ -288,6 +337,20 @@ impl AsyncLock {
     }
     /// Takes the lock shared.
     ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), holdfast::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use holdfast::tokio::AsyncLock;
+    /// let lock = AsyncLock::open(dir.path().join("app.lock"))?;
+    /// let reader = lock.lock_shared().await?;
+    /// let another = lock.lock_shared().await?; // readers share
+    /// assert_eq!(reader.mode(), holdfast::Mode::Shared);
+    /// drop((reader, another));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::Io`].
@@ -295,6 +358,20 @@ impl AsyncLock {
         self.acquire(Mode::Shared, Wait::Forever).await
     }
     /// Takes the lock exclusively if it is free.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), holdfast::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use holdfast::tokio::AsyncLock;
+    /// let lock = AsyncLock::open(dir.path().join("app.lock"))?;
+    /// let held = lock.try_lock().await?;
+    /// let busy = lock.try_lock().await.unwrap_err();
+    /// assert!(matches!(busy, holdfast::Error::WouldBlock { .. }));
+    /// drop(held);
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
@@ -304,6 +381,20 @@ impl AsyncLock {
     }
     /// Takes the lock shared if no writer holds it.
     ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), holdfast::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use holdfast::tokio::AsyncLock;
+    /// let lock = AsyncLock::open(dir.path().join("app.lock"))?;
+    /// let r1 = lock.try_lock_shared().await?;
+    /// let r2 = lock.try_lock_shared().await?;
+    /// assert!(lock.try_lock().await.is_err(), "a writer is excluded");
+    /// drop((r1, r2));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`AsyncLock::try_lock`].
@@ -311,6 +402,21 @@ impl AsyncLock {
         self.acquire(Mode::Shared, Wait::NoWait).await
     }
     /// Takes the lock exclusively, waiting at most `timeout`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), holdfast::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use holdfast::tokio::AsyncLock;
+    /// use std::time::Duration;
+    /// let lock = AsyncLock::open(dir.path().join("app.lock"))?;
+    /// let held = lock.lock_timeout(Duration::from_secs(5)).await?;
+    /// let late = lock.lock_timeout(Duration::from_millis(20)).await;
+    /// assert!(matches!(late, Err(holdfast::Error::Timeout { .. })));
+    /// drop(held);
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
@@ -320,6 +426,21 @@ impl AsyncLock {
     }
     /// Takes the lock shared, waiting at most `timeout`.
     ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), holdfast::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use holdfast::tokio::AsyncLock;
+    /// use std::time::Duration;
+    /// let lock = AsyncLock::open(dir.path().join("app.lock"))?;
+    /// let writer = lock.lock().await?;
+    /// let reader = lock.lock_shared_timeout(Duration::from_millis(20)).await;
+    /// assert!(matches!(reader, Err(holdfast::Error::Timeout { .. })));
+    /// drop(writer);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`AsyncLock::lock_timeout`].
@@ -328,6 +449,19 @@ impl AsyncLock {
     }
 
     /// Takes the lock in `mode`, waiting as `wait` says.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), holdfast::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use holdfast::tokio::AsyncLock;
+    /// use holdfast::{Mode, Wait};
+    /// let lock = AsyncLock::open(dir.path().join("app.lock"))?;
+    /// let guard = lock.acquire(Mode::Exclusive, Wait::Timeout(std::time::Duration::from_secs(5))).await?;
+    /// assert_eq!(guard.mode(), Mode::Exclusive);
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
@@ -380,6 +514,17 @@ impl From<FifoLock> for AsyncFifoLock {
 impl AsyncFifoLock {
     /// Opens (creating) the lock and queue files with default options.
     ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), holdfast::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use holdfast::tokio::AsyncFifoLock;
+    /// let lock = AsyncFifoLock::open(dir.path().join("app.lock"))?;
+    /// drop(lock.lock().await?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`FifoOptions::open`].
@@ -388,6 +533,19 @@ impl AsyncFifoLock {
     }
     /// Opens with the given options.
     ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), holdfast::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use holdfast::tokio::AsyncFifoLock;
+    /// let mut opts = holdfast::FifoOptions::new();
+    /// opts.queue_path(dir.path().join("app.queue"));
+    /// let lock = AsyncFifoLock::with_options(&opts, dir.path().join("app.lock"))?;
+    /// drop(lock.lock().await?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`FifoOptions::open`].
@@ -395,10 +553,33 @@ impl AsyncFifoLock {
         Ok(opts.open(path)?.into())
     }
     /// The lock file.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), holdfast::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use holdfast::tokio::AsyncFifoLock;
+    /// let lock = AsyncFifoLock::open(dir.path().join("app.lock"))?;
+    /// assert_eq!(lock.path(), dir.path().join("app.lock"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn path(&self) -> &Path {
         &self.shared.path
     }
     /// Takes the lock exclusively, after everyone who asked before.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), holdfast::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use holdfast::tokio::AsyncFifoLock;
+    /// let lock = AsyncFifoLock::open(dir.path().join("app.lock"))?;
+    /// let guard = lock.lock().await?;
+    /// println!("served as ticket {}", guard.ticket());
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
@@ -408,6 +589,20 @@ impl AsyncFifoLock {
     }
     /// Takes the lock shared, after every writer who asked before.
     ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), holdfast::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use holdfast::tokio::AsyncFifoLock;
+    /// let lock = AsyncFifoLock::open(dir.path().join("app.lock"))?;
+    /// let r1 = lock.lock_shared().await?;
+    /// let r2 = lock.lock_shared().await?; // readers in a row share
+    /// assert!(lock.try_lock().await.is_err());
+    /// drop((r1, r2));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::Io`].
@@ -415,6 +610,19 @@ impl AsyncFifoLock {
         self.acquire(Mode::Shared, Wait::Forever).await
     }
     /// Takes the lock exclusively if nobody holds it or waits for it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), holdfast::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use holdfast::tokio::AsyncFifoLock;
+    /// let lock = AsyncFifoLock::open(dir.path().join("app.lock"))?;
+    /// let held = lock.try_lock().await?;
+    /// assert!(matches!(lock.try_lock().await, Err(holdfast::Error::WouldBlock { .. })));
+    /// drop(held);
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
@@ -424,6 +632,20 @@ impl AsyncFifoLock {
     }
     /// Takes the lock exclusively, waiting in line at most `timeout`.
     ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), holdfast::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use holdfast::tokio::AsyncFifoLock;
+    /// use std::time::Duration;
+    /// let lock = AsyncFifoLock::open(dir.path().join("app.lock"))?;
+    /// let held = lock.lock_timeout(Duration::from_secs(5)).await?;
+    /// assert!(lock.lock_timeout(Duration::from_millis(20)).await.is_err());
+    /// drop(held);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::Timeout`]; [`Error::Io`].
@@ -431,6 +653,19 @@ impl AsyncFifoLock {
         self.acquire(Mode::Exclusive, Wait::Timeout(timeout)).await
     }
     /// Takes the lock in `mode`, waiting as `wait` says.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), holdfast::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use holdfast::tokio::AsyncFifoLock;
+    /// use holdfast::{Mode, Wait};
+    /// let lock = AsyncFifoLock::open(dir.path().join("app.lock"))?;
+    /// let guard = lock.acquire(Mode::Shared, Wait::Forever).await?;
+    /// assert_eq!(guard.mode(), Mode::Shared);
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
@@ -483,6 +718,18 @@ impl From<Semaphore> for AsyncSemaphore {
 impl AsyncSemaphore {
     /// Opens (creating) a semaphore with `permits` permits.
     ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), holdfast::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use holdfast::tokio::AsyncSemaphore;
+    /// let sem = AsyncSemaphore::open(dir.path().join("downloads"), 4)?;
+    /// let permit = sem.lock().await?;
+    /// assert!(permit.slot() < 4);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`SemaphoreOptions::open`].
@@ -490,6 +737,19 @@ impl AsyncSemaphore {
         AsyncSemaphore::with_options(&SemaphoreOptions::new(), path, permits)
     }
     /// Opens with the given options.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), holdfast::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use holdfast::tokio::AsyncSemaphore;
+    /// let mut opts = holdfast::SemaphoreOptions::new();
+    /// opts.permissions(0o666); // shared between users
+    /// let sem = AsyncSemaphore::with_options(&opts, dir.path().join("downloads"), 4)?;
+    /// drop(sem.lock().await?);
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
@@ -503,6 +763,19 @@ impl AsyncSemaphore {
     }
     /// Takes a permit, waiting in line.
     ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), holdfast::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use holdfast::tokio::AsyncSemaphore;
+    /// let sem = AsyncSemaphore::open(dir.path().join("downloads"), 2)?;
+    /// let a = sem.lock().await?;
+    /// let b = sem.lock().await?;
+    /// assert_ne!(a.slot(), b.slot());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::Io`].
@@ -510,6 +783,19 @@ impl AsyncSemaphore {
         self.acquire(Mode::Shared, Wait::Forever).await
     }
     /// Takes a permit if one is free and nobody waits ahead.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), holdfast::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use holdfast::tokio::AsyncSemaphore;
+    /// let sem = AsyncSemaphore::open(dir.path().join("downloads"), 1)?;
+    /// let only = sem.try_lock().await?;
+    /// assert!(matches!(sem.try_lock().await, Err(holdfast::Error::WouldBlock { .. })));
+    /// drop(only);
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
@@ -519,6 +805,20 @@ impl AsyncSemaphore {
     }
     /// Takes a permit, waiting at most `timeout`.
     ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), holdfast::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use holdfast::tokio::AsyncSemaphore;
+    /// use std::time::Duration;
+    /// let sem = AsyncSemaphore::open(dir.path().join("downloads"), 1)?;
+    /// let only = sem.lock_timeout(Duration::from_secs(5)).await?;
+    /// assert!(sem.lock_timeout(Duration::from_millis(20)).await.is_err());
+    /// drop(only);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::Timeout`]; [`Error::Io`].
@@ -527,6 +827,20 @@ impl AsyncSemaphore {
     }
     /// Takes a permit, waiting as `wait` says (a permit is a shared hold;
     /// [`Mode::Exclusive`] only on a semaphore of one permit).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), holdfast::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use holdfast::tokio::AsyncSemaphore;
+    /// use holdfast::{Mode, Wait};
+    /// let sem = AsyncSemaphore::open(dir.path().join("downloads"), 1)?;
+    /// // One permit: the exclusive mode is allowed.
+    /// let permit = sem.acquire(Mode::Exclusive, Wait::NoWait).await?;
+    /// assert_eq!(permit.mode(), Mode::Exclusive);
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
@@ -544,6 +858,19 @@ impl AsyncSemaphore {
     }
     /// The former name of [`try_lock`](Self::try_lock).
     ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), holdfast::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use holdfast::tokio::AsyncSemaphore;
+    /// let sem = AsyncSemaphore::open(dir.path().join("downloads"), 1)?;
+    /// #[allow(deprecated)]
+    /// let permit = sem.try_acquire().await?; // now: sem.try_lock()
+    /// drop(permit);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`try_lock`](Self::try_lock).
@@ -553,6 +880,19 @@ impl AsyncSemaphore {
     }
     /// The former name of [`lock_timeout`](Self::lock_timeout).
     ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), holdfast::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use holdfast::tokio::AsyncSemaphore;
+    /// let sem = AsyncSemaphore::open(dir.path().join("downloads"), 1)?;
+    /// #[allow(deprecated)]
+    /// let permit = sem.acquire_timeout(std::time::Duration::from_secs(5)).await?; // now: lock_timeout
+    /// drop(permit);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`lock_timeout`](Self::lock_timeout).
@@ -561,6 +901,19 @@ impl AsyncSemaphore {
         self.lock_timeout(timeout).await
     }
     /// The former form of [`acquire`](Self::acquire)`(Mode::Shared, wait)`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), holdfast::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use holdfast::tokio::AsyncSemaphore;
+    /// let sem = AsyncSemaphore::open(dir.path().join("downloads"), 1)?;
+    /// #[allow(deprecated)]
+    /// let permit = sem.acquire_with(holdfast::Wait::NoWait).await?; // now: acquire(Mode::Shared, wait)
+    /// drop(permit);
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///

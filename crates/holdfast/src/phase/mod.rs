@@ -257,14 +257,47 @@ pub struct ActionContext<'r> {
 
 impl<'r> ActionContext<'r> {
     /// The phase name (for [`once`](crate::once()), the key's file name).
+    ///
+    /// ```
+    /// use holdfast::phase::{Phase, PhaseRunner};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// PhaseRunner::new(dir.path().join("app.db")).run([Phase::new("schema-v1", |ctx| {
+    ///     println!("running {}", ctx.name());
+    ///     assert_eq!(ctx.name(), "schema-v1");
+    ///     Ok(())
+    /// })])?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn name(&self) -> &str {
         self.name
     }
     /// The target the phases are about (for `once`, the key path).
+    ///
+    /// ```
+    /// use holdfast::phase::{Phase, PhaseRunner};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = dir.path().join("app.db");
+    /// PhaseRunner::new(&db).run([Phase::new("create", |ctx| {
+    ///     std::fs::write(ctx.target(), b"")?;
+    ///     Ok(())
+    /// })])?;
+    /// assert!(db.exists());
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn target(&self) -> &Path {
         self.target
     }
     /// The lock file held while the action runs.
+    ///
+    /// ```
+    /// use holdfast::phase::{Phase, PhaseRunner};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// PhaseRunner::new(dir.path().join("app.db")).run([Phase::new("create", |ctx| {
+    ///     assert!(ctx.lock_path().ends_with("app.db.lock"));
+    ///     Ok(())
+    /// })])?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn lock_path(&self) -> &Path {
         self.lock_path
     }
@@ -272,6 +305,17 @@ impl<'r> ActionContext<'r> {
     /// larger than the token of every earlier exclusive acquisition of the
     /// lock file. `None` when the lock file cannot carry a holder record
     /// (read-only lock file, foreign content in it).
+    ///
+    /// ```
+    /// use holdfast::phase::{Phase, PhaseRunner};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// PhaseRunner::new(dir.path().join("app.db")).run([Phase::new("migrate", |ctx| {
+    ///     let token = ctx.token().expect("a fresh lock file carries a token");
+    ///     println!("migrating; writes carry fencing token {token}");
+    ///     Ok(())
+    /// })])?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn token(&self) -> Option<u64> {
         self.token
     }
@@ -361,6 +405,18 @@ impl fmt::Debug for Phase<'_> {
 impl<'a> Phase<'a> {
     /// A phase named `name` whose action is `action`. Names are checked
     /// when the phase is run (see [`PhaseRunner::run`]).
+    ///
+    /// ```
+    /// use holdfast::phase::{Phase, PhaseRunner};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let schema = Phase::new("schema-v1", |_ctx| {
+    ///     // create tables ...
+    ///     Ok(())
+    /// });
+    /// let report = PhaseRunner::new(dir.path().join("app.db")).run([schema])?;
+    /// assert_eq!(report.completed, ["schema-v1"]);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn new(
         name: impl Into<String>,
         action: impl FnOnce(&ActionContext<'_>) -> std::result::Result<(), ActionError> + 'a,
@@ -375,17 +431,39 @@ impl<'a> Phase<'a> {
     /// Use this name instead of the phase name for the marker xattr
     /// (`<namespace>.<attr_name>`). The status file always records the
     /// phase name, as in phaselock.
+    ///
+    /// ```
+    /// use holdfast::phase::{Phase, PhaseRunner};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let runner = PhaseRunner::new(dir.path().join("app.db"));
+    /// let phase = Phase::new("schema-v3", |_| Ok(())).attr_name("schema");
+    /// // marks the xattr user.phaselock.schema (where xattrs work) and the
+    /// // status-file line "schema-v3"
+    /// assert_eq!(runner.run([phase])?.completed, ["schema-v3"]);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn attr_name(mut self, attr_name: impl Into<String>) -> Self {
         self.attr_name = Some(attr_name.into());
         self
     }
     /// The value of the marker xattr (default `b"1"`). Only presence
     /// counts as "done"; the value is for humans and other tools.
+    ///
+    /// ```
+    /// use holdfast::phase::Phase;
+    /// let phase = Phase::new("schema-v3", |_| Ok(())).attr_name("schema").attr_value(&b"v3"[..]);
+    /// assert_eq!(phase.name(), "schema-v3");
+    /// ```
     pub fn attr_value(mut self, value: impl Into<Vec<u8>>) -> Self {
         self.attr_value = value.into();
         self
     }
     /// The phase name.
+    ///
+    /// ```
+    /// let phase = holdfast::phase::Phase::new("schema-v1", |_| Ok(()));
+    /// assert_eq!(phase.name(), "schema-v1");
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -463,6 +541,18 @@ pub struct Markers {
 impl Markers {
     /// Whether `name` is marked done in either store (by its xattr name or
     /// its status-file line).
+    ///
+    /// ```
+    /// use holdfast::phase::{Phase, PhaseRunner, XattrMode};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let mut runner = PhaseRunner::new(dir.path().join("app.db"));
+    /// runner.xattrs(XattrMode::Off);
+    /// runner.run([Phase::new("schema-v1", |_| Ok(()))])?;
+    /// let markers = runner.markers()?;
+    /// assert!(markers.contains("schema-v1"));
+    /// assert!(!markers.contains("schema-v2"));
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn contains(&self, name: &str) -> bool {
         self.xattrs.iter().any(|(n, _)| n == name) || self.status.iter().any(|n| n == name)
     }
@@ -513,6 +603,16 @@ impl PhaseRunner {
     /// `<target>.status`, wait at most 10 s ([`DEFAULT_TIMEOUT`]),
     /// [`XattrMode::Auto`], strict marker locking off (on Windows: on),
     /// symlinks refused, lock file mode `0o666` minus the umask.
+    ///
+    /// ```
+    /// use holdfast::phase::{Phase, PhaseRunner};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let runner = PhaseRunner::new(dir.path().join("app.db"));
+    /// assert_eq!(runner.lock_path(), dir.path().join("app.db.lock"));
+    /// let report = runner.run([Phase::new("schema-v1", |_| Ok(()))])?;
+    /// assert_eq!(report.completed, ["schema-v1"]);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn new(target: impl AsRef<Path>) -> Self {
         // Like Python's Path(): drop a trailing slash and inner "." parts,
         // so "db/" and "db" share a lock.
@@ -631,14 +731,31 @@ impl PhaseRunner {
     }
 
     /// The target.
+    ///
+    /// ```
+    /// let runner = holdfast::PhaseRunner::new("/srv/app.db/");
+    /// assert_eq!(runner.target(), std::path::Path::new("/srv/app.db")); // as Python's Path()
+    /// ```
     pub fn target(&self) -> &Path {
         &self.target
     }
     /// `<target><lock_suffix>`.
+    ///
+    /// ```
+    /// let mut runner = holdfast::PhaseRunner::new("/srv/app.db");
+    /// assert_eq!(runner.lock_path(), std::path::Path::new("/srv/app.db.lock"));
+    /// runner.lock_suffix(".lk");
+    /// assert_eq!(runner.lock_path(), std::path::Path::new("/srv/app.db.lk"));
+    /// ```
     pub fn lock_path(&self) -> PathBuf {
         suffixed(&self.target, &self.lock_suffix)
     }
     /// `<target><status_suffix>`.
+    ///
+    /// ```
+    /// let runner = holdfast::PhaseRunner::new("/srv/app.db");
+    /// assert_eq!(runner.status_path(), std::path::Path::new("/srv/app.db.status"));
+    /// ```
     pub fn status_path(&self) -> PathBuf {
         suffixed(&self.target, &self.status_suffix)
     }

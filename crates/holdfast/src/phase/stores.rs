@@ -55,6 +55,11 @@ impl StatusFileStore {
     }
 
     /// The status file.
+    ///
+    /// ```
+    /// let store = holdfast::phase::StatusFileStore::new("/srv/app.db.status");
+    /// println!("markers live in {}", store.path().display());
+    /// ```
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -220,6 +225,11 @@ impl XattrStore {
     }
 
     /// The file the attributes are on.
+    ///
+    /// ```
+    /// let store = holdfast::phase::XattrStore::new("/srv/app.db");
+    /// assert_eq!(store.target(), std::path::Path::new("/srv/app.db"));
+    /// ```
     pub fn target(&self) -> &Path {
         &self.target
     }
