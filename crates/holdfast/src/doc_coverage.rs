@@ -713,7 +713,7 @@ fn every_public_fn_has_an_example_and_every_fallible_one_an_errors_section() {
         .collect();
     for (f, v) in &missing {
         if pending(f) {
-            println!("pending: {f}: {} items", v.len());
+            println!("pending: {f}: {} items\n{}", v.len(), v.join("\n"));
         }
     }
     assert!(

@@ -69,10 +69,27 @@ impl OwnedLockGuard {
         self.mode
     }
     /// The fencing token, as [`crate::LockGuard::token`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::Lock::open(dir.path().join("app.lock"))?;
+    /// let g = lock.acquire_owned(holdfast::Mode::Exclusive, holdfast::Wait::NoWait)?;
+    /// let token = g.token().expect("an exclusive hold with a record");
+    /// println!("writing with fencing token {token}");
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn token(&self) -> Option<u64> {
         self.token
     }
     /// The lock file.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::Lock::open(dir.path().join("app.lock"))?;
+    /// let g = lock.acquire_owned(holdfast::Mode::Exclusive, holdfast::Wait::NoWait)?;
+    /// assert_eq!(g.path(), dir.path().join("app.lock"));
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -113,6 +130,15 @@ impl OwnedLockGuard {
         Ok(())
     }
     /// Releases now, reporting failure.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::Lock::open(dir.path().join("app.lock"))?;
+    /// let g = lock.acquire_owned(holdfast::Mode::Exclusive, holdfast::Wait::NoWait)?;
+    /// std::thread::spawn(move || g.unlock()).join().unwrap()?; // released from another thread
+    /// assert!(lock.try_lock().is_ok());
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -190,6 +216,14 @@ impl<'a> LockGuard<'a> {
     }
 
     /// The lock this guard holds.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::Lock::open(dir.path().join("app.lock"))?;
+    /// let guard = lock.lock()?;
+    /// assert_eq!(guard.lock().path(), lock.path());
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn lock(&self) -> &'a Lock {
         self.lock
     }
@@ -358,6 +392,16 @@ impl<'a> LockGuard<'a> {
 
     /// Shorthand for [`upgrade`](Self::upgrade) with [`Wait::NoWait`].
     ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::Lock::open(dir.path().join("app.lock"))?;
+    /// let mut guard = lock.lock_shared()?;
+    /// // read, decide to write:
+    /// guard.try_upgrade()?;
+    /// assert_eq!(guard.mode(), holdfast::Mode::Exclusive);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`upgrade`](Self::upgrade).
@@ -368,6 +412,17 @@ impl<'a> LockGuard<'a> {
     /// Converts an exclusive hold into a shared one. Atomic with
     /// [`Backend::OfdFcntl`]; with [`Backend::Flock`] another process may
     /// take the lock in between, and this call then waits for it.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::Lock::open(dir.path().join("app.lock"))?;
+    /// let mut guard = lock.lock()?;
+    /// // write, then let readers in while still reading:
+    /// guard.downgrade()?;
+    /// assert_eq!(guard.mode(), holdfast::Mode::Shared);
+    /// let _reader = lock.try_lock_shared()?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///

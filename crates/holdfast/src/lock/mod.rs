@@ -170,6 +170,15 @@ impl Lock {
     }
 
     /// A new set of options; `Lock::options().reentrant(true).open(p)`.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::Lock::options().reentrant(true).open(dir.path().join("app.lock"))?;
+    /// let outer = lock.lock()?;
+    /// let inner = lock.lock()?; // the same thread again: nested, not a deadlock
+    /// drop((inner, outer));
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn options() -> LockOptions {
         LockOptions::new()
     }
@@ -263,16 +272,39 @@ impl Lock {
     }
 
     /// The lock file's path.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::Lock::open(dir.path().join("app.lock"))?;
+    /// assert_eq!(lock.path(), dir.path().join("app.lock"));
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// The options this lock was opened with.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::Lock::options().backend(holdfast::Backend::Flock).open(dir.path().join("app.lock"))?;
+    /// println!("{:?}", lock.lock_options());
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn lock_options(&self) -> &LockOptions {
         &self.opts
     }
 
     /// Takes the lock exclusively, waiting as long as it takes.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::Lock::open(dir.path().join("app.lock"))?;
+    /// let guard = lock.lock()?;
+    /// // ... only one process (and thread) at a time runs this ...
+    /// drop(guard);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -286,6 +318,16 @@ impl Lock {
 
     /// Takes the lock shared, waiting as long as it takes.
     ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::Lock::open(dir.path().join("app.lock"))?;
+    /// let r1 = lock.lock_shared()?;
+    /// let r2 = lock.lock_shared()?; // readers share
+    /// assert!(lock.try_lock().is_err(), "a writer waits for both");
+    /// drop((r1, r2));
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`Lock::lock`].
@@ -294,6 +336,18 @@ impl Lock {
     }
 
     /// Takes the lock exclusively if nobody holds it.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("app.lock");
+    /// let first = holdfast::Lock::open(&path)?;
+    /// let _held = first.try_lock()?;
+    /// match holdfast::Lock::open(&path)?.try_lock() {
+    ///     Err(holdfast::Error::WouldBlock { holders, .. }) => println!("busy: held by {holders}"),
+    ///     other => panic!("expected WouldBlock, got {other:?}"),
+    /// }
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -305,6 +359,16 @@ impl Lock {
 
     /// Takes the lock shared if no exclusive holder has it.
     ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::Lock::open(dir.path().join("app.lock"))?;
+    /// let writer = lock.try_lock()?;
+    /// assert!(lock.try_lock_shared().is_err());
+    /// drop(writer);
+    /// let _reader = lock.try_lock_shared()?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`Lock::try_lock`].
@@ -313,6 +377,20 @@ impl Lock {
     }
 
     /// Takes the lock exclusively, waiting at most `timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::Lock::open(dir.path().join("app.lock"))?;
+    /// let held = lock.lock_timeout(Duration::from_secs(5))?;
+    /// // Another thread gives up after 20 ms:
+    /// let late = std::thread::scope(|s| {
+    ///     s.spawn(|| lock.lock_timeout(Duration::from_millis(20)).map(drop)).join().unwrap()
+    /// });
+    /// assert!(matches!(late, Err(holdfast::Error::Timeout { .. })));
+    /// drop(held);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -323,6 +401,15 @@ impl Lock {
     }
 
     /// Takes the lock shared, waiting at most `timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::Lock::open(dir.path().join("app.lock"))?;
+    /// let reader = lock.lock_shared_timeout(Duration::from_secs(5))?;
+    /// assert_eq!(reader.mode(), holdfast::Mode::Shared);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///

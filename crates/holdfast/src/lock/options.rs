@@ -61,6 +61,15 @@ impl LockOptions {
     /// The defaults: create the file (mode `0o644` minus the umask), do not
     /// create parent directories, refuse a symlink, not re-entrant, `flock`,
     /// write a holder record, verify the path after each acquisition.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let mut opts = holdfast::LockOptions::new();
+    /// opts.create_parents(true).permissions(0o664);
+    /// let lock = opts.open(dir.path().join("run/app.lock"))?;
+    /// # drop(lock);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -166,6 +175,15 @@ impl LockOptions {
         self
     }
     /// Opens the lock file. It is not locked yet.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::LockOptions::new()
+    ///     .backend(holdfast::Backend::OfdFcntl)
+    ///     .open(dir.path().join("app.lock"))?;
+    /// let _guard = lock.lock()?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///

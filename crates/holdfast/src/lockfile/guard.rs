@@ -49,11 +49,29 @@ impl fmt::Debug for LockFileGuard<'_> {
 
 impl<'a> LockFileGuard<'a> {
     /// The lock this guard holds.
+    ///
+    /// ```
+    /// use holdfast::lockfile::{LockFile, Protocol};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = LockFile::open(dir.path().join("job.lock"), Protocol::Soft)?;
+    /// let guard = lock.lock()?;
+    /// assert_eq!(guard.lock().protocol(), Protocol::Soft);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn lock(&self) -> &'a LockFile {
         self.lock
     }
 
     /// The lock path.
+    ///
+    /// ```
+    /// use holdfast::lockfile::{LockFile, Protocol};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = LockFile::open(dir.path().join("job.lock"), Protocol::Soft)?;
+    /// let guard = lock.lock()?;
+    /// assert!(guard.path().exists(), "a soft lock is a file at its path");
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn path(&self) -> &Path {
         &self.lock.ctx.path
     }
@@ -85,6 +103,18 @@ impl<'a> LockFileGuard<'a> {
     /// Checks that the lock at the path is still this guard's (and that the
     /// heartbeat, if any, has not failed).
     ///
+    /// ```
+    /// use holdfast::lockfile::{LockFile, Protocol};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("job.lock");
+    /// let lock = LockFile::open(&path, Protocol::Soft)?;
+    /// let guard = lock.lock()?;
+    /// guard.check()?; // before committing work done under the lock
+    /// std::fs::remove_file(&path)?; // someone broke it
+    /// assert!(matches!(guard.check(), Err(holdfast::Error::Lost { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::Lost`] if it was broken or removed; [`Error::Io`] if the
@@ -95,6 +125,16 @@ impl<'a> LockFileGuard<'a> {
 
     /// Releases the lock now, reporting failure (a dropped guard logs it
     /// through `tracing` instead).
+    ///
+    /// ```
+    /// use holdfast::lockfile::{LockFile, Protocol};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = LockFile::open(dir.path().join("job.lock"), Protocol::Mkdir)?;
+    /// let guard = lock.lock()?;
+    /// guard.unlock()?; // a failure is reported here instead of logged by drop
+    /// assert!(!lock.is_locked()?);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -160,6 +200,15 @@ impl fmt::Debug for OwnedLockFileGuard {
 
 impl OwnedLockFileGuard {
     /// The lock path.
+    ///
+    /// ```
+    /// use holdfast::lockfile::{LockFile, Protocol};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = LockFile::open(dir.path().join("job.lock"), Protocol::Soft)?;
+    /// let owned = lock.lock()?.into_owned();
+    /// assert_eq!(owned.path(), dir.path().join("job.lock"));
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn path(&self) -> &Path {
         &self.ctx.path
     }
@@ -203,6 +252,16 @@ impl OwnedLockFileGuard {
     }
 
     /// As [`LockFileGuard::unlock`].
+    ///
+    /// ```
+    /// use holdfast::lockfile::{LockFile, Protocol};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = LockFile::open(dir.path().join("job.lock"), Protocol::Link)?;
+    /// let owned = lock.lock()?.into_owned();
+    /// std::thread::spawn(move || owned.unlock()).join().unwrap()?; // from another thread
+    /// assert!(!lock.is_locked()?);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///

@@ -51,6 +51,17 @@ impl LockFile {
     }
 
     /// Options for `protocol`: `LockFile::options(Protocol::Link).lifetime(d).open(p)`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use holdfast::lockfile::{LockFile, Protocol};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = LockFile::options(Protocol::Link)
+    ///     .lifetime(Duration::from_secs(60))
+    ///     .open(dir.path().join("nfs.lock"))?;
+    /// assert_eq!(lock.lifetime(), Some(Duration::from_secs(60)));
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn options(protocol: Protocol) -> LockFileOptions {
         LockFileOptions::new(protocol)
     }
@@ -160,27 +171,75 @@ impl LockFile {
 
     /// The lock's path on disk (for [`Compat::Lockfile`],
     /// `<absolute path>.lock`).
+    ///
+    /// ```
+    /// use holdfast::lockfile::{Compat, LockFile, Protocol};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let plain = LockFile::open(dir.path().join("a.lock"), Protocol::Soft)?;
+    /// assert_eq!(plain.path(), dir.path().join("a.lock"));
+    /// // Python's lockfile puts the lock for PATH at PATH.lock:
+    /// let py = LockFile::options(Protocol::Link).compat(Compat::Lockfile).open(dir.path().join("data"))?;
+    /// assert!(py.path().ends_with("data.lock"));
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn path(&self) -> &Path {
         &self.ctx.path
     }
 
     /// The protocol.
+    ///
+    /// ```
+    /// use holdfast::lockfile::{LockFile, Protocol};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = LockFile::open(dir.path().join("a.lock"), Protocol::Mkdir)?;
+    /// assert_eq!(lock.protocol(), Protocol::Mkdir);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn protocol(&self) -> Protocol {
         self.ctx.protocol
     }
 
     /// The format followed (link locks report [`Compat::Flufl`] for
     /// [`Compat::Holdfast`]).
+    ///
+    /// ```
+    /// use holdfast::lockfile::{Compat, LockFile, Protocol};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = LockFile::options(Protocol::Soft).compat(Compat::Filelock).open(dir.path().join("a.lock"))?;
+    /// assert_eq!(lock.compat(), Compat::Filelock);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn compat(&self) -> Compat {
         self.ctx.compat
     }
 
     /// The lease each acquisition gets, if any.
+    ///
+    /// ```
+    /// use holdfast::lockfile::{LockFile, Protocol};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let soft = LockFile::open(dir.path().join("a.lock"), Protocol::Soft)?;
+    /// assert_eq!(soft.lifetime(), None);
+    /// let link = LockFile::open(dir.path().join("b.lock"), Protocol::Link)?;
+    /// assert_eq!(link.lifetime(), Some(std::time::Duration::from_secs(15)), "link locks lease 15 s by default");
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn lifetime(&self) -> Option<Duration> {
         self.ctx.opts.lifetime
     }
 
     /// Takes the lock, waiting as long as it takes.
+    ///
+    /// ```
+    /// use holdfast::lockfile::{LockFile, Protocol};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = LockFile::open(dir.path().join("job.lock"), Protocol::Soft)?;
+    /// let guard = lock.lock()?;
+    /// assert!(lock.i_am_locking());
+    /// drop(guard); // removes the lock file
+    /// assert!(!dir.path().join("job.lock").exists());
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -193,6 +252,17 @@ impl LockFile {
 
     /// Takes the lock if it is free or stale.
     ///
+    /// ```
+    /// use holdfast::lockfile::{LockFile, Protocol};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("job.lock");
+    /// let held = LockFile::open(&path, Protocol::Link)?;
+    /// let _g = held.try_lock()?;
+    /// let other = LockFile::open(&path, Protocol::Link)?;
+    /// assert!(matches!(other.try_lock(), Err(holdfast::Error::WouldBlock { .. })));
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::WouldBlock`] naming the holder; otherwise as [`lock`](Self::lock).
@@ -201,6 +271,22 @@ impl LockFile {
     }
 
     /// Takes the lock, waiting at most `timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use holdfast::lockfile::{LockFile, Protocol};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("job.lock");
+    /// let held = LockFile::open(&path, Protocol::Mkdir)?;
+    /// let _g = held.lock_timeout(Duration::from_secs(5))?;
+    /// let late = std::thread::scope(|s| {
+    ///     s.spawn(|| LockFile::open(&path, Protocol::Mkdir)?.lock_timeout(Duration::from_millis(50)).map(drop))
+    ///         .join()
+    ///         .unwrap()
+    /// });
+    /// assert!(matches!(late, Err(holdfast::Error::Timeout { .. })));
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -533,6 +619,18 @@ impl LockFile {
 
     /// Renews the lease of the lock this `LockFile` holds (see
     /// [`LockFileGuard::refresh`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use holdfast::lockfile::{LockFile, Protocol};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = LockFile::options(Protocol::Link).lifetime(Duration::from_secs(60))
+    ///     .open(dir.path().join("job.lock"))?;
+    /// let _g = lock.lock()?;
+    /// // ... a long step; renew before the lease runs out:
+    /// lock.refresh()?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///

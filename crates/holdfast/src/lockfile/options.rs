@@ -56,6 +56,16 @@ impl LockFileOptions {
     /// (15 s for link locks, none otherwise), no heartbeat, 10 s clock skew,
     /// 24 h max lifetime, no age policy, 2 s grace, 100 ms poll interval,
     /// permissions `0o644`, inotify on, atomic exchange on.
+    ///
+    /// ```
+    /// use holdfast::lockfile::{LockFileOptions, Protocol};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let mut opts = LockFileOptions::new(Protocol::Mkdir);
+    /// opts.permissions(0o664).create_parents(true);
+    /// let lock = opts.open(dir.path().join("run/job.lock"))?;
+    /// drop(lock.lock()?);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn new(protocol: Protocol) -> Self {
         LockFileOptions {
             protocol,
@@ -241,6 +251,18 @@ impl LockFileOptions {
     }
     /// Opens the lock file description. Nothing is created or locked yet
     /// (except parent directories with [`create_parents`](Self::create_parents)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use holdfast::lockfile::{LockFileOptions, Protocol};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = LockFileOptions::new(Protocol::Link)
+    ///     .lifetime(Duration::from_secs(30))
+    ///     .heartbeat(true)
+    ///     .open(dir.path().join("job.lock"))?;
+    /// let _guard = lock.lock()?; // the lease is renewed in the background while held
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///

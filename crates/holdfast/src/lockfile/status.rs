@@ -54,6 +54,16 @@ impl LockFile {
     /// Whether a lock object exists at the path (held by anyone, possibly
     /// stale: [`status`](Self::status) tells).
     ///
+    /// ```
+    /// use holdfast::lockfile::{LockFile, Protocol};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = LockFile::open(dir.path().join("job.lock"), Protocol::Soft)?;
+    /// assert!(!lock.is_locked()?);
+    /// let _g = lock.lock()?;
+    /// assert!(lock.is_locked()?);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::Io`] if the path cannot be inspected; [`Error::InvalidInput`]
@@ -64,6 +74,17 @@ impl LockFile {
 
     /// Whether this `LockFile` holds the lock through a live guard, and the
     /// lock at the path is still that guard's.
+    ///
+    /// ```
+    /// use holdfast::lockfile::{LockFile, Protocol};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("job.lock");
+    /// let mine = LockFile::open(&path, Protocol::Link)?;
+    /// let _g = mine.lock()?;
+    /// assert!(mine.i_am_locking());
+    /// assert!(!LockFile::open(&path, Protocol::Link)?.i_am_locking(), "another LockFile: not its guard");
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn i_am_locking(&self) -> bool {
         self.current_core().is_some_and(|c| c.is_ours())
     }
