@@ -182,7 +182,13 @@ fn expand(tree: &str, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
 }
 
 /// The module a path names: the deepest known module along it.
-fn resolve(from: &Module, is_dir_mod: bool, path: &[String], known: &BTreeSet<Module>) -> Module {
+fn resolve(
+    from: &Module,
+    is_dir_mod: bool,
+    path: &[String],
+    known: &BTreeSet<Module>,
+    aliases: &BTreeMap<Module, Module>,
+) -> Module {
     let mut base: Module;
     let mut segs = path.iter().peekable();
     match segs.next().map(String::as_str) {
@@ -207,6 +213,8 @@ fn resolve(from: &Module, is_dir_mod: bool, path: &[String], known: &BTreeSet<Mo
         next.push(s.clone());
         if known.contains(&next) {
             base = next;
+        } else if let Some(real) = aliases.get(&next) {
+            base = real.clone();
         } else {
             break;
         }
@@ -267,6 +275,31 @@ fn show(c: &[Module]) -> String {
         .join(" -> ")
 }
 
+/// Modules re-exported under another name: `pub use self::queue::fifo;`
+/// in `lib.rs` makes `crate::fifo` name the module `queue::fifo`, so a
+/// path through the re-export still counts as naming `queue::fifo`.
+fn aliases(files: &[(PathBuf, String)], known: &BTreeSet<Module>) -> BTreeMap<Module, Module> {
+    let mut out = BTreeMap::new();
+    for (rel, text) in files {
+        let from = module_of(rel);
+        let is_dir_mod = rel.ends_with("mod.rs");
+        for p in paths(&code(text)) {
+            let Some(last) = p.last().filter(|l| *l != "self" && *l != "super") else {
+                continue;
+            };
+            let to = resolve(&from, is_dir_mod, &p, known, &BTreeMap::new());
+            if to.last() == Some(last) && known.contains(&to) {
+                let mut name = from.clone();
+                name.push(last.clone());
+                if name != to && !known.contains(&name) {
+                    out.insert(name, to);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// (file graph, top-level graph)
 fn graphs() -> (
     BTreeMap<Module, BTreeSet<Module>>,
@@ -276,13 +309,14 @@ fn graphs() -> (
     let mut files = Vec::new();
     sources(&root, &root, &mut files);
     let known: BTreeSet<Module> = files.iter().map(|(p, _)| module_of(p)).collect();
+    let aliases = aliases(&files, &known);
     let mut file_graph: BTreeMap<Module, BTreeSet<Module>> = BTreeMap::new();
     let mut top_graph: BTreeMap<Module, BTreeSet<Module>> = BTreeMap::new();
     for (rel, text) in &files {
         let from = module_of(rel);
         let is_dir_mod = rel.ends_with("mod.rs");
         for p in paths(&code(text)) {
-            let to = resolve(&from, is_dir_mod, &p, &known);
+            let to = resolve(&from, is_dir_mod, &p, &known, &aliases);
             if to == from || to.is_empty() {
                 continue;
             }
@@ -497,5 +531,35 @@ fn the_import_reader_reads_every_file() {
     assert!(
         c.contains("crate::a::B") && !c.contains("crate::c::D"),
         "{c}"
+    );
+}
+
+/// A path `crate::a::b...` whose first segment is a module must resolve to
+/// that module (or deeper), never to the crate root: a module moved into
+/// a directory and re-exported (`crate::fifo` for `queue::fifo`) would
+/// otherwise silently stop counting.
+#[test]
+fn paths_through_re_exported_modules_still_count() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&root, &root, &mut files);
+    let known: BTreeSet<Module> = files.iter().map(|(p, _)| module_of(p)).collect();
+    let aliases = aliases(&files, &known);
+    let mut lost = Vec::new();
+    for (rel, text) in &files {
+        let from = module_of(rel);
+        for p in paths(&code(text)) {
+            if p.len() >= 3 && p[0] == "crate" && p[1].starts_with(|c: char| c.is_ascii_lowercase())
+            {
+                let to = resolve(&from, false, &p, &known, &aliases);
+                if to.is_empty() {
+                    lost.push(format!("{}: {}", rel.display(), p.join("::")));
+                }
+            }
+        }
+    }
+    assert!(
+        lost.is_empty(),
+        "paths the reader cannot place (re-export a moved module with `pub use self::...`): {lost:?}"
     );
 }

@@ -112,7 +112,6 @@ pub mod backend;
 #[cfg(test)]
 mod doc_coverage;
 pub mod error;
-pub mod fifo;
 pub mod holder;
 #[cfg(unix)]
 pub mod inspect;
@@ -125,7 +124,7 @@ pub mod mode;
 pub mod once;
 pub mod phase;
 mod queue;
-pub mod semaphore;
+pub use self::queue::{fifo, semaphore};
 mod status;
 mod sys;
 pub mod text;

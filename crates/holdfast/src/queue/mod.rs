@@ -5,6 +5,9 @@
 //! The protocol and its correctness argument are written down in the
 //! [`fifo`](crate::fifo) module docs; this module is the code.
 
+pub mod fifo;
+pub mod semaphore;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -1,0 +1,277 @@
+//! One acquisition of a [`FifoLock`](super::FifoLock) as a step machine
+//! (take a ticket, wait for the predecessor, take the lock file's kernel
+//! lock), and what it holds once granted.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::shared::FifoShared;
+use crate::acquire::{self, Waiting};
+use crate::error::{Error, IoOp, Result};
+use crate::holder;
+use crate::mode::{Mode, Wait};
+use crate::queue::{self, Enqueue, Kind, Machine, Step, Target};
+use crate::sys::{self, FileId, LockReq};
+
+/// One acquisition of a [`FifoLock`], as a step machine.
+pub(crate) struct FifoAcquire {
+    shared: Arc<FifoShared>,
+    main: File,
+    pub(super) main_id: FileId,
+    q: Enqueue,
+    mode: Mode,
+    phase: Phase,
+    main_held: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Taking a ticket, then waiting for our turn (`queue::Enqueue`).
+    Queue,
+    Main,
+}
+
+impl FifoAcquire {
+    pub(crate) fn new(shared: &Arc<FifoShared>, mode: Mode) -> Result<FifoAcquire> {
+        let (main, q) = match shared.take_idle() {
+            Some(pair) => pair,
+            None => (
+                shared.open_main()?.0,
+                queue::open_queue(&shared.queue_path, shared.opts.permissions)?,
+            ),
+        };
+        let main_id = sys::file_id(&main).map_err(|e| Error::io(IoOp::Inspect, &shared.path, e))?;
+        Ok(FifoAcquire {
+            shared: shared.clone(),
+            main,
+            main_id,
+            q: Enqueue::new(
+                q,
+                shared.queue_path.clone(),
+                shared.opts.permissions,
+                Kind::Fifo,
+                mode == Mode::Exclusive,
+            ),
+            mode,
+            phase: Phase::Queue,
+            main_held: false,
+        })
+    }
+
+    /// Turns a finished acquisition into what a guard holds.
+    pub(crate) fn finish(self) -> FifoHeld {
+        let writable = self
+            .shared
+            .writable
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let token = if self.mode == Mode::Exclusive && self.shared.opts.record && writable {
+            let mut template = self
+                .shared
+                .template
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            match holder::RecordTemplate::write(&mut template, &self.main) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(path = %self.shared.path.display(), error = %e,
+                        "could not write the holder record");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let FifoAcquire {
+            shared,
+            main,
+            main_id,
+            q,
+            mode,
+            ..
+        } = self;
+        let Enqueue {
+            queue,
+            ticket,
+            stale,
+            ..
+        } = q;
+        FifoHeld {
+            shared,
+            files: Some((main, queue)),
+            main_id,
+            ticket: ticket.expect("a finished acquisition holds a ticket"),
+            stale,
+            mode,
+            token,
+            pid: sys::current_pid(),
+        }
+    }
+}
+
+impl Machine for FifoAcquire {
+    fn advance(&mut self) -> Result<Step> {
+        loop {
+            match self.phase {
+                Phase::Queue => {
+                    if let Some(step) = self.q.advance()? {
+                        return Ok(step);
+                    }
+                    self.phase = Phase::Main;
+                }
+                Phase::Main => {
+                    let backend = self.shared.opts.backend;
+                    let lock_err = |e| Error::io(IoOp::Lock, &self.shared.path, e);
+                    if !self.main_held {
+                        if sys::try_lock(&self.main, backend, self.mode).map_err(lock_err)? {
+                            self.main_held = true;
+                        } else {
+                            return Ok(Step::Wait {
+                                target: Target::Main,
+                                reqs: vec![LockReq::Whole {
+                                    backend,
+                                    mode: self.mode,
+                                }],
+                                short: false,
+                            });
+                        }
+                    }
+                    if self.shared.opts.verify_path
+                        && sys::is_unlinked(&self.main).map_err(lock_err)?
+                    {
+                        tracing::debug!(path = %self.shared.path.display(), "lock file was unlinked; reopening");
+                        let _ = sys::unlock(&self.main, backend);
+                        self.main_held = false;
+                        let (f, id) = self.shared.open_main()?;
+                        self.main = f;
+                        self.main_id = id;
+                        continue;
+                    }
+                    return Ok(Step::Ready);
+                }
+            }
+        }
+    }
+
+    fn granted(&mut self, _index: usize) -> Result<()> {
+        match self.phase {
+            Phase::Queue => self.q.granted(),
+            Phase::Main => {
+                self.main_held = true;
+                Ok(())
+            }
+        }
+    }
+
+    fn file(&self, target: Target) -> &File {
+        match target {
+            Target::Queue => &self.q.queue,
+            Target::Main => &self.main,
+        }
+    }
+
+    fn path(&self, target: Target) -> &Path {
+        match target {
+            Target::Queue => &self.shared.queue_path,
+            Target::Main => &self.shared.path,
+        }
+    }
+
+    fn contention(&mut self, wait: Wait, started: Instant) -> Error {
+        let _ = self.q.leave();
+        if self.main_held {
+            let _ = sys::unlock(&self.main, self.shared.opts.backend);
+            self.main_held = false;
+        }
+        acquire::contention(&self.shared.path, self.mode, wait, started, || {
+            holder::describe(Some(&self.main), self.main_id)
+        })
+    }
+    fn waiting(&self, started: Instant, deadline: Option<Instant>) -> Waiting {
+        let shared = self.shared.clone();
+        Waiting::new(
+            &self.shared.path,
+            self.mode,
+            started,
+            deadline,
+            Arc::new(move || shared.holders()),
+        )
+    }
+}
+
+/// What a held FIFO lock owns: its two open file descriptions (lock and
+/// ticket). Releases on drop. Shared by the blocking and async guards.
+pub(crate) struct FifoHeld {
+    pub(super) shared: Arc<FifoShared>,
+    pub(super) files: Option<(File, File)>,
+    pub(super) main_id: FileId,
+    pub(super) ticket: u64,
+    /// A departed predecessor's byte still locked (see `Enqueue::granted`).
+    pub(super) stale: Option<u64>,
+    pub(super) mode: Mode,
+    pub(super) token: Option<u64>,
+    pub(super) pid: u32,
+}
+
+impl FifoHeld {
+    pub(crate) fn path(&self) -> &Path {
+        &self.shared.path
+    }
+    pub(crate) fn mode(&self) -> Mode {
+        self.mode
+    }
+    pub(crate) fn ticket(&self) -> u64 {
+        self.ticket
+    }
+    pub(crate) fn token(&self) -> Option<u64> {
+        self.token
+    }
+
+    pub(crate) fn release(&mut self) -> Result<()> {
+        let Some((main, q)) = self.files.take() else {
+            return Ok(());
+        };
+        if sys::current_pid() != self.pid {
+            // A forked child: the descriptions are shared with the parent,
+            // whose lock this is. Just close our copies.
+            return Ok(());
+        }
+        let unlocked = sys::unlock(&main, self.shared.opts.backend)
+            .map_err(|e| Error::io(IoOp::Unlock, &self.shared.path, e));
+        let left = sys::range_unlock(&q, queue::TICKET_BASE + self.ticket, 1)
+            .map_err(|e| Error::io(IoOp::LeaveQueue, &self.shared.queue_path, e));
+        let left = match self.stale.take() {
+            Some(b) => left.and(
+                sys::range_unlock(&q, queue::TICKET_BASE + b, 1)
+                    .map_err(|e| Error::io(IoOp::LeaveQueue, &self.shared.queue_path, e)),
+            ),
+            None => left,
+        };
+        if unlocked.is_ok() && left.is_ok() {
+            self.shared.put_idle(main, q);
+        }
+        // On failure the files are closed, which releases both locks.
+        unlocked.and(left)
+    }
+}
+
+impl Drop for FifoHeld {
+    fn drop(&mut self) {
+        if let Err(e) = self.release() {
+            tracing::error!(path = %self.shared.path.display(), error = %e, "failed to release FIFO lock");
+        }
+    }
+}
+
+impl FifoHeld {
+    #[cfg(unix)]
+    pub(crate) fn main_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.files
+            .as_ref()
+            .expect("a held lock has its files until released")
+            .0
+            .as_fd()
+    }
+}
