@@ -379,9 +379,6 @@ fn the_reader_sees_braced_and_inline_paths() {
 /// The longest a library source file may be.
 const MAX_LINES: usize = 1000;
 
-/// Files still being split (issue 9 item 7); emptied as each split lands.
-const NOT_SPLIT_YET: &[&str] = &["fifo.rs", "holder.rs", "sys/linux.rs", "sys/unix.rs"];
-
 /// Every `.rs` file under `src`, test files and this one included.
 fn all_sources() -> Vec<(PathBuf, String)> {
     fn walk(dir: &Path, root: &Path, out: &mut Vec<(PathBuf, String)>) {
@@ -408,9 +405,7 @@ fn no_library_file_over_the_line_limit() {
     assert!(files.len() > 40, "the walk found {} files", files.len());
     let long: Vec<String> = files
         .iter()
-        .filter(|(p, text)| {
-            text.lines().count() > MAX_LINES && !NOT_SPLIT_YET.contains(&p.to_str().unwrap_or(""))
-        })
+        .filter(|(_, text)| text.lines().count() > MAX_LINES)
         .map(|(p, text)| format!("{} ({} lines)", p.display(), text.lines().count()))
         .collect();
     assert!(

@@ -7,7 +7,7 @@
 //! A Windows backend (`LockFileEx` on one byte at offset 0, the range
 //! phaselock, filelock and fd-lock use) slots in beside them.
 
-#[cfg_attr(unix, path = "unix.rs")]
+#[cfg_attr(unix, path = "unix/mod.rs")]
 #[cfg_attr(not(unix), path = "unsupported.rs")]
 mod imp;
 #[cfg(target_os = "linux")]
