@@ -84,12 +84,12 @@ pub enum Backend {
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wait {
-    /// Fail at once with [`Error::WouldBlock`] if the lock is taken.
+    /// Fail at once with [`Error::WouldBlock`](crate::Error::WouldBlock) if the lock is taken.
     NoWait,
     /// Wait as long as it takes.
     Forever,
-    /// Wait at most this long, then fail with [`Error::Timeout`].
+    /// Wait at most this long, then fail with [`Error::Timeout`](crate::Error::Timeout).
     Timeout(Duration),
-    /// Wait until this instant, then fail with [`Error::Timeout`].
+    /// Wait until this instant, then fail with [`Error::Timeout`](crate::Error::Timeout).
     Deadline(Instant),
 }

@@ -14,7 +14,7 @@ pub const RECORD_VERSION: u32 = 1;
 pub(crate) const MAX_RECORD: usize = 4096;
 
 /// The holder record holdfast writes into a lock file on exclusive
-/// acquisition. See the [module docs](self) for the format.
+/// acquisition. See the [module docs](super) for the format.
 ///
 /// ```
 /// use holdfast::HolderRecord;

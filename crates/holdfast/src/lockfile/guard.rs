@@ -94,7 +94,7 @@ impl<'a> LockFileGuard<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::Lost`] if the lock was broken or removed; [`Error::Io`] if
+    /// [`Error::Lost`](crate::Error::Lost) if the lock was broken or removed; [`Error::Io`](crate::Error::Io) if
     /// the times cannot be set.
     pub fn refresh(&self) -> Result<()> {
         self.owned.refresh()
@@ -117,7 +117,7 @@ impl<'a> LockFileGuard<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::Lost`] if it was broken or removed; [`Error::Io`] if the
+    /// [`Error::Lost`](crate::Error::Lost) if it was broken or removed; [`Error::Io`](crate::Error::Io) if the
     /// path cannot be inspected.
     pub fn check(&self) -> Result<()> {
         self.owned.check()
@@ -138,8 +138,8 @@ impl<'a> LockFileGuard<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::Lost`] if the lock had been taken away meanwhile (work done
-    /// under it may have overlapped another holder's); [`Error::Io`] if it
+    /// [`Error::Lost`](crate::Error::Lost) if the lock had been taken away meanwhile (work done
+    /// under it may have overlapped another holder's); [`Error::Io`](crate::Error::Io) if it
     /// cannot be removed.
     pub fn unlock(self) -> Result<()> {
         self.owned.unlock()

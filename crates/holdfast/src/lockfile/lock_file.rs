@@ -245,7 +245,7 @@ impl LockFile {
     ///
     /// [`Error::AlreadyHeld`] if this thread holds it; [`Error::Io`],
     /// [`Error::InvalidInput`], [`Error::Symlink`] or [`Error::Unsupported`]
-    /// for the conditions in the [module docs](self#bad-input).
+    /// for the conditions in the [module docs](super#bad-input).
     pub fn lock(&self) -> Result<LockFileGuard<'_>> {
         self.acquire(Mode::Exclusive, Wait::Forever)
     }

@@ -54,23 +54,23 @@
 //! [`heartbeat(true)`](LockFileOptions::heartbeat) a background thread
 //! renews it every `lifetime / 3` while the guard lives and stops when the
 //! guard drops. [`LockFileGuard::check`] reports a lock that was broken
-//! while held ([`Error::Lost`]).
+//! while held ([`Error::Lost`](crate::Error::Lost)).
 //!
 //! # Bad input
 //!
 //! | situation | result |
 //! |---|---|
-//! | the directory is missing | [`Error::Io`] (`NotFound`), unless [`create_parents`](LockFileOptions::create_parents) |
-//! | the directory is read-only | [`Error::Io`] (`PermissionDenied` / `ReadOnlyFilesystem`) |
-//! | the lock path is a directory (soft, link) or a file (mkdir) | [`Error::InvalidInput`] naming the likely mix-up |
-//! | the lock path is a symlink | [`Error::Symlink`]; never followed |
-//! | the lock path is a FIFO, device or socket | [`Error::InvalidInput`]; opened only with `O_NONBLOCK`, never judged or removed |
-//! | mkdir: an existing directory holding anything the protocol does not make (a subdirectory, a symlink, a file other than a `*.holdfast` record or Python lockfile's unique name) | not a lock: [`Error::InvalidInput`] at once from acquire, status and break alike; never waited for, never removed |
+//! | the directory is missing | [`Error::Io`](crate::Error::Io) (`NotFound`), unless [`create_parents`](LockFileOptions::create_parents) |
+//! | the directory is read-only | [`Error::Io`](crate::Error::Io) (`PermissionDenied` / `ReadOnlyFilesystem`) |
+//! | the lock path is a directory (soft, link) or a file (mkdir) | [`Error::InvalidInput`](crate::Error::InvalidInput) naming the likely mix-up |
+//! | the lock path is a symlink | [`Error::Symlink`](crate::Error::Symlink); never followed |
+//! | the lock path is a FIFO, device or socket | [`Error::InvalidInput`](crate::Error::InvalidInput); opened only with `O_NONBLOCK`, never judged or removed |
+//! | mkdir: an existing directory holding anything the protocol does not make (a subdirectory, a symlink, a file other than a `*.holdfast` record or Python lockfile's unique name) | not a lock: [`Error::InvalidInput`](crate::Error::InvalidInput) at once from acquire, status and break alike; never waited for, never removed |
 //! | mkdir: an existing empty directory | a lock whose holder has not written its record yet (or crashed doing so): stale once unchanged for the [grace](LockFileOptions::grace) period, then taken over (and removed on release) like any stale lock |
-//! | a claim file name is taken (planted file or symlink) | never opened; another random name is tried, 8 times, then [`Error::Io`] (`AlreadyExists`) |
+//! | a claim file name is taken (planted file or symlink) | never opened; another random name is tried, 8 times, then [`Error::Io`](crate::Error::Io) (`AlreadyExists`) |
 //! | a lease far in the future | read as ctime + lifetime (rule 3 above) |
 //! | garbage in the lock | rules 4 and 5 above; never a panic |
-//! | a `\|` in a flufl-format lock path, a lifetime of 0 or above `max_lifetime`, a heartbeat without a lifetime | [`Error::InvalidInput`] |
+//! | a `\|` in a flufl-format lock path, a lifetime of 0 or above `max_lifetime`, a heartbeat without a lifetime | [`Error::InvalidInput`](crate::Error::InvalidInput) |
 //!
 //! # Pitfalls
 //!
@@ -217,8 +217,8 @@ impl fmt::Display for Compat {
 ///
 /// `LockFile` is `Send + Sync`. Threads sharing one `LockFile` (or holding
 /// separate ones on the same path) exclude each other like processes do.
-/// Waiting for it from the thread that holds it is [`Error::AlreadyHeld`],
-/// not a deadlock; a try from that thread is [`Error::WouldBlock`] naming
+/// Waiting for it from the thread that holds it is [`Error::AlreadyHeld`](crate::Error::AlreadyHeld),
+/// not a deadlock; a try from that thread is [`Error::WouldBlock`](crate::Error::WouldBlock) naming
 /// this process (the rule of every holdfast primitive, as std's
 /// `try_lock`).
 ///

@@ -159,7 +159,7 @@ impl LockFileOptions {
         self
     }
     /// The longest lease holdfast believes (default 24 h); see rule 3 in the
-    /// [module docs](self#when-is-a-lock-stale).
+    /// [module docs](super#when-is-a-lock-stale).
     ///
     /// ```
     /// let mut options = holdfast::LockFileOptions::new(holdfast::Protocol::Link);
@@ -266,11 +266,11 @@ impl LockFileOptions {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidInput`] for an empty path, a compat the protocol does
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) for an empty path, a compat the protocol does
     /// not support, a `|` in a flufl-format path or host name, a lifetime of
     /// zero or above `max_lifetime`, a flufl-format link lock without a
     /// lifetime, a heartbeat without a lifetime, or a zero or over-long poll
-    /// interval; [`Error::Io`] if the parents cannot be created or (lockfile
+    /// interval; [`Error::Io`](crate::Error::Io) if the parents cannot be created or (lockfile
     /// format) the working directory cannot be read.
     pub fn open(&self, path: impl AsRef<Path>) -> Result<LockFile> {
         LockFile::with_options(path.as_ref(), self.clone())

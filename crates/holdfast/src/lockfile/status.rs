@@ -66,7 +66,7 @@ impl LockFile {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if the path cannot be inspected; [`Error::InvalidInput`]
+    /// [`Error::Io`](crate::Error::Io) if the path cannot be inspected; [`Error::InvalidInput`](crate::Error::InvalidInput)
     /// if it holds the wrong kind of object for the protocol.
     pub fn is_locked(&self) -> Result<bool> {
         Ok(dispatch::observe(&self.ctx, &self.ctx.path)?.is_some())
@@ -176,7 +176,7 @@ impl LockFile {
     /// Removes the lock that is there now, whoever holds it, and only that
     /// one: if another process replaces it meanwhile, the new lock is left
     /// alone. Uses the same take-over as a waiter (see
-    /// [race-free breaking](self#race-free-breaking)). `Ok(false)` if there
+    /// [race-free breaking](super#race-free-breaking)). `Ok(false)` if there
     /// was no lock.
     ///
     /// ```
@@ -192,7 +192,7 @@ impl LockFile {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if the lock cannot be removed; as [`is_locked`](Self::is_locked).
+    /// [`Error::Io`](crate::Error::Io) if the lock cannot be removed; as [`is_locked`](Self::is_locked).
     pub fn break_lock(&self) -> Result<bool> {
         Ok(!matches!(self.break_lock_if(|_| true)?, Broken::NoLock))
     }

@@ -56,7 +56,7 @@ impl<'a> FifoGuard<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if the kernel refuses an unlock (the files are closed
+    /// [`Error::Io`](crate::Error::Io) if the kernel refuses an unlock (the files are closed
     /// anyway, which releases everything).
     pub fn unlock(mut self) -> Result<()> {
         self.forget_thread();
@@ -144,7 +144,7 @@ impl OwnedFifoGuard {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`].
+    /// [`Error::Io`](crate::Error::Io).
     pub fn unlock(mut self) -> Result<()> {
         self.held.release()
     }

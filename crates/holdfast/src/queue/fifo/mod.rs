@@ -20,7 +20,7 @@
 //! # Files
 //!
 //! - The **lock file** (the path you give) is locked with `flock(2)` (or
-//!   OFD `fcntl` with [`Backend::OfdFcntl`]) exactly as a [`crate::Lock`]
+//!   OFD `fcntl` with [`Backend::OfdFcntl`](crate::Backend::OfdFcntl)) exactly as a [`crate::Lock`]
 //!   locks it, holder record and fencing token included. This kernel lock
 //!   *is* the mutual exclusion: it excludes plain [`crate::Lock`] users,
 //!   util-linux `flock(1)`, and the Python libraries too.
@@ -128,7 +128,7 @@
 //! # Platforms
 //!
 //! Linux only (open-file-description locks); elsewhere [`FifoLock::open`]
-//! returns [`Error::Unsupported`]. Not for NFS: byte-range locks there go
+//! returns [`Error::Unsupported`](crate::Error::Unsupported). Not for NFS: byte-range locks there go
 //! through the server's lock manager, and the fairness argument assumes
 //! one kernel's lock table.
 
@@ -241,8 +241,8 @@ impl FifoLock {
     ///
     /// # Errors
     ///
-    /// [`Error::AlreadyHeld`] if this thread holds it already (it would
-    /// wait for itself; the `try_` variants are allowed); [`Error::Io`].
+    /// [`Error::AlreadyHeld`](crate::Error::AlreadyHeld) if this thread holds it already (it would
+    /// wait for itself; the `try_` variants are allowed); [`Error::Io`](crate::Error::Io).
     pub fn lock(&self) -> Result<FifoGuard<'_>> {
         self.acquire(Mode::Exclusive, Wait::Forever)
     }
@@ -260,7 +260,7 @@ impl FifoLock {
     ///
     /// # Errors
     ///
-    /// [`Error::WouldBlock`] naming the holder; otherwise as
+    /// [`Error::WouldBlock`](crate::Error::WouldBlock) naming the holder; otherwise as
     /// [`FifoLock::lock`].
     pub fn try_lock(&self) -> Result<FifoGuard<'_>> {
         self.acquire(Mode::Exclusive, Wait::NoWait)
@@ -279,7 +279,7 @@ impl FifoLock {
     ///
     /// # Errors
     ///
-    /// [`Error::Timeout`] naming the holder (the place in line is given
+    /// [`Error::Timeout`](crate::Error::Timeout) naming the holder (the place in line is given
     /// up); otherwise as [`FifoLock::lock`].
     pub fn lock_timeout(&self, timeout: Duration) -> Result<FifoGuard<'_>> {
         self.acquire(Mode::Exclusive, Wait::Timeout(timeout))
@@ -307,8 +307,8 @@ impl FifoLock {
     ///
     /// # Errors
     ///
-    /// [`Error::WouldBlock`] or [`Error::Timeout`] naming the holder;
-    /// [`Error::AlreadyHeld`]; [`Error::Io`].
+    /// [`Error::WouldBlock`](crate::Error::WouldBlock) or [`Error::Timeout`](crate::Error::Timeout) naming the holder;
+    /// [`Error::AlreadyHeld`](crate::Error::AlreadyHeld); [`Error::Io`](crate::Error::Io).
     pub fn acquire(&self, mode: Mode, wait: Wait) -> Result<FifoGuard<'_>> {
         self.acquire_observed(mode, wait, &Unobserved)
     }
@@ -415,7 +415,7 @@ impl FifoLock {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if the queue file cannot be read.
+    /// [`Error::Io`](crate::Error::Io) if the queue file cannot be read.
     pub fn queue_len(&self) -> Result<usize> {
         let q = &self.shared.queue_path;
         let file = queue::open_queue(q, self.shared.opts.permissions)?;

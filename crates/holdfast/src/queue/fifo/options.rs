@@ -89,7 +89,7 @@ impl FifoOptions {
         self.follow_symlinks = yes;
         self
     }
-    /// The kernel lock family of the lock file (default [`Backend::Flock`]).
+    /// The kernel lock family of the lock file (default [`Backend::Flock`](crate::Backend::Flock)).
     ///
     /// ```
     /// let mut options = holdfast::FifoOptions::new();
@@ -133,7 +133,7 @@ impl FifoOptions {
         self
     }
     /// Remove the queue file when a [`FifoLock`] is dropped and nobody is
-    /// queued (default `true`; see the [module docs](self)).
+    /// queued (default `true`; see the [module docs](super)).
     ///
     /// ```
     /// let mut options = holdfast::FifoOptions::new();
@@ -148,9 +148,9 @@ impl FifoOptions {
     ///
     /// # Errors
     ///
-    /// [`Error::Unsupported`] off Linux; [`Error::Symlink`];
-    /// [`Error::InvalidInput`] if the queue file exists with content that
-    /// is not a FIFO queue (it is never overwritten); [`Error::Io`] if a
+    /// [`Error::Unsupported`](crate::Error::Unsupported) off Linux; [`Error::Symlink`](crate::Error::Symlink);
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) if the queue file exists with content that
+    /// is not a FIFO queue (it is never overwritten); [`Error::Io`](crate::Error::Io) if a
     /// file cannot be opened or created.
     pub fn open(&self, path: impl AsRef<Path>) -> Result<FifoLock> {
         FifoLock::with_options(path.as_ref(), self.clone())
