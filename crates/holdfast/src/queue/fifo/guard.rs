@@ -34,25 +34,68 @@ impl fmt::Debug for FifoGuard<'_> {
 
 impl<'a> FifoGuard<'a> {
     /// The mode held.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::FifoLock::open(dir.path().join("app.lock"))?;
+    /// assert_eq!(lock.lock_shared()?.mode(), holdfast::Mode::Shared);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn mode(&self) -> Mode {
         self.held.mode()
     }
     /// The ticket this acquisition was served under: tickets are issued in
     /// arrival order, so a later arrival has a larger ticket (until the
     /// queue file is removed while idle and the count restarts).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::FifoLock::options().remove_queue_when_idle(false).open(dir.path().join("app.lock"))?;
+    /// let first = lock.lock()?.ticket();
+    /// let second = lock.lock()?.ticket();
+    /// assert!(second > first, "later arrivals get larger tickets");
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn ticket(&self) -> u64 {
         self.held.ticket()
     }
     /// The fencing token written into the lock file's holder record, as
     /// [`crate::LockGuard::token`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::FifoLock::open(dir.path().join("app.lock"))?;
+    /// let guard = lock.lock()?;
+    /// if let Some(token) = guard.token() {
+    ///     println!("writes under this hold carry fencing token {token}");
+    /// }
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn token(&self) -> Option<u64> {
         self.held.token()
     }
     /// The lock this guard holds.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::FifoLock::open(dir.path().join("app.lock"))?;
+    /// let guard = lock.lock()?;
+    /// assert_eq!(guard.lock().path(), lock.path());
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn lock(&self) -> &'a FifoLock {
         self.lock
     }
     /// Releases now, reporting failure.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::FifoLock::open(dir.path().join("app.lock"))?;
+    /// let guard = lock.lock()?;
+    /// guard.unlock()?; // a failure is reported here instead of logged by drop
+    /// assert!(lock.try_lock().is_ok());
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -125,22 +168,70 @@ impl fmt::Debug for OwnedFifoGuard {
 
 impl OwnedFifoGuard {
     /// The mode held.
+    ///
+    /// ```
+    /// use holdfast::{Mode, Wait};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::FifoLock::open(dir.path().join("app.lock"))?;
+    /// let g = lock.acquire_owned(Mode::Shared, Wait::NoWait)?;
+    /// assert_eq!(g.mode(), Mode::Shared);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn mode(&self) -> Mode {
         self.held.mode()
     }
     /// The ticket it was served under (see [`crate::FifoGuard::ticket`]).
+    ///
+    /// ```
+    /// use holdfast::{Mode, Wait};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::FifoLock::open(dir.path().join("app.lock"))?;
+    /// let g = lock.acquire_owned(Mode::Exclusive, Wait::NoWait)?;
+    /// println!("served as ticket {}", g.ticket());
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn ticket(&self) -> u64 {
         self.held.ticket()
     }
     /// The fencing token.
+    ///
+    /// ```
+    /// use holdfast::{Mode, Wait};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::FifoLock::open(dir.path().join("app.lock"))?;
+    /// let g = lock.acquire_owned(Mode::Exclusive, Wait::NoWait)?;
+    /// let token = g.token();
+    /// std::thread::spawn(move || drop(g)).join().unwrap();
+    /// println!("held with fencing token {token:?}");
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn token(&self) -> Option<u64> {
         self.held.token()
     }
     /// The lock file.
+    ///
+    /// ```
+    /// use holdfast::{Mode, Wait};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::FifoLock::open(dir.path().join("app.lock"))?;
+    /// let g = lock.acquire_owned(Mode::Exclusive, Wait::NoWait)?;
+    /// assert_eq!(g.path(), dir.path().join("app.lock"));
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn path(&self) -> &Path {
         self.held.path()
     }
     /// Releases now, reporting failure.
+    ///
+    /// ```
+    /// use holdfast::{Mode, Wait};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::FifoLock::open(dir.path().join("app.lock"))?;
+    /// let g = lock.acquire_owned(Mode::Exclusive, Wait::NoWait)?;
+    /// std::thread::spawn(move || g.unlock()).join().unwrap()?; // from another thread
+    /// assert!(lock.try_lock().is_ok());
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///

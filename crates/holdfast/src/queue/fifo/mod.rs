@@ -204,6 +204,14 @@ impl FifoLock {
     /// Opens (creating) the lock file and its queue with the default
     /// [`FifoOptions`].
     ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::FifoLock::open(dir.path().join("app.lock"))?;
+    /// let guard = lock.lock()?; // served in arrival order across processes
+    /// drop(guard);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// See [`FifoOptions::open`].
@@ -212,6 +220,15 @@ impl FifoLock {
     }
 
     /// A new set of options.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::FifoLock::options()
+    ///     .permissions(0o666) // waiters of other users write the queue too
+    ///     .open(dir.path().join("app.lock"))?;
+    /// # drop(lock);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn options() -> FifoOptions {
         FifoOptions::new()
     }
@@ -228,16 +245,39 @@ impl FifoLock {
     }
 
     /// The lock file.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::FifoLock::open(dir.path().join("app.lock"))?;
+    /// assert_eq!(lock.path(), dir.path().join("app.lock"));
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn path(&self) -> &Path {
         &self.shared.path
     }
 
     /// The queue file.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::FifoLock::open(dir.path().join("app.lock"))?;
+    /// assert_eq!(lock.queue_path(), dir.path().join("app.lock.fifo"));
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn queue_path(&self) -> &Path {
         &self.shared.queue_path
     }
 
     /// Takes the lock exclusively, after everyone who asked before.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::FifoLock::open(dir.path().join("app.lock"))?;
+    /// let guard = lock.lock()?;
+    /// // ... exclusive work; the next waiter in line gets it on drop ...
+    /// drop(guard);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -249,6 +289,17 @@ impl FifoLock {
 
     /// Takes the lock shared, after every writer who asked before.
     ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::FifoLock::open(dir.path().join("app.lock"))?;
+    /// let r1 = lock.lock_shared()?;
+    /// let r2 = lock.try_lock_shared()?; // readers in a row share (a blocking call
+    ///                                  // from the same thread would be AlreadyHeld)
+    /// assert!(lock.try_lock().is_err());
+    /// drop((r1, r2));
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`FifoLock::lock`].
@@ -257,6 +308,15 @@ impl FifoLock {
     }
 
     /// Takes the lock exclusively if nobody holds it or waits for it.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::FifoLock::open(dir.path().join("app.lock"))?;
+    /// let held = lock.try_lock()?;
+    /// assert!(matches!(lock.try_lock(), Err(holdfast::Error::WouldBlock { .. })));
+    /// drop(held);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -268,6 +328,16 @@ impl FifoLock {
 
     /// Takes the lock shared if no writer holds it or waits for it.
     ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::FifoLock::open(dir.path().join("app.lock"))?;
+    /// let writer = lock.try_lock()?;
+    /// assert!(lock.try_lock_shared().is_err());
+    /// drop(writer);
+    /// let _reader = lock.try_lock_shared()?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`FifoLock::try_lock`].
@@ -276,6 +346,19 @@ impl FifoLock {
     }
 
     /// Takes the lock exclusively, waiting in line at most `timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::FifoLock::open(dir.path().join("app.lock"))?;
+    /// let held = lock.lock_timeout(Duration::from_secs(5))?;
+    /// let late = std::thread::scope(|s| {
+    ///     s.spawn(|| lock.lock_timeout(Duration::from_millis(20)).map(drop)).join().unwrap()
+    /// });
+    /// assert!(matches!(late, Err(holdfast::Error::Timeout { .. })));
+    /// drop(held);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -286,6 +369,15 @@ impl FifoLock {
     }
 
     /// Takes the lock shared, waiting in line at most `timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::FifoLock::open(dir.path().join("app.lock"))?;
+    /// let reader = lock.lock_shared_timeout(Duration::from_secs(5))?;
+    /// assert_eq!(reader.mode(), holdfast::Mode::Shared);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///

@@ -50,6 +50,16 @@ impl Default for FifoOptions {
 impl FifoOptions {
     /// The defaults: as [`crate::LockOptions::new`], with the queue file at
     /// `<path>.fifo`, removed when idle.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let mut opts = holdfast::FifoOptions::new();
+    /// opts.permissions(0o666).remove_queue_when_idle(false);
+    /// let lock = opts.open(dir.path().join("app.lock"))?;
+    /// drop(lock.lock()?);
+    /// assert!(lock.queue_path().exists(), "kept while idle");
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -145,6 +155,15 @@ impl FifoOptions {
     }
     /// Opens the lock and queue files (creating them). Nothing is locked
     /// yet.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let lock = holdfast::FifoOptions::new()
+    ///     .queue_path(dir.path().join("app.queue"))
+    ///     .open(dir.path().join("app.lock"))?;
+    /// assert_eq!(lock.queue_path(), dir.path().join("app.queue"));
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///

@@ -100,6 +100,15 @@ impl SemaphoreOptions {
     /// Defaults: mode `0o644` (use `0o666` to share between users: every
     /// participant needs write access), no parent creation, file removed
     /// when idle.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let mut opts = holdfast::SemaphoreOptions::new();
+    /// opts.permissions(0o666).create_parents(true);
+    /// let sem = opts.open(dir.path().join("run/gpu.sem"), 2)?;
+    /// assert_eq!(sem.permits(), 2);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -135,6 +144,15 @@ impl SemaphoreOptions {
         self
     }
     /// Opens (creating) the semaphore file for `permits` permits.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let sem = holdfast::SemaphoreOptions::new()
+    ///     .remove_when_idle(false)
+    ///     .open(dir.path().join("downloads.sem"), 4)?;
+    /// let _permit = sem.lock()?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -188,6 +206,15 @@ impl Semaphore {
     /// Opens (creating) a semaphore with `permits` permits and the default
     /// [`SemaphoreOptions`].
     ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// // At most 2 jobs use the GPUs at once, across processes:
+    /// let sem = holdfast::Semaphore::open(dir.path().join("gpu.sem"), 2)?;
+    /// let permit = sem.lock()?;
+    /// println!("using GPU {}", permit.slot());
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// See [`SemaphoreOptions::open`].
@@ -196,6 +223,15 @@ impl Semaphore {
     }
 
     /// A new set of options.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let sem = holdfast::Semaphore::options()
+    ///     .permissions(0o666)
+    ///     .open(dir.path().join("gpu.sem"), 2)?;
+    /// # drop(sem);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn options() -> SemaphoreOptions {
         SemaphoreOptions::new()
     }
@@ -206,11 +242,25 @@ impl Semaphore {
     }
 
     /// The semaphore file.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let sem = holdfast::Semaphore::open(dir.path().join("gpu.sem"), 2)?;
+    /// assert_eq!(sem.path(), dir.path().join("gpu.sem"));
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn path(&self) -> &Path {
         &self.shared.path
     }
 
     /// How many holders it admits.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let sem = holdfast::Semaphore::open(dir.path().join("gpu.sem"), 2)?;
+    /// assert_eq!(sem.permits(), 2);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn permits(&self) -> usize {
         self.shared.permits as usize
     }
@@ -292,6 +342,15 @@ impl Semaphore {
 
     /// The former name of [`try_lock`](Self::try_lock).
     ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let sem = holdfast::Semaphore::open(dir.path().join("gpu.sem"), 1)?;
+    /// #[allow(deprecated)]
+    /// let permit = sem.try_acquire()?; // now: sem.try_lock()
+    /// # drop(permit);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`try_lock`](Self::try_lock).
@@ -302,6 +361,15 @@ impl Semaphore {
 
     /// The former name of [`lock_timeout`](Self::lock_timeout).
     ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let sem = holdfast::Semaphore::open(dir.path().join("gpu.sem"), 1)?;
+    /// #[allow(deprecated)]
+    /// let permit = sem.acquire_timeout(std::time::Duration::from_secs(5))?; // now: lock_timeout
+    /// # drop(permit);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`lock_timeout`](Self::lock_timeout).
@@ -311,6 +379,15 @@ impl Semaphore {
     }
 
     /// The former form of [`acquire`](Self::acquire)`(Mode::Shared, wait)`.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let sem = holdfast::Semaphore::open(dir.path().join("gpu.sem"), 1)?;
+    /// #[allow(deprecated)]
+    /// let permit = sem.acquire_with(holdfast::Wait::NoWait)?; // now: acquire(Mode::Shared, wait)
+    /// # drop(permit);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -426,6 +503,16 @@ impl Semaphore {
 
     /// The processes holding permits now (from `/proc`; empty where that
     /// cannot be read).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let sem = holdfast::Semaphore::open(dir.path().join("gpu.sem"), 2)?;
+    /// let _permit = sem.lock()?;
+    /// for h in sem.holders().iter() {
+    ///     println!("permit held by pid {:?} ({:?})", h.pid, h.command);
+    /// }
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn holders(&self) -> Holders {
         self.shared.holders()
     }
@@ -729,178 +816,8 @@ impl Drop for SemHeld {
     }
 }
 
-/// A permit of a [`Semaphore`]; given back when dropped.
-#[must_use = "the permit is released when it is dropped"]
-pub struct SemaphorePermit<'a> {
-    sem: &'a Semaphore,
-    held: SemHeld,
-}
-
-impl fmt::Debug for SemaphorePermit<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SemaphorePermit")
-            .field("path", &self.held.path())
-            .field("slot", &self.held.slot)
-            .finish()
-    }
-}
-
-impl<'a> SemaphorePermit<'a> {
-    /// Which of the N slots this permit occupies (`0..N`): handy to pick
-    /// one of N resources, such as a GPU.
-    pub fn slot(&self) -> usize {
-        self.held.slot()
-    }
-    /// The semaphore.
-    pub fn semaphore(&self) -> &'a Semaphore {
-        self.sem
-    }
-    /// Gives the permit back now, reporting failure.
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// let sem = holdfast::Semaphore::open(dir.path().join("s"), 1)?;
-    /// sem.lock()?.unlock()?;
-    /// assert_eq!(sem.available()?, 1);
-    /// # Ok::<(), holdfast::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Io`] if the unlock fails (the file is closed anyway, which
-    /// releases the slot).
-    pub fn unlock(mut self) -> Result<()> {
-        self.held.release()
-    }
-
-    /// The former name of [`unlock`](Self::unlock).
-    ///
-    /// # Errors
-    ///
-    /// As [`unlock`](Self::unlock).
-    #[deprecated(note = "use unlock(), the word every holdfast guard uses")]
-    pub fn release(self) -> Result<()> {
-        self.unlock()
-    }
-}
-
-/// A permit of a [`Semaphore`] that owns what it needs: `Send`, `'static`,
-/// given back when dropped or [`unlock`](Self::unlock)ed, from any thread.
-///
-/// Made by [`Semaphore::acquire_owned`] (and by the async
-/// `holdfast::tokio::AsyncSemaphore`).
-///
-/// ```
-/// # let dir = tempfile::tempdir().unwrap();
-/// let sem = holdfast::Semaphore::open(dir.path().join("gpu.sem"), 2)?;
-/// let p = sem.acquire_owned(holdfast::Mode::Shared, holdfast::Wait::NoWait)?;
-/// std::thread::spawn(move || p.unlock()).join().unwrap()?;
-/// assert_eq!(sem.available()?, 2);
-/// # Ok::<(), holdfast::Error>(())
-/// ```
-#[must_use = "the permit is released when it is dropped"]
-pub struct OwnedSemaphorePermit {
-    pub(crate) held: SemHeld,
-    pub(crate) mode: Mode,
-}
-
-impl fmt::Debug for OwnedSemaphorePermit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OwnedSemaphorePermit")
-            .field("path", &self.held.path())
-            .field("slot", &self.held.slot())
-            .finish()
-    }
-}
-
-impl OwnedSemaphorePermit {
-    /// Which slot (`0..N`) the permit occupies.
-    pub fn slot(&self) -> usize {
-        self.held.slot()
-    }
-    /// The mode it was asked for ([`Mode::Shared`], or
-    /// [`Mode::Exclusive`] on a semaphore of one permit).
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-    /// The semaphore file.
-    pub fn path(&self) -> &Path {
-        self.held.path()
-    }
-    /// Gives the permit back now, reporting failure.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Io`] (the file is closed anyway, which releases the slot).
-    pub fn unlock(mut self) -> Result<()> {
-        self.held.release()
-    }
-    /// The former name of [`unlock`](Self::unlock).
-    ///
-    /// # Errors
-    ///
-    /// As [`unlock`](Self::unlock).
-    #[deprecated(note = "use unlock(), the word every holdfast guard uses")]
-    pub fn release(self) -> Result<()> {
-        self.unlock()
-    }
-}
-
+mod guard;
 #[cfg(test)]
-mod tests {
-    use super::*;
+mod tests;
 
-    #[test]
-    fn n_permits_then_would_block_naming_holders() {
-        let d = tempfile::tempdir().unwrap();
-        let sem = Semaphore::open(d.path().join("s"), 3).unwrap();
-        let ps: Vec<_> = (0..3).map(|_| sem.lock().unwrap()).collect();
-        let mut slots: Vec<usize> = ps.iter().map(|p| p.slot()).collect();
-        slots.sort();
-        assert_eq!(slots, vec![0, 1, 2]);
-        match sem.try_lock() {
-            Err(Error::WouldBlock { holders, .. }) => {
-                assert!(holders.iter().any(|h| h.this_process), "{holders}");
-            }
-            other => panic!("expected WouldBlock, got {other:?}"),
-        }
-        assert_eq!(sem.available().unwrap(), 0);
-        drop(ps);
-        assert_eq!(sem.available().unwrap(), 3);
-    }
-
-    #[test]
-    fn a_blocked_acquire_gets_the_first_released_slot() {
-        let d = tempfile::tempdir().unwrap();
-        let sem = Semaphore::open(d.path().join("s"), 3).unwrap();
-        let mut ps: Vec<_> = (0..3).map(|_| Some(sem.lock().unwrap())).collect();
-        std::thread::scope(|s| {
-            let w = s.spawn(|| sem.lock_timeout(Duration::from_secs(30)).map(|p| p.slot()));
-            // Wait until the waiter is queued (its ticket is live).
-            let probe = queue::open_queue(sem.path(), 0o644).unwrap();
-            while queue::live_tickets(&probe).unwrap() < 1 {
-                std::thread::yield_now();
-            }
-            let freed = ps[1].take().unwrap().slot();
-            assert_eq!(w.join().unwrap().unwrap(), freed);
-        });
-    }
-
-    #[test]
-    fn permits_must_agree() {
-        let d = tempfile::tempdir().unwrap();
-        let _a = Semaphore::open(d.path().join("s"), 2).unwrap();
-        assert!(matches!(
-            Semaphore::open(d.path().join("s"), 3),
-            Err(Error::InvalidInput { .. })
-        ));
-        assert!(
-            d.path().join("s").exists(),
-            "a refused open removes nothing"
-        );
-        assert!(matches!(
-            Semaphore::open(d.path().join("t"), 0),
-            Err(Error::InvalidInput { .. })
-        ));
-    }
-}
+pub use guard::{OwnedSemaphorePermit, SemaphorePermit};
