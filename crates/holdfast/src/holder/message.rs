@@ -5,6 +5,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Formats a duration the way people read it: `850ms`, `5s`, `1.5s`,
 /// `2m3s`, `1h2m`, rounded to the unit shown (never truncated: a wait of
 /// 4.96 s is `5s`, not `4.9s`).
+///
+/// ```
+/// use std::time::Duration;
+/// use holdfast::holder::fmt_duration;
+/// assert_eq!(fmt_duration(Duration::from_millis(850)), "850ms");
+/// assert_eq!(fmt_duration(Duration::from_millis(4960)), "5s");
+/// assert_eq!(fmt_duration(Duration::from_secs(123)), "2m3s");
+/// ```
 pub fn fmt_duration(d: Duration) -> String {
     let ms = (d.as_nanos() + 500_000) / 1_000_000;
     if ms < 1000 {

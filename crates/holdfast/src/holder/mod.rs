@@ -167,6 +167,12 @@ pub struct Holders(Vec<Holder>, Option<usize>);
 
 impl Holders {
     /// No known holder.
+    ///
+    /// ```
+    /// let none = holdfast::Holders::new();
+    /// assert!(none.is_empty());
+    /// assert_eq!(none.to_string(), "holder unknown");
+    /// ```
     pub const fn new() -> Self {
         Holders(Vec::new(), None)
     }
@@ -191,18 +197,59 @@ impl Holders {
         self
     }
     /// The first (for an exclusive lock, the only) holder.
+    ///
+    /// ```
+    /// use holdfast::{Lock, Mode, Wait};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("app.lock");
+    /// let _held = Lock::open(&path)?.acquire_owned(Mode::Exclusive, Wait::NoWait)?;
+    /// let err = Lock::open(&path)?.try_lock().unwrap_err();
+    /// let holder = err.holders().first().expect("the kernel names it");
+    /// assert!(holder.this_process);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn first(&self) -> Option<&Holder> {
         self.0.first()
     }
     /// All known holders.
+    ///
+    /// ```
+    /// use holdfast::{Lock, Mode, Wait};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("app.lock");
+    /// let _reader = Lock::open(&path)?.acquire_owned(Mode::Shared, Wait::NoWait)?;
+    /// let err = Lock::open(&path)?.try_lock().unwrap_err();
+    /// for h in err.holders().iter() {
+    ///     println!("held by pid {:?} since {:?}", h.pid, h.since);
+    /// }
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn iter(&self) -> std::slice::Iter<'_, Holder> {
         self.0.iter()
     }
     /// Whether nothing is known about the holder.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("app.lock");
+    /// let seen = holdfast::inspect::inspect(&path)?;
+    /// assert!(seen.kernel.holders.is_empty(), "nobody holds it");
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
     /// How many holders are known.
+    ///
+    /// ```
+    /// use holdfast::{Lock, Mode, Wait};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("app.lock");
+    /// let _r1 = Lock::open(&path)?.acquire_owned(Mode::Shared, Wait::NoWait)?;
+    /// let err = Lock::open(&path)?.try_lock().unwrap_err();
+    /// assert!(err.holders().len() >= 1);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.0.len()
     }

@@ -62,6 +62,14 @@ pub enum RecordContent {
 impl HolderRecord {
     /// A record describing the calling process, holding in `mode`, with
     /// fencing token `token`, acquired now.
+    ///
+    /// ```
+    /// use holdfast::{HolderRecord, Mode};
+    /// let rec = HolderRecord::for_this_process(Mode::Shared, 3);
+    /// assert_eq!(rec.pid, std::process::id());
+    /// assert_eq!(rec.mode, Mode::Shared);
+    /// assert_eq!(rec.token, 3);
+    /// ```
     pub fn for_this_process(mode: Mode, token: u64) -> Self {
         let me = Identity::current();
         HolderRecord {
@@ -78,6 +86,15 @@ impl HolderRecord {
     }
 
     /// The record as bytes, ready to be written at offset 0.
+    ///
+    /// ```
+    /// use holdfast::{HolderRecord, Mode};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let bytes = HolderRecord::for_this_process(Mode::Exclusive, 1).encode();
+    /// std::fs::write(dir.path().join("record"), &bytes)?; // what a lock file's head holds
+    /// assert_eq!(HolderRecord::parse(&bytes).unwrap().token, 1);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
         encode_head(&mut out, self.token, self.since);
