@@ -57,7 +57,7 @@
 //! ends while the work goes on (`pg_terminate_backend`, a server restart,
 //! a network partition once TCP gives up), another process gets the lock
 //! and both work at once. [`PgGuard::check`] then reports
-//! [`Error::Lost`](holdfast::Error::Lost), markers are written only through
+//! [`Error::Lost`], markers are written only through
 //! the session that still holds the lock ([`PgGuard::mark_done`] fails
 //! otherwise), and the fencing token ([`PgGuard::token`],
 //! `HOLDFAST_FENCING_TOKEN`) lets the resource itself refuse a stale

@@ -4,7 +4,7 @@
 //! classes; this module does the locking, releasing the GIL while it waits.
 //!
 //! - Blocking waits run with the GIL released. In the main thread they
-//!   wake at most every [`wait::SIGNAL_SLICE`] to run Python's signal
+//!   wake at most every `wait::SIGNAL_SLICE` (100 ms) to run Python's signal
 //!   handlers, so Ctrl-C raises `KeyboardInterrupt` with nothing held.
 //! - asyncio acquisitions run on one tokio runtime thread (the library's
 //!   `tokio` feature: a killable helper blocked in the kernel, watched
