@@ -3,9 +3,13 @@
 //! throwaway etcd started here (`holdfast_testkit::Etcd`, data in memory).
 //!
 //! - Handoff (processes): a holder process holds the lock and runs a
-//!   command that waits on its stdin; a waiter process is queued (its key
-//!   is seen in etcd); the harness notes the time and closes the holder's
-//!   stdin; the waiter's command prints the time it started. The span
+//!   command that waits on a FIFO (not on its stdin: `etcdctl lock` 3.4
+//!   gives its command `/dev/null` as stdin, so `read` would return at
+//!   once and the holder let go before the waiter queued); a waiter
+//!   process is queued (its key is seen in etcd); the harness notes the
+//!   time (after a pause for the waiter to finish parking, see [`SETTLE`])
+//!   and writes a line into the FIFO; the waiter's command prints the
+//!   time it started. The span
 //!   covers the holder's command exiting, the release reaching etcd, the
 //!   waiter's watch firing and its command starting: what a user of either
 //!   tool waits. Both sides print the time with `date +%s%N`.
@@ -29,6 +33,14 @@ use crate::proc::Env;
 use crate::stats::{fmt_ns, percentile, ratio};
 
 const NAME: &str = "bench";
+
+/// How long a waiter whose queue key is visible gets to finish parking
+/// (its watch set up) before the holder lets go. etcd serves a watch that
+/// starts at an old revision from a loop that runs every 100 ms
+/// (`etcdctl lock` 3.4 watches from the revision it read, holdfast from
+/// the next one); without this pause the handoff would also measure
+/// that, at random.
+const SETTLE: Duration = Duration::from_millis(250);
 
 fn now_ns() -> u64 {
     SystemTime::now()
@@ -59,12 +71,21 @@ fn process_handoff(
     etcd: &Etcd,
     prefix: &str,
     rounds: usize,
+    dir: &Path,
     cmd: &dyn Fn(&str) -> Command,
 ) -> Vec<f64> {
+    let fifo = dir.join("etcd-handoff.fifo");
+    let _ = std::fs::remove_file(&fifo);
+    let made = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(made, "mkfifo {}", fifo.display());
+    let hold = format!("echo locked; read x < '{}'", fifo.display());
     let mut out = Vec::with_capacity(rounds);
     for _ in 0..rounds {
-        let mut holder = cmd("echo locked; read x")
-            .stdin(Stdio::piped())
+        let mut holder = cmd(&hold)
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -77,7 +98,7 @@ fn process_handoff(
                 _ => panic!("the holder did not take the lock"),
             }
         }
-        let waiter = cmd("date +%s%N")
+        let mut waiter = cmd("date +%s%N")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -85,13 +106,27 @@ fn process_handoff(
             .expect("start the waiter");
         let deadline = Instant::now() + Duration::from_secs(30);
         while queued(etcd, prefix) < 2 {
-            assert!(Instant::now() < deadline, "the waiter never queued");
+            if Instant::now() >= deadline {
+                panic!(
+                    "the waiter never queued under {prefix} (waiter: {:?}; holder: {:?})",
+                    waiter.try_wait(),
+                    holder.try_wait()
+                );
+            }
             std::thread::sleep(Duration::from_millis(2));
         }
-        let mut stdin = holder.stdin.take().unwrap();
+        // Its key is there; let it finish parking (set up its watch):
+        // the span measured is the handoff, not the waiter's start-up.
+        std::thread::sleep(SETTLE);
         let t0 = now_ns();
-        let _ = writeln!(stdin, "go");
-        drop(stdin);
+        // The holder's `read` has the FIFO open (or is opening it): this
+        // open returns as soon as it has, and the line lets it go.
+        let mut go = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&fifo)
+            .expect("open the holder's FIFO");
+        let _ = writeln!(go, "go");
+        drop(go);
         let got = waiter.wait_with_output().expect("the waiter");
         let _ = holder.wait();
         let t1: u64 = String::from_utf8_lossy(&got.stdout)
@@ -126,6 +161,7 @@ fn library_handoff(url: &str, rounds: usize) -> Vec<f64> {
         while a.status(NAME).map(|v| v.waiting()).unwrap_or(0) < 1 {
             std::thread::sleep(Duration::from_micros(200));
         }
+        std::thread::sleep(SETTLE);
         t0.store(start.elapsed().as_nanos() as u64, Ordering::Release);
         held.release().unwrap();
         let (g, ns) = waiter.join().unwrap();
@@ -195,7 +231,7 @@ fn library_contended(url: &str, secs: f64) -> f64 {
     count.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64()
 }
 
-pub fn run(env: &Env, _dir: &Path) {
+pub fn run(env: &Env, dir: &Path) {
     println!("\n## etcd: handoff and contention beside etcdctl lock\n");
     let Some(etcd) = Etcd::start() else {
         println!("(skipped: etcd/etcdctl not installed)");
@@ -228,8 +264,8 @@ pub fn run(env: &Env, _dir: &Path) {
         c.args(["run", "--backend", &url, NAME, "--", "sh", "-c", script]);
         c
     };
-    let anchor = process_handoff(&etcd, "etcdctl-bench/", rounds, &etcdctl);
-    let cli = process_handoff(&etcd, &format!("holdfast/lock/{NAME}/"), rounds, &hf);
+    let anchor = process_handoff(&etcd, "etcdctl-bench/", rounds, dir, &etcdctl);
+    let cli = process_handoff(&etcd, &format!("holdfast/lock/{NAME}/"), rounds, dir, &hf);
     let lib = library_handoff(&url, rounds);
     println!("### Handoff latency\n");
     println!("| implementation | rounds | p50 | p99 | p50 vs etcdctl lock |");
