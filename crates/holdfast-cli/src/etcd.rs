@@ -260,6 +260,9 @@ struct Step<'a> {
     verbose: bool,
     /// Trust a marker only once the lock is held.
     strict: bool,
+    /// `--on-leader-failure propagate`: a caller that waited for the lock
+    /// and then finds no marker does not run the command (exit 75).
+    propagate: bool,
 }
 
 fn run_step(client: &Client, lock: &EtcdLock, step: &Step<'_>, program: &Program) -> u8 {
@@ -287,6 +290,16 @@ fn run_step(client: &Client, lock: &EtcdLock, step: &Step<'_>, program: &Program
     };
     match markers.is_done(step.key) {
         Ok(true) => return release(guard, skip(" (by the caller that held the lock)")),
+        Ok(false) if step.propagate && guard.waited_for().is_some() => {
+            // As for local locks: the leader this caller waited for let go
+            // without marking it done (it failed, or was killed).
+            let leader = guard.waited_for().cloned().unwrap_or_default();
+            let code = fail(&Error::LeaderFailed {
+                path: lock.location().to_owned(),
+                leader,
+            });
+            return release(guard, code);
+        }
         Ok(false) => {}
         Err(e) => {
             let code = fail(&e);
@@ -341,10 +354,6 @@ pub fn once(url: EtcdUrl, args: OnceArgs) -> u8 {
     if let Err(code) = refuse_local(&[
         (args.close.close, "--close"),
         (args.create_parents, "--create-parents"),
-        (
-            args.on_leader_failure == LeaderFailureArg::Propagate,
-            "--on-leader-failure propagate (over etcd, waiters always retry)",
-        ),
     ]) {
         return code;
     }
@@ -417,6 +426,7 @@ pub fn once(url: EtcdUrl, args: OnceArgs) -> u8 {
         show,
         verbose: args.show.verbose,
         strict: false,
+        propagate: args.on_leader_failure == LeaderFailureArg::Propagate,
     };
     run_step(&client, &lock, &step, &Program::Argv(args.command))
 }
@@ -455,6 +465,7 @@ pub fn phase(url: EtcdUrl, args: PhaseArgs) -> u8 {
         show,
         verbose: args.show.verbose,
         strict: args.strict,
+        propagate: false,
     };
     run_step(&client, &lock, &step, &Program::Argv(args.command))
 }

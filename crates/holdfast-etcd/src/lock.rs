@@ -496,9 +496,14 @@ async fn acquire(lock: EtcdLock, mode: Mode, wait: Wait) -> Result<EtcdGuard> {
         location: path,
         ttl: granted,
         released: false,
+        waited_for: None,
     };
     match wait_turn(&lock, &guard, try_only, deadline, started).await {
-        Ok(()) => Ok(guard),
+        Ok(waited_for) => {
+            let mut guard = guard;
+            guard.waited_for = waited_for;
+            Ok(guard)
+        }
         Err(e) => {
             // Leave the queue now rather than when the lease runs out.
             let mut g = guard;
@@ -509,20 +514,23 @@ async fn acquire(lock: EtcdLock, mode: Mode, wait: Wait) -> Result<EtcdGuard> {
     }
 }
 
-/// Waits until no key ahead of ours conflicts with `guard.mode`.
+/// Waits until no key ahead of ours conflicts with `guard.mode`; returns
+/// the holders that were in the way at the first look (`None`: there
+/// were none, the lock was free).
 async fn wait_turn(
     lock: &EtcdLock,
     guard: &EtcdGuard,
     try_only: bool,
     deadline: Option<Instant>,
     started: Instant,
-) -> Result<()> {
+) -> Result<Option<Holders>> {
     let client = &lock.client;
     let conn = client.conn();
     let path = &guard.location;
     let rev = guard.token as i64;
     let mut lost = guard.state.changed.subscribe();
     let mut backoff = Duration::from_millis(20);
+    let mut waited_for = None;
     loop {
         if let Some(r) = guard.state.lost_reason() {
             return Err(lost_err(path, format!("while waiting for the lock, {r}")));
@@ -579,7 +587,7 @@ async fn wait_turn(
                 .find(|kv| Record::decode(kv.value()).mode == Mode::Exclusive),
         };
         let Some(blocker) = blocker else {
-            return Ok(());
+            return Ok(waited_for);
         };
         if try_only {
             return Err(Error::WouldBlock {
@@ -587,6 +595,9 @@ async fn wait_turn(
                 mode: guard.mode,
                 holders: holders_of(&older),
             });
+        }
+        if waited_for.is_none() {
+            waited_for = Some(holders_of(&older));
         }
         // Watch the one key we wait for, from the revision we looked at.
         let watch = conn
@@ -858,9 +869,28 @@ pub struct EtcdGuard {
     location: PathBuf,
     ttl: Duration,
     released: bool,
+    waited_for: Option<Holders>,
 }
 
 impl EtcdGuard {
+    /// Whether this acquisition had to wait, and if so for whom: the
+    /// holders ahead of it when it first looked (`None`: the lock was free
+    /// at once). Run-once with "propagate the leader's failure" uses it: a
+    /// caller that waited for a leader and then finds no completion marker
+    /// knows the leader stopped without finishing.
+    ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://127.0.0.1:2379")?;
+    /// let guard = client.lock("init")?.lock()?;
+    /// if let Some(leader) = guard.waited_for() {
+    ///     println!("waited for {leader}");
+    /// }
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    pub fn waited_for(&self) -> Option<&Holders> {
+        self.waited_for.as_ref()
+    }
+
     /// The fencing token: the create revision of this acquisition's key.
     /// Every later acquisition of any lock in the cluster gets a larger one,
     /// so a resource that remembers the largest token it has seen can turn

@@ -376,6 +376,99 @@ fn once_status_and_reset() {
     assert!(f.stderr.contains("not marked done"), "{}", f.stderr);
 }
 
+/// `once --on-leader-failure` over etcd, as for local locks: callers
+/// queued while the leader's command fails (or while the leader is
+/// SIGKILLed) all run it themselves one after the other with `retry` (the
+/// first one marks it done, the others skip), and none runs it with
+/// `propagate`: every waiter of that round exits 75 naming the leader,
+/// nothing is marked, and the next caller (who did not wait) runs it.
+#[test]
+fn once_leader_failure_retry_and_propagate() {
+    let Some(etcd) = Etcd::start() else { return };
+    let url = etcd.url();
+    for (round, (propagate, kill)) in [(false, false), (true, false), (true, true)]
+        .into_iter()
+        .enumerate()
+    {
+        let d = Dir::new();
+        let count = d.join("count");
+        let key = format!("init{round}");
+        let mut leader = Child::spawn({
+            let mut c = holdfast(&url);
+            c.args(["once", "--ttl", "2s", &key, "--", "sh", "-c"])
+                .arg("echo started; read x; exit 5");
+            c
+        });
+        leader.expect_line("started", T);
+        let waiters: Vec<std::process::Child> = (0..3)
+            .map(|i| {
+                let mut c = holdfast(&url);
+                c.arg("once");
+                if propagate {
+                    c.args(["--on-leader-failure", "propagate"]);
+                }
+                let w = c
+                    .args([&key, "--", "sh", "-c"])
+                    .arg(format!("echo ran >> '{}'", count.display()))
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                // Queued one at a time: arrival order is service order.
+                wait_for("the waiter queued", T, || {
+                    (waiting(&url, &key) > i).then_some(())
+                });
+                w
+            })
+            .collect();
+        if kill {
+            leader.kill9();
+        } else {
+            leader.send("go");
+            assert_eq!(leader.wait(T).code(), Some(5), "the leader gets its status");
+        }
+        let outs: Vec<(Option<i32>, String)> = waiters
+            .into_iter()
+            .map(|mut w| {
+                wait_for("a waiter to finish", T, || w.try_wait().unwrap());
+                let o = w.wait_with_output().unwrap();
+                (
+                    o.status.code(),
+                    String::from_utf8_lossy(&o.stderr).into_owned(),
+                )
+            })
+            .collect();
+        let ran = std::fs::read_to_string(&count).unwrap_or_default();
+        let st = run_to_end(holdfast(&url).args(["once", "--status", &key]), T);
+        if propagate {
+            for (code, err) in &outs {
+                assert_eq!(*code, Some(75), "{outs:?}");
+                assert!(
+                    err.contains("stopped without recording completion"),
+                    "{err}"
+                );
+                assert!(err.contains(&format!("pid {}", leader.pid())), "{err}");
+            }
+            assert_eq!(ran, "", "nobody ran it");
+            assert_eq!(st.code(), 1, "not marked: {st:?}");
+            // A caller that did not wait is a new leader, and runs it.
+            let next = run_to_end(
+                holdfast(&url)
+                    .args(["once", "--on-leader-failure", "propagate", &key, "--"])
+                    .args(["sh", "-c", &format!("echo ran >> '{}'", count.display())]),
+                T,
+            );
+            assert_eq!(next.code(), 0, "{next:?}");
+            assert_eq!(std::fs::read_to_string(&count).unwrap(), "ran\n");
+        } else {
+            assert!(outs.iter().all(|(c, _)| *c == Some(0)), "{outs:?}");
+            assert_eq!(ran, "ran\n", "exactly one waiter took over");
+            assert_eq!(st.code(), 0, "marked: {st:?}");
+        }
+    }
+}
+
 /// `status` and `list` name the holder (pid, host, command, token) and the
 /// waiters; `--no-wait` and `--timeout` say who is in the way.
 #[test]
