@@ -1,6 +1,8 @@
 """Python filelock worker for holdfast-bench (same protocol as src/workers.rs).
 
-Usage: filelock_worker.py IMPL ROLE LOCK ARG, IMPL one of:
+Usage: filelock_worker.py IMPL ROLE LOCK ARG, ROLE one of loop, handoff,
+uncontended (ARG: milliseconds per batch; five batches, each printed as
+"mean NS" per acquire + release), IMPL one of:
   filelock        filelock.FileLock (flock, polls every 50 ms by default)
   filelock-soft   filelock.SoftFileLock
   flufl           flufl.lock.Lock (link() protocol)
@@ -61,6 +63,23 @@ def main():
             t0 = int.from_bytes(os.pread(fd, 8, 0), "little")
             print(f"lat {t1 - t0}", flush=True)
             release()
+    elif role == "uncontended":
+        # ARG = milliseconds per batch; prints the mean cycle of 5 batches.
+        dur = int(arg) * 1_000_000
+        acquire()
+        release()
+        print("ready", flush=True)
+        sys.stdin.readline()
+        for _ in range(5):
+            n = 0
+            t0 = time.perf_counter_ns()
+            while True:
+                acquire()
+                release()
+                n += 1
+                if n % 16 == 0 and time.perf_counter_ns() - t0 >= dur:
+                    break
+            print(f"mean {(time.perf_counter_ns() - t0) // n}", flush=True)
     else:
         raise SystemExit(f"unknown role {role}")
 

@@ -11,8 +11,13 @@
 //! number is what a user sees on average), stamps CLOCK_MONOTONIC and
 //! releases; the worker stamps the clock when its acquisition returns.
 //!
+//! Uncontended: one process takes and releases the lock in a loop, on the
+//! benchmark directory's filesystem and on tmpfs, beside the fastest Python
+//! implementation of the protocol.
+//!
 //! Workers: `holdfast-bench lockfile-worker IMPL ROLE LOCK ARG` with the
-//! roles of `workers.rs` (`loop LOCK MILLIS`, `handoff LOCK T0FILE`), or
+//! roles of `workers.rs` (`loop LOCK MILLIS`, `handoff LOCK T0FILE`) and
+//! `uncontended LOCK MILLIS`, or
 //! `PYTHON bench/peers/filelock_worker.py IMPL ...` for the Python peers.
 //! IMPLs here: `soft`, `soft-filelock`, `link`, `link-lockfile`, `mkdir`,
 //! `mkdir-lockfile`. For the lockfile formats LOCK is `<base>.lock` (what
@@ -69,7 +74,7 @@ fn say(line: &str) {
 /// The worker side (`holdfast-bench lockfile-worker IMPL ROLE LOCK ARG`).
 pub fn worker(args: &[String]) {
     let [imp, role, path, arg] = args else {
-        eprintln!("usage: holdfast-bench lockfile-worker IMPL loop|handoff LOCK ARG");
+        eprintln!("usage: holdfast-bench lockfile-worker IMPL loop|handoff|uncontended LOCK ARG");
         std::process::exit(2);
     };
     let lock = open(imp, Path::new(path));
@@ -105,8 +110,137 @@ pub fn worker(args: &[String]) {
                 drop(g);
             }
         }
+        "uncontended" => {
+            // Five batches of ARG milliseconds each; the mean cycle of each.
+            let dur = Duration::from_millis(arg.parse().expect("millis"));
+            drop(lock.lock().expect("lock"));
+            say("ready");
+            let mut line = String::new();
+            stdin.lock().read_line(&mut line).expect("go");
+            for _ in 0..5 {
+                let t0 = Instant::now();
+                let mut n = 0u64;
+                loop {
+                    drop(lock.lock().expect("lock"));
+                    n += 1;
+                    if n % 16 == 0 && t0.elapsed() >= dur {
+                        break;
+                    }
+                }
+                say(&format!("mean {}", t0.elapsed().as_nanos() as u64 / n));
+            }
+        }
         other => panic!("unknown role {other}"),
     }
+}
+
+/// One process takes and releases the lock in a loop: five batches, the
+/// median of their mean cycle times.
+fn uncontended(s: &Subject, env: &Env, lock: &Path, millis: u64) -> f64 {
+    let ms = millis.to_string();
+    let mut w = spawn(
+        &s.runner,
+        env,
+        &["uncontended", lock.to_str().unwrap(), &ms],
+    );
+    assert_eq!(w.recv(), "ready");
+    w.send("go");
+    let mut means: Vec<f64> = (0..5).map(|_| w.recv_value("mean ") as f64).collect();
+    w.finish();
+    percentile(&mut means, 50.0)
+}
+
+/// Whether a subject is one of the Python originals.
+fn is_python(s: &Subject) -> bool {
+    matches!(s.runner, Runner::Python { .. })
+}
+
+/// Uncontended acquire + release per protocol, on the benchmark directory's
+/// filesystem (ext4 on the development VM) and on tmpfs (`/dev/shm`), each
+/// implementation beside the fastest Python implementation of its
+/// protocol in the same run (issue 11's target: ≤ 0.5×).
+pub fn run_uncontended(env: &Env, dir: &Path) {
+    let millis = if env.quick { 60 } else { 300 };
+    let shm = Path::new("/dev/shm");
+    let mut places: Vec<(String, PathBuf)> = vec![(fs_name(dir), dir.join("uncontended"))];
+    if shm.is_dir() && fs_name(shm) != fs_name(dir) {
+        places.push((
+            fs_name(shm),
+            shm.join(format!("holdfast-bench-{}", std::process::id())),
+        ));
+    }
+    println!("\n## Lock files: uncontended acquire + release\n");
+    println!(
+        "One process takes and releases the lock in a loop: five batches of {millis} ms, median of the batch means. Ratio against the fastest Python implementation of the same protocol on the same filesystem, in this run (issue 11 target: ≤ 0.5×).\n"
+    );
+    let heads: Vec<String> = places.iter().map(|(n, _)| n.clone()).collect();
+    println!(
+        "| protocol | implementation | {} | vs fastest Python ({}) |",
+        heads.join(" | "),
+        heads.join(" / ")
+    );
+    println!("|---|---|{}---|", "---|".repeat(places.len()));
+    for f in families() {
+        let mut rows: Vec<(&str, bool, Vec<f64>)> = Vec::new();
+        for (i, s) in f.subjects.iter().enumerate() {
+            if !s.runner.available(env) {
+                continue;
+            }
+            let times = places
+                .iter()
+                .map(|(_, base)| {
+                    let sub = base.join(format!("{}-{i}", f.file.trim_end_matches(".lock")));
+                    std::fs::create_dir_all(&sub).unwrap();
+                    let t = uncontended(s, env, &sub.join(f.file), millis);
+                    let _ = std::fs::remove_dir_all(&sub);
+                    t
+                })
+                .collect();
+            rows.push((s.label.trim_end_matches(" (anchor)"), is_python(s), times));
+        }
+        let fastest: Vec<f64> = (0..places.len())
+            .map(|k| {
+                rows.iter()
+                    .filter(|r| r.1)
+                    .map(|r| r.2[k])
+                    .fold(f64::NAN, f64::min)
+            })
+            .collect();
+        for (label, _, times) in &rows {
+            println!(
+                "| {} | {} | {} | {} |",
+                f.name,
+                label,
+                times.iter().map(|t| fmt_ns(*t)).collect::<Vec<_>>().join(" | "),
+                times
+                    .iter()
+                    .zip(&fastest)
+                    .map(|(t, a)| ratio(*t, *a))
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            );
+        }
+    }
+    for (_, base) in &places {
+        let _ = std::fs::remove_dir_all(base);
+    }
+}
+
+/// The filesystem type of `p` (`ext4`, `tmpfs`, ...), from /proc/mounts.
+fn fs_name(p: &Path) -> String {
+    let p = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let mut best: Option<(usize, String)> = None;
+    for line in mounts.lines() {
+        let mut it = line.split_whitespace();
+        let (Some(_), Some(at), Some(kind)) = (it.next(), it.next(), it.next()) else {
+            continue;
+        };
+        if p.starts_with(at) && best.as_ref().is_none_or(|(n, _)| at.len() > *n) {
+            best = Some((at.len(), kind.to_owned()));
+        }
+    }
+    best.map(|(_, k)| k).unwrap_or_else(|| "?".into())
 }
 
 /// One implementation under test, in a protocol family.
@@ -294,6 +428,7 @@ fn handoff(s: &Subject, env: &Env, lock: &Path, rounds: usize) -> Vec<f64> {
 
 /// Runs every lock-file scenario and prints Markdown tables.
 pub fn run(env: &Env, dir: &Path) {
+    run_uncontended(env, dir);
     let millis = if env.quick { 300 } else { 1500 };
     let procs = [2usize, 4, 8];
     println!("\n## Lock files: handoff latency\n");

@@ -7,7 +7,7 @@
 //!
 //! Usage: `holdfast-bench [--quick] [--python PATH] [SCENARIO...]`, where
 //! SCENARIO is `lock`, `lockfile`, `phases`, `cli`, `fifo`, `postgres` or `etcd` (default:
-//! all).
+//! all); `lockfile-uncontended` runs only the first table of `lockfile`.
 //! `holdfast-bench worker ...` (and `lockfile-worker`, `phase-worker`,
 //! `fifo-worker`) is the worker side, started by the harness itself.
 
@@ -84,6 +84,7 @@ fn main() {
         match s.as_str() {
             "lock" => lock::run(&env, &dir),
             "lockfile" => lockfile::run(&env, &dir),
+            "lockfile-uncontended" => lockfile::run_uncontended(&env, &dir),
             "phases" => phases::run(&env, &dir),
             "cli" => cli::run(&env, &dir),
             "fifo" => fifo::run(&env, &dir),

@@ -158,8 +158,20 @@ pub(crate) fn attempt(ctx: &Ctx, prep: &mut Prepared) -> Result<Option<Held>> {
     Ok(None)
 }
 
-/// Whether the lock name holds our claim (by content, which is unique).
+/// Whether the lock name holds our claim.
+///
+/// First by identity: one `lstat` of the lock name; the same inode as our
+/// claim (which we keep open, so its number names nothing else) is our
+/// claim. Otherwise by content, which is unique: that also recognises our
+/// claim where hard links get synthetic inode numbers (sshfs), or where an
+/// NFS link reply was lost.
 pub(crate) fn is_ours(ctx: &Ctx, held: &Held) -> io::Result<bool> {
+    match core::identity_at(&ctx.path) {
+        Ok((id, _)) if id == held.id => return Ok(true),
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    }
     let f = match sys::open_nofollow(&ctx.path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
@@ -239,7 +251,9 @@ pub(crate) fn release(ctx: &Ctx, held: &Held) -> Result<()> {
             Err(e) => return Err(ctx.io(IoOp::RemoveLockFile, e)),
         }
     }
-    let nlink = held.file.metadata().map(|m| m.nlink()).unwrap_or(0);
+    // Only asked when the lock name is not ours: whether the claim is
+    // still linked under another name (parked by a take-over).
+    let parked = !ours && held.file.metadata().map(|m| m.nlink()).unwrap_or(0) >= 2;
     if let Some(c) = &held.claim {
         match std::fs::remove_file(c) {
             Ok(()) => {}
@@ -247,7 +261,7 @@ pub(crate) fn release(ctx: &Ctx, held: &Held) -> Result<()> {
             Err(e) => return Err(Error::io(IoOp::RemoveClaim, c, e)),
         }
     }
-    if ours || nlink >= 2 {
+    if ours || parked {
         // Not at the lock name but still linked elsewhere: parked by a
         // mistaken take-over, which puts it back; without its claim it
         // then reads as released.

@@ -191,26 +191,75 @@ fn parse_duration(v: &str) -> Option<Duration> {
 
 pub(crate) use crate::holder::{escape, unescape};
 
-/// A random 64-bit value as 16 hex digits, from the kernel's generator
-/// (falling back to time and pid mixing if `/dev/urandom` is unreadable).
-pub(crate) fn nonce() -> String {
-    let mut buf = [0u8; 8];
+/// Random bytes drawn from the kernel's generator ahead of need, so that a
+/// nonce costs no system call most of the time (one read refills 32
+/// nonces' worth; it used to be an open, a read and a close of
+/// `/dev/urandom` per acquisition). The pool belongs to one process: a
+/// forked child never hands out bytes its parent (or a sibling forked from
+/// the same state) may also hand out, because the pool is dropped when the
+/// pid changes.
+struct NoncePool {
+    pid: u32,
+    buf: [u8; NONCE_POOL],
+    used: usize,
+}
+
+const NONCE_POOL: usize = 256;
+
+static NONCE_POOL_SLOT: std::sync::Mutex<Option<NoncePool>> = std::sync::Mutex::new(None);
+
+/// Fills `buf` from `/dev/urandom`; on failure, from time and pid mixing.
+fn fill_random(buf: &mut [u8]) {
     let ok = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut buf))
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, buf))
         .is_ok();
     if !ok {
         use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos(),
-        );
-        h.write_u32(std::process::id());
-        buf = h.finish().to_le_bytes();
+        for (i, chunk) in buf.chunks_mut(8).enumerate() {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos(),
+            );
+            h.write_u32(std::process::id());
+            h.write_usize(i);
+            let v = h.finish().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
     }
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A random 64-bit value as 16 hex digits, from the kernel's generator
+/// (falling back to time and pid mixing if `/dev/urandom` is unreadable).
+/// Every byte is handed out once, by one process.
+pub(crate) fn nonce() -> String {
+    let pid = crate::sys::current_pid();
+    let mut slot = NONCE_POOL_SLOT.lock().unwrap_or_else(|e| e.into_inner());
+    let pool = match slot.as_mut() {
+        Some(p) if p.pid == pid && p.used + 8 <= NONCE_POOL => p,
+        _ => {
+            let mut fresh = NoncePool {
+                pid,
+                buf: [0u8; NONCE_POOL],
+                used: 0,
+            };
+            fill_random(&mut fresh.buf);
+            slot.insert(fresh)
+        }
+    };
+    let bytes = &pool.buf[pool.used..pool.used + 8];
+    pool.used += 8;
+    let mut out = String::with_capacity(16);
+    for b in bytes {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
+    }
+    // Used bytes are not kept where a later reader of the pool could see them.
+    pool.buf[pool.used - 8..pool.used].fill(0);
+    out
 }
 
 /// 32 random hex digits, the token filelock puts in its break names.
