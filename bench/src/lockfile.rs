@@ -211,7 +211,11 @@ pub fn run_uncontended(env: &Env, dir: &Path) {
                 "| {} | {} | {} | {} |",
                 f.name,
                 label,
-                times.iter().map(|t| fmt_ns(*t)).collect::<Vec<_>>().join(" | "),
+                times
+                    .iter()
+                    .map(|t| fmt_ns(*t))
+                    .collect::<Vec<_>>()
+                    .join(" | "),
                 times
                     .iter()
                     .zip(&fastest)

@@ -10,7 +10,9 @@ use holdfast::lockfile::{Compat, LockFileOptions, Protocol};
 fn main() -> Result<(), holdfast::Error> {
     let mut args = std::env::args().skip(1);
     let kind = args.next().unwrap_or_else(|| "soft".into());
-    let path = args.next().unwrap_or_else(|| "/tmp/lockfileloop.lock".into());
+    let path = args
+        .next()
+        .unwrap_or_else(|| "/tmp/lockfileloop.lock".into());
     let n: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(10_000);
     let (protocol, compat) = match kind.as_str() {
         "soft" => (Protocol::Soft, Compat::Holdfast),
