@@ -123,7 +123,7 @@ pub fn worker(args: &[String]) {
                 loop {
                     drop(lock.lock().expect("lock"));
                     n += 1;
-                    if n % 16 == 0 && t0.elapsed() >= dur {
+                    if n.is_multiple_of(16) && t0.elapsed() >= dur {
                         break;
                     }
                 }
