@@ -72,6 +72,12 @@ pub use crate::semaphore::OwnedSemaphorePermit;
 use crate::semaphore::{SemAcquire, SemShared, Semaphore, SemaphoreOptions};
 use crate::sys::{self, LockReq, WaitStatus, Waiter};
 
+mod poll;
+#[cfg(test)]
+mod tests;
+
+use self::poll::{no_waiter_task, poll_any, poll_forced};
+
 /// A waiter whose pidfd tokio watches.
 struct Watched(Waiter);
 
@@ -120,73 +126,6 @@ fn watch(file: &File, req: LockReq) -> io::Result<AsyncFd<Watched>> {
     // taken out with `into_inner` or dropped with it; it is never closed
     // or replaced before.
     unsafe { AsyncFd::register_with_interest(w, Interest::READABLE) }.map_err(|e| e.into_parts().1)
-}
-
-/// Whether starting a waiter task failed because this kernel or sandbox
-/// cannot have one (as `sys::wait_any` decides: `EINVAL`/`ENOSYS` from a
-/// kernel older than 5.2, `EPERM` from a seccomp filter), so that the wait
-/// polls instead.
-fn no_waiter_task(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::InvalidInput | io::ErrorKind::Unsupported | io::ErrorKind::PermissionDenied
-    )
-}
-
-#[cfg(test)]
-thread_local! {
-    /// Test hook: waits on this thread poll as if no waiter task could be
-    /// created (tests run a current-thread runtime on their own thread).
-    static FORCE_POLL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    /// Test hook: how many bounded-poll waits this thread started.
-    static POLL_WAITS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// Whether a test forces the polling fallback on this thread.
-fn poll_forced() -> bool {
-    #[cfg(test)]
-    {
-        FORCE_POLL.with(std::cell::Cell::get)
-    }
-    #[cfg(not(test))]
-    {
-        false
-    }
-}
-
-/// The async fallback of [`wait_any`] where no waiter task can be created
-/// (the blocking road's `sys::poll_any`): one non-blocking attempt per
-/// request, then a pause of 1 ms doubling to 25 ms (never past the
-/// deadline), until one is granted (`Some(index)`, held) or the deadline
-/// passes (`None`). Each attempt is a non-blocking system call; the pause
-/// sleeps on tokio's blocking pool, so an untimed wait needs no timer on
-/// the runtime, and a cancelled future leaves nothing behind (the sleeping
-/// thread holds no lock and only finishes its nap).
-async fn poll_any(
-    file: &File,
-    reqs: &[LockReq],
-    deadline: Option<Instant>,
-) -> io::Result<Option<usize>> {
-    #[cfg(test)]
-    POLL_WAITS.with(|n| n.set(n.get() + 1));
-    let mut pause = Duration::from_millis(1);
-    loop {
-        for (i, req) in reqs.iter().enumerate() {
-            if sys::raw_try(file, req)? {
-                return Ok(Some(i));
-            }
-        }
-        let now = Instant::now();
-        let nap = match deadline {
-            Some(d) if now >= d => return Ok(None),
-            Some(d) => pause.min(d - now),
-            None => pause,
-        };
-        ::tokio::task::spawn_blocking(move || std::thread::sleep(nap))
-            .await
-            .map_err(io::Error::other)?;
-        pause = (pause * 2).min(Duration::from_millis(25));
-    }
 }
 
 /// The async `sys::wait_any`: one helper per request, their pidfds in
@@ -1015,128 +954,5 @@ impl AsyncSemaphore {
     #[deprecated(note = "use acquire(Mode::Shared, wait), the form every holdfast primitive uses")]
     pub async fn acquire_with(&self, wait: Wait) -> Result<OwnedSemaphorePermit> {
         self.acquire(Mode::Shared, wait).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{FifoLock, Lock, Semaphore};
-
-    fn runtime() -> ::tokio::runtime::Runtime {
-        ::tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    }
-
-    /// A held guard of a blocking primitive and the async acquisition that
-    /// waits for it (its own open file descriptions, so the kernel makes
-    /// them exclude each other within this process).
-    enum Kind {
-        Plain,
-        Fifo,
-        Sem,
-    }
-
-    type Held = Box<dyn std::any::Any>;
-
-    impl Kind {
-        fn hold(&self, path: &Path) -> Held {
-            match self {
-                Kind::Plain => Box::new(
-                    Lock::open(path)
-                        .unwrap()
-                        .acquire_owned(Mode::Exclusive, Wait::NoWait)
-                        .unwrap(),
-                ),
-                Kind::Fifo => Box::new(
-                    FifoLock::open(path)
-                        .unwrap()
-                        .acquire_owned(Mode::Exclusive, Wait::NoWait)
-                        .unwrap(),
-                ),
-                Kind::Sem => Box::new(
-                    Semaphore::open(path, 1)
-                        .unwrap()
-                        .acquire_owned(Mode::Exclusive, Wait::NoWait)
-                        .unwrap(),
-                ),
-            }
-        }
-
-        async fn acquire(&self, path: &Path, wait: Wait) -> Result<Held> {
-            Ok(match self {
-                Kind::Plain => Box::new(
-                    AsyncLock::open(path)?
-                        .acquire(Mode::Exclusive, wait)
-                        .await?,
-                ),
-                Kind::Fifo => Box::new(
-                    AsyncFifoLock::open(path)?
-                        .acquire(Mode::Exclusive, wait)
-                        .await?,
-                ),
-                Kind::Sem => Box::new(
-                    AsyncSemaphore::open(path, 1)?
-                        .acquire(Mode::Exclusive, wait)
-                        .await?,
-                ),
-            })
-        }
-    }
-
-    /// Where no waiter task can be created (forced here as
-    /// `HOLDFAST_WAITER=poll`, an old kernel or a seccomp `EPERM` force it),
-    /// every async primitive still times out on time naming the wait, and
-    /// gets the lock once it is released, by bounded polling.
-    #[test]
-    fn every_async_primitive_waits_through_the_polling_fallback() {
-        let dir = tempfile::tempdir().unwrap();
-        let rt = runtime();
-        FORCE_POLL.with(|f| f.set(true));
-        for (name, kind) in [
-            ("AsyncLock", Kind::Plain),
-            ("AsyncFifoLock", Kind::Fifo),
-            ("AsyncSemaphore", Kind::Sem),
-        ] {
-            let path = dir.path().join(name);
-            let held = kind.hold(&path);
-
-            let polls = POLL_WAITS.with(std::cell::Cell::get);
-            let started = Instant::now();
-            let err = rt
-                .block_on(kind.acquire(&path, Wait::Timeout(Duration::from_millis(120))))
-                .map(|_| ())
-                .unwrap_err();
-            assert!(matches!(err, Error::Timeout { .. }), "{name}: {err}");
-            assert!(started.elapsed() >= Duration::from_millis(120), "{name}");
-            assert!(
-                POLL_WAITS.with(std::cell::Cell::get) > polls,
-                "{name}: did not poll"
-            );
-
-            // Released while the untimed acquisition polls: it gets the lock.
-            let polls = POLL_WAITS.with(std::cell::Cell::get);
-            let got = rt.block_on(async {
-                let release = async {
-                    while POLL_WAITS.with(std::cell::Cell::get) == polls {
-                        ::tokio::task::yield_now().await;
-                    }
-                    ::tokio::time::sleep(Duration::from_millis(5)).await;
-                    drop(held);
-                };
-                let wait = ::tokio::time::timeout(
-                    Duration::from_secs(30),
-                    kind.acquire(&path, Wait::Forever),
-                );
-                ::tokio::join!(release, wait).1
-            });
-            let guard = got
-                .unwrap_or_else(|_| panic!("{name}: never got the lock after its release"))
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
-            drop(guard);
-        }
-        FORCE_POLL.with(|f| f.set(false));
     }
 }
