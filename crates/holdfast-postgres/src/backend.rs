@@ -77,6 +77,20 @@ enum Kind {
 impl PgStore {
     /// The phases of `target`: a key is a phase name.
     ///
+    /// ```no_run
+    /// use holdfast::{CompletionStore, LockBackend, Mode, Wait};
+    /// use holdfast_postgres::{PgStore, Postgres};
+    /// let pg = Postgres::new("postgres://deploy@db.internal/app")?;
+    /// let store = PgStore::phases(&pg, "app-schema")?;
+    /// let lock = pg.lock("app-schema")?;
+    /// let held = LockBackend::acquire(&lock, Mode::Exclusive, Wait::Forever)?;
+    /// if !store.is_done("seed-v1")? {
+    ///     // ... seed, then mark through the session that holds the lock:
+    ///     store.mark_done("seed-v1", &held)?;
+    /// }
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`holdfast::Error::InvalidInput`] for a bad target name.
@@ -89,6 +103,16 @@ impl PgStore {
     /// Run-once keys: a key `K` is done when the row `(K, '')` is there,
     /// as [`Postgres::once`] and `holdfast once --backend postgres://`
     /// record it. Use it with the lock named `K`.
+    ///
+    /// ```no_run
+    /// use holdfast::CompletionStore;
+    /// use holdfast_postgres::{PgGuard, PgStore, Postgres};
+    /// let pg = Postgres::new("postgres://deploy@db.internal/app")?;
+    /// let store = PgStore::once(&pg);
+    /// let store: &dyn CompletionStore<PgGuard> = &store;
+    /// println!("backfill done: {}", store.is_done("backfill-2024")?);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn once(pg: &Postgres) -> PgStore {
         PgStore {
             kind: Kind::Once(pg.clone()),

@@ -96,6 +96,11 @@
 
 mod backend;
 mod config;
+/// The library's documentation check, run on this crate's sources: every
+/// public function has an example, every fallible one `# Errors`.
+#[cfg(test)]
+#[path = "../../holdfast/src/doc_coverage.rs"]
+mod doc_coverage;
 mod key;
 mod lock;
 mod phase;
@@ -141,6 +146,12 @@ impl Postgres {
     /// libpq's values; `prefer` and `require` encrypt without checking the
     /// certificate (as libpq), `verify-ca`/`verify-full` check it against
     /// the system's roots or `sslrootcert`. Nothing is connected yet.
+    ///
+    /// ```
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy:secret@db.internal/app")?;
+    /// assert!(!pg.server().contains("secret"), "messages never show the password");
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -195,11 +206,25 @@ impl Postgres {
 
     /// `postgres://USER@HOST:PORT/DB` (never the password), as messages
     /// name the server.
+    ///
+    /// ```
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal:5433/app")?;
+    /// assert_eq!(pg.server(), "postgres://deploy@db.internal:5433/app");
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn server(&self) -> &str {
         &self.inner.target.display
     }
 
     /// The lock called `name` (nothing is taken yet).
+    ///
+    /// ```
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// let lock = pg.lock("jobs/nightly")?; // nothing is connected or taken yet
+    /// assert_eq!(lock.name(), "jobs/nightly");
+    /// assert!(pg.lock("").is_err());
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -211,6 +236,15 @@ impl Postgres {
 
     /// The phases of `target` (its lock is the lock called `target`).
     ///
+    /// ```no_run
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// let phases = pg.phases("app-schema")?;
+    /// phases.run("create-users-v1", |tx, _ctx| {
+    ///     tx.batch_execute("CREATE TABLE users (id bigint PRIMARY KEY, name text)")
+    /// })?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`Postgres::lock`], for `target`.
@@ -221,6 +255,15 @@ impl Postgres {
     /// Runs `action` once across all concurrent and later callers: the
     /// transactional phase with the empty name of target `key` (see
     /// [`PgPhases::run`]).
+    ///
+    /// ```no_run
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// let outcome = pg.once("backfill-2024", |tx, ctx| {
+    ///     tx.execute("UPDATE orders SET fenced_by = $1", &[&(ctx.token() as i64)]).map(drop)
+    /// })?;
+    /// println!("ran here: {}", outcome.ran());
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -236,6 +279,14 @@ impl Postgres {
     /// Every advisory lock held in this database (through holdfast or not:
     /// `pg_locks` joined with the holder records), by name, then key.
     ///
+    /// ```no_run
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// for h in pg.holders()? {
+    ///     println!("{:?} held by backend {} ({:?})", h.name, h.backend_pid, h.command);
+    /// }
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::Backend`] if the server cannot be asked.
@@ -245,6 +296,14 @@ impl Postgres {
     }
 
     /// The run-once keys marked done ([`Postgres::once`], `holdfast once`).
+    ///
+    /// ```no_run
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// for key in pg.once_keys()? {
+    ///     println!("done once: {key}");
+    /// }
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///

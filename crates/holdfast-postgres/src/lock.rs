@@ -77,6 +77,14 @@ pub struct PgHolder {
 impl PgHolder {
     /// As a [`holdfast::Holder`], for error messages; the backend pid goes
     /// into the command text.
+    ///
+    /// ```no_run
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// for h in pg.lock("jobs/nightly")?.holders()? {
+    ///     println!("held by {}", holdfast::Holders::from(vec![h.to_holder()]));
+    /// }
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn to_holder(&self) -> Holder {
         let mut h = Holder::default();
         h.pid = self.pid;
@@ -116,21 +124,51 @@ impl PgLock {
     }
 
     /// The lock's name.
+    ///
+    /// ```
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// assert_eq!(pg.lock("jobs/nightly")?.name(), "jobs/nightly");
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// The advisory-lock key ([`lock_key`](crate::lock_key) of the name).
+    ///
+    /// ```
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// let lock = pg.lock("jobs/nightly")?;
+    /// // The key psql would use: SELECT pg_advisory_lock(<key>)
+    /// assert_eq!(lock.key(), holdfast_postgres::lock_key("jobs/nightly"));
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn key(&self) -> i64 {
         self.key
     }
 
     /// `postgres://USER@HOST:PORT/DB/NAME`, as errors name the lock.
+    ///
+    /// ```
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// let lock = pg.lock("jobs/nightly")?;
+    /// println!("locking {}", lock.location().display()); // as errors name it
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn location(&self) -> &Path {
         &self.location
     }
 
     /// Waits for the exclusive lock.
+    ///
+    /// ```no_run
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// let lock = pg.lock("jobs/nightly")?;
+    /// let guard = lock.lock()?; // waits in the server, no polling
+    /// // ... the nightly job ...
+    /// guard.release()?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -141,6 +179,13 @@ impl PgLock {
 
     /// Waits for the lock in shared mode.
     ///
+    /// ```no_run
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// let reader = pg.lock("catalog")?.lock_shared()?; // with other readers, not with a writer
+    /// assert_eq!(reader.mode(), holdfast::Mode::Shared);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`PgLock::acquire`].
@@ -149,6 +194,16 @@ impl PgLock {
     }
 
     /// Takes the exclusive lock if it is free.
+    ///
+    /// ```no_run
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// match pg.lock("jobs/nightly")?.try_lock() {
+    ///     Ok(guard) => guard.release()?,
+    ///     Err(e) if e.is_contention() => println!("already running: {e}"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -160,6 +215,14 @@ impl PgLock {
 
     /// Takes the lock in shared mode if no exclusive holder has it.
     ///
+    /// ```no_run
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// if let Ok(reader) = pg.lock("catalog")?.try_lock_shared() {
+    ///     println!("reading under token {}", reader.token());
+    /// }
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`PgLock::try_lock`].
@@ -168,6 +231,14 @@ impl PgLock {
     }
 
     /// Waits at most `timeout` for the exclusive lock.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// let guard = pg.lock("jobs/nightly")?.lock_timeout(Duration::from_secs(30))?;
+    /// guard.release()?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -182,6 +253,15 @@ impl PgLock {
     /// A wait that runs out leaves nothing held. On success the session
     /// has taken a fencing token from the sequence `holdfast_fence` and
     /// written its holder record.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use holdfast::{Mode, Wait};
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// let guard = pg.lock("catalog")?.acquire(Mode::Shared, Wait::Timeout(Duration::from_secs(5)))?;
+    /// guard.release()?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -309,6 +389,14 @@ impl PgLock {
     /// Who holds the lock now (empty if nobody), from `pg_locks` and the
     /// holder records; sessions that took the key without holdfast are
     /// listed by backend pid.
+    ///
+    /// ```no_run
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// for h in pg.lock("jobs/nightly")?.holders()? {
+    ///     println!("backend {} on {:?} since {:?}", h.backend_pid, h.host, h.since);
+    /// }
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -460,6 +548,13 @@ impl std::fmt::Debug for PgGuard {
 
 impl PgGuard {
     /// The mode held.
+    ///
+    /// ```no_run
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// let guard = pg.lock("jobs/nightly")?.lock()?;
+    /// assert_eq!(guard.mode(), holdfast::Mode::Exclusive);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn mode(&self) -> Mode {
         self.mode
     }
@@ -467,21 +562,53 @@ impl PgGuard {
     /// The fencing token of this acquisition: from the sequence
     /// `holdfast_fence`, taken after the lock was granted, so a later
     /// holder always has a larger one.
+    ///
+    /// ```no_run
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// let guard = pg.lock("jobs/nightly")?.lock()?;
+    /// // Hand it to the resource, which refuses anything older:
+    /// std::process::Command::new("deploy")
+    ///     .env("HOLDFAST_FENCING_TOKEN", guard.token().to_string())
+    ///     .status()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn token(&self) -> u64 {
         self.token
     }
 
     /// The server process (`pg_backend_pid()`) of the session holding it.
+    ///
+    /// ```no_run
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// let guard = pg.lock("jobs/nightly")?.lock()?;
+    /// println!("held by backend {} (see pg_stat_activity)", guard.backend_pid());
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn backend_pid(&self) -> i32 {
         self.backend_pid
     }
 
     /// The lock this guard holds.
+    ///
+    /// ```no_run
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// let guard = pg.lock("jobs/nightly")?.lock()?;
+    /// assert_eq!(guard.lock().name(), "jobs/nightly");
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn lock(&self) -> &PgLock {
         &self.lock
     }
 
     /// Asks the server whether this session still holds the lock.
+    ///
+    /// ```no_run
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// let guard = pg.lock("jobs/nightly")?.lock()?;
+    /// // ... work outside the database ...
+    /// guard.check()?; // Err(Lost) if the session ended meanwhile: do not commit
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -514,6 +641,21 @@ impl PgGuard {
     /// [`Error::Lost`] if it ended, `None` if it is still open after
     /// `timeout` (or was released). A monitor thread calls this in a loop
     /// to stop work promptly when the lock is lost.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// let guard = pg.lock("jobs/nightly")?.lock()?;
+    /// // A monitor loop: stop the work as soon as the session is gone.
+    /// loop {
+    ///     if let Some(lost) = guard.wait_lost(Duration::from_secs(1)) {
+    ///         eprintln!("stop the work: {lost}");
+    ///         break;
+    ///     }
+    ///     // ... a slice of the work ...
+    /// }
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn wait_lost(&self, timeout: Duration) -> Option<Error> {
         let mut slot = self.client.lock().unwrap_or_else(|p| p.into_inner());
         let client = slot.as_mut()?;
@@ -550,6 +692,14 @@ impl PgGuard {
     /// through this guard's session, in one statement that first checks
     /// that the session still holds the lock: a holder that lost its lock
     /// never marks anything done. Marking twice is not an error.
+    ///
+    /// ```no_run
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// let guard = pg.lock("app-schema")?.lock()?;
+    /// // ... a step that cannot run in a transaction (CREATE INDEX CONCURRENTLY) ...
+    /// guard.mark_done("app-schema", "index-users-v1")?; // only while still held
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -609,6 +759,13 @@ impl PgGuard {
     }
 
     /// Releases the lock now and closes the session.
+    ///
+    /// ```no_run
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// let guard = pg.lock("jobs/nightly")?.lock()?;
+    /// guard.release()?; // reports a failure instead of logging it, as drop would
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///

@@ -55,6 +55,15 @@ pub enum PhaseOutcome {
 
 impl PhaseOutcome {
     /// Whether this caller ran the action.
+    ///
+    /// ```no_run
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// let outcome = pg.once("backfill-2024", |tx, _| tx.batch_execute("UPDATE orders SET x = 1"))?;
+    /// if !outcome.ran() {
+    ///     println!("done before, elsewhere");
+    /// }
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn ran(&self) -> bool {
         matches!(self, PhaseOutcome::Ran { .. })
     }
@@ -70,15 +79,42 @@ pub struct PhaseContext {
 
 impl PhaseContext {
     /// The target.
+    ///
+    /// ```no_run
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// pg.phases("app-schema")?.run("seed-v1", |_tx, ctx| {
+    ///     assert_eq!(ctx.target(), "app-schema");
+    ///     Ok::<(), std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn target(&self) -> &str {
         &self.target
     }
     /// The phase name (empty for run-once).
+    ///
+    /// ```no_run
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// pg.phases("app-schema")?.run("seed-v1", |_tx, ctx| {
+    ///     println!("running {}", ctx.phase());
+    ///     Ok::<(), std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn phase(&self) -> &str {
         &self.phase
     }
     /// The fencing token of this run: pass it to resources outside this
     /// database so they can refuse an older holder.
+    ///
+    /// ```no_run
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// pg.once("export-2024", |_tx, ctx| {
+    ///     println!("export under fencing token {}", ctx.token()); // for the bucket to check
+    ///     Ok::<(), std::io::Error>(())
+    /// })?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn token(&self) -> u64 {
         self.token
     }
@@ -116,12 +152,25 @@ impl PgPhases {
     }
 
     /// How long to wait for the lock (default: as long as it takes).
+    ///
+    /// ```
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// let mut phases = pg.phases("app-schema")?;
+    /// phases.wait(holdfast::Wait::Timeout(std::time::Duration::from_secs(60)));
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn wait(&mut self, wait: Wait) -> &mut Self {
         self.wait = wait;
         self
     }
 
     /// The target.
+    ///
+    /// ```
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// assert_eq!(pg.phases("app-schema")?.target(), "app-schema");
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn target(&self) -> &str {
         &self.target
     }
@@ -130,6 +179,15 @@ impl PgPhases {
     /// docs. The action gets the transaction (its statements commit with
     /// the marker, or roll back with it) and a [`PhaseContext`]; it must
     /// not end the transaction itself.
+    ///
+    /// ```no_run
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// let phases = pg.phases("app-schema")?;
+    /// for (name, sql) in [("users-v1", "CREATE TABLE users (id bigint)"), ("users-v2", "ALTER TABLE users ADD name text")] {
+    ///     phases.run(name, |tx, _| tx.batch_execute(sql))?; // each commits with its marker
+    /// }
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -256,6 +314,14 @@ impl PgPhases {
 
     /// Whether `phase` is marked done (`""`: the run-once marker).
     ///
+    /// ```no_run
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// if !pg.phases("app-schema")?.is_done("users-v2")? {
+    ///     println!("schema not migrated yet");
+    /// }
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::Backend`] if the server cannot be asked.
@@ -265,6 +331,14 @@ impl PgPhases {
     }
 
     /// The markers of this target, oldest first.
+    ///
+    /// ```no_run
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// for m in pg.phases("app-schema")?.markers()? {
+    ///     println!("{} done by {} (token {})", m.phase, m.host, m.token);
+    /// }
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -293,6 +367,14 @@ impl PgPhases {
 
     /// Removes the marker of `phase` (`""`: run-once) under the lock, so
     /// the next run does it again. Returns whether there was one.
+    ///
+    /// ```no_run
+    /// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+    /// if pg.phases("app-schema")?.reset("seed-v1")? {
+    ///     println!("seed-v1 will run again");
+    /// }
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
