@@ -1,6 +1,7 @@
 //! Internals shared by the three protocols: the per-lock context, what a
 //! holder keeps, what a waiter sees, and dispatch to the protocol modules.
 
+use std::cell::Cell;
 use std::ffi::{OsStr, OsString};
 use std::fs::{File, Metadata};
 use std::io;
@@ -8,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::options::LockFileOptions;
 use super::record::{self, LockRecord};
@@ -119,6 +120,9 @@ pub(crate) struct Held {
     /// The bytes written (link: identity by content, which also works where
     /// hard links get synthetic inode numbers, as on sshfs).
     pub content: Vec<u8>,
+    /// link: when this process last set the claim's lease (taken before
+    /// the call, so the lease runs at least until then + lifetime).
+    pub stamped: Cell<Option<Instant>>,
 }
 
 /// Per acquisition, before the lock is had: the nonce, and for the link

@@ -25,6 +25,16 @@ pub(crate) fn prepare(ctx: &Ctx) -> Result<Prepared> {
     Ok(Prepared { nonce, claim })
 }
 
+/// Makes sure a won lock shows a full lease: link locks whose claim was
+/// stamped a while ago (see `link::fresh_lease`); nothing for the others,
+/// whose record was written when the lock was taken.
+pub(crate) fn fresh_lease(ctx: &Ctx, held: &Held) -> io::Result<()> {
+    match ctx.protocol {
+        Protocol::Link => link::fresh_lease(ctx, held),
+        _ => Ok(()),
+    }
+}
+
 /// One acquisition attempt.
 pub(crate) fn attempt(ctx: &Ctx, prep: &mut Prepared) -> Result<Option<Held>> {
     match ctx.protocol {
@@ -72,11 +82,14 @@ pub(crate) fn build_at(ctx: &Ctx, prep: &Prepared, at: &Path) -> Result<Option<H
     match ctx.protocol {
         Protocol::Soft => soft::build_at(ctx, &prep.nonce, at).map(Some),
         Protocol::Link => {
-            let claim = prep
+            let Some((held, claim)) = prep
                 .claim
                 .as_ref()
-                .and_then(|c| c.claim.as_ref())
-                .ok_or_else(|| ctx.io(IoOp::Link, io::Error::other("no claim file prepared")))?;
+                .and_then(|c| c.claim.as_ref().map(|p| (c, p)))
+            else {
+                return Err(ctx.io(IoOp::Link, io::Error::other("no claim file prepared")));
+            };
+            link::fresh_lease(ctx, held).map_err(|e| ctx.io(IoOp::SetLease, e))?;
             std::fs::hard_link(claim, at).map_err(|e| ctx.io(IoOp::LinkTakeoverClaim, e))?;
             Ok(None)
         }

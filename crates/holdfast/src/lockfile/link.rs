@@ -4,11 +4,13 @@
 //! link is made; on NFS, where a lost reply can turn a made link into an
 //! error, the lock's content (the claim's own, unique) settles it.
 
+use std::cell::Cell;
 use std::ffi::OsString;
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::Compat;
 use super::core::{self, Ctx, Held, Observed, Prepared};
@@ -72,6 +74,7 @@ pub(crate) fn write_claim(ctx: &Ctx, nonces: &mut dyn Iterator<Item = String>) -
             Err(e) => return Err(ctx.io(IoOp::CreateClaim, e)),
         };
         let id = sys::file_id(&f).map_err(|e| ctx.io(IoOp::InspectClaim, e))?;
+        let stamped = Instant::now();
         if let Err(e) = core::write_all(&f, &content).and_then(|()| ctx.stamp(&f)) {
             let _ = std::fs::remove_file(&path);
             return Err(ctx.io(IoOp::WriteClaim, e));
@@ -83,6 +86,7 @@ pub(crate) fn write_claim(ctx: &Ctx, nonces: &mut dyn Iterator<Item = String>) -
             dir: None,
             claim: Some(path),
             content,
+            stamped: Cell::new(Some(stamped)),
         });
     }
     Err(Error::Io {
@@ -93,6 +97,27 @@ pub(crate) fn write_claim(ctx: &Ctx, nonces: &mut dyn Iterator<Item = String>) -
             format!("{CLAIM_TRIES} claim file names in a row already existed (planted files?)"),
         ),
     })
+}
+
+/// Sets the claim's lease again unless it was set a moment ago (a
+/// thousandth of the lifetime, at most 10 ms), so that the lock shows a
+/// full lease from the moment its name is linked: a claim written just
+/// before an uncontended link keeps its stamp (no second `utimensat`); one
+/// that waited is stamped again before it becomes the lock (flufl.lock
+/// touches after its link instead, which leaves a moment in which a
+/// long-waited claim is the lock with an old lease).
+pub(crate) fn fresh_lease(ctx: &Ctx, claim: &Held) -> io::Result<()> {
+    let Some(lifetime) = ctx.opts.lifetime else {
+        return Ok(());
+    };
+    let slack = (lifetime / 1000).min(Duration::from_millis(10));
+    if claim.stamped.get().is_some_and(|t| t.elapsed() <= slack) {
+        return Ok(());
+    }
+    let t = Instant::now();
+    ctx.stamp(&claim.file)?;
+    claim.stamped.set(Some(t));
+    Ok(())
 }
 
 /// One attempt: link the prepared claim to the lock name.
@@ -107,6 +132,7 @@ pub(crate) fn attempt(ctx: &Ctx, prep: &mut Prepared) -> Result<Option<Held>> {
             continue;
         };
         let cpath = claim.claim.clone().unwrap_or_default();
+        fresh_lease(ctx, claim).map_err(|e| ctx.io(IoOp::SetLease, e))?;
         match std::fs::hard_link(&cpath, &ctx.path) {
             Ok(()) => return Ok(prep.claim.take()),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(None),

@@ -559,13 +559,12 @@ impl LockFile {
     }
 
     pub(super) fn owned_guard(&self, held: Held, register: bool) -> Result<OwnedLockFileGuard> {
-        if self.ctx.protocol == Protocol::Link {
-            // The claim's lease was stamped when the wait began; the lock
-            // starts now (flufl.lock touches it again after its link, too).
-            if let Err(e) = self.ctx.stamp(&held.file) {
-                let _ = dispatch::release(&self.ctx, &held);
-                return Err(self.ctx.io(IoOp::SetLease, e));
-            }
+        // The lock starts now: a link claim stamped when the wait began
+        // gets a fresh lease (already done before the link, unless won by
+        // a take-over; nothing to do after an uncontended link).
+        if let Err(e) = dispatch::fresh_lease(&self.ctx, &held) {
+            let _ = dispatch::release(&self.ctx, &held);
+            return Err(self.ctx.io(IoOp::SetLease, e));
         }
         let nonce = held.nonce.clone();
         let id = held.id;

@@ -58,6 +58,7 @@ fn fill(ctx: &Ctx, at: &Path, nonce: &str) -> Result<Held> {
             dir: Some(dir),
             claim: Some(PathBuf::from(name)),
             content: bytes,
+            stamped: Default::default(),
         })
     })();
     r.map_err(|e| {

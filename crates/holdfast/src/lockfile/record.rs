@@ -235,7 +235,11 @@ fn fill_random(buf: &mut [u8]) {
 /// (falling back to time and pid mixing if `/dev/urandom` is unreadable).
 /// Every byte is handed out once, by one process.
 pub(crate) fn nonce() -> String {
-    let pid = crate::sys::current_pid();
+    nonce_as(crate::sys::current_pid())
+}
+
+/// [`nonce`] for the process `pid` (tests pretend to be a forked child).
+fn nonce_as(pid: u32) -> String {
     let mut slot = NONCE_POOL_SLOT.lock().unwrap_or_else(|e| e.into_inner());
     let pool = match slot.as_mut() {
         Some(p) if p.pid == pid && p.used + 8 <= NONCE_POOL => p,
@@ -742,6 +746,45 @@ pub(crate) fn parse_side_name(lock_name: &OsStr, kind: &str, name: &OsStr) -> Op
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nonces_are_unique_hex_across_pool_refills() {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..(3 * NONCE_POOL / 8 + 5) {
+            let n = nonce();
+            assert_eq!(n.len(), 16, "{n}");
+            assert!(
+                n.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            );
+            assert!(seen.insert(n.clone()), "{n} handed out twice");
+        }
+    }
+
+    /// The failure mode of the pool: a forked child (another pid) handing
+    /// out the bytes its parent would hand out next. A pid change refills.
+    #[test]
+    fn another_pid_never_gets_the_bytes_left_in_the_pool() {
+        let parent = crate::sys::current_pid();
+        let _ = nonce_as(parent);
+        let next: Vec<u8> = {
+            let slot = NONCE_POOL_SLOT.lock().unwrap();
+            let p = slot.as_ref().unwrap();
+            if p.used + 8 <= NONCE_POOL {
+                p.buf[p.used..p.used + 8].to_vec()
+            } else {
+                Vec::new()
+            }
+        };
+        let child = nonce_as(parent.wrapping_add(1));
+        let hex: String = next.iter().map(|b| format!("{b:02x}")).collect();
+        assert_ne!(child, hex, "the child drew the parent's next bytes");
+        let slot = NONCE_POOL_SLOT.lock().unwrap();
+        assert_eq!(slot.as_ref().unwrap().pid, parent.wrapping_add(1));
+        drop(slot);
+        // Back to this process: refilled again, unique as ever.
+        assert_ne!(nonce(), child);
+    }
 
     fn sample() -> LockRecord {
         LockRecord {

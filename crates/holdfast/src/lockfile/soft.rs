@@ -82,6 +82,7 @@ fn finish(ctx: &Ctx, f: std::fs::File, at: &Path, nonce: &str) -> Result<Held> {
         dir: None,
         claim: None,
         content: bytes,
+        stamped: Default::default(),
     })
 }
 

@@ -495,3 +495,55 @@ fn a_link_lock_won_after_a_long_wait_gets_a_fresh_lease() {
         w.join().unwrap();
     });
 }
+
+/// The link release first recognises its lock by inode (one `lstat`); where
+/// the lock name holds our claim's bytes under another inode (hard links
+/// with synthetic inode numbers, as on sshfs, or an NFS link whose reply
+/// was lost and retried), it still recognises it by content and removes
+/// it, and a lock name holding someone else's claim is never removed.
+#[test]
+fn a_link_lock_is_recognised_by_content_where_inodes_differ() {
+    let d = tmp();
+    let path = d.path().join("c.lck");
+    let lock = LockFile::open(&path, Protocol::Link).unwrap();
+    let ctx = &*lock.ctx;
+
+    // Same bytes, another inode: still ours, released, claim removed.
+    let prep = dispatch::prepare(ctx).unwrap();
+    let held = prep_claim(prep);
+    let copy = d.path().join("copy");
+    std::fs::write(&copy, &held.content).unwrap();
+    std::fs::rename(&copy, &path).unwrap();
+    assert!(link::is_ours(ctx, &held).unwrap());
+    dispatch::release(ctx, &held).unwrap();
+    assert!(!path.exists(), "the lock name was left");
+    assert!(!held.claim.as_ref().unwrap().exists(), "the claim was left");
+
+    // Other bytes under the name: not ours, never removed.
+    let prep = dispatch::prepare(ctx).unwrap();
+    let held = prep_claim(prep);
+    std::fs::write(&path, b"someone else's claim").unwrap();
+    assert!(!link::is_ours(ctx, &held).unwrap());
+    assert!(matches!(
+        dispatch::release(ctx, &held),
+        Err(Error::Lost { .. })
+    ));
+    assert_eq!(std::fs::read(&path).unwrap(), b"someone else's claim");
+
+    assert!(!held.claim.as_ref().unwrap().exists(), "the claim was left");
+
+    // By inode: a real link, released and removed.
+    std::fs::remove_file(&path).unwrap();
+    let prep = dispatch::prepare(ctx).unwrap();
+    let held = prep_claim(prep);
+    std::fs::hard_link(held.claim.as_ref().unwrap(), &path).unwrap();
+    assert!(link::is_ours(ctx, &held).unwrap());
+    dispatch::release(ctx, &held).unwrap();
+    assert!(!path.exists() && !held.claim.as_ref().unwrap().exists());
+}
+
+/// Takes the claim out of a prepared link acquisition (so that dropping
+/// the preparation does not remove it).
+fn prep_claim(mut prep: core::Prepared) -> core::Held {
+    prep.claim.take().unwrap()
+}
