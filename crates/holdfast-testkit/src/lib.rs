@@ -194,6 +194,13 @@ pub struct ProcLock {
 }
 
 /// The `/proc/locks` lines for `path`'s inode.
+///
+/// The kernel serves `/proc/locks` a page per `read` and walks its list of
+/// locks afresh for each, so a table read in several walks can miss a line
+/// when other locks come and go meanwhile (seen under load). The table is
+/// read with a large buffer (one walk when it fits in a page); when it took
+/// several, it is read again until two reads agree on this inode, keeping
+/// every line any read showed (as the library's own reader does).
 pub fn proc_locks(path: &Path) -> Vec<ProcLock> {
     use std::os::unix::fs::MetadataExt;
     let Ok(meta) = std::fs::metadata(path) else {
@@ -202,7 +209,51 @@ pub fn proc_locks(path: &Path) -> Vec<ProcLock> {
     // SAFETY-free: major/minor via libc macros.
     let (maj, min) = (libc::major(meta.dev()), libc::minor(meta.dev()));
     let want = format!("{maj:02x}:{min:02x}:{}", meta.ino());
-    let text = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+    let (text, walks) = read_lock_table();
+    let mut seen = parse_proc_locks(&text, &want);
+    if walks > 1 {
+        for _ in 1..4 {
+            let again = parse_proc_locks(&read_lock_table().0, &want);
+            if again == seen {
+                break;
+            }
+            for l in &again {
+                let n = again.iter().filter(|o| *o == l).count();
+                if seen.iter().filter(|o| *o == l).count() < n {
+                    seen.push(*l);
+                }
+            }
+        }
+    }
+    seen
+}
+
+/// `/proc/locks` (empty if unreadable) and how many `read` calls, each a
+/// walk of the kernel's list, returned text.
+fn read_lock_table() -> (String, usize) {
+    use std::io::Read;
+    let Ok(mut f) = std::fs::File::open("/proc/locks") else {
+        return (String::new(), 0);
+    };
+    let mut chunk = vec![0u8; 64 * 1024];
+    let (mut text, mut walks) = (Vec::new(), 0);
+    loop {
+        match f.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                text.extend_from_slice(&chunk[..n]);
+                walks += 1;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    (String::from_utf8_lossy(&text).into_owned(), walks)
+}
+
+/// The lines of `text` (a `/proc/locks`) on the inode `want`
+/// (`MAJ:MIN:INODE`).
+fn parse_proc_locks(text: &str, want: &str) -> Vec<ProcLock> {
     let mut out = Vec::new();
     for line in text.lines() {
         let mut f: Vec<&str> = line.split_whitespace().collect();
@@ -213,7 +264,7 @@ pub fn proc_locks(path: &Path) -> Vec<ProcLock> {
         if waiting {
             f.remove(1);
         }
-        if f.get(5) != Some(&want.as_str()) {
+        if f.get(5) != Some(&want) {
             continue;
         }
         out.push(ProcLock {

@@ -118,13 +118,19 @@ fn shared_holders_coexist_while_an_exclusive_waiter_waits() {
             "{pid} missing in {msg}"
         );
     }
-    // Releasing two readers is not enough.
+    // Releasing two readers is not enough. A release the writer was
+    // blocked behind wakes it, and until it has run again, found the last
+    // reader and blocked again, the kernel does not list it as waiting (a
+    // window that lasts as long as the scheduler makes it under load): so
+    // wait (bounded) for it to be blocked again, then see it got nothing.
     for r in readers.iter_mut().take(2) {
         r.close_stdin();
         r.expect_line("released", LONG);
     }
+    wait_for("the writer to block again behind the last reader", LONG, || {
+        kernel_waiters(&lock).contains(&writer_pid).then_some(())
+    });
     assert_eq!(writer.try_line(Duration::from_millis(50)), None);
-    assert!(kernel_waiters(&lock).contains(&writer_pid));
     // The last one lets the writer in.
     readers[2].close_stdin();
     readers[2].expect_line("released", LONG);

@@ -85,13 +85,12 @@ pub(crate) fn process_uid(pid: u32) -> Option<u32> {
 /// requests (`->` lines) are not holders and are left out. OFD locks carry
 /// no pid there; their owner is looked up in `/proc/*/fdinfo`.
 pub(crate) fn kernel_locks(id: FileId) -> io::Result<Option<Vec<KernelLock>>> {
-    let text = match std::fs::read_to_string("/proc/locks") {
-        Ok(t) => t,
+    let (major, minor) = crate::sys::imp::dev_major_minor(id.dev);
+    let mut found = match settled_locks(read_lock_table, major, minor, id.ino) {
+        Ok(found) => found,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let (major, minor) = crate::sys::imp::dev_major_minor(id.dev);
-    let mut found = parse_proc_locks(&text, major, minor, id.ino);
     if found.iter().any(|l| l.pid.is_none()) {
         let owners = ofd_owners(major, minor, id.ino);
         let mut owners = owners.into_iter();
@@ -100,6 +99,72 @@ pub(crate) fn kernel_locks(id: FileId) -> io::Result<Option<Vec<KernelLock>>> {
         }
     }
     Ok(Some(found))
+}
+
+/// How many times [`settled_locks`] reads the lock table at most.
+const TABLE_READS: usize = 4;
+
+/// `/proc/locks`, and how many walks of the kernel's list of locks it took.
+///
+/// The kernel serves the table at most a page per `read` call, and walks
+/// its list afresh for each call from the index where the last one
+/// stopped. A lock released meanwhile before that index shifts the rest
+/// down by one, and one line is never shown: a held lock missing from the
+/// table (seen under load, with the table over a page). Within one call
+/// the list cannot change. So the table is read with a buffer far larger
+/// than a page, which gets it in one walk whenever it fits in one (std's
+/// `read_to_string` starts with a 32-byte read, and so walks many times).
+fn read_lock_table() -> io::Result<(String, usize)> {
+    use std::io::Read;
+    let mut f = File::open("/proc/locks")?;
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut text = Vec::new();
+    let mut walks = 0;
+    loop {
+        match f.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                text.extend_from_slice(&chunk[..n]);
+                walks += 1;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((String::from_utf8_lossy(&text).into_owned(), walks))
+}
+
+/// The held locks on one inode from `read` (a [`read_lock_table`]). A
+/// table read in one walk is a snapshot; one read in several walks may
+/// miss a line, so it is read again until two reads agree on this inode
+/// (at most [`TABLE_READS`] reads), keeping every lock any read showed:
+/// a lock seen held during the reads is reported, one never missed.
+fn settled_locks(
+    mut read: impl FnMut() -> io::Result<(String, usize)>,
+    major: u32,
+    minor: u32,
+    ino: u64,
+) -> io::Result<Vec<KernelLock>> {
+    let (text, walks) = read()?;
+    let mut seen = parse_proc_locks(&text, major, minor, ino);
+    if walks <= 1 {
+        return Ok(seen);
+    }
+    for _ in 1..TABLE_READS {
+        let (text, _) = read()?;
+        let again = parse_proc_locks(&text, major, minor, ino);
+        if again == seen {
+            break;
+        }
+        // Keep each lock as many times as the read that showed it most.
+        for l in &again {
+            let want = again.iter().filter(|o| *o == l).count();
+            if seen.iter().filter(|o| *o == l).count() < want {
+                seen.push(l.clone());
+            }
+        }
+    }
+    Ok(seen)
 }
 
 /// Parses `/proc/locks` text, keeping the held locks on one inode.
@@ -297,6 +362,81 @@ mod tests {
         assert_eq!(
             parse_ofd_range("1: FLOCK ADVISORY WRITE 5 fd:01:1234 0 EOF", "fd:01:1234"),
             None
+        );
+    }
+
+    /// A table read in several walks that skipped a line is read again,
+    /// and the lock it missed is reported; one walk is read once.
+    #[test]
+    fn lock_table_read_in_several_walks_is_read_until_two_reads_agree() {
+        let held = "1: FLOCK  ADVISORY  WRITE 4242 fd:01:1234 0 EOF\n";
+        let other = "2: FLOCK  ADVISORY  WRITE 7 fd:01:5 0 EOF\n";
+        let want = vec![KernelLock {
+            kind: KernelLockKind::Flock,
+            exclusive: true,
+            pid: Some(4242),
+        }];
+        let reads = |tables: Vec<(String, usize)>| {
+            let mut tables = tables.into_iter();
+            let mut calls = 0;
+            let got = settled_locks(
+                || {
+                    calls += 1;
+                    Ok(tables.next().expect("read once too often"))
+                },
+                0xfd,
+                1,
+                1234,
+            )
+            .unwrap();
+            (got, calls)
+        };
+        // One walk: a snapshot, taken as it is (even without the line).
+        assert_eq!(reads(vec![(other.into(), 1)]), (vec![], 1));
+        assert_eq!(reads(vec![(held.into(), 1)]), (want.clone(), 1));
+        // Several walks, the line skipped the first time: read again.
+        let (got, calls) = reads(vec![
+            (other.into(), 2),
+            (format!("{other}{held}"), 2),
+            (format!("{held}{other}"), 2),
+        ]);
+        assert_eq!((got, calls), (want.clone(), 3));
+        // Two reads that agree end it.
+        assert_eq!(
+            reads(vec![(held.into(), 2), (held.into(), 2)]),
+            (want.clone(), 2)
+        );
+        // Reads that never agree: every lock any of them showed.
+        let shared = |pid| format!("1: FLOCK  ADVISORY  READ {pid} fd:01:1234 0 EOF\n");
+        let (got, calls) = reads(vec![
+            (shared(1), 2),
+            (shared(2), 2),
+            (shared(3), 2),
+            (shared(4), 2),
+        ]);
+        assert_eq!(calls, TABLE_READS);
+        let pids: Vec<Option<u32>> = got.iter().map(|l| l.pid).collect();
+        assert_eq!(pids, vec![Some(1), Some(2), Some(3), Some(4)]);
+    }
+
+    /// The lock table of this machine is read in one walk when it fits in
+    /// a page, and a lock held here is in it.
+    #[test]
+    fn the_lock_table_is_read_in_one_walk_and_shows_a_held_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = File::create(dir.path().join("l")).unwrap();
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).unwrap();
+        let (text, walks) = read_lock_table().unwrap();
+        if text.len() < 2048 {
+            assert_eq!(walks, 1, "{text}");
+        }
+        let id = crate::sys::file_id(&f).unwrap();
+        let found = kernel_locks(id).unwrap().unwrap();
+        assert!(
+            found
+                .iter()
+                .any(|l| l.exclusive && l.pid == Some(std::process::id())),
+            "{found:?}"
         );
     }
 
