@@ -5,40 +5,14 @@
 
 use std::io::BufRead;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use holdfast::{Error, Mode, Wait};
 use holdfast_postgres::{PhaseOutcome, Postgres};
-use holdfast_testkit::postgres::PgServer;
+use holdfast_testkit::postgres::{advisory_waiters_sql, database};
 use holdfast_testkit::{Child, wait_for};
 
 const T: Duration = Duration::from_secs(60);
-
-/// One server for the whole test binary; each test uses its own database.
-fn server() -> Option<&'static PgServer> {
-    static SERVER: OnceLock<Option<PgServer>> = OnceLock::new();
-    SERVER.get_or_init(PgServer::start).as_ref()
-}
-
-/// A fresh database named after the test, and its URL.
-fn database(name: &str) -> Option<(&'static PgServer, String)> {
-    let s = server()?;
-    s.psql(
-        "postgres",
-        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-    );
-    s.psql("postgres", &format!("CREATE DATABASE {name}"));
-    Some((s, s.url(name)))
-}
-
-/// SQL counting the sessions waiting for advisory key `key`.
-fn waiting_sql(key: i64) -> String {
-    format!(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
-         AND ((classid::int8 << 32) | objid::int8) = {key}"
-    )
-}
 
 /// A child process running [`child`] with `args`.
 fn spawn_child(args: &[&str]) -> Child {
@@ -277,7 +251,7 @@ fn sigkill_of_holder_frees_the_lock_promptly() {
         })
     };
     wait_for("the waiter to block in the server", T, || {
-        (s.psql("killed", &waiting_sql(lock.key())) == "1").then_some(())
+        (s.psql("killed", &advisory_waiters_sql(lock.key())) == "1").then_some(())
     });
     let killed = Instant::now();
     holder.kill9();

@@ -316,6 +316,17 @@ impl Output {
 /// `timeout`, after killing it), collecting stdout and stderr as they come so a chatty child
 /// never blocks on a full pipe.
 pub fn run_to_end(cmd: &mut Command, timeout: Duration) -> Output {
+    let (status, stdout, stderr) = run_to_end_raw(cmd, timeout);
+    Output {
+        status,
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// [`run_to_end`], with stdout and stderr as the bytes written (for tests
+/// of what a command prints, UTF-8 or not).
+pub fn run_to_end_raw(cmd: &mut Command, timeout: Duration) -> (ExitStatus, Vec<u8>, Vec<u8>) {
     let what = format!("{cmd:?}");
     let mut child = cmd
         .stdin(Stdio::null())
@@ -323,8 +334,15 @@ pub fn run_to_end(cmd: &mut Command, timeout: Duration) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
-    let out = read_to_string_in_background(child.stdout.take().expect("stdout"));
-    let err = read_to_string_in_background(child.stderr.take().expect("stderr"));
+    let read = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = read(Box::new(child.stdout.take().expect("stdout")));
+    let err = read(Box::new(child.stderr.take().expect("stderr")));
     let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(st) = child.try_wait().expect("try_wait") {
@@ -338,11 +356,11 @@ pub fn run_to_end(cmd: &mut Command, timeout: Duration) -> Output {
         }
         std::thread::sleep(Duration::from_millis(1));
     };
-    Output {
+    (
         status,
-        stdout: out.join().expect("stdout reader"),
-        stderr: err.join().expect("stderr reader"),
-    }
+        out.join().expect("stdout reader"),
+        err.join().expect("stderr reader"),
+    )
 }
 
 /// Reads `r` to its end on a thread; join the handle for the text.
@@ -354,4 +372,72 @@ pub fn read_to_string_in_background(
         let _ = r.read_to_string(&mut s);
         s
     })
+}
+
+/// What a process writes to a pipe, read on a thread while it runs, for
+/// output awaited (with [`wait_for`]) before the process exits.
+#[derive(Debug)]
+pub struct Collector {
+    buf: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Collector {
+    /// Starts reading `r` (a child's stdout or stderr) to its end.
+    pub fn new(mut r: impl std::io::Read + Send + 'static) -> Collector {
+        let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let b = buf.clone();
+        let reader = std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = r.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                b.lock().expect("collector").extend_from_slice(&chunk[..n]);
+            }
+        });
+        Collector { buf, reader }
+    }
+
+    /// What has arrived so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buf.lock().expect("collector")).into_owned()
+    }
+
+    /// Everything, once the writer has closed its end (join after the
+    /// process exited).
+    pub fn finish(self) -> String {
+        let Collector { buf, reader } = self;
+        reader.join().expect("collector thread");
+        String::from_utf8_lossy(&buf.lock().expect("collector")).into_owned()
+    }
+}
+
+/// Whether the tests run as root (some plant files as another user, some
+/// need permissions root ignores).
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// `p` as a `&str`, for argument lists (test paths are UTF-8).
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 test path")
+}
+
+/// Makes a FIFO at `p` (with mkfifo(1)), or panics saying why.
+pub fn mkfifo(p: &Path) {
+    let out = run_to_end(Command::new("mkfifo").arg(p), Duration::from_secs(30));
+    assert_eq!(out.code(), 0, "mkfifo {}: {out:?}", p.display());
+}
+
+/// util-linux flock(1), which the tests need (`scripts/install-deps`
+/// installs util-linux).
+pub fn util_linux_flock() -> &'static str {
+    for p in ["/usr/bin/flock", "/bin/flock", "/usr/local/bin/flock"] {
+        if Path::new(p).exists() {
+            return p;
+        }
+    }
+    panic!("util-linux flock(1) is needed for the compatibility tests: apt-get install util-linux");
 }

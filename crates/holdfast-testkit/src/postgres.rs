@@ -67,6 +67,35 @@ fn free_port() -> u16 {
         .expect("a free port on 127.0.0.1")
 }
 
+/// The server of this test process: started by the first test that asks,
+/// shared by the rest (each uses its own database, see [`database`]);
+/// `None` as [`PgServer::start`] says.
+pub fn server() -> Option<&'static PgServer> {
+    static SERVER: std::sync::OnceLock<Option<PgServer>> = std::sync::OnceLock::new();
+    SERVER.get_or_init(PgServer::start).as_ref()
+}
+
+/// A fresh (dropped and created) database `name` on [`server`], and its
+/// URL; `None` when there is no server.
+pub fn database(name: &str) -> Option<(&'static PgServer, String)> {
+    let s = server()?;
+    s.psql(
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    );
+    s.psql("postgres", &format!("CREATE DATABASE {name}"));
+    Some((s, s.url(name)))
+}
+
+/// SQL counting the sessions waiting (not granted) for the advisory lock
+/// whose 64-bit key is `key` (a number, or an SQL expression giving one).
+pub fn advisory_waiters_sql(key: impl std::fmt::Display) -> String {
+    format!(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+         AND ((classid::int8 << 32) | objid::int8) = {key}"
+    )
+}
+
 impl PgServer {
     /// Starts a server, or returns `None` (after saying why on stderr) if
     /// PostgreSQL is not installed and not required.

@@ -8,52 +8,19 @@
 //! the queue (the queue file's lock table, `/proc/locks`). Nothing waits
 //! on a bare sleep.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::time::Duration;
 
 use holdfast::FifoLock;
 use holdfast_testkit::{
-    Child, Dir, Output as Out, kernel_waiters, peer_python, peer_script,
-    read_to_string_in_background, run_to_end, wait_for,
+    Child, Collector, Dir, kernel_waiters, peer_python, peer_script, read_to_string_in_background,
+    wait_for,
 };
 use serde_json::Value;
 
-const HOLDFAST: &str = env!("CARGO_BIN_EXE_holdfast");
-const T: Duration = Duration::from_secs(30);
+use crate::common::{HOLDFAST, T, holdfast, json, run};
+
 const PROTOCOLS: [&str; 3] = ["soft", "link", "mkdir"];
-
-fn holdfast() -> Command {
-    Command::new(HOLDFAST)
-}
-
-/// Runs `cmd` to completion (at most `T`) and collects its output.
-fn run(cmd: &mut Command) -> Out {
-    run_to_end(cmd, T)
-}
-
-/// Output gathered while the process runs (for a line seen before exit).
-fn collect(mut r: impl Read + Send + 'static) -> std::sync::Arc<std::sync::Mutex<String>> {
-    let buf = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let b = buf.clone();
-    std::thread::spawn(move || {
-        let mut chunk = [0u8; 4096];
-        while let Ok(n) = r.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            b.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&chunk[..n]));
-        }
-    });
-    buf
-}
-
-fn json(out: &Out) -> Value {
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {:?}", out.stdout))
-}
 
 /// A `holdfast run` holding a lock until its stdin closes.
 struct Holder {
@@ -399,14 +366,14 @@ fn run_fifo_shows_the_waiting_line_and_exports_the_token() {
         .spawn()
         .unwrap();
     let out = read_to_string_in_background(w.stdout.take().unwrap());
-    let err = collect(w.stderr.take().unwrap());
+    let err = Collector::new(w.stderr.take().unwrap());
     let want = format!(
         "holdfast: waiting for an exclusive lock on {} — held by pid {} (",
         lock.display(),
         h.pid()
     );
     wait_for("the waiting line", T, || {
-        err.lock().unwrap().contains(&want).then_some(())
+        err.text().contains(&want).then_some(())
     });
     assert!(h.release().success());
     let st = wait_for("the waiter", T, || w.try_wait().unwrap());

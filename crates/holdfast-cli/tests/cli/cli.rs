@@ -8,29 +8,17 @@
 //! (`/proc/locks`), with bounded waits; none asserts a speed.
 
 use std::ffi::OsString;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use holdfast_testkit::{
-    Child, Dir, Output as Out, kernel_holders, kernel_waiters, run_to_end, wait_for,
+    Child, Collector, Dir, kernel_holders, kernel_waiters, util_linux_flock, wait_for,
 };
-use serde_json::Value;
 
-const HOLDFAST: &str = env!("CARGO_BIN_EXE_holdfast");
+use crate::common::{HOLDFAST, holdfast, json, run};
+
 const SHORT: Duration = Duration::from_secs(20);
-
-/// util-linux flock(1): required (the test script installs util-linux).
-fn util_flock() -> PathBuf {
-    for p in ["/usr/bin/flock", "/bin/flock", "/usr/local/bin/flock"] {
-        if Path::new(p).exists() {
-            return PathBuf::from(p);
-        }
-    }
-    panic!("util-linux flock(1) is needed for the compatibility tests: apt-get install util-linux");
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Impl {
@@ -43,7 +31,7 @@ const IMPLS: [Impl; 2] = [Impl::Util, Impl::Holdfast];
 /// `flock` or `holdfast flock`, ready for arguments.
 fn flock(i: Impl) -> Command {
     match i {
-        Impl::Util => Command::new(util_flock()),
+        Impl::Util => Command::new(util_linux_flock()),
         Impl::Holdfast => {
             let mut c = Command::new(HOLDFAST);
             c.arg("flock");
@@ -55,41 +43,8 @@ fn flock(i: Impl) -> Command {
 /// The same, as words for a shell script (`$FLOCK -n 9`).
 fn flock_words(i: Impl) -> String {
     match i {
-        Impl::Util => util_flock().display().to_string(),
+        Impl::Util => util_linux_flock().to_owned(),
         Impl::Holdfast => format!("{HOLDFAST} flock"),
-    }
-}
-
-fn holdfast() -> Command {
-    Command::new(HOLDFAST)
-}
-
-/// Runs `cmd` to completion (at most `SHORT`) and collects its output.
-fn run(cmd: &mut Command) -> Out {
-    run_to_end(cmd, SHORT)
-}
-
-/// Output collected while the process runs, for lines that never end in a
-/// newline (the waiting line).
-struct Collector(Arc<Mutex<Vec<u8>>>);
-
-impl Collector {
-    fn new(mut r: impl Read + Send + 'static) -> Collector {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let b = buf.clone();
-        std::thread::spawn(move || {
-            let mut chunk = [0u8; 4096];
-            while let Ok(n) = r.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                b.lock().unwrap().extend_from_slice(&chunk[..n]);
-            }
-        });
-        Collector(buf)
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 }
 
@@ -1085,10 +1040,6 @@ fn run_in_an_unwritable_directory() {
 // ---------------------------------------------------------------------------
 // status and list
 // ---------------------------------------------------------------------------
-
-fn json(out: &Out) -> Value {
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {:?}", out.stdout))
-}
 
 #[test]
 fn status_json_names_a_util_linux_flock_holder() {

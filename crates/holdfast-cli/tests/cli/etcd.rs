@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use holdfast_testkit::{Child, Dir, Etcd, run_to_end, wait_for};
 use serde_json::Value;
 
-const HOLDFAST: &str = env!("CARGO_BIN_EXE_holdfast");
+use crate::common::HOLDFAST;
+
 const T: Duration = Duration::from_secs(60);
 /// Bound for the long multi-process runs (only reached when something hangs).
 const LONG: Duration = Duration::from_secs(600);
@@ -27,7 +28,7 @@ const LONG: Duration = Duration::from_secs(600);
 static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn holdfast(url: &str) -> Command {
-    let mut c = Command::new(HOLDFAST);
+    let mut c = crate::common::holdfast();
     c.env("HOLDFAST_BACKEND", url);
     for v in [
         "ETCDCTL_USER",

@@ -11,19 +11,16 @@
 //! the seed and case that replay it.
 
 use std::ffi::OsString;
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::Duration;
+use std::process::ExitStatus;
 
 use holdfast::lockfile::{Compat, LockFile, Protocol};
 use holdfast::{Lock, Phase, PhaseRunner, XattrMode};
 use holdfast_testkit::fuzz::{Rng, mutate, mutate_name, unsafe_char};
-use holdfast_testkit::{Dir, wait_for};
+use holdfast_testkit::{Dir, run_to_end_raw};
 
-const HOLDFAST: &str = env!("CARGO_BIN_EXE_holdfast");
-const T: Duration = Duration::from_secs(30);
+use crate::common::T;
 
 /// One file or directory of a seed, relative to the seed's lock path.
 struct Entry {
@@ -212,34 +209,7 @@ fn lay_out(rng: &mut Rng, seeds: &Seeds, dir: &Path) -> Vec<PathBuf> {
 
 /// Runs `holdfast ARGS` (bounded), returning its status and raw output.
 fn holdfast(args: &[&std::ffi::OsStr]) -> (ExitStatus, Vec<u8>, Vec<u8>) {
-    let mut child = Command::new(HOLDFAST)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let read = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = r.read_to_end(&mut v);
-            v
-        })
-    };
-    let out = read(Box::new(child.stdout.take().unwrap()));
-    let err = read(Box::new(child.stderr.take().unwrap()));
-    let deadline = std::time::Instant::now() + T;
-    let status = wait_for(&format!("holdfast {args:?} to exit"), T * 2, || {
-        if std::time::Instant::now() >= deadline {
-            let _ = child.kill(); // a hang is a failure; leave nothing behind
-        }
-        child.try_wait().unwrap()
-    });
-    assert!(
-        std::time::Instant::now() < deadline,
-        "holdfast {args:?} hung for {T:?}"
-    );
-    (status, out.join().unwrap(), err.join().unwrap())
+    run_to_end_raw(crate::common::holdfast().args(args), T)
 }
 
 /// The property, for one command's output.

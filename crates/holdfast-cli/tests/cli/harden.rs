@@ -4,27 +4,14 @@
 //! do not run as root. Nothing waits on a bare sleep: every command runs to
 //! its end under a bounded wait.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use holdfast_testkit::{Dir, Output as Out, run_to_end};
+use holdfast_testkit::{Dir, Output as Out, is_root, mkfifo, path_str as s, run_to_end};
 
-const HOLDFAST: &str = env!("CARGO_BIN_EXE_holdfast");
-const T: Duration = Duration::from_secs(30);
-
-fn holdfast() -> Command {
-    Command::new(HOLDFAST)
-}
-
-fn run(cmd: &mut Command) -> Out {
-    run_to_end(cmd, T)
-}
-
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
+use crate::common::{HOLDFAST, T, holdfast, run};
 
 /// `argv` run as uid/gid 65534 (nobody) with no supplementary groups.
 fn as_nobody(argv: &[&str]) -> Out {
@@ -43,10 +30,6 @@ fn sticky(d: &Dir) -> std::path::PathBuf {
     std::fs::create_dir(&s).unwrap();
     std::fs::set_permissions(&s, std::fs::Permissions::from_mode(0o1777)).unwrap();
     s
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// Issue 10 item 2: `holdfast flock` run by root on a path another user
@@ -123,11 +106,6 @@ fn flock_never_writes_through_a_planted_symlink_or_into_a_foreign_file() {
             .starts_with(b"holdfast-holder"),
         "no record in our own file"
     );
-}
-
-fn mkfifo(p: &Path) {
-    let out = run(Command::new("mkfifo").arg(p));
-    assert_eq!(out.code(), 0, "{out:?}");
 }
 
 /// Issue 10 item 9: `phase NAME --target X` refuses a target that is a

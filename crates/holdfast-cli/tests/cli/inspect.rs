@@ -11,52 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use holdfast_testkit::{Child, Dir, Output as Out, read_to_string_in_background};
+use holdfast_testkit::{Child, Dir, Output as Out, mkfifo, run_to_end};
 use serde_json::Value;
 
-const HOLDFAST: &str = env!("CARGO_BIN_EXE_holdfast");
-const T: Duration = Duration::from_secs(30);
-
-/// The binary under test; `HOLDFAST_TEST_BIN` points these tests at
-/// another build (how they were shown to fail before the fixes).
-fn holdfast() -> Command {
-    Command::new(std::env::var_os("HOLDFAST_TEST_BIN").unwrap_or_else(|| HOLDFAST.into()))
-}
-
-/// Runs `cmd` to its end; a command still running after `limit` is killed
-/// and the test fails saying it hung.
-fn run_within(cmd: &mut Command, limit: Duration) -> Out {
-    let what = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = read_to_string_in_background(child.stdout.take().unwrap());
-    let err = read_to_string_in_background(child.stderr.take().unwrap());
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} hung (killed after {limit:?})");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Out {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
-}
-
-fn run(cmd: &mut Command) -> Out {
-    run_within(cmd, T)
-}
+use crate::common::{T, holdfast, holdfast_bin, run};
 
 /// No control characters (ESC, BEL, CR, ...) other than the newlines
 /// ending lines.
@@ -77,11 +35,6 @@ fn tree(p: &Path) -> Vec<PathBuf> {
     }
     v.sort();
     v
-}
-
-fn mkfifo(p: &Path) {
-    let st = Command::new("mkfifo").arg(p).status().unwrap();
-    assert!(st.success(), "mkfifo {}", p.display());
 }
 
 // ---------------------------------------------------------------------------
@@ -151,7 +104,7 @@ fn mkdir_lockfile_on_an_existing_directory_follows_one_rule() {
     let full = d.join("full.lock");
     std::fs::create_dir(&full).unwrap();
     std::fs::write(full.join("notes.md"), b"mine").unwrap();
-    let out = run_within(
+    let out = run_to_end(
         holdfast()
             .args(["run", "--lockfile", "mkdir"])
             .arg(&full)
@@ -206,11 +159,11 @@ fn fifos_are_never_opened_in_a_way_that_blocks() {
     let f = d.join("f");
     mkfifo(&f);
     let limit = Duration::from_secs(10);
-    let out = run_within(holdfast().arg("break").arg(&f), limit);
+    let out = run_to_end(holdfast().arg("break").arg(&f), limit);
     assert_eq!(out.code(), 66, "{out:?}");
     assert!(out.stderr.contains("FIFO"), "{}", out.stderr);
     for proto in ["soft", "link", "mkdir"] {
-        let out = run_within(
+        let out = run_to_end(
             holdfast()
                 .args(["break", "--force", "--protocol", proto])
                 .arg(&f),
@@ -219,12 +172,12 @@ fn fifos_are_never_opened_in_a_way_that_blocks() {
         assert_eq!(out.code(), 64, "{proto}: {out:?}");
         assert!(out.stderr.contains("FIFO"), "{proto}: {}", out.stderr);
     }
-    let out = run_within(holdfast().arg("status").arg(&f), limit);
+    let out = run_to_end(holdfast().arg("status").arg(&f), limit);
     assert_eq!(out.code(), 0, "{out:?}");
     assert!(out.stdout.contains("a FIFO, not a lock"), "{}", out.stdout);
-    let out = run_within(holdfast().args(["status", "--json"]).arg(&f), limit);
+    let out = run_to_end(holdfast().args(["status", "--json"]).arg(&f), limit);
     assert_eq!(out.code(), 0, "{out:?}");
-    let out = run_within(
+    let out = run_to_end(
         holdfast()
             .args(["run", "--lockfile", "soft", "--no-wait"])
             .arg(&f)
@@ -234,9 +187,9 @@ fn fifos_are_never_opened_in_a_way_that_blocks() {
     assert_eq!(out.code(), 64, "{out:?}");
     // `PATH.lock` as a FIFO, found while looking for Python lockfile's lock.
     mkfifo(&d.join("g.lock"));
-    let out = run_within(holdfast().arg("break").arg(d.join("g")), limit);
+    let out = run_to_end(holdfast().arg("break").arg(d.join("g")), limit);
     assert_eq!(out.code(), 66, "{out:?}");
-    let out = run_within(holdfast().arg("list").arg(d.path()), limit);
+    let out = run_to_end(holdfast().arg("list").arg(d.path()), limit);
     assert_eq!(out.code(), 0, "{out:?}");
     assert!(f.exists(), "the FIFO is still there");
 }
@@ -371,7 +324,7 @@ fn soft_filelock_empty_marker_never_wedges() {
         let out = run(Command::new("strace")
             .args(["-f", "-o", "/dev/null", "-e", "trace=write,pwrite64"])
             .args(["-e", "inject=write,pwrite64:signal=KILL"])
-            .arg(std::env::var_os("HOLDFAST_TEST_BIN").unwrap_or_else(|| HOLDFAST.into()))
+            .arg(holdfast_bin())
             .args(["run", "--lockfile", "soft", "--compat", "filelock"])
             .arg(&x)
             .args(["--", "true"]));
@@ -387,7 +340,7 @@ fn soft_filelock_empty_marker_never_wedges() {
     let _ = std::fs::remove_file(&x);
     std::fs::write(&x, b"").unwrap();
     let limit = Duration::from_secs(15);
-    let out = run_within(
+    let out = run_to_end(
         holdfast()
             .args([
                 "run",
@@ -660,7 +613,7 @@ fn a_read_only_fifo_as_lock_file_never_hangs() {
     let f = d.join("f");
     mkfifo(&f);
     std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let bin = std::env::var_os("HOLDFAST_TEST_BIN").unwrap_or_else(|| HOLDFAST.into());
+    let bin = holdfast_bin();
     for args in [&["run", "--no-wait"][..], &["flock", "-n"]] {
         let mut c = Command::new("setpriv");
         c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
@@ -671,7 +624,7 @@ fn a_read_only_fifo_as_lock_file_never_hangs() {
             c.arg("--");
         }
         c.arg("true");
-        let out = run_within(&mut c, Duration::from_secs(10));
+        let out = run_to_end(&mut c, Duration::from_secs(10));
         assert_eq!(out.code(), 0, "{args:?}: {out:?}");
     }
 }

@@ -6,6 +6,7 @@
 
 mod break_fifo;
 mod cli;
+mod common;
 mod etcd;
 mod fuzz_disk;
 mod harden;

@@ -8,32 +8,24 @@
 //! kernel's lock table (`/proc/locks`) shows every caller blocked on it,
 //! then lets go. Nothing here waits on a bare sleep.
 
-use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use holdfast::phase::{MarkerStore, PhaseRunner, XattrMode};
 use holdfast_testkit::{
-    Child, Dir, Output as Out, kernel_holders, kernel_waiters, peer_python, peer_script,
-    run_to_end, wait_for,
+    Child, Collector, Dir, Output as Out, kernel_holders, kernel_waiters, peer_python, peer_script,
+    wait_for,
 };
 use serde_json::Value;
 
-const HOLDFAST: &str = env!("CARGO_BIN_EXE_holdfast");
-const T: Duration = Duration::from_secs(30);
+use crate::common::{HOLDFAST, T, run};
 
 fn holdfast() -> Command {
-    let mut c = Command::new(HOLDFAST);
+    let mut c = crate::common::holdfast();
     // The tests choose the marker store themselves.
     c.env_remove("PHASELOCK_ENABLE_XATTRS");
     c
-}
-
-/// Runs `cmd` to completion (at most `T`) and collects its output.
-fn run(cmd: &mut Command) -> Out {
-    run_to_end(cmd, T)
 }
 
 /// `holdfast ARGS`, with `$X` and `$X/rest` words replaced by the paths
@@ -417,40 +409,6 @@ fn once_no_wait_timeout_status_and_reset() {
     assert_eq!(st.stdout.trim_end(), format!("{}: done", key.display()));
 }
 
-/// A process's stderr, collected while it runs.
-struct Stderr {
-    buf: std::sync::Arc<std::sync::Mutex<String>>,
-    reader: std::thread::JoinHandle<()>,
-}
-
-impl Stderr {
-    fn of(child: &mut std::process::Child) -> Stderr {
-        let mut r = child.stderr.take().expect("piped stderr");
-        let buf = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let b = buf.clone();
-        let reader = std::thread::spawn(move || {
-            let mut chunk = [0u8; 4096];
-            while let Ok(n) = r.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                b.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
-            }
-        });
-        Stderr { buf, reader }
-    }
-    fn text(&self) -> String {
-        self.buf.lock().unwrap().clone()
-    }
-    /// Everything, once the process has closed its stderr.
-    fn finish(self) -> String {
-        self.reader.join().unwrap();
-        self.buf.lock().unwrap().clone()
-    }
-}
-
 /// While a caller waits for the one running the command, --verbose shows
 /// who that is (in a pipe, as plain lines); without it, nothing appears
 /// in a pipe.
@@ -478,7 +436,7 @@ fn once_waiting_line_names_the_caller_running_it() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let err = Stderr::of(&mut child);
+        let err = Collector::new(child.stderr.take().expect("piped stderr"));
         (child, err)
     };
     let (mut quiet, quiet_err) = spawn(false);

@@ -5,34 +5,18 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use holdfast_testkit::postgres::PgServer;
+use holdfast_testkit::postgres::{PgServer, advisory_waiters_sql, database};
 use holdfast_testkit::{Child, Dir, Output, run_to_end, wait_for};
 use serde_json::Value;
 
-const HOLDFAST: &str = env!("CARGO_BIN_EXE_holdfast");
+use crate::common::HOLDFAST;
+
 const T: Duration = Duration::from_secs(120);
 
-fn server() -> Option<&'static PgServer> {
-    static SERVER: OnceLock<Option<PgServer>> = OnceLock::new();
-    SERVER.get_or_init(PgServer::start).as_ref()
-}
-
-/// A fresh database named `name`, and its URL.
-fn database(name: &str) -> Option<(&'static PgServer, String)> {
-    let s = server()?;
-    s.psql(
-        "postgres",
-        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-    );
-    s.psql("postgres", &format!("CREATE DATABASE {name}"));
-    Some((s, s.url(name)))
-}
-
 fn holdfast() -> Command {
-    let mut c = Command::new(HOLDFAST);
+    let mut c = crate::common::holdfast();
     c.env_remove("HOLDFAST_BACKEND");
     c
 }
@@ -43,14 +27,7 @@ fn run(cmd: &mut Command) -> Output {
 
 /// Sessions waiting for the advisory lock of `name`.
 fn waiters(s: &PgServer, db: &str, name: &str) -> String {
-    s.psql(
-        db,
-        &format!(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
-             AND ((classid::int8 << 32) | objid::int8) = {}",
-            holdfast_postgres_key(name)
-        ),
-    )
+    s.psql(db, &advisory_waiters_sql(holdfast_postgres_key(name)))
 }
 
 /// The documented key derivation, computed by the server itself.

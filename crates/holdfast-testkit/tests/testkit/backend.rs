@@ -8,20 +8,9 @@ use std::time::Duration;
 
 use holdfast::lockfile::{LockFile, Protocol};
 use holdfast::{Error, FifoLock, HeldLock, Lock, LockBackend, Mode, Semaphore, Wait};
-use holdfast_testkit::{Dir, run_to_end};
+use holdfast_testkit::{Dir, path_str as s, run_to_end};
 
-const HELPER: &str = env!("CARGO_BIN_EXE_holdfast-helper");
-const LONG: Duration = Duration::from_secs(30);
-
-fn helper(args: &[&str]) -> Command {
-    let mut c = Command::new(HELPER);
-    c.args(args);
-    c
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use crate::common::{LONG, helper};
 
 /// Holds `lock` through the trait, checks that a child process cannot
 /// have it (`probe` exits non-zero), releases the guard from another

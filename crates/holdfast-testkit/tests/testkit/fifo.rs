@@ -8,20 +8,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use holdfast::{FifoLock, Semaphore};
-use holdfast_testkit::{Child, Dir, kernel_waiters, proc_locks, wait_for};
+use holdfast_testkit::{Child, Dir, kernel_waiters, path_str as s, proc_locks, wait_for};
 
-const HELPER: &str = env!("CARGO_BIN_EXE_holdfast-helper");
-const LONG: Duration = Duration::from_secs(30);
-
-fn helper(args: &[&str]) -> Command {
-    let mut c = Command::new(HELPER);
-    c.args(args);
-    c
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use crate::common::{LONG, helper};
 
 fn queue_of(lock: &Path) -> std::path::PathBuf {
     let mut q = lock.as_os_str().to_owned();

@@ -1,14 +1,8 @@
 //! Hardening (issue 10): the library never writes a holder record into a
 //! file it did not create or own, whatever path leads to it.
 
-use std::os::unix::fs::MetadataExt;
-
 use holdfast::Lock;
-use holdfast_testkit::Dir;
-
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
+use holdfast_testkit::{Dir, is_root};
 
 /// Issue 10 item 2, library side: following a symlink (opted in) locks
 /// what it names without writing into it; a dangling link creates nothing;

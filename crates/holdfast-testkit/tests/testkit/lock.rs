@@ -9,20 +9,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use holdfast::{Error, Lock, Mode};
-use holdfast_testkit::{Child, Dir, kernel_holders, kernel_waiters, wait_for};
+use holdfast_testkit::{
+    Child, Dir, kernel_holders, kernel_waiters, path_str, util_linux_flock, wait_for,
+};
 
-const HELPER: &str = env!("CARGO_BIN_EXE_holdfast-helper");
-const LONG: Duration = Duration::from_secs(30);
-
-fn helper(args: &[&str]) -> Command {
-    let mut c = Command::new(HELPER);
-    c.args(args);
-    c
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use crate::common::{HELPER, LONG, helper};
 
 /// Starts `hold` on `lock` and waits until it reports the lock taken.
 fn holder(lock: &Path, extra: &[&str]) -> Child {
@@ -127,9 +118,11 @@ fn shared_holders_coexist_while_an_exclusive_waiter_waits() {
         r.close_stdin();
         r.expect_line("released", LONG);
     }
-    wait_for("the writer to block again behind the last reader", LONG, || {
-        kernel_waiters(&lock).contains(&writer_pid).then_some(())
-    });
+    wait_for(
+        "the writer to block again behind the last reader",
+        LONG,
+        || kernel_waiters(&lock).contains(&writer_pid).then_some(()),
+    );
     assert_eq!(writer.try_line(Duration::from_millis(50)), None);
     // The last one lets the writer in.
     readers[2].close_stdin();
@@ -344,15 +337,6 @@ fn missing_directory_is_an_io_error_naming_the_path_unless_parents_are_created()
     assert!(e.to_string().contains("cannot open"), "{e}");
     let l = Lock::options().create_parents(true).open(&p).unwrap();
     drop(l.lock().unwrap());
-}
-
-fn util_linux_flock() -> &'static str {
-    for p in ["/usr/bin/flock", "/bin/flock"] {
-        if Path::new(p).exists() {
-            return p;
-        }
-    }
-    panic!("util-linux flock(1) is required (apt-get install util-linux)");
 }
 
 /// util-linux flock holding `lock` until its stdin closes.

@@ -11,14 +11,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use holdfast_testkit::{Child, Dir};
+use holdfast_testkit::{Child, Dir, is_root, path_str as s};
 
-const HELPER: &str = env!("CARGO_BIN_EXE_holdfast-helper");
+use crate::common::HELPER;
+
 const T: Duration = Duration::from_secs(30);
 
 fn helper(args: &[&str]) -> Command {
-    let mut c = Command::new(HELPER);
-    c.args(args);
+    let mut c = crate::common::helper(args);
     c.env_remove("HOLDFAST_HOSTNAME");
     c
 }
@@ -36,10 +36,6 @@ fn peer(py: &Path, args: &[&str]) -> Command {
     c.arg(holdfast_testkit::peer_script("lockfile_peers.py"))
         .args(args);
     c
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 fn read_counter(p: &Path) -> u64 {
@@ -86,16 +82,6 @@ fn pid_ns() -> u64 {
 fn uname_host() -> String {
     let out = Command::new("uname").arg("-n").output().unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-fn is_root() -> bool {
-    // SAFETY-free: reading the real uid through /proc.
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|r| r.split_whitespace().next().map(|u| u == "0"))
-        .unwrap_or(false)
 }
 
 fn have(tool: &str) -> bool {

@@ -4,6 +4,7 @@
 //! `lock::`). The Python peers they start live in `tests/peers/`.
 
 mod backend;
+mod common;
 mod fifo;
 mod harden;
 mod lock;

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use holdfast::phase::{Phase, PhaseRunner, XattrMode};
 use holdfast::{Error, Lock};
-use holdfast_testkit::{Child, Dir, kernel_waiters, peer_python, peer_script, wait_for};
+use holdfast_testkit::{Child, Dir, is_root, kernel_waiters, peer_python, peer_script, wait_for};
+
+use crate::common::HELPER;
 
 const T: Duration = Duration::from_secs(30);
 const PHASES: [&str; 3] = ["a", "b", "c"];
@@ -39,7 +41,7 @@ impl Store {
 }
 
 fn helper() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_holdfast-helper"))
+    Command::new(HELPER)
 }
 
 fn phase_cmd(target: &Path, store: Store, extra: &[&str]) -> Command {
@@ -937,18 +939,13 @@ fn in_mount_namespace(script: &str) -> Option<(i32, Vec<String>)> {
     Some(run(c))
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
 #[test]
 fn a_filesystem_without_user_xattrs_uses_the_status_file() {
     // ramfs has no xattr handlers at all: getxattr/setxattr give ENOTSUP.
     let d = Dir::new();
     let mnt = d.join("ramfs");
     std::fs::create_dir(&mnt).unwrap();
-    let h = env!("CARGO_BIN_EXE_holdfast-helper");
+    let h = HELPER;
     let m = mnt.display();
     let script = format!(
         "mount -t ramfs none {m}
@@ -1039,7 +1036,7 @@ fn a_target_in_a_read_only_directory_is_a_typed_error() {
     let d = Dir::new();
     let ro = d.join("ro");
     std::fs::create_dir(&ro).unwrap();
-    let h = env!("CARGO_BIN_EXE_holdfast-helper");
+    let h = HELPER;
     let r = ro.display();
     let (code, out, expect) = if is_root() {
         // Root ignores permission bits: make it a read-only mount instead.
@@ -1097,7 +1094,7 @@ fn markers_are_fsynced_renamed_and_the_directory_synced() {
             "-e",
             "trace=open,openat,fsync,rename,renameat,renameat2,setxattr,lsetxattr",
         ])
-        .arg(env!("CARGO_BIN_EXE_holdfast-helper"))
+        .arg(HELPER)
         .arg("phase-run")
         .arg(&target)
         .args(["--phases", "a"])
@@ -1148,7 +1145,7 @@ fn markers_are_fsynced_renamed_and_the_directory_synced() {
         c.arg("-o")
             .arg(&trace)
             .args(["-e", "trace=open,openat,fsync,setxattr,lsetxattr"])
-            .arg(env!("CARGO_BIN_EXE_holdfast-helper"))
+            .arg(HELPER)
             .arg("phase-run")
             .arg(&target)
             .args(["--phases", "a"])
