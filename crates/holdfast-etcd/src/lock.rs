@@ -172,6 +172,14 @@ impl EtcdLock {
     /// The same lock with a lease of `ttl`: how long a holder that dies (or
     /// is cut off, or paused) keeps the lock.
     ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// // A holder that dies keeps the lock at most 30 s:
+    /// let lock = client.lock("nightly-report")?.with_ttl(std::time::Duration::from_secs(30))?;
+    /// assert_eq!(lock.ttl().as_secs(), 30);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::InvalidInput`] unless `ttl` is whole seconds between
@@ -183,31 +191,74 @@ impl EtcdLock {
     }
 
     /// The lock's name.
+    ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// assert_eq!(client.lock("nightly-report")?.name(), "nightly-report");
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// The lease TTL asked for.
+    ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// let lock = client.lock("nightly-report")?;
+    /// println!("a dead holder keeps it for {:?}", lock.ttl());
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn ttl(&self) -> Duration {
         self.ttl
     }
 
     /// `etcd://HOST:PORT/NAME`, as errors name it.
+    ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// let lock = client.lock("nightly-report")?;
+    /// println!("locking {}", lock.location().display()); // etcd://10.0.0.5:2379/nightly-report
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn location(&self) -> &Path {
         &self.location
     }
 
     /// The key prefix of its queue: `PREFIX/lock/NAME/`.
+    ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// let lock = client.lock("nightly-report")?;
+    /// assert_eq!(lock.queue_prefix(), "holdfast/lock/nightly-report/"); // etcdctl get --prefix
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn queue_prefix(&self) -> &str {
         &self.queue
     }
 
     /// The client it uses.
+    ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// let lock = client.lock("nightly-report")?;
+    /// let view = lock.client().status(lock.name())?;
+    /// println!("{} waiting", view.waiting());
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn client(&self) -> &Client {
         &self.client
     }
 
     /// Waits for the exclusive lock.
+    ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// let guard = client.lock("nightly-report")?.lock()?; // first come, first served
+    /// // ... the work, under a lease the guard renews ...
+    /// guard.release()?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -218,6 +269,13 @@ impl EtcdLock {
 
     /// Waits for a shared lock.
     ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// let reader = client.lock("catalog")?.lock_shared()?;
+    /// assert_eq!(reader.mode(), holdfast::Mode::Shared);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`EtcdLock::acquire`].
@@ -226,6 +284,16 @@ impl EtcdLock {
     }
 
     /// Takes the exclusive lock if it is free now.
+    ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// match client.lock("nightly-report")?.try_lock() {
+    ///     Ok(guard) => guard.release()?,
+    ///     Err(e) if e.is_contention() => println!("already running: {e}"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -237,6 +305,14 @@ impl EtcdLock {
 
     /// Takes a shared lock if no exclusive holder or waiter is ahead.
     ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// if let Ok(reader) = client.lock("catalog")?.try_lock_shared() {
+    ///     println!("reading under token {}", reader.token());
+    /// }
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`EtcdLock::try_lock`].
@@ -245,6 +321,14 @@ impl EtcdLock {
     }
 
     /// Waits at most `timeout` for the exclusive lock.
+    ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// use std::time::Duration;
+    /// let guard = client.lock("nightly-report")?.lock_timeout(Duration::from_secs(60))?;
+    /// guard.release()?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -259,6 +343,14 @@ impl EtcdLock {
     /// Must not be called from inside async code (use
     /// [`EtcdLock::acquire_async`] there).
     ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// use holdfast::{Mode, Wait};
+    /// let guard = client.lock("catalog")?.acquire(Mode::Shared, Wait::NoWait)?;
+    /// guard.release()?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// - [`Error::WouldBlock`] / [`Error::Timeout`]: held by others (named);
@@ -272,6 +364,15 @@ impl EtcdLock {
 
     /// [`EtcdLock::acquire`] for async code (any executor: the work runs on
     /// the client's own runtime thread).
+    ///
+    /// ```no_run
+    /// use holdfast::{Mode, Wait};
+    /// async fn job(lock: &holdfast_etcd::EtcdLock) -> holdfast::Result<()> {
+    ///     let guard = lock.acquire_async(Mode::Exclusive, Wait::Forever).await?;
+    ///     // ... async work ...
+    ///     guard.release_async().await
+    /// }
+    /// ```
     ///
     /// # Errors
     ///
@@ -396,6 +497,20 @@ impl LostSignal {
     /// [`LostSignal::cancel`] is called (returns `None`). No polling: the
     /// renewal task wakes it, and it wakes by itself when the lease's time
     /// runs out.
+    ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// let guard = client.lock("nightly-report")?.lock()?;
+    /// let lost = guard.lost_signal();
+    /// let watcher = std::thread::spawn(move || {
+    ///     if let Some(why) = lost.wait() {
+    ///         eprintln!("lock lost, stopping: {why}");
+    ///     }
+    /// });
+    /// guard.release()?; // wakes the watcher with None
+    /// watcher.join().unwrap();
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn wait(&self) -> Option<String> {
         let mut g = self.state.lock();
         loop {
@@ -425,6 +540,19 @@ impl LostSignal {
 
     /// Wakes [`LostSignal::wait`] with `None` without releasing anything;
     /// later waits return `None` at once.
+    ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// let guard = client.lock("nightly-report")?.lock()?;
+    /// let lost = guard.lost_signal();
+    /// std::thread::scope(|s| {
+    ///     let waiter = s.spawn(|| lost.wait());
+    ///     lost.cancel(); // stop watching, keep the lock
+    ///     assert_eq!(waiter.join().unwrap(), None);
+    /// });
+    /// guard.check()?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn cancel(&self) {
         self.state.lock().cancelled = true;
         self.state.cv.notify_all();
@@ -895,31 +1023,74 @@ impl EtcdGuard {
     /// Every later acquisition of any lock in the cluster gets a larger one,
     /// so a resource that remembers the largest token it has seen can turn
     /// away a holder whose lease ran out.
+    ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// let guard = client.lock("nightly-report")?.lock()?;
+    /// // Hand it to what the work writes to, which refuses anything older:
+    /// println!("HOLDFAST_FENCING_TOKEN={}", guard.token());
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn token(&self) -> u64 {
         self.token
     }
 
     /// Exclusive or shared.
+    ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// let guard = client.lock("nightly-report")?.lock()?;
+    /// assert_eq!(guard.mode(), holdfast::Mode::Exclusive);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn mode(&self) -> Mode {
         self.mode
     }
 
     /// The key that stands for this holder (`PREFIX/lock/NAME/LEASE`).
+    ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// let guard = client.lock("nightly-report")?.lock()?;
+    /// println!("queue key {}", guard.key()); // holdfast/lock/nightly-report/<lease>
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn key(&self) -> &str {
         &self.key
     }
 
     /// The lease id.
+    ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// let guard = client.lock("nightly-report")?.lock()?;
+    /// println!("etcdctl lease timetolive {:x}", guard.lease_id());
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn lease_id(&self) -> i64 {
         self.lease
     }
 
     /// The TTL etcd granted.
+    ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// let guard = client.lock("nightly-report")?.lock()?;
+    /// println!("renewed every {:?}", guard.ttl() / 3);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn ttl(&self) -> Duration {
         self.ttl
     }
 
     /// `etcd://HOST:PORT/NAME`.
+    ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// let guard = client.lock("nightly-report")?.lock()?;
+    /// println!("holding {}", guard.location().display());
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn location(&self) -> &Path {
         &self.location
     }
@@ -929,6 +1100,14 @@ impl EtcdGuard {
     /// No request is made: the answer comes from the renewals so far, so it
     /// may say "held" for a lease etcd revoked a moment ago (until the
     /// renewal task hears of it), but never for a lease whose time ran out.
+    ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// let guard = client.lock("nightly-report")?.lock()?;
+    /// // ... work ...
+    /// guard.check()?; // Err(Lost) once the lease is gone: do not publish the result
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -941,6 +1120,19 @@ impl EtcdGuard {
     }
 
     /// A handle that blocks until this lock is lost.
+    ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// let guard = client.lock("nightly-report")?.lock()?;
+    /// let lost = guard.lost_signal();
+    /// std::thread::spawn(move || {
+    ///     if let Some(why) = lost.wait() {
+    ///         eprintln!("lost the lock: {why}");
+    ///     }
+    /// });
+    /// # drop(guard);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn lost_signal(&self) -> LostSignal {
         LostSignal {
             state: self.state.clone(),
@@ -948,6 +1140,13 @@ impl EtcdGuard {
     }
 
     /// Releases the lock now.
+    ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// let guard = client.lock("nightly-report")?.lock()?;
+    /// guard.release()?; // revokes the lease: the next waiter runs at once
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -967,6 +1166,12 @@ impl EtcdGuard {
     }
 
     /// [`EtcdGuard::release`] for async code.
+    ///
+    /// ```no_run
+    /// async fn done(guard: holdfast_etcd::EtcdGuard) -> holdfast::Result<()> {
+    ///     guard.release_async().await
+    /// }
+    /// ```
     ///
     /// # Errors
     ///

@@ -30,6 +30,11 @@ pub struct Record {
 
 impl Record {
     /// The calling process, asking in `mode`, now.
+    ///
+    /// ```
+    /// let rec = holdfast_etcd::Record::for_this_process(holdfast::Mode::Exclusive);
+    /// assert_eq!(rec.pid, Some(std::process::id()));
+    /// ```
     pub fn for_this_process(mode: Mode) -> Record {
         let r = HolderRecord::for_this_process(mode, 0);
         Record {
@@ -43,6 +48,12 @@ impl Record {
     }
 
     /// The JSON stored in etcd.
+    ///
+    /// ```
+    /// use holdfast_etcd::Record;
+    /// let json = Record::for_this_process(holdfast::Mode::Shared).encode();
+    /// assert_eq!(Record::decode(json.as_bytes()).mode, holdfast::Mode::Shared);
+    /// ```
     pub fn encode(&self) -> String {
         let since = self
             .since
@@ -63,6 +74,14 @@ impl Record {
     /// Reads a queue key's value. Anything that is not our JSON (a key
     /// someone else put there) counts as an exclusive holder we know
     /// nothing about: the safe reading.
+    ///
+    /// ```
+    /// use holdfast_etcd::Record;
+    /// // A key someone put there by hand: an exclusive holder we know nothing about.
+    /// let rec = Record::decode(b"not json");
+    /// assert_eq!(rec.mode, holdfast::Mode::Exclusive);
+    /// assert_eq!(rec.pid, None);
+    /// ```
     pub fn decode(bytes: &[u8]) -> Record {
         let v: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
         let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
@@ -89,6 +108,13 @@ impl Record {
     }
 
     /// As the library's [`Holder`], with `token`.
+    ///
+    /// ```
+    /// let rec = holdfast_etcd::Record::for_this_process(holdfast::Mode::Exclusive);
+    /// let holder = rec.holder(42);
+    /// assert_eq!(holder.token, Some(42));
+    /// assert_eq!(holder.pid, Some(std::process::id()));
+    /// ```
     pub fn holder(&self, token: u64) -> Holder {
         let mut h = Holder::default();
         h.pid = self.pid;

@@ -37,11 +37,27 @@ pub struct LockView {
 
 impl LockView {
     /// Whether anyone holds it.
+    ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// if !client.status("deploy")?.held() {
+    ///     println!("deploy is free");
+    /// }
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn held(&self) -> bool {
         self.entries.iter().any(|e| e.holding)
     }
 
     /// The mode it is held in, if held.
+    ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// if let Some(mode) = client.status("catalog")?.mode() {
+    ///     println!("held {}", mode.with_article());
+    /// }
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn mode(&self) -> Option<Mode> {
         self.entries
             .iter()
@@ -50,6 +66,12 @@ impl LockView {
     }
 
     /// The holders, as the library describes holders.
+    ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// println!("deploy: {}", client.status("deploy")?.holders());
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn holders(&self) -> Holders {
         Holders::from(
             self.entries
@@ -61,6 +83,12 @@ impl LockView {
     }
 
     /// How many wait.
+    ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// println!("{} waiting for deploy", client.status("deploy")?.waiting());
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn waiting(&self) -> usize {
         self.entries.iter().filter(|e| !e.holding).count()
     }
@@ -133,6 +161,14 @@ impl Client {
 
     /// Every lock whose name starts with `name_prefix` that has a holder or
     /// a waiter, sorted by name.
+    ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// for view in client.list("jobs")? {
+    ///     println!("{}: {} ({} waiting)", view.name, view.holders(), view.waiting());
+    /// }
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///

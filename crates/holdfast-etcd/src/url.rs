@@ -29,6 +29,14 @@ impl EtcdUrl {
     /// A missing port is etcd's client port, 2379; the prefix defaults to
     /// [`DEFAULT_PREFIX`].
     ///
+    /// ```
+    /// let url = holdfast_etcd::EtcdUrl::parse("etcds://etcd.internal/jobs")?;
+    /// assert_eq!(url.endpoints(), ["etcd.internal:2379"]);
+    /// assert!(url.tls());
+    /// assert!(holdfast_etcd::EtcdUrl::parse("http://etcd.internal").is_err());
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`holdfast::Error::InvalidInput`] for another scheme, an empty host
@@ -92,6 +100,11 @@ impl EtcdUrl {
     }
 
     /// A URL for these endpoints (`HOST:PORT`), with the default prefix.
+    ///
+    /// ```
+    /// let url = holdfast_etcd::EtcdUrl::new(["10.0.0.1:2379", "10.0.0.2:2379"]);
+    /// assert_eq!(url.prefix(), holdfast_etcd::DEFAULT_PREFIX);
+    /// ```
     pub fn new(endpoints: impl IntoIterator<Item = impl Into<String>>) -> EtcdUrl {
         EtcdUrl {
             endpoints: endpoints.into_iter().map(Into::into).collect(),
@@ -101,11 +114,22 @@ impl EtcdUrl {
     }
 
     /// The `HOST:PORT` endpoints.
+    ///
+    /// ```
+    /// let url = holdfast_etcd::EtcdUrl::parse("etcd://a,b:2380")?;
+    /// assert_eq!(url.endpoints(), ["a:2379", "b:2380"]);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn endpoints(&self) -> &[String] {
         &self.endpoints
     }
 
     /// The key prefix (without a trailing `/`).
+    ///
+    /// ```
+    /// assert_eq!(holdfast_etcd::EtcdUrl::parse("etcd://a/team/jobs")?.prefix(), "team/jobs");
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
