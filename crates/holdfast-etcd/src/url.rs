@@ -135,16 +135,34 @@ impl EtcdUrl {
     }
 
     /// Whether the URL asks for TLS (`etcds://`).
+    ///
+    /// ```
+    /// assert!(holdfast_etcd::EtcdUrl::parse("etcds://etcd.internal")?.tls());
+    /// assert!(!holdfast_etcd::EtcdUrl::parse("etcd://etcd.internal")?.tls());
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn tls(&self) -> bool {
         self.tls
     }
 
     /// Sets the key prefix.
+    ///
+    /// ```
+    /// let mut url = holdfast_etcd::EtcdUrl::new(["10.0.0.1:2379"]);
+    /// url.set_prefix("team/jobs");
+    /// assert_eq!(url.to_string(), "etcd://10.0.0.1:2379/team/jobs");
+    /// ```
     pub fn set_prefix(&mut self, prefix: impl Into<String>) {
         self.prefix = prefix.into();
     }
 
     /// Asks for TLS (as `etcds://` does).
+    ///
+    /// ```
+    /// let mut url = holdfast_etcd::EtcdUrl::new(["etcd.internal:2379"]);
+    /// url.set_tls(true);
+    /// assert_eq!(url.to_string(), "etcds://etcd.internal:2379");
+    /// ```
     pub fn set_tls(&mut self, tls: bool) {
         self.tls = tls;
     }
