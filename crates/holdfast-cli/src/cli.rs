@@ -719,6 +719,8 @@ pub struct PhasesStatusArgs {
     /// Phases to check: exit 1 unless every one of them is marked done.
     #[arg(value_name = "NAME")]
     pub names: Vec<String>,
+    #[command(flatten)]
+    pub remote: crate::remote::RemoteArgs,
 }
 
 #[derive(Debug, Args)]
@@ -749,6 +751,8 @@ pub struct PhasesResetArgs {
     /// The phases to reset (default: all).
     #[arg(value_name = "NAME")]
     pub names: Vec<String>,
+    #[command(flatten)]
+    pub remote: crate::remote::RemoteArgs,
 }
 
 /// Shells clap_complete can write completions for.

@@ -8,11 +8,15 @@ use std::process::ExitStatus;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use holdfast::text::escape;
 use holdfast::{Error, Holders, Mode, Wait};
 use holdfast_etcd::{Client, ClientOptions, EtcdGuard, EtcdLock, EtcdUrl, LockView};
 use serde_json::{Value, json};
 
-use crate::cli::{LeaderFailureArg, ListArgs, OnceArgs, PhaseArgs, RunArgs, StatusArgs};
+use crate::cli::{
+    LeaderFailureArg, ListArgs, OnceArgs, PhaseArgs, PhasesResetArgs, PhasesStatusArgs, RunArgs,
+    StatusArgs,
+};
 use crate::exec::{Launch, Program};
 use crate::remote::{RemoteArgs, name, refuse_local, usage};
 use crate::waiting::{self, Show};
@@ -602,4 +606,175 @@ pub fn list(url: EtcdUrl, args: ListArgs) -> u8 {
         }
         Err(e) => fail(&e),
     }
+}
+
+/// `(fencing token 12, pid 345 on web-1, 3m2s ago)` of a marker.
+fn marker_text(m: &holdfast_etcd::Marker) -> String {
+    let mut parts = Vec::new();
+    if let Some(t) = m.token {
+        parts.push(format!("fencing token {t}"));
+    }
+    if let Some(p) = m.pid {
+        let on = m
+            .host
+            .as_ref()
+            .map(|h| format!(" on {h}"))
+            .unwrap_or_default();
+        parts.push(format!("pid {p}{on}"));
+    }
+    if let Some(ago) = m.at.and_then(|t| SystemTime::now().duration_since(t).ok()) {
+        parts.push(format!("{} ago", holdfast::holder::fmt_duration(ago)));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
+}
+
+/// `holdfast phases status --backend etcd://... TARGET [NAME...]`: the
+/// lock TARGET (who holds it, who waits) and the markers of TARGET; with
+/// NAMEs, exit 1 unless all of them are done.
+pub fn phases_status(url: EtcdUrl, args: PhasesStatusArgs) -> u8 {
+    let target = match name(&args.target) {
+        Ok(n) => n,
+        Err(c) => return c,
+    };
+    let client = match connect(url, &args.remote) {
+        Ok(c) => c,
+        Err(c) => return c,
+    };
+    let markers = match client.markers(&target) {
+        Ok(m) => m,
+        Err(e) => return fail(&e),
+    };
+    let view = match client.status(&target) {
+        Ok(v) => v,
+        Err(e) => return fail(&e),
+    };
+    let done = match markers.entries() {
+        Ok(d) => d,
+        Err(e) => return fail(&e),
+    };
+    let missing: Vec<&String> = args
+        .names
+        .iter()
+        .filter(|n| !done.iter().any(|m| &m.key == *n))
+        .collect();
+    if args.json {
+        let mut phases: Vec<Value> = done
+            .iter()
+            .map(|m| {
+                json!({
+                    "name": m.key,
+                    "done": true,
+                    "token": m.token,
+                    "host": m.host,
+                    "pid": m.pid,
+                    "done_at": unix(m.at),
+                })
+            })
+            .collect();
+        phases.extend(missing.iter().map(|n| json!({ "name": n, "done": false })));
+        let out = json!({
+            "target": target,
+            "location": markers.location().display().to_string(),
+            "backend": "etcd",
+            "store": "etcd",
+            "prefix": markers.prefix(),
+            "phases": phases,
+            "lock": view_json(&view),
+        });
+        println!("{out}");
+    } else {
+        println!("target:      {}", markers.location().display());
+        println!("lock:        {}", view_text(&view));
+        println!("store:       etcd (keys {}NAME)", markers.prefix());
+        let done_text = if done.is_empty() {
+            "(none)".to_owned()
+        } else {
+            done.iter()
+                .map(|m| format!("{}{}", escape(&m.key), marker_text(m)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!("done:        {done_text}");
+        if !missing.is_empty() {
+            let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+            println!("not done:    {}", names.join(", "));
+        }
+    }
+    if missing.is_empty() {
+        exit::OK
+    } else {
+        exit::NOT_DONE
+    }
+}
+
+/// `holdfast phases reset --backend etcd://... TARGET [NAME...]`: under
+/// the lock TARGET (never from under a running phase), removes the named
+/// markers, or all of TARGET's.
+pub fn phases_reset(url: EtcdUrl, args: PhasesResetArgs) -> u8 {
+    let wait = match args.wait.wait() {
+        Ok(w) => w,
+        Err(m) => return usage(&m),
+    };
+    let target = match name(&args.target) {
+        Ok(n) => n,
+        Err(c) => return c,
+    };
+    let client = match connect(url, &args.remote) {
+        Ok(c) => c,
+        Err(c) => return c,
+    };
+    let lock = match lock(&client, &target, &args.remote) {
+        Ok(l) => l,
+        Err(c) => return c,
+    };
+    let markers = match client.markers(&target) {
+        Ok(m) => m,
+        Err(e) => return fail(&e),
+    };
+    // Bad names are refused before anyone waits for the lock.
+    for n in &args.names {
+        if let Err(e) = markers.is_done(n) {
+            return fail(&e);
+        }
+    }
+    let guard = match acquire(&lock, Mode::Exclusive, wait, Show::OnTerminal) {
+        Ok(g) => g,
+        Err(c) => return c,
+    };
+    let shown = markers.location().display().to_string();
+    if args.names.is_empty() {
+        let before = match markers.entries() {
+            Ok(d) => d,
+            Err(e) => {
+                let code = fail(&e);
+                return release(guard, code);
+            }
+        };
+        if let Err(e) = markers.clear_all() {
+            let code = fail(&e);
+            return release(guard, code);
+        }
+        if before.is_empty() {
+            println!("{shown}: no phase markers");
+        }
+        for m in &before {
+            println!("{shown}: removed {}", escape(&m.key));
+        }
+        return release(guard, exit::OK);
+    }
+    for n in &args.names {
+        match markers.clear(n) {
+            Ok(true) => println!("{shown}: removed {n}"),
+            Ok(false) => println!("{shown}: {n} was not marked"),
+            Err(e) => {
+                let code = fail(&e);
+                return release(guard, code);
+            }
+        }
+    }
+    release(guard, exit::OK)
 }

@@ -92,8 +92,16 @@ pub fn run(mut argv: Vec<OsString>) -> u8 {
             Err(code) => code,
         },
         cli::Command::Phases(a) => match a.command {
-            cli::PhasesCommand::Status(a) => cmd::phase::status(a),
-            cli::PhasesCommand::Reset(a) => cmd::phase::reset(a),
+            cli::PhasesCommand::Status(a) => match a.remote.service() {
+                Ok(Some(service)) => remote::phases_status(service, a),
+                Ok(None) => cmd::phase::status(a),
+                Err(code) => code,
+            },
+            cli::PhasesCommand::Reset(a) => match a.remote.service() {
+                Ok(Some(service)) => remote::phases_reset(service, a),
+                Ok(None) => cmd::phase::reset(a),
+                Err(code) => code,
+            },
         },
         cli::Command::Completions(a) => cmd::docs::completions(a),
         cli::Command::Man(a) => cmd::docs::man(a),

@@ -19,11 +19,15 @@ use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use holdfast::text::escape;
 use holdfast::{Error, Mode, Wait};
 use holdfast_postgres::{PgGuard, PgHolder, PgLock, Postgres};
 use serde_json::{Value, json};
 
-use crate::cli::{LeaderFailureArg, ListArgs, OnceArgs, PhaseArgs, RunArgs, StatusArgs};
+use crate::cli::{
+    LeaderFailureArg, ListArgs, OnceArgs, PhaseArgs, PhasesResetArgs, PhasesStatusArgs, RunArgs,
+    StatusArgs,
+};
 use crate::exec::{Launch, Program};
 use crate::remote::{RemoteArgs, Service, name, refuse_local, usage};
 use crate::waiting::Show;
@@ -578,6 +582,149 @@ pub fn list(pg: Postgres, args: ListArgs) -> u8 {
                 None => format!("key {key} (not taken through holdfast)"),
             };
             println!("{label}: {} by {}", holders_mode(hs), holders_text(hs));
+        }
+    }
+    exit::OK
+}
+
+/// `holdfast phases status --backend postgres://... TARGET [NAME...]`: who
+/// holds the lock TARGET and the phase markers of TARGET (rows of
+/// `holdfast_phases`); with NAMEs, exit 1 unless all of them are done.
+pub fn phases_status(pg: Postgres, args: PhasesStatusArgs) -> u8 {
+    let target = match name(&args.target) {
+        Ok(n) => n,
+        Err(code) => return code,
+    };
+    let lock = match lock(&pg, &target) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let done: Vec<holdfast_postgres::PhaseMarker> =
+        match pg.phases(&target).and_then(|p| p.markers()) {
+            Ok(m) => m.into_iter().filter(|m| !m.phase.is_empty()).collect(),
+            Err(e) => return fail(&e),
+        };
+    let holders = match lock.holders() {
+        Ok(h) => h,
+        Err(e) => return fail(&e),
+    };
+    let missing: Vec<&String> = args
+        .names
+        .iter()
+        .filter(|n| !done.iter().any(|m| &m.phase == *n))
+        .collect();
+    let location = lock.location().display().to_string();
+    if args.json {
+        let mut phases: Vec<Value> = done
+            .iter()
+            .map(|m| {
+                json!({
+                    "name": m.phase,
+                    "done": true,
+                    "token": m.token,
+                    "host": m.host,
+                    "pid": m.pid,
+                    "command": m.command,
+                    "done_at": unix(Some(m.done_at)),
+                })
+            })
+            .collect();
+        phases.extend(missing.iter().map(|n| json!({ "name": n, "done": false })));
+        let out = json!({
+            "target": target,
+            "location": location,
+            "backend": "postgres",
+            "store": "holdfast_phases",
+            "phases": phases,
+            "lock": {
+                "held": !holders.is_empty(),
+                "mode": holders.first().map(|h| h.mode.to_string()),
+                "holders": holders.iter().map(holder_json).collect::<Vec<_>>(),
+            },
+        });
+        println!("{out}");
+    } else {
+        println!("target:      {location}");
+        if holders.is_empty() {
+            println!("lock:        {location}: free");
+        } else {
+            println!(
+                "lock:        {location}: {} by {}",
+                holders_mode(&holders),
+                holders_text(&holders)
+            );
+        }
+        println!("store:       PostgreSQL (table holdfast_phases)");
+        let done_text = if done.is_empty() {
+            "(none)".to_owned()
+        } else {
+            done.iter()
+                .map(|m| format!("{} ({})", escape(&m.phase), marker_details(m)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!("done:        {done_text}");
+        if !missing.is_empty() {
+            let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+            println!("not done:    {}", names.join(", "));
+        }
+    }
+    if missing.is_empty() {
+        exit::OK
+    } else {
+        exit::NOT_DONE
+    }
+}
+
+/// `holdfast phases reset --backend postgres://... TARGET [NAME...]`: under
+/// the lock TARGET (never from under a running phase), removes the named
+/// phase markers, or all of TARGET's (not its run-once marker).
+pub fn phases_reset(pg: Postgres, args: PhasesResetArgs) -> u8 {
+    let wait = match args.wait.wait() {
+        Ok(w) => w,
+        Err(msg) => return usage(&msg),
+    };
+    let target = match name(&args.target) {
+        Ok(n) => n,
+        Err(code) => return code,
+    };
+    let mut phases = match pg.phases(&target) {
+        Ok(p) => p,
+        Err(e) => return fail(&e),
+    };
+    phases.wait(wait);
+    let location = match lock(&pg, &target) {
+        Ok(l) => l.location().display().to_string(),
+        Err(code) => return code,
+    };
+    let busy = |e: &Error| {
+        if wait == Wait::NoWait && matches!(e, Error::WouldBlock { .. }) {
+            let (code, msg) = exit::for_error(e);
+            eprintln!("holdfast: a phase is running: {msg}");
+            code
+        } else {
+            fail(e)
+        }
+    };
+    if args.names.is_empty() {
+        return match phases.reset_all() {
+            Ok(removed) => {
+                if removed.is_empty() {
+                    println!("{location}: no phase markers");
+                }
+                for p in removed {
+                    println!("{location}: removed {}", escape(&p));
+                }
+                exit::OK
+            }
+            Err(e) => busy(&e),
+        };
+    }
+    for n in &args.names {
+        match phases.reset(n) {
+            Ok(true) => println!("{location}: removed {}", escape(n)),
+            Ok(false) => println!("{location}: {} was not marked", escape(n)),
+            Err(e) => return busy(&e),
         }
     }
     exit::OK

@@ -13,7 +13,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::cli::{ListArgs, OnceArgs, PhaseArgs, RunArgs, StatusArgs};
+use crate::cli::{
+    ListArgs, OnceArgs, PhaseArgs, PhasesResetArgs, PhasesStatusArgs, RunArgs, StatusArgs,
+};
 use crate::exit;
 
 /// The flags every command that can use a lock service takes.
@@ -268,5 +270,48 @@ pub fn list(service: Service, args: ListArgs) -> u8 {
         Service::Etcd(url) => crate::etcd::list(url, args),
         #[cfg(feature = "postgres")]
         Service::Postgres(pg) => crate::postgres::list(pg, args),
+    }
+}
+
+/// `holdfast phases status --backend URL TARGET [NAME...]`.
+#[cfg_attr(
+    not(any(feature = "etcd", feature = "postgres")),
+    allow(unused_variables)
+)]
+pub fn phases_status(service: Service, args: PhasesStatusArgs) -> u8 {
+    if let Err(code) = refuse_local(&[
+        (
+            args.markers.xattrs != crate::cli::XattrsArg::Auto,
+            "--xattrs",
+        ),
+        (args.markers.namespace != "user.phaselock", "--namespace"),
+    ]) {
+        return code;
+    }
+    match service {
+        #[cfg(feature = "etcd")]
+        Service::Etcd(url) => crate::etcd::phases_status(url, args),
+        #[cfg(feature = "postgres")]
+        Service::Postgres(pg) => crate::postgres::phases_status(pg, args),
+    }
+}
+
+/// `holdfast phases reset --backend URL TARGET [NAME...]`.
+#[cfg_attr(
+    not(any(feature = "etcd", feature = "postgres")),
+    allow(unused_variables)
+)]
+pub fn phases_reset(service: Service, args: PhasesResetArgs) -> u8 {
+    if let Err(code) = refuse_local(&[
+        (args.attr_name.is_some(), "--attr-name"),
+        (args.namespace != "user.phaselock", "--namespace"),
+    ]) {
+        return code;
+    }
+    match service {
+        #[cfg(feature = "etcd")]
+        Service::Etcd(url) => crate::etcd::phases_reset(url, args),
+        #[cfg(feature = "postgres")]
+        Service::Postgres(pg) => crate::postgres::phases_reset(pg, args),
     }
 }

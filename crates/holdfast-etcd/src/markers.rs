@@ -139,6 +139,55 @@ impl EtcdMarkers {
         })
     }
 
+    /// Every marker with what its value records (who wrote it, when, with
+    /// which fencing token), in the order they were marked. A value holdfast
+    /// did not write (a key put by hand) is listed with the fields empty.
+    ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://127.0.0.1:2379")?;
+    /// for m in client.markers("app-db")?.entries()? {
+    ///     println!("{} done with fencing token {:?} by pid {:?}", m.key, m.token, m.pid);
+    /// }
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`] if etcd cannot be reached.
+    pub fn entries(&self) -> Result<Vec<Marker>> {
+        let this = self.clone();
+        self.client.block_on(async move {
+            let r = this
+                .client
+                .conn()
+                .rpc("read the markers of", &this.location, |mut c| {
+                    let prefix = this.prefix.clone();
+                    async move {
+                        c.get(
+                            prefix,
+                            Some(
+                                GetOptions::new()
+                                    .with_prefix()
+                                    .with_sort(SortTarget::Create, SortOrder::Ascend),
+                            ),
+                        )
+                        .await
+                    }
+                })
+                .await?;
+            Ok(r.kvs()
+                .iter()
+                .filter_map(|kv| {
+                    let key = std::str::from_utf8(kv.key())
+                        .ok()?
+                        .strip_prefix(this.prefix.as_str())?
+                        .to_owned();
+                    Some(Marker::decode(key, kv.value()))
+                })
+                .collect())
+        })
+    }
+
     /// Marks `key` done, **only if `held` still holds its lock**: one
     /// transaction compares the create revision of `held`'s key with its
     /// fencing token and writes the marker only if they match. The marker's
@@ -247,5 +296,37 @@ impl EtcdMarkers {
                 .await?;
             Ok(u64::try_from(r.deleted()).unwrap_or(0))
         })
+    }
+}
+
+/// One completion marker, as [`EtcdMarkers::entries`] reads it.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Marker {
+    /// The marker's key: the phase name, or `once` for run-once.
+    pub key: String,
+    /// The fencing token of the holder that wrote it.
+    pub token: Option<u64>,
+    /// The host of the process that wrote it.
+    pub host: Option<String>,
+    /// Its pid.
+    pub pid: Option<u32>,
+    /// When it was written.
+    pub at: Option<SystemTime>,
+}
+
+impl Marker {
+    fn decode(key: String, value: &[u8]) -> Marker {
+        let v: serde_json::Value = serde_json::from_slice(value).unwrap_or_default();
+        Marker {
+            key,
+            token: v["token"].as_u64(),
+            host: v["host"].as_str().map(str::to_owned),
+            pid: v["pid"].as_u64().and_then(|p| u32::try_from(p).ok()),
+            at: v["at"]
+                .as_f64()
+                .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
+                .and_then(|d| UNIX_EPOCH.checked_add(d)),
+        }
     }
 }

@@ -378,25 +378,73 @@ impl PgPhases {
     ///
     /// # Errors
     ///
-    /// As [`PgPhases::run`] for the lock; [`Error::Backend`] for the statement.
+    /// As [`PgPhases::run`] for the lock ([`PgPhases::wait`] applies);
+    /// [`Error::Backend`] for the statement.
     pub fn reset(&self, phase: &str) -> Result<bool> {
-        let mut removed = false;
+        Ok(!self.remove(Some(phase))?.is_empty())
+    }
+
+    /// Removes every phase marker of this target (not its run-once marker,
+    /// `""`) under the lock, in one transaction; returns the phases that
+    /// were marked, oldest first.
+    ///
+    /// ```no_run
+    /// let pg = holdfast_postgres::Postgres::new("postgres://localhost/app")?;
+    /// for phase in pg.phases("app-db")?.reset_all()? {
+    ///     println!("removed {phase}");
+    /// }
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`PgPhases::reset`].
+    pub fn reset_all(&self) -> Result<Vec<String>> {
+        self.remove(None)
+    }
+
+    /// Deletes the marker of `phase` (all phase markers for `None`) in a
+    /// transaction holding the target's lock; the phases removed.
+    fn remove(&self, phase: Option<&str>) -> Result<Vec<String>> {
+        let server = self.pg.server().to_owned();
+        let started = Instant::now();
         let (mut client, _) = self.pg.session()?;
         let mut tx = client
             .transaction()
-            .map_err(|e| sql_error("begin a transaction at", self.pg.server(), &e))?;
-        tx.batch_execute(&format!("SELECT pg_advisory_xact_lock({})", self.key))
-            .map_err(|e| sql_error("wait for the phase lock at", self.pg.server(), &e))?;
-        let n = tx
-            .execute(
-                "DELETE FROM holdfast_phases WHERE target = $1 AND phase = $2",
-                &[&self.target, &phase],
-            )
-            .map_err(|e| sql_error("remove the phase marker at", self.pg.server(), &e))?;
-        removed |= n > 0;
+            .map_err(|e| sql_error("begin a transaction at", &server, &e))?;
+        if let Some(timed_out) = xact_lock(&mut tx, self.key, self.wait, &server)? {
+            drop(tx);
+            let holders = self.holders(&mut client);
+            return Err(if timed_out {
+                Error::Timeout {
+                    path: self.location.clone(),
+                    mode: Mode::Exclusive,
+                    waited: started.elapsed(),
+                    holders,
+                }
+            } else {
+                Error::WouldBlock {
+                    path: self.location.clone(),
+                    mode: Mode::Exclusive,
+                    holders,
+                }
+            });
+        }
+        let rows = match phase {
+            Some(p) => tx.query(
+                "DELETE FROM holdfast_phases WHERE target = $1 AND phase = $2 RETURNING phase",
+                &[&self.target, &p],
+            ),
+            None => tx.query(
+                "WITH gone AS (DELETE FROM holdfast_phases WHERE target = $1 AND phase <> '' \
+                 RETURNING phase, done_at) SELECT phase FROM gone ORDER BY done_at, phase",
+                &[&self.target],
+            ),
+        }
+        .map_err(|e| sql_error("remove the phase markers at", &server, &e))?;
         tx.commit()
-            .map_err(|e| sql_error("commit at", self.pg.server(), &e))?;
-        Ok(removed)
+            .map_err(|e| sql_error("commit at", &server, &e))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     fn holders(&self, client: &mut postgres::Client) -> Holders {
@@ -414,6 +462,35 @@ fn is_done(client: &mut postgres::Client, server: &str, target: &str, phase: &st
         )
         .map(|r| r.get(0))
         .map_err(|e| sql_error("read the phase markers (holdfast_phases) at", server, &e))
+}
+
+/// Takes the advisory lock `key` for the rest of `tx`, waiting as `wait`
+/// says: `None` once held, `Some(timed_out)` if it is busy (`false`: not
+/// waited for, `true`: the wait ran out).
+fn xact_lock(tx: &mut Transaction<'_>, key: i64, wait: Wait, server: &str) -> Result<Option<bool>> {
+    let free = tx
+        .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&key])
+        .map_err(|e| sql_error("take the phase lock at", server, &e))?
+        .get::<_, bool>(0);
+    if free {
+        return Ok(None);
+    }
+    let Some(ms) = wait_millis(wait) else {
+        return Ok(Some(false));
+    };
+    let sql = format!(
+        "SELECT set_config('lock_timeout', '{ms}ms', true); SELECT pg_advisory_xact_lock({key})"
+    );
+    match tx.simple_query(&sql) {
+        Ok(_) => Ok(None),
+        Err(e)
+            if e.as_db_error()
+                .is_some_and(|d| d.code() == &SqlState::LOCK_NOT_AVAILABLE) =>
+        {
+            Ok(Some(true))
+        }
+        Err(e) => Err(sql_error("wait for the phase lock at", server, &e)),
+    }
 }
 
 /// `None`: try only; `Some(0)`: forever; else the lock_timeout in ms.

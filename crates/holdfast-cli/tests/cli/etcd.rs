@@ -470,6 +470,13 @@ fn once_leader_failure_retry_and_propagate() {
     }
 }
 
+/// `phases status|reset --backend etcd://...` (see `remote_phases`).
+#[test]
+fn phases_status_and_reset() {
+    let Some(etcd) = Etcd::start() else { return };
+    super::remote_phases::phases_status_and_reset(&etcd.url());
+}
+
 /// `status` and `list` name the holder (pid, host, command, token) and the
 /// waiters; `--no-wait` and `--timeout` say who is in the way.
 #[test]

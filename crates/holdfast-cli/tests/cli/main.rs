@@ -13,3 +13,4 @@ mod harden;
 mod inspect;
 mod once_phase;
 mod postgres;
+mod remote_phases;

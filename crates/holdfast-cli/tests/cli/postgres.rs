@@ -390,6 +390,15 @@ fn once_with_env_backend() {
     );
 }
 
+/// `phases status|reset --backend postgres://...` (see `remote_phases`).
+#[test]
+fn phases_status_and_reset() {
+    let Some((_s, url)) = database("phasescli") else {
+        return;
+    };
+    super::remote_phases::phases_status_and_reset(&url);
+}
+
 /// Bad input is named: an unreachable server, a wrong password, a name too
 /// long, local-only flags, a database where the role may not create
 /// holdfast's tables.
