@@ -119,10 +119,16 @@ impl ClientOptions {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("holdfast-etcd")
+            // The sockets are written on these threads only (see sys.rs).
+            .on_thread_start(crate::sys::block_sigpipe_in_this_thread)
             .enable_all()
             .build()
             .map_err(|e| crate::error::failure("start the runtime for", &location, e))?;
-        let conn = rt.block_on(self.connect_etcd())?;
+        // Connected on the runtime's thread, not the caller's (SIGPIPE).
+        let conn = match rt.block_on(rt.spawn(async move { self.connect_etcd().await })) {
+            Ok(c) => c?,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
         Ok(Client {
             inner: Arc::new(Inner {
                 rt: Some(rt),
@@ -194,6 +200,7 @@ impl ClientOptions {
             switching: tokio::sync::Mutex::new(()),
             endpoints: self.url.endpoints().to_vec(),
             scheme,
+            client_cert: self.cert.is_some(),
             opts,
             user: self.user.as_ref().map(|(u, _)| u.clone()),
             url: self.url.clone(),
@@ -228,12 +235,24 @@ fn is_auth_failure(e: &etcd_client::Error) -> bool {
     }
 }
 
-/// The message of an etcd error without the gRPC wrapping.
+/// The message of an etcd error without the gRPC wrapping, followed by
+/// the causes beneath it that say more (a TLS alert under "operation was
+/// canceled", say).
 pub(crate) fn short(e: &etcd_client::Error) -> String {
-    match e {
+    let mut out = match e {
         etcd_client::Error::GRpcStatus(s) => s.message().to_owned(),
         other => other.to_string(),
+    };
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
     }
+    out
 }
 
 fn unreachable(location: &Path, endpoints: &[String], why: &str) -> Error {
@@ -376,6 +395,8 @@ pub(crate) struct Conn {
     switching: tokio::sync::Mutex<()>,
     endpoints: Vec<String>,
     scheme: &'static str,
+    /// A client certificate is given (for the TLS hints).
+    client_cert: bool,
     opts: etcd_client::ConnectOptions,
     user: Option<String>,
     pub(crate) url: EtcdUrl,
@@ -508,11 +529,78 @@ impl Conn {
                 _ => false,
             };
             if !retry || tokio::time::Instant::now() + backoff >= deadline {
-                return Err(request_error(op, path, &self.url, &err));
+                let mut e = request_error(op, path, &self.url, &err);
+                if let Some(hint) = self.tls_hint(&err) {
+                    // Over TLS, a refusal; in plain text, as it was.
+                    let kind = if self.scheme == "https://" {
+                        std::io::ErrorKind::PermissionDenied
+                    } else {
+                        crate::error::kind(&e).unwrap_or(std::io::ErrorKind::Other)
+                    };
+                    e = crate::error::failure(
+                        op,
+                        path,
+                        std::io::Error::new(
+                            kind,
+                            format!(
+                                "etcd at {}: {}: {hint}",
+                                self.url.endpoints().join(","),
+                                short(&err)
+                            ),
+                        ),
+                    );
+                }
+                return Err(e);
             }
             tracing::debug!("{op} {}: {err}; retrying", path.display());
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Conn {
+    /// What a request failing this way most likely means. Over TLS: etcd's
+    /// certificate not signed by the CA given; or etcd accepted the
+    /// handshake (TLS 1.3 checks the client's certificate after it), then
+    /// closed the connection because the client's certificate was missing
+    /// or not signed by a CA it trusts (the client only sees the request
+    /// cancelled). In plain text: a member serving TLS.
+    fn tls_hint(&self, e: &etcd_client::Error) -> Option<&'static str> {
+        let text = short(e);
+        let tls = self.scheme == "https://";
+        if tls && text.contains("invalid peer certificate") {
+            return Some(
+                "etcd's server certificate does not verify with the CA given \
+                 (--cacert or ETCDCTL_CACERT)",
+            );
+        }
+        let closed = match e {
+            etcd_client::Error::TransportError(_) => true,
+            etcd_client::Error::GRpcStatus(s) => {
+                matches!(
+                    s.code(),
+                    tonic::Code::Cancelled | tonic::Code::Unknown | tonic::Code::Unavailable
+                ) && (text.contains("cancel") || text.contains("transport error"))
+            }
+            _ => false,
+        };
+        match (closed, tls, self.client_cert) {
+            (false, _, _) => None,
+            // The port answers TCP but not plain gRPC: most likely TLS.
+            (true, false, _) => Some(
+                "etcd answered but closed the connection; if it serves TLS, use etcds:// or \
+                 --cacert (ETCDCTL_CACERT)",
+            ),
+            (true, true, false) => Some(
+                "etcd closed the TLS connection; it probably requires a client certificate \
+                 (--cert and --key, or ETCDCTL_CERT and ETCDCTL_KEY)",
+            ),
+            (true, true, true) => Some(
+                "etcd closed the TLS connection; it probably does not trust the client \
+                 certificate (--cert): is it signed by the CA etcd was given \
+                 (--trusted-ca-file)?",
+            ),
         }
     }
 }

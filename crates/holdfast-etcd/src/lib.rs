@@ -157,6 +157,7 @@ mod lock;
 mod markers;
 mod record;
 mod status;
+mod sys;
 mod traits;
 mod url;
 

@@ -1,5 +1,7 @@
 //! A real etcd for tests: one member or a cluster, on free 127.0.0.1
-//! ports, data in a temp dir, stopped by pid when dropped.
+//! ports, data in a temp dir, stopped by pid when dropped; optionally
+//! serving clients over TLS with certificates made by the `openssl`
+//! command ([`TlsFiles`]).
 //!
 //! `scripts/install-deps` installs Debian's `etcd-server` and `etcd-client`
 //! (and `scripts/test` sets `HOLDFAST_REQUIRE_ETCD=1`): with that variable
@@ -7,7 +9,7 @@
 //! a message saying why.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -24,6 +26,138 @@ struct Member {
 pub struct Etcd {
     members: Vec<Member>,
     dir: tempfile::TempDir,
+    tls: Option<TlsFiles>,
+}
+
+/// Certificates for an etcd serving clients over TLS, made with the
+/// `openssl` command (ECDSA P-256): a CA, a server certificate for
+/// 127.0.0.1 and `localhost` signed by it, a client certificate signed by
+/// it, and a second, unrelated CA (to show a wrong CA is refused).
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// The CA that signed the server and client certificates.
+    pub ca: PathBuf,
+    /// The server certificate and key.
+    pub server_cert: PathBuf,
+    /// The server key.
+    pub server_key: PathBuf,
+    /// The client certificate.
+    pub client_cert: PathBuf,
+    /// The client key.
+    pub client_key: PathBuf,
+    /// A CA that signed nothing here.
+    pub other_ca: PathBuf,
+}
+
+impl TlsFiles {
+    /// Makes the files in `dir`, or `None` (with a message) if the
+    /// `openssl` command is missing (panics when `HOLDFAST_REQUIRE_ETCD` is
+    /// set, as for a missing etcd).
+    pub fn generate(dir: &Path) -> Option<TlsFiles> {
+        let have = Command::new("openssl")
+            .arg("version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !have {
+            if std::env::var_os("HOLDFAST_REQUIRE_ETCD").is_some_and(|v| v != "0") {
+                panic!("openssl not found but HOLDFAST_REQUIRE_ETCD is set (Debian openssl)");
+            }
+            eprintln!("SKIPPED: the openssl command is not installed (Debian openssl)");
+            return None;
+        }
+        let f = |n: &str| dir.join(n);
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .expect("run openssl");
+            assert!(out.status.success(), "openssl {args:?}: {out:?}");
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        for (ca, key, cn) in [
+            ("ca.pem", "ca-key.pem", "holdfast test CA"),
+            ("other-ca.pem", "other-ca-key.pem", "holdfast unrelated CA"),
+        ] {
+            let subj = format!("/CN={cn}");
+            let mut args = vec!["req", "-x509"];
+            args.extend(ec);
+            args.extend([
+                "-keyout",
+                key,
+                "-out",
+                ca,
+                "-days",
+                "2",
+                "-subj",
+                &subj,
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ]);
+            openssl(&args);
+        }
+        for (who, cn, ext) in [
+            (
+                "server",
+                "localhost",
+                "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
+            ),
+            ("client", "holdfast", "extendedKeyUsage=clientAuth\n"),
+        ] {
+            let (key, csr, cert, extf) = (
+                format!("{who}-key.pem"),
+                format!("{who}.csr"),
+                format!("{who}.pem"),
+                format!("{who}.ext"),
+            );
+            std::fs::write(
+                f(&extf),
+                format!("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n{ext}"),
+            )
+            .expect("write the extensions file");
+            let subj = format!("/CN={cn}");
+            let mut args = vec!["req", "-new"];
+            args.extend(ec);
+            args.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+            openssl(&args);
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca-key.pem",
+                "-set_serial",
+                if who == "server" { "2" } else { "3" },
+                "-days",
+                "2",
+                "-out",
+                &cert,
+                "-extfile",
+                &extf,
+            ]);
+        }
+        Some(TlsFiles {
+            ca: f("ca.pem"),
+            server_cert: f("server.pem"),
+            server_key: f("server-key.pem"),
+            client_cert: f("client.pem"),
+            client_key: f("client-key.pem"),
+            other_ca: f("other-ca.pem"),
+        })
+    }
 }
 
 fn free_port() -> u16 {
@@ -69,9 +203,20 @@ impl Etcd {
 
     /// `n` members forming one cluster, or `None` if etcd is not installed.
     pub fn cluster(n: usize) -> Option<Etcd> {
+        Etcd::cluster_with(n, None)
+    }
+
+    /// One member serving clients over TLS only (`https://`), asking them
+    /// for a certificate signed by `tls.ca`; `None` if etcd is missing.
+    pub fn start_tls(tls: &TlsFiles) -> Option<Etcd> {
+        Etcd::cluster_with(1, Some(tls.clone()))
+    }
+
+    fn cluster_with(n: usize, tls: Option<TlsFiles>) -> Option<Etcd> {
         if !etcd_available() {
             return None;
         }
+        let scheme = if tls.is_some() { "https" } else { "http" };
         // In memory where there is /dev/shm: etcd fsyncs every write, and
         // the tests are about locking, not about this machine's disk.
         let dir = tempfile::Builder::new()
@@ -91,12 +236,26 @@ impl Etcd {
             let name = format!("m{i}");
             let log =
                 std::fs::File::create(dir.path().join(format!("{name}.log"))).expect("etcd log");
-            let child = Command::new("etcd")
+            let mut etcd = Command::new("etcd");
+            if let Some(t) = &tls {
+                etcd.arg("--cert-file")
+                    .arg(&t.server_cert)
+                    .arg("--key-file")
+                    .arg(&t.server_key)
+                    .arg("--trusted-ca-file")
+                    .arg(&t.ca)
+                    .arg("--client-cert-auth");
+            }
+            let child = etcd
                 .args(["--name", &name])
                 .arg("--data-dir")
                 .arg(dir.path().join(format!("{name}.data")))
-                .arg(format!("--listen-client-urls=http://127.0.0.1:{client}"))
-                .arg(format!("--advertise-client-urls=http://127.0.0.1:{client}"))
+                .arg(format!(
+                    "--listen-client-urls={scheme}://127.0.0.1:{client}"
+                ))
+                .arg(format!(
+                    "--advertise-client-urls={scheme}://127.0.0.1:{client}"
+                ))
                 .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
                 .arg(format!(
                     "--initial-advertise-peer-urls=http://127.0.0.1:{peer}"
@@ -116,7 +275,7 @@ impl Etcd {
                 child: Some(child),
             });
         }
-        let etcd = Etcd { members, dir };
+        let etcd = Etcd { members, dir, tls };
         etcd.wait_healthy(Duration::from_secs(30));
         Some(etcd)
     }
@@ -166,22 +325,39 @@ impl Etcd {
             .collect()
     }
 
-    /// `etcd://HOST:PORT,...` of every member (dead ones too: clients must
-    /// cope), with an optional `/PREFIX`.
+    /// `etcd://HOST:PORT,...` (`etcds://` with TLS) of every member (dead
+    /// ones too: clients must cope).
     pub fn url(&self) -> String {
         let all: Vec<String> = self
             .members
             .iter()
             .map(|m| format!("127.0.0.1:{}", m.client))
             .collect();
-        format!("etcd://{}", all.join(","))
+        let scheme = if self.tls.is_some() { "etcds" } else { "etcd" };
+        format!("{scheme}://{}", all.join(","))
     }
 
-    /// `etcdctl` (API v3) aimed at the live members.
+    /// `etcdctl` (API v3) aimed at the live members (with the client
+    /// certificate under TLS).
     pub fn etcdctl(&self) -> Command {
         let mut c = Command::new("etcdctl");
+        let endpoints: Vec<String> = match &self.tls {
+            Some(t) => {
+                c.arg("--cacert")
+                    .arg(&t.ca)
+                    .arg("--cert")
+                    .arg(&t.client_cert)
+                    .arg("--key")
+                    .arg(&t.client_key);
+                self.endpoints()
+                    .iter()
+                    .map(|e| format!("https://{e}"))
+                    .collect()
+            }
+            None => self.endpoints(),
+        };
         c.env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", self.endpoints().join(",")));
+            .arg(format!("--endpoints={}", endpoints.join(",")));
         for v in [
             "ETCDCTL_USER",
             "ETCDCTL_CACERT",

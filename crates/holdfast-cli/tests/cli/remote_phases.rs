@@ -61,7 +61,11 @@ pub fn phases_status_and_reset(url: &str) {
     let st = status(&["app"]);
     assert_eq!(st.code(), 0, "{st:?}");
     let done = st.stdout.lines().find(|l| l.starts_with("done:")).unwrap();
-    assert!(done.contains("p1 (") && done.contains("p2 ("), "{}", st.stdout);
+    assert!(
+        done.contains("p1 (") && done.contains("p2 ("),
+        "{}",
+        st.stdout
+    );
     assert_eq!(done.matches("fencing token").count(), 2, "{}", st.stdout);
     assert!(st.stdout.contains(": free"), "{}", st.stdout);
     let some = status(&["app", "p1", "p3"]);
