@@ -149,7 +149,13 @@
 //!
 //! `etcd-client` compiles etcd's protobuf definitions at build time and
 //! needs `protoc` and its include files: Debian's `protobuf-compiler` and
-//! `libprotobuf-dev` (`scripts/install-deps` installs them).
+//! `libprotobuf-dev` (`scripts/install-deps` installs them). TLS is
+//! etcd-client's `tls` feature: rustls with the `ring` provider, pure
+//! Rust plus a little C and assembly built by `cc`, so it needs no OpenSSL
+//! headers; servers are verified against the CA given
+//! ([`ClientOptions::ca_cert`]), not the system's roots. Tested against an
+//! etcd started with `--cert-file`, `--key-file`, `--trusted-ca-file` and
+//! `--client-cert-auth`.
 
 mod client;
 mod error;
