@@ -46,6 +46,15 @@ impl ClientOptions {
     /// see [`EtcdUrl`]); no credentials, no TLS unless `etcds://`, 5 s to
     /// connect and 5 s per request.
     ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// let client = holdfast_etcd::ClientOptions::new("etcds://etcd.internal:2379/jobs")?
+    ///     .ca_cert("/etc/etcd/ca.pem")
+    ///     .connect_timeout(Duration::from_secs(2))
+    ///     .connect()?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::InvalidInput`] if `url` is not an etcd URL.
@@ -54,6 +63,12 @@ impl ClientOptions {
     }
 
     /// Options for an already parsed URL.
+    ///
+    /// ```
+    /// use holdfast_etcd::{ClientOptions, EtcdUrl};
+    /// let opts = ClientOptions::from_url(EtcdUrl::new(["10.0.0.1:2379", "10.0.0.2:2379"]));
+    /// assert_eq!(opts.url().endpoints().len(), 2);
+    /// ```
     pub fn from_url(url: EtcdUrl) -> ClientOptions {
         ClientOptions {
             url,
@@ -67,18 +82,37 @@ impl ClientOptions {
     }
 
     /// Authenticate as `name` with `password` (etcd's `--user name:password`).
+    ///
+    /// ```
+    /// let opts = holdfast_etcd::ClientOptions::new("etcd://10.0.0.5:2379")?.user("deploy", "s3cret");
+    /// # drop(opts);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn user(mut self, name: impl Into<String>, password: impl Into<String>) -> Self {
         self.user = Some((name.into(), password.into()));
         self
     }
 
     /// Verify the servers with this CA certificate (PEM); turns TLS on.
+    ///
+    /// ```
+    /// let opts = holdfast_etcd::ClientOptions::new("etcd://10.0.0.5:2379")?.ca_cert("/etc/etcd/ca.pem");
+    /// # drop(opts);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn ca_cert(mut self, path: impl Into<PathBuf>) -> Self {
         self.ca_cert = Some(path.into());
         self
     }
 
     /// Present this client certificate and key (PEM); turns TLS on.
+    ///
+    /// ```
+    /// let opts = holdfast_etcd::ClientOptions::new("etcds://10.0.0.5:2379")?
+    ///     .client_cert("/etc/etcd/client.pem", "/etc/etcd/client-key.pem");
+    /// # drop(opts);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn client_cert(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
         self.cert = Some(cert.into());
         self.key = Some(key.into());
@@ -86,6 +120,13 @@ impl ClientOptions {
     }
 
     /// How long connecting (and authenticating) may take.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let opts = holdfast_etcd::ClientOptions::new("etcd://10.0.0.5:2379")?.connect_timeout(Duration::from_secs(2));
+    /// # drop(opts);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn connect_timeout(mut self, d: Duration) -> Self {
         self.connect_timeout = d;
         self
@@ -93,12 +134,25 @@ impl ClientOptions {
 
     /// How long one request may take before it counts as failed (waiting
     /// for a lock is not one request: it is bounded by its own [`holdfast::Wait`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let opts = holdfast_etcd::ClientOptions::new("etcd://10.0.0.5:2379")?.request_timeout(Duration::from_secs(10));
+    /// # drop(opts);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn request_timeout(mut self, d: Duration) -> Self {
         self.request_timeout = d;
         self
     }
 
     /// The URL these options connect to.
+    ///
+    /// ```
+    /// let opts = holdfast_etcd::ClientOptions::new("etcd://10.0.0.5/jobs")?;
+    /// assert_eq!(opts.url().prefix(), "jobs");
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn url(&self) -> &EtcdUrl {
         &self.url
     }
@@ -107,6 +161,14 @@ impl ClientOptions {
     ///
     /// Without credentials no request is made yet: an unreachable cluster
     /// shows at the first request, with the same error.
+    ///
+    /// ```no_run
+    /// let client = holdfast_etcd::ClientOptions::new("etcd://10.0.0.5:2379")?
+    ///     .user("deploy", "s3cret")
+    ///     .connect()?; // authenticates now: wrong credentials fail here
+    /// let _guard = client.lock("nightly-report")?.lock()?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -139,6 +201,12 @@ impl ClientOptions {
 
     /// Connects from async code (the connection is still driven by the
     /// client's own runtime thread, so any executor works).
+    ///
+    /// ```no_run
+    /// async fn client() -> holdfast::Result<holdfast_etcd::Client> {
+    ///     holdfast_etcd::ClientOptions::new("etcd://10.0.0.5:2379")?.connect_async().await
+    /// }
+    /// ```
     ///
     /// # Errors
     ///
@@ -310,6 +378,13 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// Connects to `url` with default options (see [`ClientOptions`]).
     ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// let guard = client.lock("nightly-report")?.lock()?;
+    /// guard.release()?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`ClientOptions::connect`].
@@ -318,6 +393,12 @@ impl Client {
     }
 
     /// The URL this client talks to.
+    ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// println!("talking to {}", client.url());
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn url(&self) -> &EtcdUrl {
         &self.inner.conn.url
     }

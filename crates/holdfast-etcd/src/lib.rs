@@ -158,6 +158,11 @@
 //! `--client-cert-auth`.
 
 mod client;
+/// The library's documentation check, run on this crate's sources: every
+/// public function has an example, every fallible one `# Errors`.
+#[cfg(test)]
+#[path = "../../holdfast/src/doc_coverage.rs"]
+mod doc_coverage;
 mod error;
 mod lock;
 mod markers;

@@ -16,6 +16,13 @@ impl Client {
     /// The completion markers of `name` (keys `PREFIX/done/NAME/KEY`): the
     /// phases of the target `name`, or the run-once key `name`.
     ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// let markers = client.markers("app-db")?;
+    /// println!("done: {:?}", markers.done_keys()?);
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::InvalidInput`] for a bad name (as [`Client::lock`]).
@@ -61,11 +68,23 @@ pub struct EtcdMarkers {
 
 impl EtcdMarkers {
     /// `etcd://HOST:PORT/NAME`.
+    ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// println!("markers at {}", client.markers("app-db")?.location().display());
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn location(&self) -> &Path {
         &self.location
     }
 
     /// The key prefix: `PREFIX/done/NAME/`.
+    ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// assert_eq!(client.markers("app-db")?.prefix(), "holdfast/done/app-db/"); // etcdctl get --prefix
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
@@ -76,6 +95,14 @@ impl EtcdMarkers {
     }
 
     /// Whether `key` is marked done (a linearizable read).
+    ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// if client.markers("app-db")?.is_done("schema-v1")? {
+    ///     println!("schema-v1 already done");
+    /// }
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -101,6 +128,14 @@ impl EtcdMarkers {
     }
 
     /// The keys marked done, in the order they were marked.
+    ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// for key in client.markers("app-db")?.done_keys()? {
+    ///     println!("done: {key}");
+    /// }
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -193,6 +228,14 @@ impl EtcdMarkers {
     /// fencing token and writes the marker only if they match. The marker's
     /// value records the token, host, pid and time.
     ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// let guard = client.lock("app-db")?.lock()?;
+    /// // ... create the schema ...
+    /// client.markers("app-db")?.mark_done("schema-v1", &guard)?; // refused once the lease is gone
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::Lost`] if the comparison failed (the lease ran out or was
@@ -252,6 +295,14 @@ impl EtcdMarkers {
 
     /// Removes the marker of `key`; `true` if there was one.
     ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// if client.markers("app-db")?.clear("seed-v1")? {
+    ///     println!("seed-v1 will run again");
+    /// }
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`Error::InvalidInput`] for a bad key; [`Error::Backend`] if etcd cannot
@@ -273,6 +324,14 @@ impl EtcdMarkers {
     }
 
     /// Removes every marker; how many there were.
+    ///
+    /// ```no_run
+    /// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+    /// let markers = client.markers("app-db")?;
+    /// let _guard = client.lock("app-db")?.lock()?; // under the lock writers take
+    /// markers.clear_all()?;
+    /// # Ok::<(), holdfast::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
