@@ -4,8 +4,6 @@
 //! it if the lock is lost, and write fenced markers for `once` and `phase`.
 
 use std::path::PathBuf;
-use std::process::ExitStatus;
-use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use holdfast::text::escape;
@@ -17,7 +15,7 @@ use crate::cli::{
     LeaderFailureArg, ListArgs, OnceArgs, PhaseArgs, PhasesResetArgs, PhasesStatusArgs, RunArgs,
     StatusArgs,
 };
-use crate::exec::{Launch, Program};
+use crate::exec::{self, Outcome as Ran, Program};
 use crate::remote::{RemoteArgs, name, refuse_local, usage};
 use crate::waiting::{self, Show};
 use crate::{duration, exit};
@@ -108,67 +106,30 @@ fn acquire(lock: &EtcdLock, mode: Mode, wait: Wait, show: Show) -> Result<EtcdGu
     .map_err(|e| fail(&e))
 }
 
-/// How a command run under an etcd lock ended.
-enum Ran {
-    /// It exited (or was killed) with the lock held throughout.
-    Exited(ExitStatus),
-    /// The lock was lost while it ran (and it was stopped); already reported.
-    Lost,
-}
+/// How often the lease's state is looked at while the command runs (a
+/// memory read: the renewal task keeps it current).
+const CHECK_EVERY: Duration = Duration::from_millis(20);
 
 /// Runs `program` while `guard` holds; if the lock is lost meanwhile, the
 /// command gets SIGTERM (SIGKILL 10 s later if it is still there).
 fn run_holding(guard: &EtcdGuard, program: &Program) -> Result<Ran, u8> {
-    let launch = Launch {
-        lock_fd: None,
-        token: Some(guard.token()),
-        keeps_lock_file: true,
-        forward_signals: true,
-    };
-    let running = match launch.spawn(program) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("holdfast: cannot run {}: {e}", program.name());
-            return Err(exit::for_spawn_error(&e));
-        }
-    };
-    // A pidfd names this very process even after it is reaped: a signal
-    // can never reach a recycled pid.
-    let pidfd = rustix::process::Pid::from_raw(running.id() as i32).and_then(|pid| {
-        rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
-    });
-    let signal = guard.lost_signal();
     let location = guard.location().display().to_string();
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    let monitor = std::thread::spawn(move || {
-        let reason = signal.wait()?;
-        eprintln!(
-            "holdfast: lost the lock on {location}: {reason}; stopping the command \
-             (SIGTERM) — its work may overlap another holder's"
-        );
-        if let Some(fd) = &pidfd {
-            let _ = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::TERM);
-            if done_rx.recv_timeout(Duration::from_secs(10)).is_err() {
-                let _ = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::KILL);
-            }
-        }
-        Some(reason)
-    });
-    let status = running.wait();
-    let _ = done_tx.send(());
-    guard.lost_signal().cancel();
-    let lost = monitor.join().ok().flatten();
-    let status = match status {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("holdfast: waiting for {}: {e}", program.name());
-            return Err(exit::OS_ERR);
-        }
-    };
-    Ok(match lost {
-        Some(_) => Ran::Lost,
-        None => Ran::Exited(status),
-    })
+    exec::run_holding(
+        program,
+        Some(guard.token()),
+        CHECK_EVERY,
+        || guard.check(),
+        |e| {
+            let reason = match e {
+                Error::Lost { reason, .. } => reason.clone(),
+                other => other.to_string(),
+            };
+            format!(
+                "holdfast: lost the lock on {location}: {reason}; stopping the command \
+                 (SIGTERM) — its work may overlap another holder's"
+            )
+        },
+    )
 }
 
 /// Releases, turning a loss found only now into exit 75.

@@ -1,19 +1,20 @@
-//! Running the command under the lock.
-//!
-//! The lock's descriptor is opened close-on-exec by the library. To let the
-//! command inherit the lock (as flock(1)'s child does, so the lock lives as
-//! long as the command even if holdfast is killed), it is duplicated once
-//! without close-on-exec just before the spawn and that duplicate is closed
-//! in holdfast right after: the command gets one copy of the same open file
-//! description. This needs no code between fork and exec, so std can spawn
-//! with `posix_spawn` (a vfork-style clone), the cheapest way to start a
-//! process.
+//! Running the command under the lock, through the library's safe
+//! [`holdfast::process`]: the command inherits the lock's descriptor (as
+//! flock(1)'s child does, so the lock lives as long as the command even if
+//! holdfast is killed) and gets the fencing token in its environment.
+//! [`run_holding`] is the one "run while held" loop of `holdfast run` with
+//! a lock file, etcd or PostgreSQL: the command is stopped when the lock
+//! is lost, and the loss is exit 75.
 
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, ExitStatus};
+use std::os::fd::BorrowedFd;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use holdfast::process::{Child, Command, LossPolicy, Ran};
+
+use crate::exit;
 
 /// What to run: a program and its arguments, or a `-c` string for the shell.
 #[derive(Debug)]
@@ -37,7 +38,7 @@ impl Program {
         }
     }
 
-    fn command(&self) -> Command {
+    fn command(&self) -> Command<'static> {
         match self {
             Program::Argv(argv) => {
                 let mut c = Command::new(&argv[0]);
@@ -67,9 +68,8 @@ pub struct Launch<'a> {
     pub lock_fd: Option<BorrowedFd<'a>>,
     /// The fencing token, exported as `HOLDFAST_FENCING_TOKEN`.
     pub token: Option<u64>,
-    /// holdfast keeps a lock file for the command (see the module docs):
-    /// kill the command if holdfast dies. Other threads (a lease
-    /// heartbeat) may be running.
+    /// holdfast keeps a lock (a lock file, a lease) for the command: kill
+    /// the command if holdfast dies.
     pub keeps_lock_file: bool,
     /// Pass TERM, INT, HUP and QUIT sent to holdfast on to the command (and
     /// wait for it), instead of dying and leaving the command running with
@@ -78,23 +78,26 @@ pub struct Launch<'a> {
     pub forward_signals: bool,
 }
 
-impl Launch<'_> {
-    fn prepare(&self, program: &Program) -> io::Result<(Command, Option<OwnedFd>)> {
+/// The command's environment variable for the fencing token. Without a
+/// token, one inherited from an outer holdfast is removed.
+const TOKEN_VAR: &str = "HOLDFAST_FENCING_TOKEN";
+
+impl<'a> Launch<'a> {
+    fn command(&self, program: &Program) -> Command<'a> {
         let mut cmd = program.command();
-        if self.keeps_lock_file {
-            // Other threads may run: leave this process's environment alone.
-            match self.token {
-                Some(t) => cmd.env(TOKEN_VAR, t.to_string()),
-                None => cmd.env_remove(TOKEN_VAR),
-            };
-            die_with_parent(&mut cmd);
-        } else {
-            export_token(self.token);
+        match self.token {
+            Some(t) => cmd.env(TOKEN_VAR, t.to_string()),
+            None => cmd.env_remove(TOKEN_VAR),
+        };
+        if let Some(fd) = self.lock_fd {
+            cmd.inherit_fd(fd);
         }
-        // A plain dup(2) has no close-on-exec flag: this copy is inherited.
-        let inherited = self.lock_fd.map(rustix::io::dup).transpose()?;
-        reset_sigchld();
-        Ok((cmd, inherited))
+        cmd.kill_on_parent_death(self.keeps_lock_file)
+            .forward_signals(self.forward_signals);
+        // As flock(1) before it forks: an ignored SIGCHLD would make the
+        // command's status unobtainable.
+        holdfast::process::default_sigchld();
+        cmd
     }
 
     /// Runs `program` to completion while the lock is held.
@@ -106,197 +109,72 @@ impl Launch<'_> {
         self.spawn(program)?.wait()
     }
 
-    /// Starts `program`; [`Running::wait`] waits for it. For callers that
-    /// must act on the command while it runs (stop it when a lease is lost).
+    /// Starts `program`.
     ///
     /// # Errors
     ///
     /// As [`Launch::run`].
-    pub fn spawn(&self, program: &Program) -> io::Result<Running> {
-        let (mut cmd, inherited) = self.prepare(program)?;
-        if self.forward_signals {
-            forward::install();
-        }
-        let child = cmd.spawn();
-        drop(inherited);
-        let child = child?;
-        if self.forward_signals {
-            forward::to(child.id());
-        }
-        Ok(Running {
-            child,
-            forwarding: self.forward_signals,
-        })
+    pub fn spawn(&self, program: &Program) -> io::Result<Child> {
+        self.command(program).spawn()
     }
 
     /// Replaces this process with `program` (flock(1)'s `--no-fork`); the
     /// lock stays held by the new program. Returns only on failure.
     pub fn exec(&self, program: &Program) -> io::Error {
-        match self.prepare(program) {
-            Ok((mut cmd, _inherited)) => cmd.exec(),
-            Err(e) => e,
-        }
+        self.command(program).exec()
     }
 }
 
-/// A command started by [`Launch::spawn`].
+/// How [`run_holding`] ended.
 #[derive(Debug)]
-pub struct Running {
-    child: std::process::Child,
-    forwarding: bool,
+pub enum Outcome {
+    /// The command exited with the lock held throughout.
+    Exited(ExitStatus),
+    /// The lock was lost while it ran; it was stopped (and the user told).
+    Lost,
 }
 
-impl Running {
-    /// The command's pid.
-    #[cfg_attr(not(any(feature = "etcd", feature = "postgres")), allow(dead_code))]
-    pub fn id(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Waits for the command to exit.
-    ///
-    /// # Errors
-    ///
-    /// As [`std::process::Child::wait`].
-    pub fn wait(mut self) -> io::Result<ExitStatus> {
-        let status = self.child.wait();
-        if self.forwarding {
-            forward::done();
+/// Runs `program` while holdfast keeps a lock for it (a lock file, an etcd
+/// lease, a PostgreSQL session): with the lock's fencing `token`, killed
+/// if holdfast dies, TERM/INT/HUP/QUIT passed on. `check` runs every
+/// `check_every`; once it reports the lock lost, `lost_message` is printed
+/// and the command gets SIGTERM (SIGKILL 10 s later if it is still there).
+/// The one "run while held" loop of lock files, etcd and PostgreSQL.
+///
+/// # Errors
+///
+/// The exit code when the command could not be started or waited for
+/// (already reported).
+pub fn run_holding(
+    program: &Program,
+    token: Option<u64>,
+    check_every: Duration,
+    check: impl FnMut() -> holdfast::Result<()>,
+    lost_message: impl FnOnce(&holdfast::Error) -> String,
+) -> Result<Outcome, u8> {
+    let launch = Launch {
+        lock_fd: None,
+        token,
+        keeps_lock_file: true,
+        forward_signals: true,
+    };
+    let child = match launch.spawn(program) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("holdfast: cannot run {}: {e}", program.name());
+            return Err(exit::for_spawn_error(&e));
         }
-        status
-    }
-}
-
-/// Puts the fencing token into this process's environment, which the
-/// command inherits (or removes a stale one inherited from an outer
-/// holdfast when there is no token). Setting it here rather than with
-/// `Command::env` keeps std from copying the whole environment into a map
-/// and back for the spawn, about half of std's own cost of starting it.
-const TOKEN_VAR: &str = "HOLDFAST_FENCING_TOKEN";
-
-fn export_token(token: Option<u64>) {
-    const VAR: &str = TOKEN_VAR;
-    match token {
-        // SAFETY: holdfast has one thread when it starts the command (the
-        // waiting-line thread is joined before the lock call returns), so
-        // nothing reads or writes the environment concurrently.
-        Some(t) => unsafe { std::env::set_var(VAR, t.to_string()) },
-        None if std::env::var_os(VAR).is_some() => {
-            // SAFETY: as above.
-            unsafe { std::env::remove_var(VAR) }
-        }
-        None => {}
-    }
-}
-
-/// Sets `SIGCHLD` back to its default disposition, as flock(1) does before
-/// it forks: a parent that ignores it would otherwise make the command's
-/// exit status unobtainable (`ECHILD`), and the command would inherit the
-/// odd setting.
-fn reset_sigchld() {
-    // SAFETY: installing SIG_DFL for SIGCHLD runs no handler code and has no
-    // memory-safety preconditions; holdfast installs no SIGCHLD handler of
-    // its own that this could displace.
-    unsafe {
-        libc::signal(libc::SIGCHLD, libc::SIG_DFL);
-    }
-}
-
-/// Has the kernel send SIGKILL to the command when holdfast (the thread
-/// that spawns it, the main thread, which lives until holdfast exits) dies.
-#[cfg(target_os = "linux")]
-fn die_with_parent(cmd: &mut Command) {
-    let parent = std::process::id();
-    // SAFETY: the closure runs in the child between fork and exec and
-    // makes only raw system calls (rustix's prctl and getppid, which touch
-    // no errno and no lock); it allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            use rustix::process::{Signal, getppid, set_parent_process_death_signal};
-            set_parent_process_death_signal(Some(Signal::KILL))?;
-            // holdfast died before the prctl took effect: the spawn fails
-            // and the child exits without running the command.
-            if getppid().map(|p| p.as_raw_nonzero().get() as u32) != Some(parent) {
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn die_with_parent(_cmd: &mut Command) {}
-
-/// Passing holdfast's termination signals on to the command.
-mod forward {
-    use std::sync::atomic::{AtomicI32, Ordering};
-
-    /// The command's pid, once it runs (0 before).
-    static CHILD: AtomicI32 = AtomicI32::new(0);
-    /// A signal that came before the command's pid was known.
-    static PENDING: AtomicI32 = AtomicI32::new(0);
-
-    const SIGNALS: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGHUP, libc::SIGINT, libc::SIGQUIT];
-
-    extern "C" fn handle(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
-        // SAFETY: the kernel passes a valid siginfo_t to an SA_SIGINFO
-        // handler; only its si_code is read.
-        let code = unsafe { (*info).si_code };
-        // Sent by the kernel (the terminal's ^C, ^\, hang-up): it went to
-        // the whole foreground process group, the command got it already.
-        if code == libc::SI_KERNEL {
-            return;
-        }
-        let child = CHILD.load(Ordering::SeqCst);
-        if child > 0 {
-            // rustix's kill is a raw system call: async-signal-safe.
-            kill(child, sig);
-        } else {
-            PENDING.store(sig, Ordering::SeqCst);
-        }
-    }
-
-    /// Catches the signals (before the spawn, so none is lost in between;
-    /// the command starts with default dispositions, as exec resets caught
-    /// signals).
-    pub fn install() {
-        for sig in SIGNALS {
-            // SAFETY: a zeroed sigaction is a valid starting value; the
-            // handler only touches atomics and calls kill(2), both
-            // async-signal-safe; SA_RESTART keeps waitpid from failing
-            // with EINTR.
-            unsafe {
-                let mut sa: libc::sigaction = std::mem::zeroed();
-                sa.sa_sigaction = handle as *const () as usize;
-                sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
-                libc::sigemptyset(&mut sa.sa_mask);
-                libc::sigaction(sig, &sa, std::ptr::null_mut());
-            }
-        }
-    }
-
-    /// Sends `sig` to `pid` (both as the handler got them); no errno, no
-    /// allocation, so it may run in the signal handler.
-    fn kill(pid: i32, sig: libc::c_int) {
-        use rustix::process::{Pid, Signal, kill_process};
-        if let (Some(pid), Some(sig)) = (Pid::from_raw(pid), Signal::from_named_raw(sig)) {
-            let _ = kill_process(pid, sig);
-        }
-    }
-
-    /// The command has been reaped: its pid may be reused, send nothing more.
-    pub fn done() {
-        CHILD.store(0, Ordering::SeqCst);
-    }
-
-    /// From now on signals go to `pid`; one that came during the spawn is
-    /// passed on now.
-    pub fn to(pid: u32) {
-        let pid = pid as i32;
-        CHILD.store(pid, Ordering::SeqCst);
-        let pending = PENDING.swap(0, Ordering::SeqCst);
-        if pending != 0 {
-            kill(pid, pending);
+    };
+    let policy = LossPolicy {
+        check_every,
+        grace: Duration::from_secs(10),
+    };
+    match child.run_until_lost(policy, check, |e| eprintln!("{}", lost_message(e))) {
+        Ok(Ran::Exited(status)) => Ok(Outcome::Exited(status)),
+        Ok(Ran::Lost { .. }) => Ok(Outcome::Lost),
+        Err(e) => {
+            eprintln!("holdfast: waiting for {}: {e}", program.name());
+            Err(exit::OS_ERR)
         }
     }
 }

@@ -6,6 +6,13 @@
 //! generates help, man pages and completions), and each subcommand in
 //! `cmd/` validates them into library options, calls the library, and maps
 //! the outcome to an exit code (`exit`).
+//!
+//! No `unsafe` here: system calls are the library's (`holdfast::process`
+//! starts, signals and waits for commands). The compiler enforces it
+//! (`forbid(unsafe_code)`, in `main.rs` too), and `no_unsafe` below fails
+//! if the word appears in code under `src/` at all.
+
+#![forbid(unsafe_code)]
 
 mod cli;
 mod cmd;
@@ -105,5 +112,72 @@ pub fn run(mut argv: Vec<OsString>) -> u8 {
         },
         cli::Command::Completions(a) => cmd::docs::completions(a),
         cli::Command::Man(a) => cmd::docs::man(a),
+    }
+}
+
+/// The CLI has no `unsafe` code (issue 9): a test that reads every file
+/// under `src/` and fails naming each line with the keyword outside a
+/// comment (`forbid(unsafe_code)` catches code; this also catches what a
+/// `cfg` hides from this build, such as another platform's code).
+#[cfg(test)]
+mod no_unsafe {
+    use std::path::Path;
+
+    fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                files(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+
+    /// Whether `line` (its code, comments cut) has the keyword as a word.
+    fn has_keyword(line: &str) -> bool {
+        let word = concat!("un", "safe");
+        let code = match line.find("//") {
+            Some(i) if !line[..i].contains('"') => &line[..i],
+            _ => line,
+        };
+        let ident = |c: char| c.is_alphanumeric() || c == '_';
+        code.match_indices(word).any(|(i, _)| {
+            !code[..i].chars().next_back().is_some_and(ident)
+                && !code[i + word.len()..].chars().next().is_some_and(ident)
+        })
+    }
+
+    #[test]
+    fn none_in_the_cli() {
+        let mut all = Vec::new();
+        files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut all);
+        all.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("build.rs"));
+        assert!(all.len() > 10, "found the sources: {all:?}");
+        let word = concat!("un", "safe");
+        let mut found = Vec::new();
+        for p in &all {
+            let text = std::fs::read_to_string(p).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                if has_keyword(line) {
+                    found.push(format!("{}:{}: {}", p.display(), n + 1, line.trim()));
+                }
+            }
+        }
+        assert!(
+            found.is_empty(),
+            "{word} code in the CLI:\n{}",
+            found.join("\n")
+        );
+    }
+
+    #[test]
+    fn the_check_sees_the_keyword() {
+        let word = concat!("un", "safe");
+        assert!(has_keyword(&format!("    {word} {{ libc::close(3) }}")));
+        assert!(has_keyword(&format!("#[{word}(no_mangle)]")));
+        assert!(!has_keyword(&format!("// {word} in a comment")));
+        assert!(!has_keyword(&format!("let x = is_{word}(c);")));
+        assert!(!has_keyword(&format!("#![forbid({word}_code)]")));
     }
 }

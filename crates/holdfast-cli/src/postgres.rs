@@ -15,8 +15,6 @@
 //! nothing, and exits 75.
 
 use std::io::IsTerminal;
-use std::process::ExitStatus;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use holdfast::text::escape;
@@ -28,7 +26,7 @@ use crate::cli::{
     LeaderFailureArg, ListArgs, OnceArgs, PhaseArgs, PhasesResetArgs, PhasesStatusArgs, RunArgs,
     StatusArgs,
 };
-use crate::exec::{Launch, Program};
+use crate::exec::{self, Outcome as Ran, Program};
 use crate::remote::{RemoteArgs, Service, name, refuse_local, usage};
 use crate::waiting::Show;
 use crate::{duration, exit};
@@ -83,79 +81,30 @@ fn acquire(lock: &PgLock, mode: Mode, wait: Wait, show: Show) -> Result<(PgGuard
         .map_err(|e| fail(&e))
 }
 
-/// How a command run under the lock ended.
-enum Ran {
-    /// It exited with the lock held throughout.
-    Exited(ExitStatus),
-    /// The session ended while it ran; it was stopped.
-    Lost,
-}
+/// How often the guard's connection is looked at while the command runs
+/// (a poll of the socket, no server round trip).
+const CHECK_EVERY: Duration = Duration::from_millis(20);
 
-/// Runs `program` while `guard` holds the lock. A monitor thread reads the
-/// guard's connection; if the session ends, the command gets SIGTERM
-/// (SIGKILL 10 s later if it is still there).
+/// Runs `program` while `guard` holds the lock. The guard's connection is
+/// read every [`CHECK_EVERY`]; if the session ends, the command gets
+/// SIGTERM (SIGKILL 10 s later if it is still there).
 fn run_holding(guard: &PgGuard, program: &Program) -> Result<Ran, u8> {
-    let launch = Launch {
-        lock_fd: None,
-        token: Some(guard.token()),
-        keeps_lock_file: true,
-        forward_signals: true,
-    };
-    let running = match launch.spawn(program) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("holdfast: cannot run {}: {e}", program.name());
-            return Err(exit::for_spawn_error(&e));
-        }
-    };
-    // A pidfd names this very process even after it is reaped: a signal
-    // can never reach a recycled pid.
-    let pidfd = rustix::process::Pid::from_raw(running.id() as i32).and_then(|pid| {
-        rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
-    });
-    let done = AtomicBool::new(false);
-    let (status, lost) = std::thread::scope(|s| {
-        let monitor = s.spawn(|| {
-            // Short slices: the release waits for the slice in progress
-            // (the guard's session is behind one mutex). Waking costs no
-            // server round trip, only a poll of the socket.
-            while !done.load(Ordering::Acquire) {
-                if let Some(e) = guard.wait_lost(Duration::from_millis(5)) {
-                    eprintln!(
-                        "holdfast: {e}; stopping the command (SIGTERM) — its work may overlap \
-                         another holder's"
-                    );
-                    if let Some(fd) = &pidfd {
-                        let _ =
-                            rustix::process::pidfd_send_signal(fd, rustix::process::Signal::TERM);
-                        let deadline = Instant::now() + Duration::from_secs(10);
-                        while !done.load(Ordering::Acquire) && Instant::now() < deadline {
-                            std::thread::sleep(Duration::from_millis(50));
-                        }
-                        if !done.load(Ordering::Acquire) {
-                            let _ = rustix::process::pidfd_send_signal(
-                                fd,
-                                rustix::process::Signal::KILL,
-                            );
-                        }
-                    }
-                    return true;
-                }
-            }
-            false
-        });
-        let status = running.wait();
-        done.store(true, Ordering::Release);
-        (status, monitor.join().unwrap_or(false))
-    });
-    let status = match status {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("holdfast: waiting for {}: {e}", program.name());
-            return Err(exit::OS_ERR);
-        }
-    };
-    Ok(if lost { Ran::Lost } else { Ran::Exited(status) })
+    exec::run_holding(
+        program,
+        Some(guard.token()),
+        CHECK_EVERY,
+        || {
+            guard
+                .wait_lost(Duration::from_millis(1))
+                .map_or(Ok(()), Err)
+        },
+        |e| {
+            format!(
+                "holdfast: {e}; stopping the command (SIGTERM) — its work may overlap \
+                 another holder's"
+            )
+        },
+    )
 }
 
 /// Releases, turning a loss found only now into exit 75.

@@ -123,6 +123,8 @@ pub mod lockfile;
 pub mod mode;
 pub mod once;
 pub mod phase;
+#[cfg(unix)]
+pub mod process;
 mod queue;
 pub use self::queue::{fifo, semaphore};
 mod status;

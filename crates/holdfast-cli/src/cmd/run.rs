@@ -15,7 +15,7 @@ use holdfast::lockfile::LockFile;
 use holdfast::{Backend, FifoLock, Lock, Mode, Wait};
 
 use crate::cli::{ProtocolArg, RunArgs};
-use crate::exec::{Launch, Program};
+use crate::exec::{self, Launch, Outcome, Program};
 use crate::waiting::{self, Show};
 use crate::{duration, exit, report};
 
@@ -207,8 +207,13 @@ pub fn run(mut args: RunArgs) -> u8 {
     exit::for_child(status)
 }
 
+/// How often a lock file is checked (a `stat` and a read of the path)
+/// while its command runs.
+const LOCK_FILE_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// `--lockfile`: holdfast holds the lock file for the command and removes
-/// it when the command has exited; a lock lost meanwhile is reported.
+/// it when the command has exited; a lock lost meanwhile (broken, removed)
+/// stops the command (SIGTERM) and is exit 75.
 fn run_lock_file(
     lock: &LockFile,
     opts: &Options,
@@ -221,17 +226,27 @@ fn run_lock_file(
         Err(e) => return fail(&e),
     };
     got(None);
-    let launch = Launch {
-        lock_fd: None,
-        token: None,
-        keeps_lock_file: true,
-        forward_signals: true,
-    };
-    let status = match launch.run(program) {
-        Ok(s) => s,
-        Err(e) => {
+    let ran = exec::run_holding(
+        program,
+        None,
+        LOCK_FILE_CHECK_EVERY,
+        || guard.check(),
+        |e| {
+            format!(
+                "holdfast: {e}; stopping the command (SIGTERM) — its work may overlap \
+                 another holder's"
+            )
+        },
+    );
+    let status = match ran {
+        Ok(Outcome::Exited(status)) => status,
+        Ok(Outcome::Lost) => {
             drop(guard);
-            return spawn_failed(program, &e);
+            return exit::LOCK_LOST;
+        }
+        Err(code) => {
+            drop(guard);
+            return code;
         }
     };
     let code = exit::for_child(status);

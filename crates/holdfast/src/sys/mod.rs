@@ -14,6 +14,10 @@ mod imp;
 mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) mod mapped;
+#[cfg(unix)]
+pub(crate) mod spawn;
+#[cfg(all(feature = "fast-start", target_os = "linux", target_env = "gnu"))]
+mod start;
 
 pub(crate) use imp::*;
 
