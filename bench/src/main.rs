@@ -7,7 +7,8 @@
 //!
 //! Usage: `holdfast-bench [--quick] [--python PATH] [SCENARIO...]`, where
 //! SCENARIO is `lock`, `lockfile`, `phases`, `cli`, `fifo`, `postgres` or `etcd` (default:
-//! all); `lockfile-uncontended` runs only the first table of `lockfile`.
+//! all); `lockfile-uncontended` runs only the first table of `lockfile`,
+//! `lock-handoff` only the handoff table of `lock`.
 //! `holdfast-bench worker ...` (and `lockfile-worker`, `phase-worker`,
 //! `fifo-worker`) is the worker side, started by the harness itself.
 
@@ -83,6 +84,7 @@ fn main() {
     for s in &scenarios {
         match s.as_str() {
             "lock" => lock::run(&env, &dir),
+            "lock-handoff" => lock::run_handoff(&env, &dir),
             "lockfile" => lockfile::run(&env, &dir),
             "lockfile-uncontended" => lockfile::run_uncontended(&env, &dir),
             "phases" => phases::run(&env, &dir),
