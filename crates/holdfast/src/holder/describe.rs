@@ -55,8 +55,13 @@ pub(crate) fn describe(file: Option<&File>, id: sys::FileId) -> Holders {
                 && (r.boot_id.is_none() || r.boot_id == my_boot)
                 && match l.pid {
                     Some(kpid) if kpid == r.pid => alive(kpid),
+                    // A zombie is gone too: a waiter task that signalled
+                    // the grant and exited is reaped only later.
                     Some(kpid) => {
-                        !sys::process_exists(kpid) && sys::process_exists(r.pid) && alive(r.pid)
+                        (!sys::process_exists(kpid)
+                            || matches!(sys::process_state_start(kpid), Some(('Z' | 'X', _))))
+                            && sys::process_exists(r.pid)
+                            && alive(r.pid)
                     }
                     None => sys::process_exists(r.pid) && alive(r.pid),
                 }

@@ -13,7 +13,7 @@ pub(crate) use proc::{
     boot_id, fd_path, kernel_locks, ofd_lock_pids, owner_runs_in_child_pidns, process_cmdline,
     process_start_time, process_state_start, process_uid,
 };
-pub(crate) use waiter::wait_any;
 #[cfg(feature = "tokio")]
 pub(crate) use waiter::{WaitStatus, Waiter, settle};
+pub(crate) use waiter::{reap_exited_waiters, wait_any};
 pub(crate) use watch::{DirWatch, PidWatch, wait_for_change};

@@ -93,6 +93,7 @@ pub(crate) fn range_lock(file: &File, r: Range, wait: bool) -> io::Result<bool> 
 /// Releases whatever OFD lock this open file description holds on the
 /// range (a range it does not hold is no error).
 pub(crate) fn range_unlock(file: &File, start: u64, len: u64) -> io::Result<()> {
+    super::reap_exited_waiters();
     ofd_range(
         file.as_raw_fd(),
         libc::F_OFD_SETLK,

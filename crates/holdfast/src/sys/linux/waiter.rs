@@ -17,6 +17,10 @@ use super::ofd::{range_unlock, raw_request};
 /// What the waiter child needs; lives on the parent's heap until reaped.
 struct WaiterRequest {
     fd: i32,
+    /// An eventfd the child writes to once its request is granted, before
+    /// it exits, so the parent wakes at once instead of after the child's
+    /// exit (`-1`: none, the parent waits for the exit).
+    signal: i32,
     req: LockReq,
     /// Our pid, to notice being orphaned before the death signal was set.
     parent: i32,
@@ -48,28 +52,45 @@ extern "C" fn waiter_main(arg: *mut libc::c_void) -> libc::c_int {
     // socket of the parent: a pipe the parent closes while we wait would
     // stay open (its reader never sees EOF), a socket would stay
     // connected. Keep only the descriptor we lock.
-    close_all_but(req.fd, req.max_fd);
+    close_all_but(req.fd, req.signal, req.max_fd);
     loop {
         match child::lock(req.fd, &req.req) {
-            Ok(()) => return 0,
+            Ok(()) => break,
             Err(libc::EINTR) => continue,
             Err(e) => return e,
         }
     }
+    // Granted: the lock belongs to the parent's open file description.
+    // Drop our copy of the descriptor first (the description stays open in
+    // the parent, so nothing is released), so that from the signal on this
+    // task holds nothing of the parent's but the eventfd, then wake the
+    // parent, then exit.
+    child::close(req.fd as u32);
+    if req.signal >= 0 {
+        child::signal(req.signal);
+    }
+    0
 }
 
-/// Closes every descriptor except `keep`, without allocating.
-fn close_all_but(keep: i32, max_fd: u32) {
-    let keep = keep as u32;
-    let low = if keep > 0 {
-        child::close_range(0, keep - 1)
+/// Closes every descriptor except `keep` and `also` (`-1`: none), without
+/// allocating.
+fn close_all_but(keep: i32, also: i32, max_fd: u32) {
+    let (a, b) = if also < 0 {
+        (keep as u32, keep as u32)
     } else {
-        Ok(())
+        (keep.min(also) as u32, keep.max(also) as u32)
     };
-    let high = child::close_range(keep + 1, u32::MAX);
-    if low.is_err() || high.is_err() {
+    let mut ok = true;
+    if a > 0 {
+        ok &= child::close_range(0, a - 1).is_ok();
+    }
+    if b > a + 1 {
+        ok &= child::close_range(a + 1, b - 1).is_ok();
+    }
+    ok &= child::close_range(b + 1, u32::MAX).is_ok();
+    if !ok {
         // Linux < 5.9: one by one up to the descriptor limit.
-        for fd in (0..max_fd).filter(|&fd| fd != keep) {
+        for fd in (0..max_fd).filter(|&fd| fd != a && fd != b) {
             child::close(fd);
         }
     }
@@ -180,6 +201,19 @@ mod child {
         let _ = unsafe { syscall(libc::SYS_close, [fd as usize, 0, 0]) };
     }
 
+    /// Adds one to the eventfd `fd` (the parent's wake-up).
+    pub(super) fn signal(fd: i32) {
+        let one: u64 = 1;
+        // SAFETY: write(2) of 8 bytes from a `u64` on our stack that
+        // outlives the call, to an eventfd of our copied table.
+        let _ = unsafe {
+            syscall(
+                libc::SYS_write,
+                [fd as usize, &one as *const u64 as usize, 8],
+            )
+        };
+    }
+
     /// The blocking lock request on `fd`.
     pub(super) fn lock(fd: i32, req: &LockReq) -> Result<(), i32> {
         let (l_type, start, len) = match *req {
@@ -268,17 +302,62 @@ pub(crate) enum WaitStatus {
 /// of the `tokio` feature wait on. Dropping a `Waiter` kills and reaps the
 /// child before its stack and request are freed.
 pub(crate) struct Waiter {
-    pidfd: OwnedFd,
-    req: Box<WaiterRequest>,
-    stack: Vec<u8>,
+    task: std::mem::ManuallyDrop<Task>,
     status: Option<WaitStatus>,
+    /// The child wrote its eventfd: granted, and exiting.
+    signalled: bool,
+}
+
+/// What a waiter child runs on and is watched through: freed only once the
+/// child is reaped (or known not to be ours).
+struct Task {
+    pidfd: OwnedFd,
+    signal: Option<OwnedFd>,
+    req: Box<WaiterRequest>,
+    /// The child's stack: only kept alive (the child runs on it).
+    _stack: Vec<u8>,
+}
+
+/// Children that signalled a grant and were left to finish exiting, so the
+/// granted caller did not wait for their exit: reaped without blocking by
+/// the next waiter started (or freed, in a forked copy of this process,
+/// where they are not our children). Their stacks stay allocated until
+/// then; they hold no descriptor of ours but their eventfd.
+static EXITING: std::sync::Mutex<Vec<Task>> = std::sync::Mutex::new(Vec::new());
+
+/// Whether [`EXITING`] may hold anything (read without its lock).
+static EXITING_PENDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Reaps (without blocking) and frees what [`EXITING`] holds.
+fn sweep_exiting() {
+    let mut exiting = EXITING.lock().unwrap_or_else(|e| e.into_inner());
+    exiting.retain(|t| match reap(&t.pidfd, false) {
+        Ok(Some(_)) => false,
+        Ok(None) => true,
+        // ECHILD: reaped by someone else (a `waitid(P_ALL, __WALL)` in the
+        // application), or not our child (a forked copy of this process,
+        // where no task runs on this stack): either way, gone.
+        Err(e) => e.raw_os_error() != Some(libc::ECHILD),
+    });
+    EXITING_PENDING.store(!exiting.is_empty(), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Reaps the waiter children left to exit after a grant, if any (an
+/// atomic load otherwise). Called when a lock is released, by which time
+/// they are long gone, so that no exited child lingers while the process
+/// runs on (as a zombie, with its stack and two descriptors).
+pub(crate) fn reap_exited_waiters() {
+    if EXITING_PENDING.load(std::sync::atomic::Ordering::Relaxed) {
+        sweep_exiting();
+    }
 }
 
 impl std::fmt::Debug for Waiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Waiter")
-            .field("req", &self.req.req)
+            .field("req", &self.task.req.req)
             .field("status", &self.status)
+            .field("signalled", &self.signalled)
             .finish()
     }
 }
@@ -291,12 +370,25 @@ impl Waiter {
             // fall back to polling.
             return Err(io::Error::from_raw_os_error(libc::ENOSYS));
         }
+        reap_exited_waiters();
         let max_fd = rustix::process::getrlimit(rustix::process::Resource::Nofile)
             .current
             .unwrap_or(1024)
             .min(1 << 20) as u32;
+        // Without an eventfd (descriptors exhausted?) the wait still works:
+        // the parent notices the grant when the child exits.
+        let signal = if no_signal_for_tests() {
+            None
+        } else {
+            rustix::event::eventfd(
+                0,
+                rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+            )
+            .ok()
+        };
         let req = Box::new(WaiterRequest {
             fd: file.as_raw_fd(),
+            signal: signal.as_ref().map_or(-1, |s| s.as_raw_fd()),
             req,
             parent: rustix::process::getpid().as_raw_nonzero().get(),
             max_fd,
@@ -304,29 +396,46 @@ impl Waiter {
         let mut stack = vec![0u8; WAITER_STACK];
         let pidfd = spawn_child(&req, &mut stack)?;
         Ok(Waiter {
-            pidfd,
-            req,
-            stack,
+            task: std::mem::ManuallyDrop::new(Task {
+                pidfd,
+                signal,
+                req,
+                _stack: stack,
+            }),
             status: None,
+            signalled: false,
         })
+    }
+
+    /// The eventfd that becomes readable when the request is granted (the
+    /// child writes it before exiting), if there is one.
+    pub(crate) fn signal(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.task.signal.as_ref().map(|s| s.as_fd())
+    }
+
+    /// The eventfd was seen readable: the request is granted (the child
+    /// exits by itself; it is reaped later without blocking anyone).
+    pub(crate) fn set_signalled(&mut self) {
+        self.signalled = true;
     }
 
     /// The request this waiter makes.
     pub(crate) fn request(&self) -> LockReq {
-        self.req.req
+        self.task.req.req
     }
 
     /// The child's pidfd: readable once it has exited.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn pidfd(&self) -> std::os::fd::BorrowedFd<'_> {
         use std::os::fd::AsFd;
-        self.pidfd.as_fd()
+        self.task.pidfd.as_fd()
     }
 
     /// How the child ended, if it has (never blocks).
     pub(crate) fn try_status(&mut self) -> io::Result<Option<WaitStatus>> {
         if self.status.is_none() {
-            self.status = reap(&self.pidfd, false)?;
+            self.status = reap(&self.task.pidfd, false)?;
         }
         Ok(self.status)
     }
@@ -336,8 +445,15 @@ impl Waiter {
         if let Some(s) = self.status {
             return Ok(s);
         }
-        let _ = rustix::process::pidfd_send_signal(&self.pidfd, rustix::process::Signal::KILL);
-        let s = reap(&self.pidfd, true)?.unwrap_or(WaitStatus::Killed);
+        if self.signalled {
+            // Granted and exiting by itself: reap it when it is done, not
+            // by a kill (which would only make the caller wait the same).
+            let s = reap(&self.task.pidfd, true)?.unwrap_or(WaitStatus::Granted);
+            self.status = Some(s);
+            return Ok(WaitStatus::Granted);
+        }
+        let _ = rustix::process::pidfd_send_signal(&self.task.pidfd, rustix::process::Signal::KILL);
+        let s = reap(&self.task.pidfd, true)?.unwrap_or(WaitStatus::Killed);
         self.status = Some(s);
         Ok(s)
     }
@@ -345,19 +461,47 @@ impl Waiter {
 
 impl Drop for Waiter {
     fn drop(&mut self) {
-        if self.status.is_none() && self.kill().is_err() {
-            // The child may still run on this stack and read the request:
-            // never free them. (Unreachable in practice: a pidfd of our own
-            // child can always be signalled and reaped.)
-            std::mem::forget(std::mem::take(&mut self.stack));
-            let placeholder = Box::new(WaiterRequest {
-                fd: -1,
-                req: self.req.req,
-                parent: 0,
-                max_fd: 0,
-            });
-            std::mem::forget(std::mem::replace(&mut self.req, placeholder));
+        if self.status.is_none() {
+            if self.signalled {
+                // Granted: the child only has its exit left. Leave it to
+                // finish (the caller already runs: no system call here)
+                // and reap it when the next waiter starts.
+                // SAFETY: taken once, here; the drop ends without touching
+                // `self.task` again.
+                let task = unsafe { std::mem::ManuallyDrop::take(&mut self.task) };
+                EXITING.lock().unwrap_or_else(|e| e.into_inner()).push(task);
+                EXITING_PENDING.store(true, std::sync::atomic::Ordering::Relaxed);
+                return;
+            } else if self.kill().is_err() {
+                // The child may still run on this stack and read the
+                // request: never free them (the task is leaked, not
+                // dropped). Unreachable in practice: a pidfd of our own
+                // child can always be signalled and reaped.
+                return;
+            }
         }
+        // SAFETY: the child is reaped: nothing runs on the stack or reads
+        // the request any more; dropped once, here.
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.task) };
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Test hook: waiters started on this thread get no eventfd (as when
+    /// descriptors run out), so the grant is seen at the child's exit.
+    pub(crate) static NO_SIGNAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether a test asks for waiters without an eventfd on this thread.
+fn no_signal_for_tests() -> bool {
+    #[cfg(test)]
+    {
+        NO_SIGNAL.with(std::cell::Cell::get)
+    }
+    #[cfg(not(test))]
+    {
+        false
     }
 }
 
@@ -575,20 +719,36 @@ pub(crate) fn wait_any(
                 tv_nsec: left.subsec_nanos() as _,
             }
         });
-        let mut fds: Vec<PollFd<'_>> = waiters
-            .iter()
-            .map(|w| PollFd::new(&w.pidfd, PollFlags::IN))
-            .collect();
+        // Per waiter its pidfd (readable once the child exited) and, first,
+        // its eventfd (readable once its request was granted, before the
+        // child exits: the grant is seen without waiting for the exit).
+        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(2 * waiters.len());
+        let mut signal_at = Vec::with_capacity(waiters.len());
+        for w in &waiters {
+            signal_at.push(w.signal().map(|s| {
+                fds.push(PollFd::from_borrowed_fd(s, PollFlags::IN));
+                fds.len() - 1
+            }));
+            fds.push(PollFd::new(&w.task.pidfd, PollFlags::IN));
+        }
         match rustix::event::poll(&mut fds, ts.as_ref()) {
             Ok(_) => {}
             Err(Errno::INTR) => continue,
             Err(e) => {
+                drop(fds);
                 let _ = settle(file, &mut waiters, None)
                     .map(|won| won.map(|i| give_back(file, &reqs[i])));
                 return Err(e.into());
             }
         }
+        let signalled = signal_at
+            .iter()
+            .position(|at| at.is_some_and(|k| !fds[k].revents().is_empty()));
         drop(fds);
+        if let Some(i) = signalled {
+            waiters[i].set_signalled();
+            return settle(file, &mut waiters, Some(i));
+        }
         let mut respawn = Vec::new();
         for i in 0..waiters.len() {
             match waiters[i].try_status()? {
@@ -662,6 +822,111 @@ mod tests {
                 now, SENTINEL,
                 "the child wrote errno {now} into this thread ({req:?})"
             );
+        }
+    }
+
+    /// Whether a lock request waits on `p` (a `->` line of /proc/locks).
+    fn blocked_on(p: &std::path::Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(p).unwrap();
+        let (major, minor) = crate::sys::imp::dev_major_minor(m.dev());
+        let want = format!("{major:02x}:{minor:02x}:{}", m.ino());
+        std::fs::read_to_string("/proc/locks")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains("->") && l.split_whitespace().any(|f| f == want))
+    }
+
+    fn held_elsewhere(p: &std::path::Path) -> File {
+        let other = File::options().read(true).write(true).open(p).unwrap();
+        rustix::fs::flock(&other, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+        other
+    }
+
+    /// A timed wait ends when its request is granted, whether the grant is
+    /// seen on the eventfd (the child writes it before exiting) or, where
+    /// there is no eventfd (descriptors exhausted: forced here), at the
+    /// child's exit; and a released lock is really ours afterwards.
+    #[test]
+    fn a_timed_wait_sees_the_grant_with_and_without_the_eventfd() {
+        use crate::mode::{Backend, Mode};
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("l");
+        std::fs::write(&p, b"").unwrap();
+        let req = LockReq::Whole {
+            backend: Backend::Flock,
+            mode: Mode::Exclusive,
+        };
+        for no_signal in [false, true] {
+            NO_SIGNAL.with(|n| n.set(no_signal));
+            let mine = File::options().read(true).write(true).open(&p).unwrap();
+            let other = held_elsewhere(&p);
+            let deadline = Instant::now() + std::time::Duration::from_secs(30);
+            let got = std::thread::scope(|s| {
+                let waiter = s.spawn(|| {
+                    NO_SIGNAL.with(|n| n.set(no_signal));
+                    wait_any(&mine, &[req], Some(deadline)).unwrap()
+                });
+                // Let go only once the waiter child is blocked on it.
+                let t = Instant::now();
+                while !blocked_on(&p) {
+                    assert!(t.elapsed().as_secs() < 30, "the waiter never blocked");
+                    std::thread::yield_now();
+                }
+                drop(other);
+                waiter.join().unwrap()
+            });
+            assert_eq!(got, Some(0), "no_signal={no_signal}");
+            // Ours: another description cannot take it.
+            let probe = File::options().read(true).write(true).open(&p).unwrap();
+            assert!(
+                rustix::fs::flock(&probe, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+                    .is_err(),
+                "no_signal={no_signal}: granted but not held"
+            );
+        }
+        NO_SIGNAL.with(|n| n.set(false));
+    }
+
+    /// The child writes its eventfd once granted, and a granted waiter
+    /// dropped before its child exited is left to exit and then reaped
+    /// (its stack freed) by a later sweep, never blocking the caller.
+    #[test]
+    fn a_granted_child_signals_and_is_reaped_later() {
+        use crate::mode::{Backend, Mode};
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("free");
+        std::fs::write(&p, b"").unwrap();
+        let f = File::options().read(true).write(true).open(&p).unwrap();
+        let mut w = Waiter::spawn(
+            &f,
+            LockReq::Whole {
+                backend: Backend::Flock,
+                mode: Mode::Exclusive,
+            },
+        )
+        .unwrap();
+        let signal = w.signal().expect("an eventfd");
+        let mut fds = [PollFd::from_borrowed_fd(signal, PollFlags::IN)];
+        let ts = rustix::event::Timespec {
+            tv_sec: 30,
+            tv_nsec: 0,
+        };
+        assert_eq!(rustix::event::poll(&mut fds, Some(&ts)).unwrap(), 1);
+        w.set_signalled();
+        drop(w);
+        // Swept by the next waiter (or here): gone within a bounded time.
+        let t = Instant::now();
+        loop {
+            sweep_exiting();
+            if EXITING.lock().unwrap().is_empty() {
+                break;
+            }
+            assert!(
+                t.elapsed().as_secs() < 30,
+                "an exited waiter was never reaped"
+            );
+            std::thread::yield_now();
         }
     }
 }

@@ -374,6 +374,8 @@ pub(crate) fn waiter_tasks_forbidden() -> bool {
 
 /// Releases whatever lock this open file description holds.
 pub(crate) fn unlock(file: &File, backend: Backend) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    super::linux::reap_exited_waiters();
     match backend {
         Backend::Flock => rustix::fs::flock(file.as_fd(), FlockOperation::Unlock)?,
         #[cfg(target_os = "linux")]
