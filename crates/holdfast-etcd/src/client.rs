@@ -157,10 +157,11 @@ impl ClientOptions {
         &self.url
     }
 
-    /// Connects (blocking).
-    ///
-    /// Without credentials no request is made yet: an unreachable cluster
-    /// shows at the first request, with the same error.
+    /// Connects (blocking) to the first member that answers, starting
+    /// from one picked by this process's pid (so that many clients spread
+    /// over the members); later requests move to the next member that
+    /// answers when this one stops. A member that refuses TLS or the
+    /// credentials may show only at the first request, with the same error.
     ///
     /// ```no_run
     /// let client = holdfast_etcd::ClientOptions::new("etcd://10.0.0.5:2379")?
