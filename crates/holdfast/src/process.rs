@@ -16,6 +16,9 @@
 //! `clone(CLONE_VM | CLONE_VFORK)` and `execve`; the child resets only
 //! the signal handlers this module installed, so signals inherited as
 //! ignored stay ignored in the command, as with flock(1)'s fork + exec.
+//! Elsewhere, or where the kernel refuses that clone, or with
+//! `HOLDFAST_SPAWN=std` in the environment (for comparison), std's
+//! [`std::process::Command`] starts it, with the same visible result.
 //!
 //! ```
 //! use holdfast::process::{Command, Ran, LossPolicy};
