@@ -52,11 +52,17 @@ fn main() -> Res {
         }
         "fifo" => {
             let l = FifoLock::open(&path)?;
-            Box::new(move || Ok(drop(l.lock()?)))
+            Box::new(move || {
+                drop(l.lock()?);
+                Ok(())
+            })
         }
         "semaphore" => {
             let s = Semaphore::open(&path, 2)?;
-            Box::new(move || Ok(drop(s.lock()?)))
+            Box::new(move || {
+                drop(s.lock()?);
+                Ok(())
+            })
         }
         other => {
             let (protocol, compat) = match other {
@@ -74,7 +80,10 @@ fn main() -> Res {
                 o.lifetime(Duration::from_secs(60));
             }
             let l = o.open(&path)?;
-            Box::new(move || Ok(drop(l.lock()?)))
+            Box::new(move || {
+                drop(l.lock()?);
+                Ok(())
+            })
         }
     };
     // Twice first, so that one-time set-up (the first record, a mapping,
