@@ -487,6 +487,19 @@ impl State {
 /// Blocks until a guard's lock is lost (or released): for a thread that
 /// must act at once when that happens, such as `holdfast run` stopping its
 /// command. Get one with [`EtcdGuard::lost_signal`].
+///
+/// ```no_run
+/// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+/// let guard = client.lock("nightly-report")?.lock()?;
+/// let lost = guard.lost_signal();
+/// std::thread::spawn(move || {
+///     if let Some(why) = lost.wait() {
+///         eprintln!("stop: {why}");
+///     }
+/// });
+/// # drop(guard);
+/// # Ok::<(), holdfast::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct LostSignal {
     state: Arc<State>,
@@ -985,6 +998,15 @@ async fn release(client: &Client, state: &State, lease: i64, path: &Path) -> Res
 ///
 /// The lease is renewed in the background for as long as the guard lives;
 /// [`EtcdGuard::check`] says whether it still holds.
+///
+/// ```no_run
+/// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+/// {
+///     let guard = client.lock("nightly-report")?.lock()?;
+///     println!("token {}, lease {:x}", guard.token(), guard.lease_id());
+/// } // released here: the lease is revoked
+/// # Ok::<(), holdfast::Error>(())
+/// ```
 #[must_use = "the lock is released when the guard is dropped"]
 #[derive(Debug)]
 pub struct EtcdGuard {

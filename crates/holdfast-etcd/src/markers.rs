@@ -359,6 +359,14 @@ impl EtcdMarkers {
 }
 
 /// One completion marker, as [`EtcdMarkers::entries`] reads it.
+///
+/// ```no_run
+/// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+/// for m in client.markers("app-db")?.entries()? {
+///     println!("{} done by {:?} (token {:?}) at {:?}", m.key, m.host, m.token, m.at);
+/// }
+/// # Ok::<(), holdfast::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct Marker {

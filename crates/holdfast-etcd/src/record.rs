@@ -12,6 +12,12 @@ use holdfast::{Holder, HolderRecord, HolderSource, Mode};
 use serde_json::{Value, json};
 
 /// Who owns a queue key, as its value says.
+///
+/// ```
+/// let rec = holdfast_etcd::Record::for_this_process(holdfast::Mode::Shared);
+/// println!("stored as {}", rec.encode());
+/// assert_eq!(rec.mode, holdfast::Mode::Shared);
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Record {
     /// Exclusive or shared.

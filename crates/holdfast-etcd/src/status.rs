@@ -10,6 +10,15 @@ use crate::lock::check_name;
 use crate::record::Record;
 
 /// One key in a lock's queue: a holder or a waiter.
+///
+/// ```no_run
+/// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+/// for e in client.status("deploy")?.entries {
+///     let role = if e.holding { "holds" } else { "waits" };
+///     println!("{} {role} (token {}, pid {:?})", e.key, e.token, e.record.pid);
+/// }
+/// # Ok::<(), holdfast::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct QueueEntry {
     /// The etcd key (`PREFIX/lock/NAME/LEASE`).
@@ -25,6 +34,13 @@ pub struct QueueEntry {
 }
 
 /// A lock's queue as etcd has it now.
+///
+/// ```no_run
+/// let client = holdfast_etcd::Client::connect("etcd://10.0.0.5:2379")?;
+/// let view = client.status("deploy")?;
+/// println!("{}: held {}, {} waiting", view.name, view.held(), view.waiting());
+/// # Ok::<(), holdfast::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct LockView {
     /// The lock name.

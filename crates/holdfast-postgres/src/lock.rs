@@ -45,6 +45,14 @@ pub struct PgLock {
 
 /// Who holds a PostgreSQL lock: the holder record holdfast wrote, and what
 /// the server knows of the session.
+///
+/// ```no_run
+/// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+/// for h in pg.holders()? {
+///     println!("{:?} (key {}) held {:?} by backend {}", h.name, h.key, h.mode, h.backend_pid);
+/// }
+/// # Ok::<(), holdfast::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PgHolder {
@@ -526,6 +534,15 @@ pub(crate) fn last_row(msgs: &[postgres::SimpleQueryMessage]) -> Option<(String,
 /// A held PostgreSQL lock: owns the session that holds it. `Send`; the
 /// lock is released when the guard is dropped (or [`PgGuard::release`]d),
 /// and in any case when the session ends.
+///
+/// ```no_run
+/// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+/// {
+///     let guard = pg.lock("jobs/nightly")?.lock()?;
+///     println!("token {}", guard.token());
+/// } // released here (the session ends)
+/// # Ok::<(), holdfast::Error>(())
+/// ```
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct PgGuard {
     lock: PgLock,

@@ -37,6 +37,17 @@ pub struct PgPhases {
 }
 
 /// What [`PgPhases::run`] did.
+///
+/// ```no_run
+/// use holdfast_postgres::{PhaseOutcome, Postgres};
+/// let pg = Postgres::new("postgres://deploy@db.internal/app")?;
+/// match pg.once("backfill-2024", |tx, _| tx.batch_execute("UPDATE orders SET x = 1"))? {
+///     PhaseOutcome::Ran { token } => println!("ran under token {token}"),
+///     PhaseOutcome::AlreadyDone { waited } => println!("done elsewhere (waited: {waited})"),
+///     _ => {}
+/// }
+/// # Ok::<(), holdfast::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PhaseOutcome {
@@ -70,6 +81,15 @@ impl PhaseOutcome {
 }
 
 /// What the action of a phase knows besides its transaction.
+///
+/// ```no_run
+/// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+/// pg.phases("app-schema")?.run("seed-v1", |tx, ctx| {
+///     println!("{}/{} under token {}", ctx.target(), ctx.phase(), ctx.token());
+///     tx.batch_execute("INSERT INTO settings VALUES ('seeded')")
+/// })?;
+/// # Ok::<(), holdfast::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct PhaseContext {
     target: String,
@@ -121,6 +141,14 @@ impl PhaseContext {
 }
 
 /// A completion marker: a row of `holdfast_phases`.
+///
+/// ```no_run
+/// let pg = holdfast_postgres::Postgres::new("postgres://deploy@db.internal/app")?;
+/// for m in pg.phases("app-schema")?.markers()? {
+///     println!("{} by pid {} on {} at {:?}", m.phase, m.pid, m.host, m.done_at);
+/// }
+/// # Ok::<(), holdfast::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PhaseMarker {

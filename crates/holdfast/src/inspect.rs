@@ -44,6 +44,17 @@ use crate::lockfile::{
 use crate::status::{LockStatus, status};
 
 /// Everything one look at a path found.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("app.lock");
+/// let lock = holdfast::Lock::open(&path)?;
+/// let _guard = lock.lock()?;
+/// let seen = holdfast::inspect::inspect(&path)?;
+/// assert!(seen.held() && seen.lock_file.is_none());
+/// println!("{}: {:?}, {}", seen.path.display(), seen.found, seen.kernel);
+/// # Ok::<(), holdfast::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Inspection {
@@ -62,6 +73,16 @@ pub struct Inspection {
 }
 
 /// What is at the path itself.
+///
+/// ```
+/// use holdfast::inspect::{Found, inspect};
+/// # let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("app.lock");
+/// std::fs::write(&path, b"")?; // what flock(1) leaves behind
+/// assert_eq!(inspect(&path)?.found, Found::EmptyFile);
+/// assert_eq!(inspect(dir.path())?.found, Found::Directory);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Found {
@@ -85,6 +106,19 @@ pub enum Found {
 }
 
 /// The verdict on one lock-file lock.
+///
+/// ```
+/// use holdfast::inspect::inspect;
+/// use holdfast::lockfile::{LockFile, Protocol};
+/// # let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("job.lock");
+/// let lock = LockFile::open(&path, Protocol::Mkdir)?;
+/// let _g = lock.lock()?;
+/// let verdict = inspect(&path)?.lock_file.expect("a mkdir lock");
+/// assert_eq!(verdict.protocol, Protocol::Mkdir);
+/// println!("{:?}; a break would remove {:?}", verdict.liveness, verdict.removes);
+/// # Ok::<(), holdfast::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct LockFileVerdict {
@@ -104,6 +138,19 @@ pub struct LockFileVerdict {
 /// Whether the holder of a lock file still holds it, and why holdfast
 /// thinks so. A lock is broken without `--force` only when
 /// [`Liveness::Stale`].
+///
+/// ```
+/// use holdfast::inspect::{Liveness, inspect};
+/// use holdfast::lockfile::{LockFile, Protocol};
+/// # let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("job.lock");
+/// let _g = LockFile::open(&path, Protocol::Soft)?.lock()?;
+/// match inspect(&path)?.lock_file.unwrap().liveness {
+///     Liveness::Stale(why) => println!("stale: {why:?}"),
+///     other => println!("not stale: {other:?}"),
+/// }
+/// # Ok::<(), holdfast::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Liveness {
@@ -171,6 +218,17 @@ impl Liveness {
 }
 
 /// What breaking a lock file would remove: only what its protocol creates.
+///
+/// ```
+/// use holdfast::inspect::{Removal, inspect};
+/// use holdfast::lockfile::{LockFile, Protocol};
+/// # let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("job.lock");
+/// let _g = LockFile::open(&path, Protocol::Mkdir)?.lock()?;
+/// let removes = inspect(&path)?.lock_file.unwrap().removes;
+/// assert!(matches!(removes, Removal::Directory { .. }), "{removes:?}");
+/// # Ok::<(), holdfast::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Removal {
@@ -187,6 +245,16 @@ pub enum Removal {
 }
 
 /// The phase markers of a path (phaselock's `PATH.status` file).
+///
+/// ```
+/// use holdfast::phase::{Phase, PhaseRunner, XattrMode};
+/// # let dir = tempfile::tempdir().unwrap();
+/// let db = dir.path().join("app.db");
+/// PhaseRunner::new(&db).xattrs(XattrMode::Off).run([Phase::new("schema-v1", |_| Ok(()))])?;
+/// let markers = holdfast::inspect::inspect(&db)?.phases.expect("a status file");
+/// assert_eq!(markers.done, ["schema-v1"]);
+/// # Ok::<(), holdfast::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PhaseMarkers {
@@ -443,6 +511,17 @@ impl BreakOptions {
 }
 
 /// What [`break_lock`] did.
+///
+/// ```
+/// use holdfast::inspect::{BreakOptions, BreakOutcome, break_lock};
+/// # let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("app.lock");
+/// let lock = holdfast::Lock::open(&path)?;
+/// let _k = lock.lock()?;
+/// // Kernel locks end with their holder; they are never broken:
+/// assert!(matches!(break_lock(&path, BreakOptions::new())?, BreakOutcome::KernelLock(_)));
+/// # Ok::<(), holdfast::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum BreakOutcome {

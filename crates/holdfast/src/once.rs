@@ -96,6 +96,15 @@ use crate::sys;
 
 /// What a waiter does when the leader released the lock without
 /// recording completion.
+///
+/// ```
+/// use holdfast::once::{LeaderFailure, RunOnce};
+/// # let dir = tempfile::tempdir().unwrap();
+/// let mut once = RunOnce::new(dir.path().join("migrated"));
+/// once.on_leader_failure(LeaderFailure::Propagate); // a failed leader needs a human
+/// assert!(once.run(|_| Ok(()))?.ran());
+/// # Ok::<(), holdfast::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum LeaderFailure {
     /// Run the action (take over). The default: the waiters make progress
@@ -108,6 +117,15 @@ pub enum LeaderFailure {
 }
 
 /// What a run-once call found or did.
+///
+/// ```
+/// use holdfast::OnceOutcome;
+/// # let dir = tempfile::tempdir().unwrap();
+/// let key = dir.path().join("migrated");
+/// assert!(matches!(holdfast::once(&key, |_| Ok(()))?, OnceOutcome::Ran { took_over: false, .. }));
+/// assert!(matches!(holdfast::once(&key, |_| Ok(()))?, OnceOutcome::AlreadyDone { waited: false }));
+/// # Ok::<(), holdfast::Error>(())
+/// ```
 #[must_use = "the outcome says whether this call ran the action"]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]

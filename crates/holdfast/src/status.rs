@@ -8,6 +8,17 @@ use crate::mode::Mode;
 use crate::sys::{self, FileKind, OpenSpec};
 
 /// What [`status`] found.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("app.lock");
+/// let lock = holdfast::Lock::open(&path)?;
+/// let _guard = lock.lock_shared()?;
+/// let st = holdfast::status(&path)?;
+/// assert_eq!(st.held, Some(holdfast::Mode::Shared));
+/// println!("{st}");
+/// # Ok::<(), holdfast::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LockStatus {

@@ -142,6 +142,14 @@ pub fn path_json(p: &Path) -> JsonPath<'_> {
 }
 
 /// A path as JSON holds it: see [`path_json`].
+///
+/// ```
+/// use holdfast::text::{JsonPath, path_json};
+/// match path_json(std::path::Path::new("/tmp/a.lock")) {
+///     JsonPath::Utf8(s) => assert_eq!(s, "/tmp/a.lock"),
+///     other => panic!("{other:?}"),
+/// }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum JsonPath<'a> {

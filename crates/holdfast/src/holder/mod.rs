@@ -96,6 +96,20 @@ pub struct Holder {
 }
 
 /// Where a [`Holder`] description comes from.
+///
+/// ```
+/// use holdfast::{HolderSource, Lock, Mode, Wait};
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("app.lock");
+/// let _held = Lock::open(&path)?.acquire_owned(Mode::Exclusive, Wait::NoWait)?;
+/// let err = Lock::open(&path)?.try_lock().unwrap_err();
+/// match err.holders().first().map(|h| h.source) {
+///     Some(HolderSource::Record) => println!("confirmed by the kernel"),
+///     Some(other) => println!("known from {other:?} only"),
+///     None => println!("holder unknown"),
+/// }
+/// # Ok::<(), holdfast::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum HolderSource {

@@ -47,6 +47,14 @@ pub struct HolderRecord {
 }
 
 /// What the head of a lock file turned out to hold.
+///
+/// ```
+/// use holdfast::{HolderRecord, Mode, RecordContent};
+/// assert!(matches!(RecordContent::classify(b""), RecordContent::Empty));
+/// let bytes = HolderRecord::for_this_process(Mode::Exclusive, 1).encode();
+/// assert!(matches!(RecordContent::classify(&bytes), RecordContent::Record(_)));
+/// assert!(matches!(RecordContent::classify(b"my data"), RecordContent::Foreign));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RecordContent {
     /// Nothing (or phaselock's single NUL byte): free to write a record.

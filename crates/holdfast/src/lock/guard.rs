@@ -180,6 +180,17 @@ impl std::os::fd::AsFd for OwnedLockGuard {
 ///
 /// A guard belongs to the thread that acquired it (it is not `Send`): the
 /// in-process bookkeeping that makes a `Lock` exclude threads is per thread.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// let lock = holdfast::Lock::open(dir.path().join("app.lock"))?;
+/// {
+///     let guard = lock.lock()?;
+///     println!("token {:?}", guard.token());
+/// } // released here
+/// assert!(lock.try_lock().is_ok());
+/// # Ok::<(), holdfast::Error>(())
+/// ```
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct LockGuard<'a> {
     pub(super) lock: &'a Lock,

@@ -32,6 +32,19 @@ pub(super) fn held_by_this_thread(nonce: Option<&str>, id: crate::sys::FileId) -
 /// belong to a thread, so it may be released from any thread. Dropped in a
 /// forked child, it releases nothing (the parent still holds the lock).
 /// [`OwnedLockFileGuard`] is the same without the borrow.
+///
+/// ```
+/// use holdfast::lockfile::{LockFile, Protocol};
+/// # let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("job.lock");
+/// let lock = LockFile::open(&path, Protocol::Soft)?;
+/// {
+///     let _guard = lock.lock()?;
+///     assert!(path.exists());
+/// } // the lock file is removed here
+/// assert!(!path.exists());
+/// # Ok::<(), holdfast::Error>(())
+/// ```
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct LockFileGuard<'a> {
     pub(super) lock: &'a LockFile,

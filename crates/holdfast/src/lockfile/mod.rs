@@ -121,6 +121,16 @@ use self::core::Ctx;
 use self::heartbeat::GuardCore;
 
 /// How the lock object is made. See the [module docs](self#protocols-and-formats).
+///
+/// ```
+/// use holdfast::lockfile::{LockFile, Protocol};
+/// # let dir = tempfile::tempdir().unwrap();
+/// for protocol in [Protocol::Soft, Protocol::Link, Protocol::Mkdir] {
+///     let lock = LockFile::open(dir.path().join(format!("{protocol:?}.lock")), protocol)?;
+///     drop(lock.lock()?);
+/// }
+/// # Ok::<(), holdfast::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Protocol {
     /// A regular file created with `O_CREAT|O_EXCL`, holding the record.

@@ -118,6 +118,17 @@ pub(crate) trait Probe {
 }
 
 /// Why holdfast considers a lock stale.
+///
+/// ```
+/// use holdfast::lockfile::{LockFile, Protocol};
+/// # let dir = tempfile::tempdir().unwrap();
+/// let lock = LockFile::open(dir.path().join("job.lock"), Protocol::Soft)?;
+/// let _g = lock.lock()?;
+/// if let Some(why) = lock.status()?.stale {
+///     println!("would take it over: {why:?}");
+/// }
+/// # Ok::<(), holdfast::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StaleReason {

@@ -14,6 +14,17 @@ use crate::error::{IoOp, Result};
 use crate::holder::Holder;
 
 /// What [`LockFile::status`] found.
+///
+/// ```
+/// use holdfast::lockfile::{LockFile, Protocol};
+/// # let dir = tempfile::tempdir().unwrap();
+/// let lock = LockFile::open(dir.path().join("job.lock"), Protocol::Link)?;
+/// let _g = lock.lock()?;
+/// let st = lock.status()?;
+/// assert!(st.locked && st.mine && st.stale.is_none());
+/// println!("expires {:?}", st.expires);
+/// # Ok::<(), holdfast::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LockFileStatus {
@@ -39,6 +50,14 @@ pub struct LockFileStatus {
 }
 
 /// What [`LockFile::break_lock_if`] did.
+///
+/// ```
+/// use holdfast::lockfile::{Broken, LockFile, Protocol};
+/// # let dir = tempfile::tempdir().unwrap();
+/// let lock = LockFile::open(dir.path().join("job.lock"), Protocol::Soft)?;
+/// assert!(matches!(lock.break_lock_if(|st| st.stale.is_some())?, Broken::NoLock));
+/// # Ok::<(), holdfast::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Broken {

@@ -474,6 +474,12 @@ impl<'a> Phase<'a> {
 
 /// Whether to keep markers in extended attributes (phaselock's
 /// `use_xattrs`).
+///
+/// ```
+/// use holdfast::phase::{PhaseRunner, XattrMode};
+/// let mut runner = PhaseRunner::new("app.db");
+/// runner.xattrs(XattrMode::Off); // status file only, as phaselock's use_xattrs=False
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum XattrMode {
     /// Decide from `PHASELOCK_ENABLE_XATTRS` (phaselock's `use_xattrs=None`):
@@ -489,6 +495,12 @@ pub enum XattrMode {
 }
 
 /// Where a marker was found or written.
+///
+/// ```
+/// use holdfast::phase::MarkerStore;
+/// let stores = [MarkerStore::Xattr, MarkerStore::StatusFile];
+/// assert_ne!(stores[0], stores[1]);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MarkerStore {
     /// An extended attribute on the target.
@@ -499,6 +511,18 @@ pub enum MarkerStore {
 
 /// What [`PhaseRunner::run`] did (phaselock's `PhaseRunResult`, plus the
 /// token and whether the lock was taken).
+///
+/// ```
+/// use holdfast::phase::{Phase, PhaseRunner};
+/// # let dir = tempfile::tempdir().unwrap();
+/// let runner = PhaseRunner::new(dir.path().join("app.db"));
+/// let report = runner.run([Phase::new("a", |_| Ok(())), Phase::new("b", |_| Ok(()))])?;
+/// assert_eq!(report.completed, ["a", "b"]);
+/// assert!(report.locked);
+/// let again = runner.run([Phase::new("a", |_| Ok(())), Phase::new("b", |_| Ok(()))])?;
+/// assert_eq!(again.skipped, ["a", "b"]);
+/// # Ok::<(), holdfast::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RunReport {
@@ -522,6 +546,17 @@ pub struct RunReport {
 }
 
 /// Every marker on a target, from [`PhaseRunner::markers`].
+///
+/// ```
+/// use holdfast::phase::{Phase, PhaseRunner, XattrMode};
+/// # let dir = tempfile::tempdir().unwrap();
+/// let mut runner = PhaseRunner::new(dir.path().join("app.db"));
+/// runner.xattrs(XattrMode::Off).run([Phase::new("schema-v1", |_| Ok(()))])?;
+/// let markers = runner.markers()?;
+/// assert_eq!(markers.status, ["schema-v1"]);
+/// assert!(markers.stale_temp_files.is_empty());
+/// # Ok::<(), holdfast::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Markers {

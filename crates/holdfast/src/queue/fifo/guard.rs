@@ -14,6 +14,16 @@ use crate::mode::Mode;
 /// next in line) when dropped.
 ///
 /// Like [`crate::LockGuard`] it belongs to the thread that acquired it.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// let lock = holdfast::FifoLock::open(dir.path().join("app.lock"))?;
+/// {
+///     let guard = lock.lock()?;
+///     println!("served as ticket {}", guard.ticket());
+/// } // handed to the next in line here
+/// # Ok::<(), holdfast::Error>(())
+/// ```
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct FifoGuard<'a> {
     pub(super) lock: &'a FifoLock,

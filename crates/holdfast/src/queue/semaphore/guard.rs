@@ -8,6 +8,17 @@ use crate::error::Result;
 use crate::mode::Mode;
 
 /// A permit of a [`Semaphore`]; given back when dropped.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// let sem = holdfast::Semaphore::open(dir.path().join("gpu.sem"), 1)?;
+/// {
+///     let _permit = sem.lock()?;
+///     assert_eq!(sem.available()?, 0);
+/// } // given back here
+/// assert_eq!(sem.available()?, 1);
+/// # Ok::<(), holdfast::Error>(())
+/// ```
 #[must_use = "the permit is released when it is dropped"]
 pub struct SemaphorePermit<'a> {
     pub(super) sem: &'a Semaphore,
