@@ -18,7 +18,8 @@
 //! ignored stay ignored in the command, as with flock(1)'s fork + exec.
 //! Elsewhere, or where the kernel refuses that clone, or with
 //! `HOLDFAST_SPAWN=std` in the environment (for comparison), std's
-//! [`std::process::Command`] starts it, with the same visible result.
+//! [`std::process::Command`] starts it, with the same visible result
+//! except one: a file without `#!` is not run under `/bin/sh` there.
 //!
 //! ```
 //! use holdfast::process::{Command, Ran, LossPolicy};
@@ -439,5 +440,159 @@ impl Child {
         };
         self.reaped();
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn output_of(cmd: &mut std::process::Command) -> String {
+        let out = cmd.output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// flock(1) semantics: a signal this process inherited as ignored is
+    /// still ignored in the command (only holdfast's own handlers are
+    /// reset). The test re-runs itself under `sh -c "trap '' USR1; exec
+    /// ..."` and the inner run starts `cat /proc/self/status`.
+    #[test]
+    fn inherited_ignored_signals_stay_ignored_and_handlers_do_not() {
+        const INNER: &str = "HOLDFAST_TEST_SPAWN_INNER";
+        if std::env::var_os(INNER).is_some() {
+            let mut cmd = Command::new("cat");
+            cmd.arg("/proc/self/status")
+                .forward_signals(true)
+                .env_remove(INNER);
+            assert!(cmd.status().unwrap().success());
+            return;
+        }
+        let me = std::env::current_exe().unwrap();
+        let text = output_of(
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg("trap '' USR1; exec \"$0\" --exact --nocapture --test-threads=1 \"$1\"")
+                .arg(&me)
+                .arg("process::tests::inherited_ignored_signals_stay_ignored_and_handlers_do_not")
+                .env(INNER, "1"),
+        );
+        let mask = |field: &str| {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(field))
+                .unwrap_or_else(|| panic!("no {field} in {text:?}"));
+            u64::from_str_radix(line[field.len()..].trim(), 16).unwrap()
+        };
+        let bit = |sig: libc::c_int| 1u64 << (sig - 1);
+        assert_ne!(mask("SigIgn:") & bit(libc::SIGUSR1), 0, "{text}");
+        // The forwarding handlers were not inherited as handlers.
+        assert_eq!(mask("SigCgt:") & bit(libc::SIGTERM), 0, "{text}");
+    }
+
+    #[test]
+    fn spawn_errors_say_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = Command::new(dir.path().join("missing")).spawn();
+        assert_eq!(missing.unwrap_err().kind(), io::ErrorKind::NotFound);
+        let not_exec = dir.path().join("data");
+        std::fs::write(&not_exec, "x").unwrap();
+        let e = Command::new(&not_exec).spawn().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        assert_eq!(
+            Command::new("holdfast-no-such-program-on-path")
+                .spawn()
+                .unwrap_err()
+                .kind(),
+            io::ErrorKind::NotFound
+        );
+    }
+
+    /// A file without `#!` runs under /bin/sh, as with execvp(3) and
+    /// flock(1).
+    #[test]
+    fn a_script_without_interpreter_line_runs_under_sh() {
+        // std's posix_spawn path (HOLDFAST_SPAWN=std) does not fall back.
+        if std::env::var_os("HOLDFAST_SPAWN").is_some_and(|v| v == "std") {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("script");
+        std::fs::write(&script, "exit 7\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(Command::new(&script).status().unwrap().code(), Some(7));
+    }
+
+    /// The last change of a variable wins; this process's environment is
+    /// untouched.
+    #[test]
+    fn environment_changes_apply_to_the_command_only() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", r#"test "$HF_A" = 2 && test -z "${HF_B+set}""#])
+            .env("HF_A", "1")
+            .env("HF_B", "x")
+            .env("HF_A", "2")
+            .env_remove("HF_B");
+        assert!(cmd.status().unwrap().success());
+        assert!(std::env::var_os("HF_A").is_none());
+    }
+
+    /// The inherited descriptor reaches the command as one more copy of
+    /// the same file; without `inherit_fd` it does not (close-on-exec).
+    #[test]
+    fn the_inherited_descriptor_reaches_the_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("held");
+        let file = std::fs::File::create(&path).unwrap();
+        let count = format!(
+            "n=0; for f in /proc/$$/fd/*; do [ \"$(readlink $f)\" = '{}' ] && n=$((n+1)); done; exit $n",
+            path.display()
+        );
+        let mut with = Command::new("sh");
+        with.args(["-c", &count]);
+        with.inherit_fd(std::os::fd::AsFd::as_fd(&file));
+        assert_eq!(with.status().unwrap().code(), Some(1));
+        let mut without = Command::new("sh");
+        without.args(["-c", &count]);
+        assert_eq!(without.status().unwrap().code(), Some(0));
+    }
+
+    /// A command that ignores SIGTERM gets SIGKILL after the grace.
+    #[test]
+    fn a_lost_lock_ends_a_stubborn_command_with_sigkill() {
+        use std::os::unix::process::ExitStatusExt;
+        let dir = tempfile::tempdir().unwrap();
+        let ready = dir.path().join("ready");
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg("trap '' TERM; : > \"$0\"; while :; do sleep 1; done")
+            .arg(&ready);
+        let child = cmd.spawn().unwrap();
+        let mut told = false;
+        let policy = LossPolicy {
+            check_every: Duration::from_millis(5),
+            grace: Duration::from_millis(300),
+        };
+        let ran = child
+            .run_until_lost(
+                policy,
+                || {
+                    if ready.exists() {
+                        Err(Error::Lost {
+                            path: "x".into(),
+                            reason: "test".into(),
+                        })
+                    } else {
+                        Ok(())
+                    }
+                },
+                |_| told = true,
+            )
+            .unwrap();
+        assert!(told);
+        match ran {
+            Ran::Lost { status, .. } => assert_eq!(status.signal(), Some(libc::SIGKILL)),
+            Ran::Exited(s) => panic!("not stopped: {s:?}"),
+        }
     }
 }
