@@ -296,6 +296,13 @@ pub fn default_sigpipe() {
 ///
 /// Dropping it without waiting leaves the command running (and a zombie
 /// once it exits, until this process exits).
+///
+/// ```
+/// let child = holdfast::process::Command::new("sh").args(["-c", "exit 3"]).spawn()?;
+/// println!("started pid {}", child.id());
+/// assert_eq!(child.wait()?.code(), Some(3));
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Child {
     inner: sys::Child,
@@ -331,6 +338,17 @@ impl Default for LossPolicy {
 }
 
 /// How a command run by [`Child::run_until_lost`] ended.
+///
+/// ```
+/// use holdfast::process::{Command, LossPolicy, Ran};
+/// let child = Command::new("true").spawn()?;
+/// let held = || Ok(()); // the lock is still ours
+/// match child.run_until_lost(LossPolicy::default(), held, |_| {})? {
+///     Ran::Exited(status) => assert!(status.success()),
+///     Ran::Lost { error, .. } => panic!("not lost: {error}"),
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug)]
 pub enum Ran {
     /// It exited (or was killed by someone else) with the lock held.
