@@ -603,22 +603,72 @@ async fn acquire(lock: EtcdLock, mode: Mode, wait: Wait) -> Result<EtcdGuard> {
     let state = State::new(sent + granted);
     let key = format!("{}{lease:016x}", lock.queue);
     let record = Record::for_this_process(mode).encode();
-    let put = conn
+    // Join the queue and read it in one transaction (etcd's own Mutex
+    // does the same): put our key unless it exists (a retried request
+    // whose first try went through finds it), and read the whole queue.
+    let queue_get = || {
+        TxnOp::get(
+            lock.queue.clone(),
+            Some(
+                GetOptions::new()
+                    .with_prefix()
+                    .with_sort(SortTarget::Create, SortOrder::Ascend),
+            ),
+        )
+    };
+    let join = Txn::new()
+        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+        .and_then([
+            TxnOp::put(
+                key.clone(),
+                record,
+                Some(PutOptions::new().with_lease(lease)),
+            ),
+            queue_get(),
+        ])
+        .or_else([TxnOp::get(key.clone(), None), queue_get()]);
+    let joined = conn
         .rpc("join the queue of", &path, |mut c| {
-            let (key, record) = (key.clone(), record.clone());
-            async move {
-                c.put(key, record, Some(PutOptions::new().with_lease(lease)))
-                    .await
-            }
+            let join = join.clone();
+            async move { c.txn(join).await }
         })
         .await;
-    let rev = match put {
-        Ok(p) => p.header().map(|h| h.revision()).unwrap_or(0),
+    let (rev, first) = match joined {
+        Ok(r) => {
+            let seen = r.header().map(|h| h.revision()).unwrap_or(0);
+            let mut responses = r.op_responses().into_iter();
+            let own = responses.next();
+            let rev = match (r.succeeded(), own) {
+                (true, _) => seen,
+                (false, Some(TxnOpResponse::Get(g))) => {
+                    g.kvs().first().map_or(0, |kv| kv.create_revision())
+                }
+                (false, _) => 0,
+            };
+            let older: Vec<KeyValue> = match responses.next() {
+                Some(TxnOpResponse::Get(g)) => g
+                    .kvs()
+                    .iter()
+                    .filter(|kv| kv.create_revision() < rev)
+                    .cloned()
+                    .collect(),
+                _ => Vec::new(),
+            };
+            (rev, (seen, older))
+        }
         Err(e) => {
             revoke_quietly(client, lease).await;
             return Err(e);
         }
     };
+    if rev <= 0 {
+        revoke_quietly(client, lease).await;
+        return Err(lost_err(
+            &path,
+            "its queue key vanished as it joined the queue (the lease was revoked)".into(),
+        ));
+    }
+    let first = Some(first);
     client.handle().spawn(renew(
         conn.clone(),
         state.clone(),
@@ -639,7 +689,7 @@ async fn acquire(lock: EtcdLock, mode: Mode, wait: Wait) -> Result<EtcdGuard> {
         released: false,
         waited_for: None,
     };
-    match wait_turn(&lock, &guard, try_only, deadline, started).await {
+    match wait_turn(&lock, &guard, first, try_only, deadline, started).await {
         Ok(waited_for) => {
             let mut guard = guard;
             guard.waited_for = waited_for;
@@ -661,6 +711,7 @@ async fn acquire(lock: EtcdLock, mode: Mode, wait: Wait) -> Result<EtcdGuard> {
 async fn wait_turn(
     lock: &EtcdLock,
     guard: &EtcdGuard,
+    mut first: Option<(i64, Vec<KeyValue>)>,
     try_only: bool,
     deadline: Option<Instant>,
     started: Instant,
@@ -676,49 +727,56 @@ async fn wait_turn(
         if let Some(r) = guard.state.lost_reason() {
             return Err(lost_err(path, format!("while waiting for the lock, {r}")));
         }
-        // Our key is still ours, and who is ahead of us: one transaction.
-        let txn = Txn::new()
-            .when([Compare::create_revision(
-                guard.key.clone(),
-                CompareOp::Equal,
-                rev,
-            )])
-            .and_then([TxnOp::get(
-                lock.queue.clone(),
-                Some(
-                    GetOptions::new()
-                        .with_prefix()
-                        .with_max_create_revision(rev - 1)
-                        .with_sort(SortTarget::Create, SortOrder::Ascend),
-                ),
-            )]);
-        let resp = match conn
-            .rpc("look at the queue of", path, |mut c| {
-                let txn = txn.clone();
-                async move { c.txn(txn).await }
-            })
-            .await
-        {
-            Ok(r) => r,
-            Err(e) if transient(&e) && before(deadline) && guard.state.held() => {
-                tracing::debug!("{e}; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_millis(500));
-                continue;
+        let (seen, older) = if let Some(first) = first.take() {
+            // The look made when joining the queue.
+            first
+        } else {
+            // Our key is still ours, and who is ahead of us: one transaction.
+            let txn = Txn::new()
+                .when([Compare::create_revision(
+                    guard.key.clone(),
+                    CompareOp::Equal,
+                    rev,
+                )])
+                .and_then([TxnOp::get(
+                    lock.queue.clone(),
+                    Some(
+                        GetOptions::new()
+                            .with_prefix()
+                            .with_max_create_revision(rev - 1)
+                            .with_sort(SortTarget::Create, SortOrder::Ascend),
+                    ),
+                )]);
+            let resp = match conn
+                .rpc("look at the queue of", path, |mut c| {
+                    let txn = txn.clone();
+                    async move { c.txn(txn).await }
+                })
+                .await
+            {
+                Ok(r) => r,
+                Err(e) if transient(&e) && before(deadline) && guard.state.held() => {
+                    tracing::debug!("{e}; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            backoff = Duration::from_millis(20);
+            if !resp.succeeded() {
+                return Err(lost_err(
+                    path,
+                    "its queue key vanished while it waited (the lease expired or was revoked)"
+                        .into(),
+                ));
             }
-            Err(e) => return Err(e),
-        };
-        backoff = Duration::from_millis(20);
-        if !resp.succeeded() {
-            return Err(lost_err(
-                path,
-                "its queue key vanished while it waited (the lease expired or was revoked)".into(),
-            ));
-        }
-        let seen = resp.header().map(|h| h.revision()).unwrap_or(rev);
-        let older: Vec<KeyValue> = match resp.op_responses().into_iter().next() {
-            Some(TxnOpResponse::Get(g)) => g.kvs().to_vec(),
-            _ => Vec::new(),
+            let seen = resp.header().map(|h| h.revision()).unwrap_or(rev);
+            let older: Vec<KeyValue> = match resp.op_responses().into_iter().next() {
+                Some(TxnOpResponse::Get(g)) => g.kvs().to_vec(),
+                _ => Vec::new(),
+            };
+            (seen, older)
         };
         let blocker = match guard.mode {
             Mode::Exclusive => older.last(),
