@@ -159,6 +159,24 @@ fn break_force_breaks_a_live_lock_and_its_holder_learns_it() {
     }
 }
 
+/// A lock file found lost while the command runs (here removed by
+/// `break --force`) stops the command at once: holdfast checks it every
+/// second, sends SIGTERM and exits 75, while the command would otherwise
+/// wait on its stdin for ever (which is never closed here).
+#[test]
+fn a_lock_file_lost_while_the_command_runs_stops_it() {
+    for protocol in PROTOCOLS {
+        let d = Dir::new();
+        let lock = d.join("app.lock");
+        let mut h = Holder::lockfile(protocol, &lock);
+        let out = run(holdfast().args(["break", "--force"]).arg(&lock));
+        assert_eq!(out.code(), 0, "{protocol}: {out:?}");
+        let st = h.child.wait(T);
+        assert_eq!(st.code(), Some(75), "{protocol}: the lock was lost");
+        assert!(gone(h.command_pid), "{protocol}: the command was stopped");
+    }
+}
+
 /// A kernel lock (util-linux flock(1), or `holdfast run`) is never broken:
 /// exit 1, naming the holder and saying why; once free, a kernel lock file
 /// is "no lock-file lock" (66), and is left in place.
