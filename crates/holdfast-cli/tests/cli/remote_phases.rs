@@ -10,11 +10,10 @@ use std::time::Duration;
 use holdfast_testkit::{Child, Dir, run_to_end};
 use serde_json::Value;
 
-const HOLDFAST: &str = env!("CARGO_BIN_EXE_holdfast");
 const T: Duration = Duration::from_secs(60);
 
 fn holdfast(url: &str) -> Command {
-    let mut c = Command::new(HOLDFAST);
+    let mut c = crate::common::holdfast();
     c.env("HOLDFAST_BACKEND", url);
     for v in [
         "ETCDCTL_USER",
