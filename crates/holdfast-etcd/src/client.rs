@@ -57,7 +57,7 @@ impl ClientOptions {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidInput`] if `url` is not an etcd URL.
+    /// [`Error::InvalidInput`](holdfast::Error::InvalidInput) if `url` is not an etcd URL.
     pub fn new(url: &str) -> Result<ClientOptions> {
         Ok(ClientOptions::from_url(EtcdUrl::parse(url)?))
     }
@@ -173,9 +173,9 @@ impl ClientOptions {
     ///
     /// # Errors
     ///
-    /// [`Error::Backend`] naming the endpoints: unreachable, timed out, wrong
+    /// [`Error::Backend`](holdfast::Error::Backend) naming the endpoints: unreachable, timed out, wrong
     /// credentials (`PermissionDenied`), unreadable certificate files
-    /// (`op` says which); [`Error::InvalidInput`] for a client certificate
+    /// (`op` says which); [`Error::InvalidInput`](holdfast::Error::InvalidInput) for a client certificate
     /// without its key.
     pub fn connect(self) -> Result<Client> {
         let location = PathBuf::from(self.url.to_string());

@@ -7,7 +7,7 @@ use holdfast::Error;
 
 /// A failure of etcd itself (unreachable, refusing, timing out) while
 /// doing `op` ("grant a lease for", "write a marker of") to `path`:
-/// [`Error::Backend`] whose source is an [`io::Error`] with the kind of
+/// [`Error::Backend`](holdfast::Error::Backend) whose source is an [`io::Error`] with the kind of
 /// failure (`TimedOut` and `ConnectionRefused`: unreachable;
 /// `PermissionDenied`: credentials or permissions; `NotFound`: a lease
 /// etcd no longer has).

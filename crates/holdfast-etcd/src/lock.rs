@@ -28,7 +28,7 @@
 //! that time passes without a renewal, when etcd answers that the lease is
 //! gone, or when the key is deleted (`etcdctl lease revoke`, `etcdctl
 //! del`), the guard is *lost*: [`EtcdGuard::check`] returns
-//! [`Error::Lost`] and [`EtcdGuard::lost_signal`] wakes up.
+//! [`Error::Lost`](holdfast::Error::Lost) and [`EtcdGuard::lost_signal`] wakes up.
 //!
 //! A process paused longer than its TTL (SIGSTOP, a long GC pause, a VM
 //! migration) learns that only when it runs again, and may already have
@@ -130,7 +130,7 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidInput`] if `name` is empty, has a `/`, a NUL or
+    /// [`Error::InvalidInput`](holdfast::Error::InvalidInput) if `name` is empty, has a `/`, a NUL or
     /// another control character, or is longer than 255 bytes.
     pub fn lock(&self, name: &str) -> Result<EtcdLock> {
         let location = self.location_of("", name);
@@ -146,7 +146,7 @@ impl Client {
 }
 
 /// A named lock in etcd: exclusive or shared, first come first served,
-/// held under a lease. See the [module docs](self) for the algorithm.
+/// held under a lease. See the [crate docs](crate#design) for the algorithm.
 ///
 /// Cheap to clone; acquiring needs no `&mut`.
 ///
@@ -182,7 +182,7 @@ impl EtcdLock {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidInput`] unless `ttl` is whole seconds between
+    /// [`Error::InvalidInput`](holdfast::Error::InvalidInput) unless `ttl` is whole seconds between
     /// [`MIN_TTL`] and [`MAX_TTL`].
     pub fn with_ttl(mut self, ttl: Duration) -> Result<Self> {
         check_ttl(ttl, &self.location)?;
@@ -297,7 +297,7 @@ impl EtcdLock {
     ///
     /// # Errors
     ///
-    /// [`Error::WouldBlock`] naming the holder(s); otherwise as
+    /// [`Error::WouldBlock`](holdfast::Error::WouldBlock) naming the holder(s); otherwise as
     /// [`EtcdLock::acquire`].
     pub fn try_lock(&self) -> Result<EtcdGuard> {
         self.acquire(Mode::Exclusive, Wait::NoWait)
@@ -332,7 +332,7 @@ impl EtcdLock {
     ///
     /// # Errors
     ///
-    /// [`Error::Timeout`] naming the holder(s); otherwise as
+    /// [`Error::Timeout`](holdfast::Error::Timeout) naming the holder(s); otherwise as
     /// [`EtcdLock::acquire`].
     pub fn lock_timeout(&self, timeout: Duration) -> Result<EtcdGuard> {
         self.acquire(Mode::Exclusive, Wait::Timeout(timeout))
@@ -353,10 +353,10 @@ impl EtcdLock {
     ///
     /// # Errors
     ///
-    /// - [`Error::WouldBlock`] / [`Error::Timeout`]: held by others (named);
-    /// - [`Error::Lost`]: the lease ran out while waiting (etcd unreachable
+    /// - [`Error::WouldBlock`](holdfast::Error::WouldBlock) / [`Error::Timeout`](holdfast::Error::Timeout): held by others (named);
+    /// - [`Error::Lost`](holdfast::Error::Lost): the lease ran out while waiting (etcd unreachable
     ///   for longer than the TTL);
-    /// - [`Error::Backend`]: etcd unreachable or refusing (`op` and the
+    /// - [`Error::Backend`](holdfast::Error::Backend): etcd unreachable or refusing (`op` and the
     ///   endpoints say which), permission denied.
     pub fn acquire(&self, mode: Mode, wait: Wait) -> Result<EtcdGuard> {
         self.client.block_on(acquire(self.clone(), mode, wait))
@@ -1191,7 +1191,7 @@ impl EtcdGuard {
     ///
     /// # Errors
     ///
-    /// [`Error::Lost`] with the reason once the lock is lost.
+    /// [`Error::Lost`](holdfast::Error::Lost) with the reason once the lock is lost.
     pub fn check(&self) -> Result<()> {
         match self.state.lost_reason() {
             Some(r) => Err(lost_err(&self.location, r)),
@@ -1230,8 +1230,8 @@ impl EtcdGuard {
     ///
     /// # Errors
     ///
-    /// [`Error::Lost`] if the lock had been lost before (the work done
-    /// under it may have overlapped another holder's); [`Error::Backend`] if
+    /// [`Error::Lost`](holdfast::Error::Lost) if the lock had been lost before (the work done
+    /// under it may have overlapped another holder's); [`Error::Backend`](holdfast::Error::Backend) if
     /// etcd cannot be reached (the lease then runs out by itself).
     pub fn release(mut self) -> Result<()> {
         self.released = true;

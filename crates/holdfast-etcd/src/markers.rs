@@ -25,7 +25,7 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidInput`] for a bad name (as [`Client::lock`]).
+    /// [`Error::InvalidInput`](holdfast::Error::InvalidInput) for a bad name (as [`Client::lock`]).
     pub fn markers(&self, name: &str) -> Result<EtcdMarkers> {
         let location = self.location_of("", name);
         check_name("marker set name", name, &location)?;
@@ -106,7 +106,7 @@ impl EtcdMarkers {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidInput`] for a bad key; [`Error::Backend`] if etcd cannot
+    /// [`Error::InvalidInput`](holdfast::Error::InvalidInput) for a bad key; [`Error::Backend`](holdfast::Error::Backend) if etcd cannot
     /// be reached.
     pub fn is_done(&self, key: &str) -> Result<bool> {
         let k = self.key(key)?;
@@ -139,7 +139,7 @@ impl EtcdMarkers {
     ///
     /// # Errors
     ///
-    /// [`Error::Backend`] if etcd cannot be reached.
+    /// [`Error::Backend`](holdfast::Error::Backend) if etcd cannot be reached.
     pub fn done_keys(&self) -> Result<Vec<String>> {
         let this = self.clone();
         self.client.block_on(async move {
@@ -188,7 +188,7 @@ impl EtcdMarkers {
     ///
     /// # Errors
     ///
-    /// [`Error::Backend`] if etcd cannot be reached.
+    /// [`Error::Backend`](holdfast::Error::Backend) if etcd cannot be reached.
     pub fn entries(&self) -> Result<Vec<Marker>> {
         let this = self.clone();
         self.client.block_on(async move {
@@ -238,9 +238,9 @@ impl EtcdMarkers {
     ///
     /// # Errors
     ///
-    /// [`Error::Lost`] if the comparison failed (the lease ran out or was
+    /// [`Error::Lost`](holdfast::Error::Lost) if the comparison failed (the lease ran out or was
     /// revoked: nothing was written, and `held` reports the loss from now
-    /// on); [`Error::InvalidInput`] for a bad key; [`Error::Backend`] if etcd
+    /// on); [`Error::InvalidInput`](holdfast::Error::InvalidInput) for a bad key; [`Error::Backend`](holdfast::Error::Backend) if etcd
     /// cannot be reached (then nothing is known to be written: a retry is
     /// safe, the marker is idempotent).
     pub fn mark_done(&self, key: &str, held: &EtcdGuard) -> Result<()> {
@@ -305,7 +305,7 @@ impl EtcdMarkers {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidInput`] for a bad key; [`Error::Backend`] if etcd cannot
+    /// [`Error::InvalidInput`](holdfast::Error::InvalidInput) for a bad key; [`Error::Backend`](holdfast::Error::Backend) if etcd cannot
     /// be reached.
     pub fn clear(&self, key: &str) -> Result<bool> {
         let k = self.key(key)?;
@@ -335,7 +335,7 @@ impl EtcdMarkers {
     ///
     /// # Errors
     ///
-    /// [`Error::Backend`] if etcd cannot be reached.
+    /// [`Error::Backend`](holdfast::Error::Backend) if etcd cannot be reached.
     pub fn clear_all(&self) -> Result<u64> {
         let this = self.clone();
         self.client.block_on(async move {
