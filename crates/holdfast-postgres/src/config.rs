@@ -54,8 +54,8 @@ pub(crate) struct Target {
     pub display: String,
     /// Built on first use and kept: building one loads the system's
     /// trust store, tens of milliseconds.
-    #[cfg(feature = "native-tls")]
-    connector: std::sync::OnceLock<postgres_native_tls::MakeTlsConnector>,
+    #[cfg(feature = "tls")]
+    connector: std::sync::OnceLock<tokio_postgres_rustls::MakeRustlsConnect>,
 }
 
 impl std::fmt::Debug for Target {
@@ -273,7 +273,7 @@ impl Target {
             tls,
             root_cert,
             display,
-            #[cfg(feature = "native-tls")]
+            #[cfg(feature = "tls")]
             connector: std::sync::OnceLock::new(),
         })
     }
@@ -287,7 +287,7 @@ impl Target {
             tls: self.tls,
             root_cert: self.root_cert.clone(),
             display: self.display.clone(),
-            #[cfg(feature = "native-tls")]
+            #[cfg(feature = "tls")]
             connector: std::sync::OnceLock::new(),
         }
     }
@@ -303,12 +303,13 @@ impl Target {
         }
     }
 
-    #[cfg(feature = "native-tls")]
+    #[cfg(feature = "tls")]
     fn connect_tls(&self) -> Result<postgres::Client> {
         let connector = match self.connector.get() {
             Some(c) => c.clone(),
             None => {
-                let c = self.tls_connector()?;
+                let c = crate::tls::connector(self.tls, self.root_cert.as_deref())
+                    .map_err(|why| crate::backend_error("set up TLS for", &self.display, why))?;
                 let _ = self.connector.set(c.clone());
                 c
             }
@@ -318,38 +319,7 @@ impl Target {
             .map_err(|e| connect_error(&self.display, &e))
     }
 
-    #[cfg(feature = "native-tls")]
-    fn tls_connector(&self) -> Result<postgres_native_tls::MakeTlsConnector> {
-        let mut b = native_tls::TlsConnector::builder();
-        match self.tls {
-            Tls::Verified { host_name } => {
-                b.danger_accept_invalid_hostnames(!host_name);
-            }
-            _ => {
-                b.danger_accept_invalid_certs(true);
-                b.danger_accept_invalid_hostnames(true);
-            }
-        }
-        if let Some(path) = &self.root_cert {
-            let cert = std::fs::read(path)
-                .map_err(|e| e.to_string())
-                .and_then(|pem| native_tls::Certificate::from_pem(&pem).map_err(|e| e.to_string()))
-                .map_err(|why| {
-                    crate::backend_error(
-                        "read the root certificate (sslrootcert) for",
-                        &self.display,
-                        format!("{}: {why}", path.display()),
-                    )
-                })?;
-            b.add_root_certificate(cert);
-        }
-        let connector = b
-            .build()
-            .map_err(|e| crate::backend_error("set up TLS for", &self.display, e.to_string()))?;
-        Ok(postgres_native_tls::MakeTlsConnector::new(connector))
-    }
-
-    #[cfg(not(feature = "native-tls"))]
+    #[cfg(not(feature = "tls"))]
     fn connect_tls(&self) -> Result<postgres::Client> {
         if matches!(self.tls, Tls::Unverified { required: false }) {
             // Without a TLS library, `prefer` is plain text, as libpq's
@@ -364,7 +334,7 @@ impl Target {
             "connect to",
             &self.display,
             "TLS was asked for (sslmode) but holdfast-postgres was built without its \
-             native-tls feature",
+             tls feature",
         ))
     }
 }

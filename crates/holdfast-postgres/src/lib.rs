@@ -105,6 +105,8 @@ mod key;
 mod lock;
 mod phase;
 mod schema;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

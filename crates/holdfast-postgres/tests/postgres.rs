@@ -619,3 +619,80 @@ fn generic_phase_runner_and_run_once_over_postgres() {
     ));
     assert!(!once_store.is_done("other").unwrap());
 }
+
+/// TLS through rustls against a real server with `ssl=on`: `require`
+/// encrypts (the server's `pg_stat_ssl` says so while the lock is held),
+/// `verify-full` and `verify-ca` accept the server signed by the CA that
+/// `sslrootcert` names and refuse it under another CA, naming the server;
+/// `disable` stays plain text.
+#[test]
+fn tls_modes_against_a_real_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(tls) = holdfast_testkit::etcd::TlsFiles::generate(dir.path()) else {
+        return;
+    };
+    let Some(server) = holdfast_testkit::postgres::PgServer::start_tls(&tls) else {
+        return;
+    };
+    let url = |mode: &str, root: Option<&std::path::Path>| {
+        let mut u = format!(
+            "postgres://postgres:{}@127.0.0.1:{}/postgres?sslmode={mode}",
+            holdfast_testkit::postgres::PASSWORD,
+            server.port()
+        );
+        if let Some(r) = root {
+            u.push_str(&format!("&sslrootcert={}", r.display()));
+        }
+        u
+    };
+    let encrypted = || {
+        server
+            .psql(
+                "postgres",
+                "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+                 WHERE s.ssl AND a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()",
+            )
+            .trim()
+            .parse::<u32>()
+            .unwrap()
+    };
+    for (mode, root) in [
+        ("require", None),
+        ("prefer", None),
+        ("verify-ca", Some(tls.ca.as_path())),
+        ("verify-full", Some(tls.ca.as_path())),
+    ] {
+        let pg = Postgres::new(&url(mode, root)).unwrap();
+        let guard = pg
+            .lock("tls")
+            .unwrap()
+            .lock()
+            .unwrap_or_else(|e| panic!("sslmode={mode}: {e}"));
+        assert!(
+            encrypted() >= 1,
+            "sslmode={mode}: the session is not encrypted"
+        );
+        drop(guard);
+    }
+    let pg = Postgres::new(&url("disable", None)).unwrap();
+    let guard = pg.lock("tls").unwrap().lock().unwrap();
+    assert_eq!(encrypted(), 0, "sslmode=disable must stay plain text");
+    drop(guard);
+
+    for mode in ["verify-ca", "verify-full"] {
+        let pg = Postgres::new(&url(mode, Some(&tls.other_ca))).unwrap();
+        let e = pg.lock("tls").unwrap().lock().unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("127.0.0.1:{}", server.port())),
+            "sslmode={mode}: the error names the server: {e}"
+        );
+        assert!(
+            e.to_lowercase().contains("certificate"),
+            "sslmode={mode}: the error says why: {e}"
+        );
+    }
+    let missing = dir.path().join("no-such-ca.pem");
+    let pg = Postgres::new(&url("verify-full", Some(&missing))).unwrap();
+    let e = pg.lock("tls").unwrap().lock().unwrap_err().to_string();
+    assert!(e.contains("no-such-ca.pem"), "{e}");
+}

@@ -100,6 +100,18 @@ impl PgServer {
     /// Starts a server, or returns `None` (after saying why on stderr) if
     /// PostgreSQL is not installed and not required.
     pub fn start() -> Option<PgServer> {
+        Self::start_with(None)
+    }
+
+    /// Starts a server that also accepts TLS on its TCP port (`ssl=on`),
+    /// presenting `tls.server_cert` (for 127.0.0.1 and `localhost`, signed
+    /// by `tls.ca`); `None` as for [`PgServer::start`], or if the
+    /// `openssl`-made files are missing.
+    pub fn start_tls(tls: &crate::etcd::TlsFiles) -> Option<PgServer> {
+        Self::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<&crate::etcd::TlsFiles>) -> Option<PgServer> {
         let Some(bindir) = bindir() else {
             if std::env::var_os("HOLDFAST_REQUIRE_POSTGRES").is_some_and(|v| v == "1") {
                 panic!(
@@ -126,6 +138,32 @@ impl PgServer {
         std::fs::write(&pwfile, PASSWORD).unwrap();
         if as_postgres {
             let _ = Command::new("chown").arg("postgres").arg(&pwfile).status();
+        }
+        let mut ssl_args = Vec::new();
+        if let Some(tls) = tls {
+            // The server refuses a key that others can read, and reads
+            // both files as its own user.
+            use std::os::unix::fs::PermissionsExt;
+            let (cert, key) = (dir.join("server.pem"), dir.join("server-key.pem"));
+            std::fs::copy(&tls.server_cert, &cert).unwrap();
+            std::fs::copy(&tls.server_key, &key).unwrap();
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+            if as_postgres {
+                let st = Command::new("chown")
+                    .arg("postgres")
+                    .args([&cert, &key])
+                    .status()
+                    .expect("run chown");
+                assert!(st.success(), "chown the server's certificate to postgres");
+            }
+            ssl_args = vec![
+                "-c".to_owned(),
+                "ssl=on".to_owned(),
+                "-c".to_owned(),
+                format!("ssl_cert_file={}", cert.display()),
+                "-c".to_owned(),
+                format!("ssl_key_file={}", key.display()),
+            ];
         }
         let data = dir.join("data");
         let out = run_as(as_postgres, &bindir.join("initdb"))
@@ -181,6 +219,7 @@ impl PgServer {
                 "-c",
                 "shared_buffers=16MB",
             ])
+            .args(&ssl_args)
             .env("HOLDFAST_PG_TEMP", dir.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
