@@ -297,10 +297,14 @@ pub(crate) enum WaitStatus {
 /// table, so its lock call acts on *our* open file description: when it is
 /// granted, we hold the lock. Its exit signal is none, so `waitpid(-1)` in
 /// the application never reaps it; all signals are blocked in it, and it
-/// dies with the thread that created it. Its pidfd becomes readable when it
-/// exits, which is what both the blocking waits here and the async futures
-/// of the `tokio` feature wait on. Dropping a `Waiter` kills and reaps the
-/// child before its stack and request are freed.
+/// dies with the thread that created it. Once granted it writes its
+/// eventfd (before exiting), which the blocking waits here poll beside its
+/// pidfd, so they return without waiting for the exit; its pidfd becomes
+/// readable when it exits, which is what the async futures of the `tokio`
+/// feature wait on (and how a failure or a kill is seen). Dropping a
+/// `Waiter` kills and reaps the child before its stack and request are
+/// freed, except a granted one that signalled: it is left to exit and
+/// reaped later (see `EXITING`).
 pub(crate) struct Waiter {
     task: std::mem::ManuallyDrop<Task>,
     status: Option<WaitStatus>,
