@@ -614,63 +614,7 @@ mod fast {
     /// Raw system calls for the child: the result comes back in a
     /// register, `errno` (the parent's, shared) is never written.
     mod raw {
-        /// A raw system call: `Err(errno)` for results in `-4095..0`.
-        ///
-        /// # Safety
-        ///
-        /// As the system call `n` with these arguments.
-        #[cfg(target_arch = "x86_64")]
-        unsafe fn syscall(n: libc::c_long, a: [usize; 4]) -> Result<usize, i32> {
-            let ret: isize;
-            // SAFETY: the caller vouches for the call; `syscall` clobbers
-            // rcx and r11 only, and uses no stack.
-            unsafe {
-                core::arch::asm!(
-                    "syscall",
-                    inlateout("rax") n as isize => ret,
-                    in("rdi") a[0],
-                    in("rsi") a[1],
-                    in("rdx") a[2],
-                    in("r10") a[3],
-                    lateout("rcx") _,
-                    lateout("r11") _,
-                    options(nostack),
-                );
-            }
-            if (-4095..0).contains(&ret) {
-                Err(-ret as i32)
-            } else {
-                Ok(ret as usize)
-            }
-        }
-
-        /// A raw system call: `Err(errno)` for results in `-4095..0`.
-        ///
-        /// # Safety
-        ///
-        /// As the system call `n` with these arguments.
-        #[cfg(target_arch = "aarch64")]
-        unsafe fn syscall(n: libc::c_long, a: [usize; 4]) -> Result<usize, i32> {
-            let ret: isize;
-            // SAFETY: the caller vouches for the call; `svc 0` takes the
-            // number in x8 and returns in x0, using no stack.
-            unsafe {
-                core::arch::asm!(
-                    "svc 0",
-                    in("x8") n,
-                    inlateout("x0") a[0] as isize => ret,
-                    in("x1") a[1],
-                    in("x2") a[2],
-                    in("x3") a[3],
-                    options(nostack),
-                );
-            }
-            if (-4095..0).contains(&ret) {
-                Err(-ret as i32)
-            } else {
-                Ok(ret as usize)
-            }
-        }
+        use crate::sys::linux::raw::syscall;
 
         pub(super) fn default_disposition(sig: i32) {
             // The kernel's struct sigaction, all zero: SIG_DFL, no flags,

@@ -3,6 +3,7 @@
 
 mod ofd;
 mod proc;
+pub(crate) mod raw;
 mod waiter;
 mod watch;
 

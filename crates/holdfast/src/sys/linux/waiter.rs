@@ -103,76 +103,11 @@ fn close_all_but(keep: i32, also: i32, max_fd: u32) {
 /// architecture, `SUPPORTED` is false and no child is ever started (waits
 /// fall back to polling).
 mod child {
+    use super::super::raw::syscall3 as syscall;
     use crate::mode::{Backend, Mode};
     use crate::sys::LockReq;
 
-    pub(super) const SUPPORTED: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
-
-    /// A raw system call: `Err(errno)` for results in `-4095..0`.
-    ///
-    /// # Safety
-    ///
-    /// As the system call `n` with these arguments.
-    #[cfg(target_arch = "x86_64")]
-    unsafe fn syscall(n: libc::c_long, a: [usize; 3]) -> Result<usize, i32> {
-        let ret: isize;
-        // SAFETY: the caller vouches for the call; `syscall` clobbers rcx
-        // and r11 only, and uses no stack.
-        unsafe {
-            core::arch::asm!(
-                "syscall",
-                inlateout("rax") n as isize => ret,
-                in("rdi") a[0],
-                in("rsi") a[1],
-                in("rdx") a[2],
-                lateout("rcx") _,
-                lateout("r11") _,
-                options(nostack),
-            );
-        }
-        if (-4095..0).contains(&ret) {
-            Err(-ret as i32)
-        } else {
-            Ok(ret as usize)
-        }
-    }
-
-    /// A raw system call: `Err(errno)` for results in `-4095..0`.
-    ///
-    /// # Safety
-    ///
-    /// As the system call `n` with these arguments.
-    #[cfg(target_arch = "aarch64")]
-    unsafe fn syscall(n: libc::c_long, a: [usize; 3]) -> Result<usize, i32> {
-        let ret: isize;
-        // SAFETY: the caller vouches for the call; `svc 0` takes the
-        // number in x8 and returns in x0, using no stack.
-        unsafe {
-            core::arch::asm!(
-                "svc 0",
-                in("x8") n,
-                inlateout("x0") a[0] as isize => ret,
-                in("x1") a[1],
-                in("x2") a[2],
-                options(nostack),
-            );
-        }
-        if (-4095..0).contains(&ret) {
-            Err(-ret as i32)
-        } else {
-            Ok(ret as usize)
-        }
-    }
-
-    /// Never called: `SUPPORTED` is false, so no child exists.
-    ///
-    /// # Safety
-    ///
-    /// Always safe; it makes no call.
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    unsafe fn syscall(_n: libc::c_long, _a: [usize; 3]) -> Result<usize, i32> {
-        Err(libc::ENOSYS)
-    }
+    pub(super) const SUPPORTED: bool = super::super::raw::SUPPORTED;
 
     pub(super) fn set_death_signal_kill() -> Result<(), i32> {
         // SAFETY: prctl(PR_SET_PDEATHSIG, SIGKILL) takes no pointers.
