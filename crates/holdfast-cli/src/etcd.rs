@@ -18,7 +18,7 @@ use crate::cli::{
 use crate::exec::{self, Outcome as Ran, Program};
 use crate::remote::{RemoteArgs, name, refuse_local, usage};
 use crate::waiting::{self, Show};
-use crate::{duration, exit};
+use crate::{duration, exit, report};
 
 /// The marker key of `holdfast once`.
 const ONCE_MARKER: &str = "once";
@@ -651,19 +651,11 @@ pub fn phases_status(url: EtcdUrl, args: PhasesStatusArgs) -> u8 {
         println!("target:      {}", markers.location().display());
         println!("lock:        {}", view_text(&view));
         println!("store:       etcd (keys {}NAME)", markers.prefix());
-        let done_text = if done.is_empty() {
-            "(none)".to_owned()
-        } else {
-            done.iter()
-                .map(|m| format!("{}{}", escape(&m.key), marker_text(m)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        println!("done:        {done_text}");
-        if !missing.is_empty() {
-            let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
-            println!("not done:    {}", names.join(", "));
-        }
+        let done: Vec<String> = done
+            .iter()
+            .map(|m| format!("{}{}", escape(&m.key), marker_text(m)))
+            .collect();
+        report::phase_lines(&done, &missing);
     }
     if missing.is_empty() {
         exit::OK

@@ -29,7 +29,7 @@ use crate::cli::{
 use crate::exec::{self, Outcome as Ran, Program};
 use crate::remote::{RemoteArgs, Service, name, refuse_local, usage};
 use crate::waiting::Show;
-use crate::{duration, exit};
+use crate::{duration, exit, report};
 
 /// The server of `--backend URL` (the `PG*` variables fill the gaps),
 /// with `--connect-timeout`.
@@ -604,19 +604,11 @@ pub fn phases_status(pg: Postgres, args: PhasesStatusArgs) -> u8 {
             );
         }
         println!("store:       PostgreSQL (table holdfast_phases)");
-        let done_text = if done.is_empty() {
-            "(none)".to_owned()
-        } else {
-            done.iter()
-                .map(|m| format!("{} ({})", escape(&m.phase), marker_details(m)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        println!("done:        {done_text}");
-        if !missing.is_empty() {
-            let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
-            println!("not done:    {}", names.join(", "));
-        }
+        let done: Vec<String> = done
+            .iter()
+            .map(|m| format!("{} ({})", escape(&m.phase), marker_details(m)))
+            .collect();
+        report::phase_lines(&done, &missing);
     }
     if missing.is_empty() {
         exit::OK

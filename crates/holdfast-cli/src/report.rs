@@ -349,3 +349,23 @@ pub fn not_a_lock(seen: &Inspection) -> String {
             .to_owned(),
     }
 }
+
+/// The `done:` and `not done:` lines of `holdfast phases status`, whatever
+/// keeps the markers: `done` holds one entry per finished phase, already
+/// escaped and annotated by the caller; `missing` the names asked for that
+/// are not done (escaped here).
+pub fn phase_lines<S: AsRef<str>>(done: &[String], missing: &[S]) {
+    let done_text = if done.is_empty() {
+        "(none)".to_owned()
+    } else {
+        done.join(", ")
+    };
+    println!("done:        {done_text}");
+    if !missing.is_empty() {
+        let names: Vec<String> = missing
+            .iter()
+            .map(|s| text::escape(s.as_ref()).into_owned())
+            .collect();
+        println!("not done:    {}", names.join(", "));
+    }
+}

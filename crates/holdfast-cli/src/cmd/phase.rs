@@ -302,22 +302,14 @@ pub fn status(args: PhasesStatusArgs) -> u8 {
                 " (absent)".into()
             }
         );
-        let done_text = if done.is_empty() {
-            "(none)".to_owned()
-        } else {
-            done.iter()
-                .map(|e| {
-                    let stores: Vec<&str> = e.stores.iter().map(|s| store_name(*s)).collect();
-                    format!("{} [{}]", escape(&e.name), stores.join(", "))
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        println!("done:        {done_text}");
-        if !missing.is_empty() {
-            let names: Vec<String> = missing.iter().map(|s| escape(s).into_owned()).collect();
-            println!("not done:    {}", names.join(", "));
-        }
+        let done: Vec<String> = done
+            .iter()
+            .map(|e| {
+                let stores: Vec<&str> = e.stores.iter().map(|s| store_name(*s)).collect();
+                format!("{} [{}]", escape(&e.name), stores.join(", "))
+            })
+            .collect();
+        report::phase_lines(&done, &missing);
         for t in &markers.stale_temp_files {
             println!(
                 "leftover:    {} (from a crashed writer; the next run or 'phases reset' removes it)",
