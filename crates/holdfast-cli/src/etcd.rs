@@ -3,7 +3,7 @@
 //! with the waiting line, run the command while the lease is renewed, stop
 //! it if the lock is lost, and write fenced markers for `once` and `phase`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use holdfast::text::escape;
@@ -76,6 +76,15 @@ fn connect(url: EtcdUrl, r: &RemoteArgs) -> Result<Client, u8> {
         return Err(usage("--password needs --user"));
     }
     opts.connect().map_err(|e| fail(&e))
+}
+
+/// The name ARG gives, the client the flags ask for, and the lock of that
+/// name on it: what `run`, `once`, `phase` and `phases reset` start with.
+fn open(url: EtcdUrl, arg: &Path, r: &RemoteArgs) -> Result<(String, Client, EtcdLock), u8> {
+    let name = name(arg)?;
+    let client = connect(url, r)?;
+    let lock = lock(&client, &name, r)?;
+    Ok((name, client, lock))
 }
 
 /// The lock NAME with the `--ttl` asked for.
@@ -185,16 +194,8 @@ pub fn run(url: EtcdUrl, args: RunArgs) -> u8 {
     } else {
         Mode::Exclusive
     };
-    let name = match name(&args.lockfile) {
-        Ok(n) => n,
-        Err(c) => return c,
-    };
-    let client = match connect(url, &args.remote) {
-        Ok(c) => c,
-        Err(c) => return c,
-    };
-    let lock = match lock(&client, &name, &args.remote) {
-        Ok(l) => l,
+    let (_, _client, lock) = match open(url, &args.lockfile, &args.remote) {
+        Ok(o) => o,
         Err(c) => return c,
     };
     let started = Instant::now();
@@ -327,16 +328,8 @@ pub fn once(url: EtcdUrl, args: OnceArgs) -> u8 {
         Err(m) => return usage(&m),
     };
     let show = args.show.show();
-    let key = match name(&args.key) {
-        Ok(n) => n,
-        Err(c) => return c,
-    };
-    let client = match connect(url, &args.remote) {
-        Ok(c) => c,
-        Err(c) => return c,
-    };
-    let lock = match lock(&client, &key, &args.remote) {
-        Ok(l) => l,
+    let (key, client, lock) = match open(url, &args.key, &args.remote) {
+        Ok(o) => o,
         Err(c) => return c,
     };
     let markers = match client.markers(&key) {
@@ -410,16 +403,8 @@ pub fn phase(url: EtcdUrl, args: PhaseArgs) -> u8 {
         Err(m) => return usage(&m),
     };
     let show = args.show.show();
-    let target = match name(&args.target) {
-        Ok(n) => n,
-        Err(c) => return c,
-    };
-    let client = match connect(url, &args.remote) {
-        Ok(c) => c,
-        Err(c) => return c,
-    };
-    let lock = match lock(&client, &target, &args.remote) {
-        Ok(l) => l,
+    let (target, client, lock) = match open(url, &args.target, &args.remote) {
+        Ok(o) => o,
         Err(c) => return c,
     };
     let step = Step {
@@ -672,16 +657,8 @@ pub fn phases_reset(url: EtcdUrl, args: PhasesResetArgs) -> u8 {
         Ok(w) => w,
         Err(m) => return usage(&m),
     };
-    let target = match name(&args.target) {
-        Ok(n) => n,
-        Err(c) => return c,
-    };
-    let client = match connect(url, &args.remote) {
-        Ok(c) => c,
-        Err(c) => return c,
-    };
-    let lock = match lock(&client, &target, &args.remote) {
-        Ok(l) => l,
+    let (target, client, lock) = match open(url, &args.target, &args.remote) {
+        Ok(o) => o,
         Err(c) => return c,
     };
     let markers = match client.markers(&target) {
