@@ -141,37 +141,7 @@ impl EtcdMarkers {
     ///
     /// [`Error::Backend`](holdfast::Error::Backend) if etcd cannot be reached.
     pub fn done_keys(&self) -> Result<Vec<String>> {
-        let this = self.clone();
-        self.client.block_on(async move {
-            let r = this
-                .client
-                .conn()
-                .rpc("read the markers of", &this.location, |mut c| {
-                    let prefix = this.prefix.clone();
-                    async move {
-                        c.get(
-                            prefix,
-                            Some(
-                                GetOptions::new()
-                                    .with_prefix()
-                                    .with_keys_only()
-                                    .with_sort(SortTarget::Create, SortOrder::Ascend),
-                            ),
-                        )
-                        .await
-                    }
-                })
-                .await?;
-            Ok(r.kvs()
-                .iter()
-                .filter_map(|kv| {
-                    std::str::from_utf8(kv.key())
-                        .ok()
-                        .and_then(|k| k.strip_prefix(this.prefix.as_str()))
-                        .map(str::to_owned)
-                })
-                .collect())
-        })
+        Ok(self.scan(true)?.into_iter().map(|(key, _)| key).collect())
     }
 
     /// Every marker with what its value records (who wrote it, when, with
@@ -190,6 +160,17 @@ impl EtcdMarkers {
     ///
     /// [`Error::Backend`](holdfast::Error::Backend) if etcd cannot be reached.
     pub fn entries(&self) -> Result<Vec<Marker>> {
+        Ok(self
+            .scan(false)?
+            .into_iter()
+            .map(|(key, value)| Marker::decode(key, &value))
+            .collect())
+    }
+
+    /// The markers' keys (the prefix taken off) and values, in the order
+    /// they were marked; with `keys_only` etcd sends no values (they are
+    /// empty here), for callers that only need the keys.
+    fn scan(&self, keys_only: bool) -> Result<Vec<(String, Vec<u8>)>> {
         let this = self.clone();
         self.client.block_on(async move {
             let r = this
@@ -197,17 +178,13 @@ impl EtcdMarkers {
                 .conn()
                 .rpc("read the markers of", &this.location, |mut c| {
                     let prefix = this.prefix.clone();
-                    async move {
-                        c.get(
-                            prefix,
-                            Some(
-                                GetOptions::new()
-                                    .with_prefix()
-                                    .with_sort(SortTarget::Create, SortOrder::Ascend),
-                            ),
-                        )
-                        .await
+                    let mut options = GetOptions::new()
+                        .with_prefix()
+                        .with_sort(SortTarget::Create, SortOrder::Ascend);
+                    if keys_only {
+                        options = options.with_keys_only();
                     }
+                    async move { c.get(prefix, Some(options)).await }
                 })
                 .await?;
             Ok(r.kvs()
@@ -217,7 +194,7 @@ impl EtcdMarkers {
                         .ok()?
                         .strip_prefix(this.prefix.as_str())?
                         .to_owned();
-                    Some(Marker::decode(key, kv.value()))
+                    Some((key, kv.value().to_vec()))
                 })
                 .collect())
         })
