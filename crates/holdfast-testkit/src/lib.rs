@@ -199,8 +199,10 @@ pub struct ProcLock {
 /// locks afresh for each, so a table read in several walks can miss a line
 /// when other locks come and go meanwhile (seen under load). The table is
 /// read with a large buffer (one walk when it fits in a page); when it took
-/// several, it is read again until two reads agree on this inode, keeping
-/// every line any read showed (as the library's own reader does).
+/// several, it is read again until two consecutive reads return the same
+/// whole table (at most 6 reads), keeping every line any read showed (as
+/// the library's own reader does). Two reads that agree only on this
+/// inode's lines prove nothing: both can skip the same held lock.
 pub fn proc_locks(path: &Path) -> Vec<ProcLock> {
     use std::os::unix::fs::MetadataExt;
     let Ok(meta) = std::fs::metadata(path) else {
@@ -209,14 +211,16 @@ pub fn proc_locks(path: &Path) -> Vec<ProcLock> {
     // SAFETY-free: major/minor via libc macros.
     let (maj, min) = (libc::major(meta.dev()), libc::minor(meta.dev()));
     let want = format!("{maj:02x}:{min:02x}:{}", meta.ino());
-    let (text, walks) = read_lock_table();
+    let (mut text, walks) = read_lock_table();
     let mut seen = parse_proc_locks(&text, &want);
     if walks > 1 {
-        for _ in 1..4 {
-            let again = parse_proc_locks(&read_lock_table().0, &want);
-            if again == seen {
+        for _ in 1..6 {
+            let next = read_lock_table().0;
+            let again = parse_proc_locks(&next, &want);
+            if next == text {
                 break;
             }
+            text = next;
             for l in &again {
                 let n = again.iter().filter(|o| *o == l).count();
                 if seen.iter().filter(|o| *o == l).count() < n {
