@@ -1,6 +1,7 @@
 //! Linux-only pieces: `/proc` readers, OFD byte-range locks, the killable
 //! lock waiter, and inotify/pidfd watches.
 
+pub(crate) mod hot;
 mod ofd;
 mod proc;
 pub(crate) mod raw;

@@ -198,9 +198,8 @@ pub(crate) fn file_id(file: &File) -> io::Result<FileId> {
 pub(crate) fn is_unlinked(file: &File) -> io::Result<bool> {
     #[cfg(target_os = "linux")]
     {
-        use rustix::fs::{AtFlags, StatxFlags};
-        match rustix::fs::statx(file, c"", AtFlags::EMPTY_PATH, StatxFlags::NLINK) {
-            Ok(st) => return Ok(st.stx_nlink == 0),
+        match super::linux::hot::nlink(file.as_fd()) {
+            Ok(n) => return Ok(n == 0),
             Err(Errno::NOSYS) => {}
             Err(e) => return Err(e.into()),
         }
@@ -239,16 +238,10 @@ fn ofd_op(fd: i32, l_type: libc::c_short, wait: bool) -> Result<(), Errno> {
     } else {
         libc::F_OFD_SETLK
     };
-    // SAFETY: `fd` is an open descriptor owned by the caller for the duration
-    // of the call, and `lock` is a fully initialised `struct flock` that
-    // outlives it. (The waiter child does not come here: it makes its own
-    // errno-free calls, see `linux.rs`.)
-    let r = unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, &lock as *const libc::flock) };
-    if r == -1 {
-        Err(Errno::from_io_error(&io::Error::last_os_error()).unwrap_or(Errno::IO))
-    } else {
-        Ok(())
-    }
+    // `fd` is an open descriptor owned by the caller for the duration of
+    // the call. (The waiter child does not come here: it makes its own
+    // calls on its own stack, see `linux/waiter.rs`.)
+    super::linux::hot::fcntl_lock(fd, cmd, &lock)
 }
 
 /// Performs one lock operation on a raw descriptor (in the calling thread;
@@ -257,6 +250,9 @@ pub(crate) fn raw_lock(fd: i32, backend: Backend, mode: Mode, wait: bool) -> Res
     // SAFETY: callers pass a descriptor that stays open for this call.
     let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
     match backend {
+        #[cfg(target_os = "linux")]
+        Backend::Flock => super::linux::hot::flock(bfd, flock_op(mode, !wait)),
+        #[cfg(not(target_os = "linux"))]
         Backend::Flock => rustix::fs::flock(bfd, flock_op(mode, !wait)),
         #[cfg(target_os = "linux")]
         Backend::OfdFcntl => {
@@ -377,6 +373,9 @@ pub(crate) fn unlock(file: &File, backend: Backend) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     super::linux::reap_exited_waiters();
     match backend {
+        #[cfg(target_os = "linux")]
+        Backend::Flock => super::linux::hot::flock(file.as_fd(), FlockOperation::Unlock)?,
+        #[cfg(not(target_os = "linux"))]
         Backend::Flock => rustix::fs::flock(file.as_fd(), FlockOperation::Unlock)?,
         #[cfg(target_os = "linux")]
         Backend::OfdFcntl => ofd_op(file.as_raw_fd(), libc::F_UNLCK as libc::c_short, false)?,

@@ -1,0 +1,291 @@
+//! Uncontended lock + unlock, interleaved: each round runs every variant
+//! for `N` cycles, in turn, and the medians over the rounds are printed as
+//! ratios to raw `flock(2)` measured in the same rounds. On a shared,
+//! noisy machine this compares better than separate runs.
+//!
+//! `cargo run --release -p holdfast --example lockcmp -- [PATH] [N] [ROUNDS]`
+use std::fs::OpenOptions;
+use std::hint::black_box;
+use std::time::Instant;
+
+use rustix::fs::FlockOperation;
+
+fn main() -> Result<(), holdfast::Error> {
+    let mut args = std::env::args().skip(1);
+    let path = args
+        .next()
+        .unwrap_or_else(|| "/tmp/lockcmp.lock".into());
+    let n: u32 = args.next().and_then(|s| s.parse().ok()).unwrap_or(20_000);
+    let rounds: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(15);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .expect("open the lock file");
+    let bare = holdfast::Lock::options()
+        .holder_record(false)
+        .verify_path(false)
+        .open(&path)?;
+    let norecord = holdfast::Lock::options()
+        .holder_record(false)
+        .open(&path)?;
+    let recorded = holdfast::Lock::open(&path)?;
+    // Pages touched after each system call: on this VM a system call
+    // seems to cost every page touched after it a TLB miss.
+    let pages = vec![1u8; 64 * 4096];
+    let touch = |k: usize| {
+        let mut sum = 0u8;
+        for p in 0..k {
+            sum = sum.wrapping_add(black_box(pages[p * 4096 + 64 * (p % 60)]));
+        }
+        black_box(sum);
+    };
+    type Run<'a> = Box<dyn Fn(u32) + 'a>;
+    let variants: Vec<(&str, Run)> = vec![
+        (
+            "raw flock(2) EX+UN",
+            Box::new(|n| {
+                for _ in 0..n {
+                    rustix::fs::flock(&file, FlockOperation::LockExclusive).unwrap();
+                    rustix::fs::flock(&file, FlockOperation::Unlock).unwrap();
+                }
+            }),
+        ),
+        (
+            "raw flock, 4 pages touched after each call",
+            Box::new(|n| {
+                for _ in 0..n {
+                    rustix::fs::flock(&file, FlockOperation::LockExclusive).unwrap();
+                    touch(4);
+                    rustix::fs::flock(&file, FlockOperation::Unlock).unwrap();
+                    touch(4);
+                }
+            }),
+        ),
+        (
+            "raw flock in an #[inline(never)] fn",
+            Box::new(|n| {
+                for _ in 0..n {
+                    outlined(&file, FlockOperation::LockExclusive);
+                    outlined(&file, FlockOperation::Unlock);
+                }
+            }),
+        ),
+        (
+            "asm flock + RSB refill, in an #[inline(never)] fn, 2 deep",
+            Box::new(|n| {
+                use std::os::fd::AsRawFd;
+                let fd = file.as_raw_fd();
+                for _ in 0..n {
+                    stuffed2(fd, libc::LOCK_EX);
+                    stuffed2(fd, libc::LOCK_UN);
+                }
+            }),
+        ),
+        (
+            "asm flock, no refill, in an #[inline(never)] fn, 2 deep",
+            Box::new(|n| {
+                use std::os::fd::AsRawFd;
+                let fd = file.as_raw_fd();
+                for _ in 0..n {
+                    plain2(fd, libc::LOCK_EX);
+                    plain2(fd, libc::LOCK_UN);
+                }
+            }),
+        ),
+        (
+            "raw flock two #[inline(never)] fns deep",
+            Box::new(|n| {
+                for _ in 0..n {
+                    outlined2(&file, FlockOperation::LockExclusive);
+                    outlined2(&file, FlockOperation::Unlock);
+                }
+            }),
+        ),
+        (
+            "raw flock, same line 4 times after each call",
+            Box::new(|n| {
+                for _ in 0..n {
+                    rustix::fs::flock(&file, FlockOperation::LockExclusive).unwrap();
+                    for _ in 0..4 {
+                        black_box(pages[0]);
+                    }
+                    rustix::fs::flock(&file, FlockOperation::Unlock).unwrap();
+                    for _ in 0..4 {
+                        black_box(pages[0]);
+                    }
+                }
+            }),
+        ),
+        (
+            "raw flock, 16 pages touched after each call",
+            Box::new(|n| {
+                for _ in 0..n {
+                    rustix::fs::flock(&file, FlockOperation::LockExclusive).unwrap();
+                    touch(16);
+                    rustix::fs::flock(&file, FlockOperation::Unlock).unwrap();
+                    touch(16);
+                }
+            }),
+        ),
+        (
+            "std File::lock+unlock",
+            Box::new(|n| {
+                for _ in 0..n {
+                    file.lock().unwrap();
+                    file.unlock().unwrap();
+                }
+            }),
+        ),
+        (
+            "libc::flock EX+UN",
+            Box::new(|n| {
+                use std::os::fd::AsRawFd;
+                let fd = file.as_raw_fd();
+                for _ in 0..n {
+                    // SAFETY: fd is open for the loop.
+                    unsafe {
+                        assert_eq!(libc::flock(fd, libc::LOCK_EX), 0);
+                        assert_eq!(libc::flock(fd, libc::LOCK_UN), 0);
+                    }
+                }
+            }),
+        ),
+        (
+            "raw flock + statx",
+            Box::new(|n| {
+                for _ in 0..n {
+                    use rustix::fs::{AtFlags, StatxFlags};
+                    rustix::fs::flock(&file, FlockOperation::LockExclusive).unwrap();
+                    let st = rustix::fs::statx(&file, c"", AtFlags::EMPTY_PATH, StatxFlags::NLINK)
+                        .unwrap();
+                    black_box(st.stx_nlink);
+                    rustix::fs::flock(&file, FlockOperation::Unlock).unwrap();
+                }
+            }),
+        ),
+        (
+            "holdfast, no record, no path check",
+            Box::new(|n| {
+                for _ in 0..n {
+                    drop(black_box(bare.lock().unwrap()));
+                }
+            }),
+        ),
+        (
+            "holdfast, no record",
+            Box::new(|n| {
+                for _ in 0..n {
+                    drop(black_box(norecord.lock().unwrap()));
+                }
+            }),
+        ),
+        (
+            "holdfast lock_shared, no record",
+            Box::new(|n| {
+                for _ in 0..n {
+                    drop(black_box(norecord.lock_shared().unwrap()));
+                }
+            }),
+        ),
+        (
+            "holdfast, defaults (record + path check)",
+            Box::new(|n| {
+                for _ in 0..n {
+                    drop(black_box(recorded.lock().unwrap()));
+                }
+            }),
+        ),
+    ];
+    if let Ok(only) = std::env::var("ONLY") {
+        // One variant alone, for `perf stat` / `strace -c`.
+        let i: usize = only.parse().expect("ONLY=index");
+        (variants[i].1)(n * rounds as u32);
+        return Ok(());
+    }
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    for (_, run) in &variants {
+        run(n / 10); // warm up
+    }
+    for _ in 0..rounds {
+        for (i, (_, run)) in variants.iter().enumerate() {
+            let t = Instant::now();
+            run(n);
+            times[i].push(t.elapsed().as_nanos() as f64 / f64::from(n));
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let medians: Vec<f64> = times.iter_mut().map(median).collect();
+    println!("| variant | median ns | vs raw flock |\n|---|---|---|");
+    for ((name, _), m) in variants.iter().zip(&medians) {
+        println!("| {name} | {m:.0} | {:.2}× |", m / medians[0]);
+    }
+    Ok(())
+}
+
+#[inline(never)]
+fn outlined(file: &std::fs::File, op: FlockOperation) {
+    rustix::fs::flock(file, op).unwrap();
+}
+
+#[inline(never)]
+fn outlined2(file: &std::fs::File, op: FlockOperation) {
+    outlined(black_box(file), op);
+    black_box(());
+}
+
+#[inline(never)]
+fn stuffed(fd: i32, op: i32) -> isize {
+    let ret: isize;
+    // SAFETY: flock(2) on a caller's descriptor; the calls push and the
+    // add pops 16 return addresses.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            ".rept 16",
+            "call 2f",
+            "3: pause",
+            "lfence",
+            "jmp 3b",
+            "2:",
+            ".endr",
+            "add rsp, 128",
+            inlateout("rax") 73isize => ret,
+            in("rdi") fd,
+            in("rsi") op,
+            lateout("rcx") _, lateout("r11") _,
+        );
+    }
+    ret
+}
+
+#[inline(never)]
+fn stuffed2(fd: i32, op: i32) -> isize {
+    black_box(stuffed(black_box(fd), op))
+}
+
+#[inline(never)]
+fn plain(fd: i32, op: i32) -> isize {
+    let ret: isize;
+    // SAFETY: flock(2) on a caller's descriptor.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") 73isize => ret,
+            in("rdi") fd,
+            in("rsi") op,
+            lateout("rcx") _, lateout("r11") _,
+        );
+    }
+    ret
+}
+
+#[inline(never)]
+fn plain2(fd: i32, op: i32) -> isize {
+    black_box(plain(black_box(fd), op))
+}
