@@ -96,6 +96,48 @@ fn main() -> Result<(), holdfast::Error> {
             }),
         ),
         (
+            "asm flock + refill, + asm statx + refill",
+            Box::new(|n| {
+                use std::os::fd::AsRawFd;
+                let fd = file.as_raw_fd();
+                let mut buf = [0u64; 32];
+                for _ in 0..n {
+                    stuffed2(fd, libc::LOCK_EX);
+                    sys3(libc::SYS_statx, fd as usize, c"".as_ptr() as usize, libc::AT_EMPTY_PATH as usize, libc::STATX_NLINK as usize, buf.as_mut_ptr() as usize);
+                    stuffed2(fd, libc::LOCK_UN);
+                }
+            }),
+        ),
+        (
+            "asm flock + refill, + asm FIONREAD(inotify) + refill",
+            Box::new(|n| {
+                use std::os::fd::AsRawFd;
+                let fd = file.as_raw_fd();
+                // SAFETY: plain calls.
+                let ino = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+                let mut avail: libc::c_int = 0;
+                for _ in 0..n {
+                    stuffed2(fd, libc::LOCK_EX);
+                    sys3(libc::SYS_ioctl, ino as usize, libc::FIONREAD as usize, &mut avail as *mut _ as usize, 0, 0);
+                    stuffed2(fd, libc::LOCK_UN);
+                }
+                // SAFETY: ours.
+                unsafe { libc::close(ino) };
+            }),
+        ),
+        (
+            "asm flock + refill, + asm getppid + refill",
+            Box::new(|n| {
+                use std::os::fd::AsRawFd;
+                let fd = file.as_raw_fd();
+                for _ in 0..n {
+                    stuffed2(fd, libc::LOCK_EX);
+                    sys3(libc::SYS_getppid, 0, 0, 0, 0, 0);
+                    stuffed2(fd, libc::LOCK_UN);
+                }
+            }),
+        ),
+        (
             "raw flock two #[inline(never)] fns deep",
             Box::new(|n| {
                 for _ in 0..n {
@@ -288,4 +330,32 @@ fn plain(fd: i32, op: i32) -> isize {
 #[inline(never)]
 fn plain2(fd: i32, op: i32) -> isize {
     black_box(plain(black_box(fd), op))
+}
+
+#[inline(never)]
+fn sys3(n: libc::c_long, a: usize, b: usize, c: usize, d: usize, e: usize) -> isize {
+    let ret: isize;
+    // SAFETY: a measurement of harmless calls.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "sub rsp, 128",
+            ".rept 16",
+            "call 2f",
+            "3: pause",
+            "lfence",
+            "jmp 3b",
+            "2:",
+            ".endr",
+            "add rsp, 256",
+            inlateout("rax") n as isize => ret,
+            in("rdi") a,
+            in("rsi") b,
+            in("rdx") c,
+            in("r10") d,
+            in("r8") e,
+            lateout("rcx") _, lateout("r11") _,
+        );
+    }
+    ret
 }
