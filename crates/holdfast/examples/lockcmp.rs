@@ -12,9 +12,7 @@ use rustix::fs::FlockOperation;
 
 fn main() -> Result<(), holdfast::Error> {
     let mut args = std::env::args().skip(1);
-    let path = args
-        .next()
-        .unwrap_or_else(|| "/tmp/lockcmp.lock".into());
+    let path = args.next().unwrap_or_else(|| "/tmp/lockcmp.lock".into());
     let n: u32 = args.next().and_then(|s| s.parse().ok()).unwrap_or(20_000);
     let rounds: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(15);
     let file = OpenOptions::new()
@@ -28,9 +26,7 @@ fn main() -> Result<(), holdfast::Error> {
         .holder_record(false)
         .verify_path(false)
         .open(&path)?;
-    let norecord = holdfast::Lock::options()
-        .holder_record(false)
-        .open(&path)?;
+    let norecord = holdfast::Lock::options().holder_record(false).open(&path)?;
     let recorded = holdfast::Lock::open(&path)?;
     // Pages touched after each system call: on this VM a system call
     // seems to cost every page touched after it a TLB miss.
@@ -103,7 +99,14 @@ fn main() -> Result<(), holdfast::Error> {
                 let mut buf = [0u64; 32];
                 for _ in 0..n {
                     stuffed2(fd, libc::LOCK_EX);
-                    sys3(libc::SYS_statx, fd as usize, c"".as_ptr() as usize, libc::AT_EMPTY_PATH as usize, libc::STATX_NLINK as usize, buf.as_mut_ptr() as usize);
+                    sys3(
+                        libc::SYS_statx,
+                        fd as usize,
+                        c"".as_ptr() as usize,
+                        libc::AT_EMPTY_PATH as usize,
+                        libc::STATX_NLINK as usize,
+                        buf.as_mut_ptr() as usize,
+                    );
                     stuffed2(fd, libc::LOCK_UN);
                 }
             }),
@@ -118,11 +121,52 @@ fn main() -> Result<(), holdfast::Error> {
                 let mut avail: libc::c_int = 0;
                 for _ in 0..n {
                     stuffed2(fd, libc::LOCK_EX);
-                    sys3(libc::SYS_ioctl, ino as usize, libc::FIONREAD as usize, &mut avail as *mut _ as usize, 0, 0);
+                    sys3(
+                        libc::SYS_ioctl,
+                        ino as usize,
+                        libc::FIONREAD as usize,
+                        &mut avail as *mut _ as usize,
+                        0,
+                        0,
+                    );
                     stuffed2(fd, libc::LOCK_UN);
                 }
                 // SAFETY: ours.
                 unsafe { libc::close(ino) };
+            }),
+        ),
+        (
+            "asm flock + refill, + asm epoll_wait(inotify, 0) + refill",
+            Box::new(|n| {
+                use std::os::fd::AsRawFd;
+                let fd = file.as_raw_fd();
+                // SAFETY: plain calls.
+                let ino = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+                // SAFETY: plain calls.
+                let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+                let mut ev = libc::epoll_event {
+                    events: libc::EPOLLIN as u32,
+                    u64: 0,
+                };
+                // SAFETY: plain calls.
+                unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, ino, &mut ev) };
+                for _ in 0..n {
+                    stuffed2(fd, libc::LOCK_EX);
+                    sys3(
+                        libc::SYS_epoll_wait,
+                        ep as usize,
+                        &mut ev as *mut _ as usize,
+                        1,
+                        0,
+                        0,
+                    );
+                    stuffed2(fd, libc::LOCK_UN);
+                }
+                // SAFETY: ours.
+                unsafe {
+                    libc::close(ino);
+                    libc::close(ep)
+                };
             }),
         ),
         (

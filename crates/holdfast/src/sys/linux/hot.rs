@@ -82,7 +82,13 @@ unsafe fn call(n: libc::c_long, a: [usize; 5]) -> Result<usize, Errno> {
 #[inline]
 pub(crate) fn flock(fd: BorrowedFd<'_>, op: rustix::fs::FlockOperation) -> Result<(), Errno> {
     // SAFETY: flock(2) on a descriptor borrowed for the call.
-    unsafe { call(libc::SYS_flock, [fd.as_raw_fd() as usize, op as u32 as usize, 0, 0, 0]) }.map(drop)
+    unsafe {
+        call(
+            libc::SYS_flock,
+            [fd.as_raw_fd() as usize, op as u32 as usize, 0, 0, 0],
+        )
+    }
+    .map(drop)
 }
 
 /// `flock(fd, op)`.
@@ -102,7 +108,13 @@ pub(crate) fn fcntl_lock(fd: i32, cmd: libc::c_int, lock: &libc::flock) -> Resul
         unsafe {
             call(
                 libc::SYS_fcntl,
-                [fd as usize, cmd as usize, lock as *const libc::flock as usize, 0, 0],
+                [
+                    fd as usize,
+                    cmd as usize,
+                    lock as *const libc::flock as usize,
+                    0,
+                    0,
+                ],
             )
         }
         .map(drop)
