@@ -87,43 +87,135 @@ pub fn contended(
 /// the worker block on it, stamps the clock and releases; the worker
 /// stamps the clock when its acquisition returns.
 pub fn handoff(subject: &Subject, env: &Env, lock: &Path, rounds: usize) -> Vec<f64> {
-    let t0path = lock.with_extension("t0");
-    let t0file = File::create(&t0path).unwrap();
-    t0file.write_all_at(&0u64.to_le_bytes(), 0).unwrap();
-    let holder = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(lock)
-        .unwrap();
-    let mut w = Worker::spawn(
-        &subject.runner,
-        env,
-        &["handoff", lock.to_str().unwrap(), t0path.to_str().unwrap()],
-    );
-    let mut lats = Vec::with_capacity(rounds);
-    let mut rng = 0x9e3779b97f4a7c15u64;
-    for _ in 0..rounds {
-        rustix::fs::flock(&holder, FlockOperation::LockExclusive).unwrap();
+    let mut rig = Rig::new(subject, subject.runner.command(env, &[]), lock);
+    let lats = (0..rounds).map(|_| rig.round()).collect();
+    rig.worker.finish();
+    lats
+}
+
+/// One handoff worker and the harness's side of its lock.
+struct Rig {
+    holder: File,
+    t0file: File,
+    worker: Worker,
+    lock: std::path::PathBuf,
+    kernel_wait: bool,
+    rng: u64,
+}
+
+impl Rig {
+    /// `cmd`: the worker's command without its handoff arguments.
+    fn new(subject: &Subject, mut cmd: std::process::Command, lock: &Path) -> Rig {
+        let t0path = lock.with_extension("t0");
+        let t0file = File::create(&t0path).unwrap();
+        t0file.write_all_at(&0u64.to_le_bytes(), 0).unwrap();
+        let holder = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(lock)
+            .unwrap();
+        cmd.args(["handoff", lock.to_str().unwrap(), t0path.to_str().unwrap()]);
+        Rig {
+            holder,
+            t0file,
+            worker: Worker::spawn_command(cmd),
+            lock: lock.to_path_buf(),
+            kernel_wait: subject.kernel_wait,
+            rng: 0x9e3779b97f4a7c15u64,
+        }
+    }
+
+    /// One handoff, in ns.
+    fn round(&mut self) -> f64 {
+        let w = &mut self.worker;
+        rustix::fs::flock(&self.holder, FlockOperation::LockExclusive).unwrap();
         w.send("go");
         assert_eq!(w.recv(), "trying");
-        if subject.kernel_wait {
-            wait_until_blocked(lock);
+        if self.kernel_wait {
+            wait_until_blocked(&self.lock);
         } else {
             // A poller: release at a uniformly random point of two poll
             // intervals (filelock polls every 50 ms).
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            std::thread::sleep(Duration::from_micros(rng % 100_000));
+            let rng = &mut self.rng;
+            *rng ^= *rng << 13;
+            *rng ^= *rng >> 7;
+            *rng ^= *rng << 17;
+            std::thread::sleep(Duration::from_micros(*rng % 100_000));
         }
-        t0file.write_all_at(&now_ns().to_le_bytes(), 0).unwrap();
-        rustix::fs::flock(&holder, FlockOperation::Unlock).unwrap();
-        lats.push(w.recv_value("lat ") as f64);
+        self.t0file
+            .write_all_at(&now_ns().to_le_bytes(), 0)
+            .unwrap();
+        rustix::fs::flock(&self.holder, FlockOperation::Unlock).unwrap();
+        w.recv_value("lat ") as f64
     }
-    w.finish();
-    lats
+}
+
+/// `holdfast-bench lock-handoff-ab`: the kernel-waiting rows of the
+/// handoff table plus the timed wait forced onto its waiter task
+/// (`HOLDFAST_WAITER=task`, the design before the timer signal), measured
+/// round by round in turn (A, B, C, ..., A, B, C, ...), so that load from
+/// elsewhere falls on every row alike.
+pub fn run_handoff_interleaved(env: &Env, dir: &Path) {
+    let mut subjects: Vec<(Subject, Option<(&str, &str)>)> = subjects()
+        .into_iter()
+        .filter(|s| s.kernel_wait && s.runner.available(env))
+        .map(|s| (s, None))
+        .collect();
+    subjects.push((
+        Subject {
+            label: "holdfast lock_timeout, waiter task (HOLDFAST_WAITER=task)",
+            runner: Runner::Rust("holdfast-timeout"),
+            kernel_wait: true,
+        },
+        Some(("HOLDFAST_WAITER", "task")),
+    ));
+    let rounds = if env.quick { 500 } else { 3000 };
+    let mut rigs: Vec<Rig> = subjects
+        .iter()
+        .enumerate()
+        .map(|(i, (s, var))| {
+            let mut cmd = s.runner.command(env, &[]);
+            if let Some((k, v)) = var {
+                cmd.env(k, v);
+            }
+            Rig::new(s, cmd, &dir.join(format!("handoff-ab-{i}.lock")))
+        })
+        .collect();
+    let mut lats = vec![Vec::with_capacity(rounds); rigs.len()];
+    for _ in 0..rounds {
+        for (rig, l) in rigs.iter_mut().zip(&mut lats) {
+            l.push(rig.round());
+        }
+    }
+    for rig in rigs {
+        rig.worker.finish();
+    }
+    println!("\n## Kernel locks: handoff latency, interleaved\n");
+    println!("As the handoff table, but one round of each row in turn, {rounds} rounds each.\n");
+    println!("| implementation | rounds | p50 | p99 | p50 vs raw flock | p50 vs holdfast Lock |");
+    println!("|---|---|---|---|---|---|");
+    let mut anchor_p50 = f64::NAN;
+    let mut untimed_p50 = f64::NAN;
+    for (i, ((s, _), l)) in subjects.iter().zip(&mut lats).enumerate() {
+        let p50 = percentile(l, 50.0);
+        let p99 = percentile(l, 99.0);
+        if i == 0 {
+            anchor_p50 = p50;
+        }
+        if s.label == "holdfast Lock" {
+            untimed_p50 = p50;
+        }
+        println!(
+            "| {} | {rounds} | {} | {} | {} | {} |",
+            s.label,
+            fmt_ns(p50),
+            fmt_ns(p99),
+            ratio(p50, anchor_p50),
+            ratio(p50, untimed_p50)
+        );
+    }
 }
 
 /// Spins on /proc/locks until some process waits for `lock` (bounded).

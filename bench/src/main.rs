@@ -8,7 +8,9 @@
 //! Usage: `holdfast-bench [--quick] [--python PATH] [SCENARIO...]`, where
 //! SCENARIO is `lock`, `lockfile`, `phases`, `cli`, `fifo`, `postgres` or `etcd` (default:
 //! all); `lockfile-uncontended` runs only the first table of `lockfile`,
-//! `lock-handoff` only the handoff table of `lock`.
+//! `lock-handoff` only the handoff table of `lock`; `lock-handoff-ab` its
+//! kernel-waiting rows and the timed wait on its waiter task, interleaved
+//! round by round.
 //! `holdfast-bench worker ...` (and `lockfile-worker`, `phase-worker`,
 //! `fifo-worker`) is the worker side, started by the harness itself.
 
@@ -85,6 +87,7 @@ fn main() {
         match s.as_str() {
             "lock" => lock::run(&env, &dir),
             "lock-handoff" => lock::run_handoff(&env, &dir),
+            "lock-handoff-ab" => lock::run_handoff_interleaved(&env, &dir),
             "lockfile" => lockfile::run(&env, &dir),
             "lockfile-uncontended" => lockfile::run_uncontended(&env, &dir),
             "phases" => phases::run(&env, &dir),

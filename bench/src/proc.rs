@@ -38,7 +38,8 @@ impl Runner {
         }
     }
 
-    fn command(&self, env: &Env, args: &[&str]) -> Command {
+    /// The command that starts this worker with `args`.
+    pub fn command(&self, env: &Env, args: &[&str]) -> Command {
         match self {
             Runner::Rust(imp) => {
                 let mut c = Command::new(std::env::current_exe().expect("current exe"));

@@ -1,10 +1,12 @@
 //! Linux-only pieces: `/proc` readers, OFD byte-range locks, the killable
-//! lock waiter, and inotify/pidfd watches.
+//! lock waiter and the timer-interrupted timed wait, and inotify/pidfd
+//! watches.
 
 pub(crate) mod hot;
 mod ofd;
 mod proc;
 pub(crate) mod raw;
+mod timed;
 mod waiter;
 mod watch;
 

@@ -104,7 +104,6 @@ fn close_all_but(keep: i32, also: i32, max_fd: u32) {
 /// fall back to polling).
 mod child {
     use super::super::raw::syscall3 as syscall;
-    use crate::mode::{Backend, Mode};
     use crate::sys::LockReq;
 
     pub(super) const SUPPORTED: bool = super::super::raw::SUPPORTED;
@@ -151,63 +150,13 @@ mod child {
 
     /// The blocking lock request on `fd`.
     pub(super) fn lock(fd: i32, req: &LockReq) -> Result<(), i32> {
-        let (l_type, start, len) = match *req {
-            LockReq::Whole {
-                backend: Backend::Flock,
-                mode,
-            } => {
-                let op = match mode {
-                    Mode::Exclusive => libc::LOCK_EX,
-                    Mode::Shared => libc::LOCK_SH,
-                };
-                // SAFETY: flock(2) on a descriptor the parent keeps open
-                // until it has reaped us; no pointers.
-                return unsafe { syscall(libc::SYS_flock, [fd as usize, op as usize, 0]) }
-                    .map(drop);
-            }
-            LockReq::Whole {
-                backend: Backend::OfdFcntl,
-                mode,
-            } => {
-                let t = match mode {
-                    Mode::Exclusive => libc::F_WRLCK,
-                    Mode::Shared => libc::F_RDLCK,
-                };
-                (t, 0, 0)
-            }
-            LockReq::Range(r) => {
-                let t = if r.exclusive {
-                    libc::F_WRLCK
-                } else {
-                    libc::F_RDLCK
-                };
-                let (Ok(s), Ok(l)) = (i64::try_from(r.start), i64::try_from(r.len)) else {
-                    return Err(libc::EINVAL);
-                };
-                (t, s, l)
-            }
-        };
-        let lock = libc::flock {
-            l_type: l_type as libc::c_short,
-            l_whence: libc::SEEK_SET as libc::c_short,
-            l_start: start as libc::off_t,
-            l_len: len as libc::off_t,
-            l_pid: 0,
-        };
-        // SAFETY: fcntl(F_OFD_SETLKW) on a descriptor the parent keeps
-        // open; `lock` is a fully initialised `struct flock` on our stack
-        // that outlives the call.
-        unsafe {
-            syscall(
-                libc::SYS_fcntl,
-                [
-                    fd as usize,
-                    libc::F_OFD_SETLKW as usize,
-                    &lock as *const libc::flock as usize,
-                ],
-            )
-        }
-        .map(drop)
+        // SAFETY: an all-zero struct flock is valid plain data.
+        let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+        let (n, args) = super::super::timed::lock_call(fd, req, &mut lock)?;
+        // SAFETY: flock(2) or fcntl(F_OFD_SETLKW) on a descriptor the
+        // parent keeps open until it has reaped us; an fcntl points to
+        // `lock`, a `struct flock` on our stack that outlives the call.
+        unsafe { syscall(n, args) }.map(drop)
     }
 }
 
@@ -620,6 +569,14 @@ pub(crate) fn wait_any(
     if crate::sys::imp::waiter_tasks_forbidden() {
         return crate::sys::imp::poll_any(file, reqs, deadline);
     }
+    // One request with a deadline: block in the lock call itself, a timer
+    // signal interrupting it at the deadline (one wake-up on a grant, no
+    // task), where that is available.
+    if let (Some(d), [req]) = (deadline, reqs)
+        && let Some(got) = super::timed::wait_one(file, req, d)
+    {
+        return got.map(|held| held.then_some(0));
+    }
     let mut waiters = Vec::with_capacity(reqs.len());
     for req in reqs {
         if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -804,6 +761,8 @@ mod tests {
             let got = std::thread::scope(|s| {
                 let waiter = s.spawn(|| {
                     NO_SIGNAL.with(|n| n.set(no_signal));
+                    // The waiter task's way, not the timer signal's.
+                    super::super::timed::FORCE_TASK.with(|f| f.set(true));
                     wait_any(&mine, &[req], Some(deadline)).unwrap()
                 });
                 // Let go only once the waiter child is blocked on it.

@@ -1,0 +1,467 @@
+//! A timed wait without a helper task: the calling thread blocks in the
+//! lock call itself, and a POSIX timer aimed at that thread interrupts the
+//! call at the deadline with a signal whose handler does nothing (installed
+//! without `SA_RESTART`, so the call fails with `EINTR`). A grant then
+//! wakes the caller once, as in an untimed wait; the waiter task
+//! (`waiter.rs`) costs two wake-ups (the kernel wakes the task, the task
+//! wakes the caller), about 20 µs each on an idle VM.
+//!
+//! # The race, and how it is closed
+//!
+//! A signal that arrives after the timer was armed but before the thread
+//! has entered the lock call would run the handler and be gone, and the
+//! call would then block past the deadline. So the call is made from a
+//! small assembly stub, and the handler, when it finds the thread anywhere
+//! in that stub before its `syscall` instruction has completed, moves the
+//! thread to the stub's other exit, which returns `EINTR` without making
+//! the call (musl's technique for thread-cancellation points). A signal
+//! during the call interrupts it (`EINTR`); one after it leaves the result
+//! alone. A signal that is not our timer's (someone sent the same number)
+//! is only an early `EINTR`: the wait re-arms and goes on.
+//!
+//! # The signal, and where the waiter task is used instead
+//!
+//! The signal is `SIGRTMAX - 7` (57 with glibc). The handler is installed
+//! the first time a timed wait needs it, and only if the signal's
+//! disposition is then the default one (nobody else uses it; otherwise the
+//! process keeps the waiter task for good). Before each wait the
+//! disposition is read back (one `rt_sigaction`): if the application has
+//! since installed its own handler, or ignores the signal, that wait uses
+//! the waiter task, so no timeout is ever lost to a handler that is not
+//! ours. A thread that blocks the signal has it unblocked for the
+//! duration of the wait (only our timer aims it at that thread) and
+//! blocked again after. The timer exists for one wait only (created,
+//! armed, deleted), so nothing of it survives a `fork`, and no signal of
+//! it can come after the wait returned. Where there is no stub (other
+//! architectures than x86-64) or with `HOLDFAST_WAITER=task` in the
+//! environment, timed waits use the waiter task.
+
+use std::cell::Cell;
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::mode::{Backend, Mode};
+use crate::sys::LockReq;
+
+/// Whether this architecture has the stub (and the handler's view of the
+/// interrupted program counter).
+pub(super) const SUPPORTED: bool = cfg!(target_arch = "x86_64");
+
+/// The system call number and arguments of the *blocking* lock request
+/// `req` on `fd`; `lock` receives the `struct flock` an `fcntl` request
+/// points to (it must outlive the call). Allocates nothing, touches no
+/// `errno`: the waiter child uses it too.
+pub(super) fn lock_call(
+    fd: i32,
+    req: &LockReq,
+    lock: &mut libc::flock,
+) -> Result<(libc::c_long, [usize; 3]), i32> {
+    let (l_type, start, len) = match *req {
+        LockReq::Whole {
+            backend: Backend::Flock,
+            mode,
+        } => {
+            let op = match mode {
+                Mode::Exclusive => libc::LOCK_EX,
+                Mode::Shared => libc::LOCK_SH,
+            };
+            return Ok((libc::SYS_flock, [fd as usize, op as usize, 0]));
+        }
+        LockReq::Whole {
+            backend: Backend::OfdFcntl,
+            mode,
+        } => {
+            let t = match mode {
+                Mode::Exclusive => libc::F_WRLCK,
+                Mode::Shared => libc::F_RDLCK,
+            };
+            (t, 0, 0)
+        }
+        LockReq::Range(r) => {
+            let t = if r.exclusive {
+                libc::F_WRLCK
+            } else {
+                libc::F_RDLCK
+            };
+            let (Ok(s), Ok(l)) = (i64::try_from(r.start), i64::try_from(r.len)) else {
+                return Err(libc::EINVAL);
+            };
+            (t, s, l)
+        }
+    };
+    *lock = libc::flock {
+        l_type: l_type as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: start as libc::off_t,
+        l_len: len as libc::off_t,
+        l_pid: 0,
+    };
+    Ok((
+        libc::SYS_fcntl,
+        [
+            fd as usize,
+            libc::F_OFD_SETLKW as usize,
+            lock as *mut libc::flock as usize,
+        ],
+    ))
+}
+
+// The stub: `holdfast_sys_cp_call3_v1(n, a, b, c)` makes the system call
+// `n` and returns its raw result (`-errno` on failure). The handler sends a
+// thread interrupted at any address from the stub's start up to (not
+// including) `..._done_v1`, the address right after the `syscall`
+// instruction, to `..._cancel_v1`, which returns `-EINTR`. A thread
+// interrupted *in* the call resumes at `..._done_v1` with the call's
+// result. The symbols are hidden (each shared object that links holdfast
+// has its own) and weak (two copies of holdfast in one binary share one
+// stub instead of failing to link); `_v1` names this exact contract.
+#[cfg(target_arch = "x86_64")]
+core::arch::global_asm!(
+    ".pushsection .text.holdfast_sys_cp_v1,\"ax\",@progbits",
+    ".p2align 4",
+    ".weak holdfast_sys_cp_call3_v1",
+    ".hidden holdfast_sys_cp_call3_v1",
+    ".type holdfast_sys_cp_call3_v1,@function",
+    "holdfast_sys_cp_call3_v1:",
+    "mov rax, rdi",
+    "mov rdi, rsi",
+    "mov rsi, rdx",
+    "mov rdx, rcx",
+    "syscall",
+    ".weak holdfast_sys_cp_done_v1",
+    ".hidden holdfast_sys_cp_done_v1",
+    "holdfast_sys_cp_done_v1:",
+    "ret",
+    ".weak holdfast_sys_cp_cancel_v1",
+    ".hidden holdfast_sys_cp_cancel_v1",
+    "holdfast_sys_cp_cancel_v1:",
+    "mov rax, -4",
+    "ret",
+    ".size holdfast_sys_cp_call3_v1, .-holdfast_sys_cp_call3_v1",
+    ".popsection",
+);
+
+#[cfg(target_arch = "x86_64")]
+unsafe extern "C" {
+    fn holdfast_sys_cp_call3_v1(n: libc::c_long, a: usize, b: usize, c: usize) -> isize;
+    // Labels inside the stub, declared as functions only to take their
+    // addresses; never called.
+    fn holdfast_sys_cp_done_v1();
+    fn holdfast_sys_cp_cancel_v1();
+}
+
+/// The lock call through the stub: `Err(errno)`, `EINTR` also when our
+/// signal came just before the call.
+///
+/// # Safety
+///
+/// As the system call `n` with these arguments.
+#[cfg(target_arch = "x86_64")]
+unsafe fn cancellable(n: libc::c_long, a: [usize; 3]) -> Result<usize, i32> {
+    // SAFETY: the stub makes exactly this system call (or none, returning
+    // -EINTR); the caller vouches for the call.
+    let r = unsafe { holdfast_sys_cp_call3_v1(n, a[0], a[1], a[2]) };
+    if (-4095..0).contains(&r) {
+        Err(-r as i32)
+    } else {
+        Ok(r as usize)
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn cancellable(_n: libc::c_long, _a: [usize; 3]) -> Result<usize, i32> {
+    Err(libc::ENOSYS)
+}
+
+/// The handler: moves a thread interrupted before (or at) the `syscall`
+/// instruction of the stub to its `EINTR` exit; does nothing otherwise.
+/// Async-signal-safe: it reads and writes only the interrupted context.
+extern "C" fn on_timer(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if ctx.is_null() {
+            return;
+        }
+        // SAFETY: the kernel passes an SA_SIGINFO handler the interrupted
+        // thread's `ucontext_t`, which the handler may change.
+        let uc = unsafe { &mut *(ctx as *mut libc::ucontext_t) };
+        let pc = &mut uc.uc_mcontext.gregs[libc::REG_RIP as usize];
+        let start = holdfast_sys_cp_call3_v1 as *const () as usize;
+        let done = holdfast_sys_cp_done_v1 as *const () as usize;
+        if (start..done).contains(&(*pc as usize)) {
+            *pc = holdfast_sys_cp_cancel_v1 as *const () as usize as libc::greg_t;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = ctx;
+}
+
+/// The signal our timers send.
+fn timer_signal() -> libc::c_int {
+    libc::SIGRTMAX() - 7
+}
+
+/// Whether the handler was installed: 0 not yet asked, 1 installed,
+/// 2 refused (the signal was in use, or installing failed).
+static INSTALL: AtomicU8 = AtomicU8::new(0);
+static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The signal, if our handler is the one in force now (installing it the
+/// first time, when nobody else uses the signal).
+fn our_signal() -> Option<libc::c_int> {
+    let sig = timer_signal();
+    if sig <= libc::SIGRTMIN() {
+        return None;
+    }
+    if INSTALL.load(Ordering::Acquire) == 0 {
+        let _one = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
+        if INSTALL.load(Ordering::Acquire) == 0 {
+            INSTALL.store(if install(sig) { 1 } else { 2 }, Ordering::Release);
+        }
+    }
+    if INSTALL.load(Ordering::Acquire) != 1 {
+        return None;
+    }
+    // SAFETY: an all-zero sigaction is a valid value to be filled in.
+    let mut cur: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: reads the disposition into a valid struct.
+    let ok = unsafe { libc::sigaction(sig, std::ptr::null(), &mut cur) } == 0;
+    (ok && cur.sa_sigaction == on_timer as *const () as usize
+        && cur.sa_flags & libc::SA_RESTART == 0)
+        .then_some(sig)
+}
+
+/// Installs the handler if the signal's disposition is the default one.
+fn install(sig: libc::c_int) -> bool {
+    // SAFETY: an all-zero sigaction is a valid value to be filled in.
+    let mut cur: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: reads the disposition into a valid struct.
+    if unsafe { libc::sigaction(sig, std::ptr::null(), &mut cur) } != 0
+        || cur.sa_sigaction != libc::SIG_DFL
+    {
+        tracing::debug!(
+            sig,
+            "the timed-wait signal is in use; timed waits use the waiter task"
+        );
+        return false;
+    }
+    // SAFETY: as above.
+    let mut ours: libc::sigaction = unsafe { std::mem::zeroed() };
+    ours.sa_sigaction = on_timer as *const () as usize;
+    // No SA_RESTART: the interrupted lock call must fail with EINTR.
+    ours.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+    // SAFETY: a valid sigaction whose handler is async-signal-safe (it
+    // only edits the interrupted context).
+    unsafe {
+        libc::sigemptyset(&mut ours.sa_mask);
+        libc::sigaction(sig, &ours, std::ptr::null_mut()) == 0
+    }
+}
+
+/// Whether `HOLDFAST_WAITER=task` (or a test of this thread) asks for the
+/// waiter task. Read once.
+fn task_forced() -> bool {
+    static FORCED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    #[cfg(test)]
+    if FORCE_TASK.with(Cell::get) {
+        return true;
+    }
+    *FORCED.get_or_init(|| std::env::var_os("HOLDFAST_WAITER").is_some_and(|v| v == "task"))
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Test hook: timed waits of this thread use the waiter task.
+    pub(crate) static FORCE_TASK: Cell<bool> = const { Cell::new(false) };
+}
+
+thread_local! {
+    /// This thread's id, asked once (a forked child's copy is stale: then
+    /// `timer_create` refuses it and it is asked again).
+    static TID: Cell<i32> = const { Cell::new(0) };
+}
+
+/// The kernel's `struct sigevent` (64 bytes) for `SIGEV_THREAD_ID`.
+#[repr(C)]
+struct KernelSigevent {
+    value: usize,
+    signo: libc::c_int,
+    notify: libc::c_int,
+    tid: libc::c_int,
+    _pad: [libc::c_int; 11],
+}
+
+const SIGEV_THREAD_ID: libc::c_int = 4;
+
+/// A one-shot `CLOCK_MONOTONIC` timer that sends `sig` to this thread;
+/// deleted on drop.
+struct Timer(libc::c_int);
+
+impl Timer {
+    fn new(sig: libc::c_int) -> io::Result<Timer> {
+        let mut fresh = false;
+        loop {
+            let mut tid = TID.with(Cell::get);
+            if tid == 0 || fresh {
+                tid = rustix::thread::gettid().as_raw_nonzero().get();
+                TID.with(|t| t.set(tid));
+                fresh = true;
+            }
+            let ev = KernelSigevent {
+                value: 0,
+                signo: sig,
+                notify: SIGEV_THREAD_ID,
+                tid,
+                _pad: [0; 11],
+            };
+            let mut id: libc::c_int = -1;
+            // SAFETY: timer_create(2) with a valid sigevent and a valid out
+            // pointer for the kernel's timer id, both on this frame.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_timer_create,
+                    libc::CLOCK_MONOTONIC,
+                    &ev as *const KernelSigevent,
+                    &mut id as *mut libc::c_int,
+                )
+            };
+            if r == 0 {
+                return Ok(Timer(id));
+            }
+            let e = io::Error::last_os_error();
+            // EINVAL with a cached id: a forked child's stale copy.
+            if e.raw_os_error() != Some(libc::EINVAL) || fresh {
+                return Err(e);
+            }
+            fresh = true;
+        }
+    }
+
+    /// Arms the timer to fire once, `after` from now.
+    fn arm(&self, after: Duration) -> io::Result<()> {
+        // A zero it_value would disarm it: at least 1 ns.
+        let after = after.max(Duration::from_nanos(1));
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: after.as_secs().min(i64::MAX as u64) as libc::time_t,
+                tv_nsec: after.subsec_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: timer_settime(2) on our own timer with a valid spec; no
+        // old value asked.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_timer_settime,
+                self.0,
+                0,
+                &spec as *const libc::itimerspec,
+                std::ptr::null_mut::<libc::itimerspec>(),
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        // SAFETY: deletes (and so disarms) our own timer, once.
+        unsafe { libc::syscall(libc::SYS_timer_delete, self.0) };
+    }
+}
+
+/// The signal unblocked in this thread for a wait; blocked again on drop
+/// if it was blocked before.
+struct Unblocked {
+    set: libc::sigset_t,
+    was_blocked: bool,
+}
+
+impl Unblocked {
+    fn new(sig: libc::c_int) -> io::Result<Unblocked> {
+        // SAFETY: sigset_t is plain data; sigemptyset initialises it.
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: valid pointers to sigsets of this frame.
+        let r = unsafe {
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, sig);
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, &mut old)
+        };
+        if r != 0 {
+            return Err(io::Error::from_raw_os_error(r));
+        }
+        // SAFETY: `old` was filled in by pthread_sigmask.
+        let was_blocked = unsafe { libc::sigismember(&old, sig) } == 1;
+        Ok(Unblocked { set, was_blocked })
+    }
+}
+
+impl Drop for Unblocked {
+    fn drop(&mut self) {
+        if self.was_blocked {
+            // SAFETY: blocks again the one signal we unblocked.
+            unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &self.set, std::ptr::null_mut()) };
+        }
+    }
+}
+
+/// Waits in the lock call itself until `req` on `file` is granted
+/// (`Ok(true)`, held) or `deadline` passes (`Ok(false)`, nothing held).
+/// `None`: this way is not available here (architecture, environment, the
+/// signal taken by the application, no timer): use the waiter task.
+pub(super) fn wait_one(file: &File, req: &LockReq, deadline: Instant) -> Option<io::Result<bool>> {
+    if !SUPPORTED || task_forced() {
+        return None;
+    }
+    let sig = our_signal()?;
+    // SAFETY: an all-zero struct flock is valid plain data.
+    let mut flock: libc::flock = unsafe { std::mem::zeroed() };
+    let (n, args) = match lock_call(file.as_raw_fd(), req, &mut flock) {
+        Ok(call) => call,
+        Err(e) => return Some(Err(io::Error::from_raw_os_error(e))),
+    };
+    let mut left = match deadline.checked_duration_since(Instant::now()) {
+        Some(l) if !l.is_zero() => l,
+        _ => return Some(Ok(false)),
+    };
+    let _unblocked = match Unblocked::new(sig) {
+        Ok(u) => u,
+        Err(_) => return None,
+    };
+    // Dropped (deleted) before the mask is restored.
+    let timer = match Timer::new(sig) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::debug!(error = %e, "no timer for a timed wait; using the waiter task");
+            return None;
+        }
+    };
+    loop {
+        if let Err(e) = timer.arm(left) {
+            return Some(Err(e));
+        }
+        // SAFETY: the lock call `lock_call` built, on a descriptor `file`
+        // keeps open; `flock` outlives it.
+        match unsafe { cancellable(n, args) } {
+            Ok(_) => return Some(Ok(true)),
+            Err(libc::EINTR) => match deadline.checked_duration_since(Instant::now()) {
+                Some(l) if !l.is_zero() => left = l,
+                // Interrupted, so not granted: nothing held.
+                _ => return Some(Ok(false)),
+            },
+            Err(e) => return Some(Err(io::Error::from_raw_os_error(e))),
+        }
+    }
+}
