@@ -109,27 +109,44 @@ pub(super) fn lock_call(
     ))
 }
 
-// The stub: `holdfast_sys_cp_call3_v1(n, a, b, c)` makes the system call
-// `n` and returns its raw result (`-errno` on failure). The handler sends a
-// thread interrupted at any address from the stub's start up to (not
-// including) `..._done_v1`, the address right after the `syscall`
-// instruction, to `..._cancel_v1`, which returns `-EINTR`. A thread
-// interrupted *in* the call resumes at `..._done_v1` with the call's
-// result. The symbols are hidden (each shared object that links holdfast
-// has its own) and weak (two copies of holdfast in one binary share one
-// stub instead of failing to link); `_v1` names this exact contract.
+// The stub: `holdfast_sys_cp_arm_call_v1(timer, spec, call)` arms the timer
+// (`timer_settime(timer, 0, spec, NULL)`) and then, if that succeeded,
+// makes the system call `call[0]` with the arguments `call[1..4]`,
+// returning its raw result (`-errno` on failure; the timer's error if
+// arming failed). Arming inside the stub is what closes the race: from
+// the moment the timer can fire until the lock call is entered, the thread
+// is inside the stub. The handler sends a thread interrupted anywhere from
+// the stub's start up to (not including) `..._done_v1`, the address right
+// after the lock call's `syscall` instruction, to `..._cancel_v1`, which
+// returns `-EINTR`. A thread interrupted *in* the lock call resumes at
+// `..._done_v1` with `-EINTR` (no `SA_RESTART`); one interrupted after it
+// keeps the call's result. The stub pushes nothing, so either exit returns
+// from the same stack. The symbols are hidden (each shared object that
+// links holdfast has its own) and weak (two copies of holdfast in one
+// binary share one stub instead of failing to link); `_v1` names this
+// exact contract.
 #[cfg(target_arch = "x86_64")]
 core::arch::global_asm!(
     ".pushsection .text.holdfast_sys_cp_v1,\"ax\",@progbits",
     ".p2align 4",
-    ".weak holdfast_sys_cp_call3_v1",
-    ".hidden holdfast_sys_cp_call3_v1",
-    ".type holdfast_sys_cp_call3_v1,@function",
-    "holdfast_sys_cp_call3_v1:",
-    "mov rax, rdi",
-    "mov rdi, rsi",
-    "mov rsi, rdx",
-    "mov rdx, rcx",
+    ".weak holdfast_sys_cp_arm_call_v1",
+    ".hidden holdfast_sys_cp_arm_call_v1",
+    ".type holdfast_sys_cp_arm_call_v1,@function",
+    "holdfast_sys_cp_arm_call_v1:",
+    // rdi = timer, rsi = spec, rdx = call; the kernel keeps r8 (and every
+    // register but rax, rcx, r11) across a system call.
+    "mov r8, rdx",
+    "mov rdx, rsi",
+    "xor esi, esi",
+    "xor r10d, r10d",
+    "mov eax, {settime}",
+    "syscall",
+    "test rax, rax",
+    "jnz holdfast_sys_cp_done_v1",
+    "mov rax, [r8]",
+    "mov rdi, [r8 + 8]",
+    "mov rsi, [r8 + 16]",
+    "mov rdx, [r8 + 24]",
     "syscall",
     ".weak holdfast_sys_cp_done_v1",
     ".hidden holdfast_sys_cp_done_v1",
@@ -140,30 +157,41 @@ core::arch::global_asm!(
     "holdfast_sys_cp_cancel_v1:",
     "mov rax, -4",
     "ret",
-    ".size holdfast_sys_cp_call3_v1, .-holdfast_sys_cp_call3_v1",
+    ".size holdfast_sys_cp_arm_call_v1, .-holdfast_sys_cp_arm_call_v1",
     ".popsection",
+    settime = const libc::SYS_timer_settime,
 );
 
 #[cfg(target_arch = "x86_64")]
 unsafe extern "C" {
-    fn holdfast_sys_cp_call3_v1(n: libc::c_long, a: usize, b: usize, c: usize) -> isize;
+    fn holdfast_sys_cp_arm_call_v1(
+        timer: libc::c_int,
+        spec: *const libc::itimerspec,
+        call: *const [usize; 4],
+    ) -> isize;
     // Labels inside the stub, declared as functions only to take their
     // addresses; never called.
     fn holdfast_sys_cp_done_v1();
     fn holdfast_sys_cp_cancel_v1();
 }
 
-/// The lock call through the stub: `Err(errno)`, `EINTR` also when our
-/// signal came just before the call.
+/// Arms `timer` with `spec`, then makes the lock call `call` (number,
+/// three arguments) through the stub: `Err(errno)`, `EINTR` also when the
+/// signal came before the call was entered.
 ///
 /// # Safety
 ///
-/// As the system call `n` with these arguments.
+/// As the system call `call` with these arguments.
 #[cfg(target_arch = "x86_64")]
-unsafe fn cancellable(n: libc::c_long, a: [usize; 3]) -> Result<usize, i32> {
-    // SAFETY: the stub makes exactly this system call (or none, returning
-    // -EINTR); the caller vouches for the call.
-    let r = unsafe { holdfast_sys_cp_call3_v1(n, a[0], a[1], a[2]) };
+unsafe fn arm_and_call(
+    timer: libc::c_int,
+    spec: &libc::itimerspec,
+    call: &[usize; 4],
+) -> Result<usize, i32> {
+    // SAFETY: the stub arms our own timer with a valid spec and makes
+    // exactly the call `call` (or none, returning -EINTR); both pointers
+    // outlive it; the caller vouches for the call.
+    let r = unsafe { holdfast_sys_cp_arm_call_v1(timer, spec, call) };
     if (-4095..0).contains(&r) {
         Err(-r as i32)
     } else {
@@ -172,7 +200,11 @@ unsafe fn cancellable(n: libc::c_long, a: [usize; 3]) -> Result<usize, i32> {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn cancellable(_n: libc::c_long, _a: [usize; 3]) -> Result<usize, i32> {
+unsafe fn arm_and_call(
+    _timer: libc::c_int,
+    _spec: &libc::itimerspec,
+    _call: &[usize; 4],
+) -> Result<usize, i32> {
     Err(libc::ENOSYS)
 }
 
@@ -189,7 +221,7 @@ extern "C" fn on_timer(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mut
         // thread's `ucontext_t`, which the handler may change.
         let uc = unsafe { &mut *(ctx as *mut libc::ucontext_t) };
         let pc = &mut uc.uc_mcontext.gregs[libc::REG_RIP as usize];
-        let start = holdfast_sys_cp_call3_v1 as *const () as usize;
+        let start = holdfast_sys_cp_arm_call_v1 as *const () as usize;
         let done = holdfast_sys_cp_done_v1 as *const () as usize;
         if (start..done).contains(&(*pc as usize)) {
             *pc = holdfast_sys_cp_cancel_v1 as *const () as usize as libc::greg_t;
@@ -339,37 +371,21 @@ impl Timer {
             fresh = true;
         }
     }
+}
 
-    /// Arms the timer to fire once, `after` from now.
-    fn arm(&self, after: Duration) -> io::Result<()> {
-        // A zero it_value would disarm it: at least 1 ns.
-        let after = after.max(Duration::from_nanos(1));
-        let spec = libc::itimerspec {
-            it_interval: libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-            it_value: libc::timespec {
-                tv_sec: after.as_secs().min(i64::MAX as u64) as libc::time_t,
-                tv_nsec: after.subsec_nanos() as libc::c_long,
-            },
-        };
-        // SAFETY: timer_settime(2) on our own timer with a valid spec; no
-        // old value asked.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_timer_settime,
-                self.0,
-                0,
-                &spec as *const libc::itimerspec,
-                std::ptr::null_mut::<libc::itimerspec>(),
-            )
-        };
-        if r == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+/// A one-shot timer value: fire once, `after` from when it is armed.
+fn one_shot(after: Duration) -> libc::itimerspec {
+    // A zero it_value would disarm it: at least 1 ns.
+    let after = after.max(Duration::from_nanos(1));
+    libc::itimerspec {
+        it_interval: libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        it_value: libc::timespec {
+            tv_sec: after.as_secs().min(i64::MAX as u64) as libc::time_t,
+            tv_nsec: after.subsec_nanos() as libc::c_long,
+        },
     }
 }
 
@@ -448,13 +464,11 @@ pub(super) fn wait_one(file: &File, req: &LockReq, deadline: Instant) -> Option<
             return None;
         }
     };
+    let call = [n as usize, args[0], args[1], args[2]];
     loop {
-        if let Err(e) = timer.arm(left) {
-            return Some(Err(e));
-        }
         // SAFETY: the lock call `lock_call` built, on a descriptor `file`
         // keeps open; `flock` outlives it.
-        match unsafe { cancellable(n, args) } {
+        match unsafe { arm_and_call(timer.0, &one_shot(left), &call) } {
             Ok(_) => return Some(Ok(true)),
             Err(libc::EINTR) => match deadline.checked_duration_since(Instant::now()) {
                 Some(l) if !l.is_zero() => left = l,
@@ -462,6 +476,345 @@ pub(super) fn wait_one(file: &File, req: &LockReq, deadline: Instant) -> Option<
                 _ => return Some(Ok(false)),
             },
             Err(e) => return Some(Err(io::Error::from_raw_os_error(e))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    fn whole() -> LockReq {
+        LockReq::Whole {
+            backend: Backend::Flock,
+            mode: Mode::Exclusive,
+        }
+    }
+
+    /// A lock file in `d` and another description holding it.
+    fn held(d: &std::path::Path) -> (std::path::PathBuf, File) {
+        let p = d.join("l");
+        std::fs::write(&p, b"").unwrap();
+        let other = File::options().read(true).write(true).open(&p).unwrap();
+        rustix::fs::flock(&other, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+        (p, other)
+    }
+
+    fn open(p: &std::path::Path) -> File {
+        File::options().read(true).write(true).open(p).unwrap()
+    }
+
+    /// Whether `file`'s description holds the lock: no other description
+    /// can take it.
+    fn holds(p: &std::path::Path) -> bool {
+        rustix::fs::flock(
+            &open(p),
+            rustix::fs::FlockOperation::NonBlockingLockExclusive,
+        )
+        .is_err()
+    }
+
+    /// Whether our signal is pending for this thread or the process.
+    fn pending() -> bool {
+        // SAFETY: sigset_t is plain data filled in by sigpending.
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid out pointer.
+        unsafe { libc::sigpending(&mut set) };
+        // SAFETY: `set` was filled in above.
+        unsafe { libc::sigismember(&set, timer_signal()) == 1 }
+    }
+
+    /// Whether a lock request waits on `p` (a `->` line of /proc/locks).
+    fn blocked_on(p: &std::path::Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(p).unwrap();
+        let (major, minor) = crate::sys::imp::dev_major_minor(m.dev());
+        let want = format!("{major:02x}:{minor:02x}:{}", m.ino());
+        std::fs::read_to_string("/proc/locks")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains("->") && l.split_whitespace().any(|f| f == want))
+    }
+
+    /// The timer way is the one taken here (x86-64, nobody else's signal).
+    fn available() -> bool {
+        SUPPORTED && our_signal().is_some()
+    }
+
+    /// A timed wait that is not granted returns at its deadline, never
+    /// before; it holds nothing, and neither its timer nor its signal
+    /// outlives it.
+    #[test]
+    fn a_wait_that_is_not_granted_ends_at_its_deadline_and_holds_nothing() {
+        if !SUPPORTED {
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let (p, other) = held(d.path());
+        let mine = open(&p);
+        let t = Instant::now();
+        let deadline = t + Duration::from_millis(150);
+        let got = wait_one(&mine, &whole(), deadline).expect("the timer way");
+        assert!(!got.unwrap(), "granted while held elsewhere");
+        assert!(Instant::now() >= deadline, "returned early");
+        assert!(t.elapsed() < Duration::from_secs(10), "far too late");
+        assert!(available());
+        assert!(!pending(), "a timer signal outlived the wait");
+        drop(other);
+        assert!(!holds(&p), "the timed-out wait holds the lock");
+    }
+
+    /// A grant ends the wait at once with the lock held, and no signal
+    /// comes after it: a sleep past the old deadline is not interrupted.
+    #[test]
+    fn a_grant_ends_the_wait_and_no_signal_follows() {
+        if !SUPPORTED {
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let (p, other) = held(d.path());
+        let mine = open(&p);
+        let deadline = Instant::now() + Duration::from_millis(300);
+        std::thread::scope(|s| {
+            let w = s.spawn(|| {
+                let got = wait_one(&mine, &whole(), deadline).expect("the timer way");
+                // Sleep past the deadline: EINTR would mean a stray signal.
+                let ts = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 500_000_000,
+                };
+                // SAFETY: valid timespec; no remainder asked.
+                let slept = unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+                (got.unwrap(), slept, Instant::now() >= deadline)
+            });
+            let t = Instant::now();
+            while !blocked_on(&p) {
+                assert!(t.elapsed().as_secs() < 30, "the wait never blocked");
+                std::thread::yield_now();
+            }
+            drop(other);
+            let (got, slept, past) = w.join().unwrap();
+            assert!(got, "not granted");
+            assert!(past);
+            assert_eq!(slept, 0, "the sleep after the wait was interrupted");
+        });
+        assert!(holds(&p), "granted but not held");
+    }
+
+    /// A thread that blocks every signal still times out on time (the
+    /// signal is unblocked for the wait), and its mask is as it was after.
+    #[test]
+    fn a_thread_blocking_all_signals_times_out_and_keeps_its_mask() {
+        if !SUPPORTED {
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let (p, _other) = held(d.path());
+        let mine = open(&p);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // SAFETY: sigset_t is plain data; sigfillset initialises it.
+                let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+                // SAFETY: valid pointers; this thread's own mask.
+                unsafe {
+                    libc::sigfillset(&mut all);
+                    libc::pthread_sigmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+                }
+                let deadline = Instant::now() + Duration::from_millis(100);
+                let got = wait_one(&mine, &whole(), deadline).expect("the timer way");
+                assert!(!got.unwrap());
+                assert!(Instant::now() >= deadline, "returned early");
+                // SAFETY: as above.
+                let mut now: libc::sigset_t = unsafe { std::mem::zeroed() };
+                // SAFETY: reads this thread's mask into a valid set.
+                unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut now) };
+                // SAFETY: `now` was filled in above.
+                let blocked = unsafe { libc::sigismember(&now, timer_signal()) };
+                assert_eq!(blocked, 1, "the signal was left unblocked");
+            })
+            .join()
+            .unwrap();
+        });
+    }
+
+    /// Signals of our number sent by someone else (here: every
+    /// millisecond) neither end a wait early nor lose a grant.
+    #[test]
+    fn stray_signals_neither_end_a_wait_early_nor_lose_a_grant() {
+        if !SUPPORTED {
+            return;
+        }
+        use std::sync::atomic::{AtomicBool, AtomicI32};
+        let d = tempfile::tempdir().unwrap();
+        for grant in [false, true] {
+            let (p, other) = held(d.path());
+            let mine = open(&p);
+            let tid = AtomicI32::new(0);
+            let done = AtomicBool::new(false);
+            let deadline = Instant::now() + Duration::from_millis(400);
+            std::thread::scope(|s| {
+                let w = s.spawn(|| {
+                    tid.store(
+                        rustix::thread::gettid().as_raw_nonzero().get(),
+                        Ordering::SeqCst,
+                    );
+                    let got = wait_one(&mine, &whole(), deadline).expect("the timer way");
+                    done.store(true, Ordering::SeqCst);
+                    (got.unwrap(), Instant::now())
+                });
+                s.spawn(|| {
+                    while tid.load(Ordering::SeqCst) == 0 {
+                        std::thread::yield_now();
+                    }
+                    let t = tid.load(Ordering::SeqCst);
+                    let mut sent = 0;
+                    while !done.load(Ordering::SeqCst) {
+                        // SAFETY: tgkill(2) to a live thread of this
+                        // process (it sets `done` before it ends) with a
+                        // signal whose handler is ours.
+                        unsafe {
+                            libc::syscall(libc::SYS_tgkill, libc::getpid(), t, timer_signal())
+                        };
+                        sent += 1;
+                        if grant && sent == 100 {
+                            // Release while the strays keep coming.
+                            let _ = rustix::fs::flock(&other, rustix::fs::FlockOperation::Unlock);
+                        }
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                });
+                let (got, at) = w.join().unwrap();
+                assert_eq!(got, grant, "grant={grant}");
+                if !grant {
+                    assert!(at >= deadline, "ended early under stray signals");
+                }
+            });
+            drop(other);
+        }
+    }
+
+    /// Waits with deadlines of a few microseconds: the timer's signal
+    /// often comes before the thread has entered the lock call, which the
+    /// handler must turn into EINTR (otherwise the call blocks for good:
+    /// the watchdog then lets go of the lock, and the wait returns
+    /// "granted", which fails the test).
+    #[test]
+    fn a_signal_before_the_call_is_entered_still_ends_the_wait() {
+        if !SUPPORTED {
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let (p, other) = held(d.path());
+        let mine = open(&p);
+        let (tx, rx) = mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                for i in 0..2000u64 {
+                    let deadline = Instant::now() + Duration::from_nanos(i % 50 * 1000 + 1);
+                    let got = wait_one(&mine, &whole(), deadline).expect("the timer way");
+                    let ok = matches!(got, Ok(false));
+                    tx.send(ok).unwrap();
+                    if !ok {
+                        return;
+                    }
+                }
+            });
+            for i in 0..2000 {
+                match rx.recv_timeout(Duration::from_secs(20)) {
+                    Ok(ok) => assert!(ok, "wait {i} did not time out cleanly"),
+                    Err(_) => {
+                        // Stuck in the lock call: free it so the test ends.
+                        drop(other);
+                        panic!("wait {i} overstayed its deadline by 20 s");
+                    }
+                }
+            }
+        });
+    }
+
+    /// The helper of the next test, in a process of its own (it changes the
+    /// process's signal dispositions): `HOLDFAST_TEST_TIMED_SIGNAL=before`
+    /// takes our signal before holdfast ever wanted it, `=after` replaces
+    /// holdfast's handler, with an `SA_RESTART` handler (which would let
+    /// the lock call sleep through the deadline) or `SIG_IGN`.
+    #[test]
+    #[ignore = "run by a_signal_taken_by_the_application_sends_waits_to_the_task"]
+    fn helper_signal_taken_by_the_application() {
+        let Some(when) = std::env::var_os("HOLDFAST_TEST_TIMED_SIGNAL") else {
+            return;
+        };
+        extern "C" fn theirs(_: libc::c_int) {}
+        let d = tempfile::tempdir().unwrap();
+        let (p, _other) = held(d.path());
+        let mine = open(&p);
+        let req = whole();
+        let sig = timer_signal();
+        let take = |ignore: bool| {
+            // SAFETY: as in `install`.
+            let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+            sa.sa_sigaction = if ignore {
+                libc::SIG_IGN
+            } else {
+                theirs as *const () as usize
+            };
+            sa.sa_flags = libc::SA_RESTART;
+            // SAFETY: a valid sigaction; the handler does nothing.
+            assert_eq!(
+                unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) },
+                0
+            );
+        };
+        let cases: &[bool] = if when == "before" {
+            take(false);
+            &[false]
+        } else {
+            assert!(our_signal().is_some(), "not installed in a fresh process");
+            &[false, true]
+        };
+        for &ignore in cases {
+            if when != "before" {
+                take(ignore);
+            }
+            assert!(our_signal().is_none(), "a handler not ours taken as ours");
+            assert!(wait_one(&mine, &req, Instant::now() + Duration::from_secs(1)).is_none());
+            // The whole timed wait: the waiter task's way, still on time.
+            let deadline = Instant::now() + Duration::from_millis(100);
+            let got = super::super::waiter::wait_any(&mine, &[req], Some(deadline)).unwrap();
+            assert_eq!(got, None);
+            assert!(Instant::now() >= deadline);
+            assert!(Instant::now() < deadline + Duration::from_secs(10));
+        }
+        println!("helper done");
+    }
+
+    /// A signal the application took (before holdfast wanted it, or by
+    /// replacing holdfast's handler, even with `SIG_IGN` or `SA_RESTART`)
+    /// never costs a timeout: the waits use the waiter task.
+    #[test]
+    fn a_signal_taken_by_the_application_sends_waits_to_the_task() {
+        let me = std::env::current_exe().unwrap();
+        for when in ["before", "after"] {
+            let out = std::process::Command::new(&me)
+                .args([
+                    "--exact",
+                    "--nocapture",
+                    "--ignored",
+                    "--test-threads=1",
+                    "sys::linux::timed::tests::helper_signal_taken_by_the_application",
+                ])
+                .env("HOLDFAST_TEST_TIMED_SIGNAL", when)
+                .output()
+                .unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(out.status.success(), "{when}: {text}");
+            if SUPPORTED {
+                assert!(text.contains("helper done"), "{when}: {text}");
+            }
         }
     }
 }
