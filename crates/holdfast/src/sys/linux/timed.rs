@@ -733,6 +733,47 @@ mod tests {
         });
     }
 
+    /// A forked child, whose copy of this thread's cached id is stale (its
+    /// thread has another), still times out on time by the timer way.
+    #[test]
+    fn a_forked_child_times_out_by_the_timer_way() {
+        if !SUPPORTED {
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let (p, _other) = held(d.path());
+        let mine = open(&p);
+        // Caches this thread's id.
+        let got = wait_one(&mine, &whole(), Instant::now() + Duration::from_millis(1));
+        assert!(matches!(got, Some(Ok(false))));
+        assert_ne!(TID.with(Cell::get), 0);
+        // SAFETY: the child only makes system calls and reads the clock
+        // (the handler is installed, the thread id cached: no lock is
+        // taken) before `_exit`.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let deadline = Instant::now() + Duration::from_millis(50);
+            let code = match wait_one(&mine, &whole(), deadline) {
+                Some(Ok(false)) if Instant::now() >= deadline => 0,
+                None => 2,
+                _ => 1,
+            };
+            // SAFETY: ends the forked child without running anything of
+            // the parent's.
+            unsafe { libc::_exit(code) };
+        }
+        assert!(pid > 0, "fork failed");
+        let mut status = 0;
+        // SAFETY: waits for our own child with a valid out pointer.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status), "child died: {status:#x}");
+        assert_eq!(
+            libc::WEXITSTATUS(status),
+            0,
+            "child: 1 = wrong result, 2 = no timer way"
+        );
+    }
+
     /// The helper of the next test, in a process of its own (it changes the
     /// process's signal dispositions): `HOLDFAST_TEST_TIMED_SIGNAL=before`
     /// takes our signal before holdfast ever wanted it, `=after` replaces
