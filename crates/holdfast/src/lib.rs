@@ -76,9 +76,17 @@
 //!
 //! # Platforms
 //!
-//! - **Linux**: everything described here. Timed waits block in the kernel
-//!   on Linux ≥ 5.3 (pidfds); on older kernels, or in a sandbox that
-//!   forbids the waiter task, they fall back to polling with a bounded
+//! - **Linux**: everything described here. Timed waits block in the kernel.
+//!   A wait for one lock blocks the calling thread in the lock call itself
+//!   (x86-64): a per-wait POSIX timer interrupts it at the deadline with
+//!   the real-time signal `SIGRTMAX - 7`, whose handler holdfast installs
+//!   the first time, only if nobody handles that signal (a thread that
+//!   blocks it has it unblocked for the wait). If the application handles
+//!   or ignores that signal, on other architectures, for several locks at
+//!   once (a semaphore's slots), in async code, or with
+//!   `HOLDFAST_WAITER=task`, a killable waiter task blocks in the lock call
+//!   instead (Linux ≥ 5.3, pidfds). On older kernels, or in a sandbox that
+//!   forbids the waiter task, waits fall back to polling with a bounded
 //!   back-off (1 ms doubling to 25 ms); that fallback covers every
 //!   primitive (kernel locks, FIFO, semaphore), and `HOLDFAST_WAITER=poll`
 //!   in the environment forces it (for sandboxes that kill a process
