@@ -509,7 +509,7 @@ mod tests {
     /// can take it.
     fn holds(p: &std::path::Path) -> bool {
         rustix::fs::flock(
-            &open(p),
+            open(p),
             rustix::fs::FlockOperation::NonBlockingLockExclusive,
         )
         .is_err()
@@ -801,10 +801,8 @@ mod tests {
             };
             sa.sa_flags = libc::SA_RESTART;
             // SAFETY: a valid sigaction; the handler does nothing.
-            assert_eq!(
-                unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) },
-                0
-            );
+            let r = unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) };
+            assert_eq!(r, 0);
         };
         let cases: &[bool] = if when == "before" {
             take(false);
