@@ -156,7 +156,8 @@ impl Rig {
 /// handoff table plus the timed wait forced onto its waiter task
 /// (`HOLDFAST_WAITER=task`, the design before the timer signal), measured
 /// round by round in turn (A, B, C, ..., A, B, C, ...), so that load from
-/// elsewhere falls on every row alike.
+/// elsewhere falls on every row alike. `HOLDFAST_BENCH_WORKER_CPU=1` with
+/// the harness under `taskset -c 0` makes every handoff cross CPUs.
 pub fn run_handoff_interleaved(env: &Env, dir: &Path) {
     let mut subjects: Vec<(Subject, Option<(&str, &str)>)> = subjects()
         .into_iter()
@@ -177,6 +178,14 @@ pub fn run_handoff_interleaved(env: &Env, dir: &Path) {
         .enumerate()
         .map(|(i, (s, var))| {
             let mut cmd = s.runner.command(env, &[]);
+            // HOLDFAST_BENCH_WORKER_CPU=N: every worker on CPU N (with the
+            // harness under `taskset -c M`, every handoff crosses CPUs).
+            if let Some(cpu) = std::env::var_os("HOLDFAST_BENCH_WORKER_CPU") {
+                let mut pinned = std::process::Command::new("taskset");
+                pinned.arg("-c").arg(cpu).arg(cmd.get_program());
+                pinned.args(cmd.get_args());
+                cmd = pinned;
+            }
             if let Some((k, v)) = var {
                 cmd.env(k, v);
             }
