@@ -652,6 +652,7 @@ mod tests {
             let mine = open(&p);
             let tid = AtomicI32::new(0);
             let done = AtomicBool::new(false);
+            let stopped = AtomicBool::new(false);
             let deadline = Instant::now() + Duration::from_millis(400);
             std::thread::scope(|s| {
                 let w = s.spawn(|| {
@@ -660,8 +661,14 @@ mod tests {
                         Ordering::SeqCst,
                     );
                     let got = wait_one(&mine, &whole(), deadline).expect("the timer way");
+                    let at = Instant::now();
                     done.store(true, Ordering::SeqCst);
-                    (got.unwrap(), Instant::now())
+                    // Live until the last signal was sent (its id must not
+                    // be reused by another thread meanwhile).
+                    while !stopped.load(Ordering::SeqCst) {
+                        std::thread::yield_now();
+                    }
+                    (got.unwrap(), at)
                 });
                 s.spawn(|| {
                     while tid.load(Ordering::SeqCst) == 0 {
@@ -671,8 +678,8 @@ mod tests {
                     let mut sent = 0;
                     while !done.load(Ordering::SeqCst) {
                         // SAFETY: tgkill(2) to a live thread of this
-                        // process (it sets `done` before it ends) with a
-                        // signal whose handler is ours.
+                        // process (it waits for `stopped` before it ends)
+                        // with a signal whose handler is ours.
                         unsafe {
                             libc::syscall(libc::SYS_tgkill, libc::getpid(), t, timer_signal())
                         };
@@ -683,6 +690,7 @@ mod tests {
                         }
                         std::thread::sleep(Duration::from_millis(1));
                     }
+                    stopped.store(true, Ordering::SeqCst);
                 });
                 let (got, at) = w.join().unwrap();
                 assert_eq!(got, grant, "grant={grant}");
