@@ -6,7 +6,10 @@
 //! [`fifo`](crate::fifo) module docs; this module is the code.
 
 pub mod fifo;
+mod head;
 pub mod semaphore;
+
+pub(crate) use self::head::QueueFile;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -314,15 +317,87 @@ pub(crate) fn check_on_open(file: &File, path: &Path, kind: Kind) -> Result<()> 
     r
 }
 
+/// A ticket just issued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Issued {
+    /// Its number.
+    pub ticket: u64,
+    /// No other ticket was live when it was issued: it is the head of the
+    /// queue (nothing is ever issued below a live ticket).
+    pub head: bool,
+}
+
+/// What a ticket taker learns under the counter lock before it takes one:
+/// the stored counter and whether anyone is in line.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Draw {
+    /// The stored counter (`None`: damaged, recovered from the live locks).
+    next: Option<u64>,
+    /// The header's length now.
+    old_len: usize,
+    /// Read through the mapping (written back the same way).
+    mapped: bool,
+    /// No ticket is live: the queue is empty.
+    pub empty: bool,
+}
+
+impl Draw {
+    /// The stored counter, or 0 where it was damaged.
+    pub(crate) fn next(&self) -> u64 {
+        self.next.unwrap_or(0)
+    }
+}
+
+/// Reads the counter (through the queue file's mapping when it can,
+/// [`QueueFile`]) and asks, with one `F_OFD_GETLK` over every ticket,
+/// whether anyone is in line. Call with the counter lock held.
+fn draw(q: &mut QueueFile, path: &Path, kind: Kind) -> Result<Draw> {
+    let (next, old_len, mapped) = match q.mapped_next(kind) {
+        Some(m) => (Some(m.next), m.len, true),
+        None => {
+            let (next, len) = check_header(&q.file, path, kind)?;
+            (next, len, false)
+        }
+    };
+    let empty = !conflict(&q.file, 0, None, true).map_err(|e| Error::io(IoOp::TakeTicket, path, e))?;
+    Ok(Draw {
+        next,
+        old_len,
+        mapped,
+        empty,
+    })
+}
+
+/// Stores `next` as the counter (after [`draw`], under the same counter
+/// lock): through the mapping when the draw read it there, else `pwrite`.
+fn store_next(q: &mut QueueFile, path: &Path, kind: Kind, d: &Draw, next: u64) -> Result<()> {
+    if d.mapped && q.patch_next(kind, next) {
+        return Ok(());
+    }
+    sys::write_head(&q.file, &encode_header(kind, next), d.old_len)
+        .map_err(|e| Error::io(IoOp::WriteQueue, path, e))?;
+    q.header_seen();
+    Ok(())
+}
+
 /// Issues the next ticket and takes its byte lock. Call with the counter
-/// lock held. The stored counter is only a hint: the ticket issued is
-/// always above every live ticket, so a damaged or rewound counter cannot
-/// put a newcomer ahead of a waiter.
-fn issue_ticket(file: &File, path: &Path, kind: Kind, exclusive: bool) -> Result<u64> {
+/// lock held, after [`draw`]. The stored counter is only a hint: the ticket
+/// issued is always above every live ticket, so a damaged or rewound
+/// counter cannot put a newcomer ahead of a waiter. When the draw found
+/// the queue empty (the uncontended case) that is already known, and so is
+/// that the new ticket is the head: no more probes.
+fn issue_ticket(
+    q: &mut QueueFile,
+    path: &Path,
+    kind: Kind,
+    exclusive: bool,
+    d: &Draw,
+) -> Result<Issued> {
     let io = |e| Error::io(IoOp::TakeTicket, path, e);
-    let (next, old_len) = check_header(file, path, kind)?;
-    let mut t = next.unwrap_or(0);
-    if let Some(h) = highest_from(file, t).map_err(io)? {
+    let file = &q.file;
+    let mut t = d.next();
+    let mut head = d.empty;
+    if !head && let Some(h) = highest_from(file, t).map_err(io)? {
         t = h + 1;
     }
     if t >= WRAP_TICKET || (t >= RESTART_TICKET && !in_use(file).map_err(io)?) {
@@ -334,6 +409,7 @@ fn issue_ticket(file: &File, path: &Path, kind: Kind, exclusive: bool) -> Result
     while !sys::range_lock(file, Range::byte(TICKET_BASE + t, exclusive), false).map_err(io)? {
         t += 1;
         tries += 1;
+        head = false;
         if tries > 64 {
             return Err(Error::Corrupt {
                 path: path.to_owned(),
@@ -341,12 +417,11 @@ fn issue_ticket(file: &File, path: &Path, kind: Kind, exclusive: bool) -> Result
             });
         }
     }
-    let header = encode_header(kind, t + 1);
-    if let Err(e) = sys::write_head(file, &header, old_len) {
-        let _ = sys::range_unlock(file, TICKET_BASE + t, 1);
-        return Err(Error::io(IoOp::WriteQueue, path, e));
+    if let Err(e) = store_next(q, path, kind, d, t + 1) {
+        let _ = sys::range_unlock(&q.file, TICKET_BASE + t, 1);
+        return Err(e);
     }
-    Ok(t)
+    Ok(Issued { ticket: t, head })
 }
 
 /// Removes the queue file if nobody uses it: no ticket, no slot, and the
@@ -479,7 +554,7 @@ pub(crate) fn drive<M: Machine>(
 /// The ticket-taking steps shared by both machines.
 #[derive(Debug)]
 pub(crate) struct Enqueue {
-    pub queue: File,
+    pub queue: QueueFile,
     pub queue_path: PathBuf,
     pub permissions: u32,
     pub kind: Kind,
@@ -496,11 +571,17 @@ pub(crate) struct Enqueue {
     pred_was_head: bool,
     /// We are the head (see `pred_was_head`).
     head_known: bool,
+    /// Served without a ticket (see [`Enqueue::advance_or`]).
+    pub bypassed: bool,
 }
+
+/// What an acquisition tries under the counter lock when nobody is in
+/// line (see [`Enqueue::advance_or`]).
+pub(crate) type First<'a> = dyn FnMut(&File, u64) -> Result<bool> + 'a;
 
 impl Enqueue {
     pub(crate) fn new(
-        queue: File,
+        queue: QueueFile,
         queue_path: PathBuf,
         permissions: u32,
         kind: Kind,
@@ -518,6 +599,7 @@ impl Enqueue {
             stale: None,
             pred_was_head: false,
             head_known: false,
+            bypassed: false,
         }
     }
 
@@ -525,21 +607,64 @@ impl Enqueue {
     /// yet, then waits for its turn. `Ok(None)` once nobody conflicting is
     /// ahead; otherwise the wait to perform before calling again.
     pub(crate) fn advance(&mut self) -> Result<Option<Step>> {
+        self.advance_or(None)
+    }
+
+    /// As [`advance`](Self::advance); when the queue turns out to be empty
+    /// as the ticket is about to be taken, `first` is called first, under
+    /// the counter lock, with the open queue file and the counter: if it
+    /// takes what the acquisition is for (`Ok(true)`), nobody was in line
+    /// and nobody could join meanwhile, so no ticket is taken at all
+    /// (`Ok(None)`, as when it is our turn; [`Enqueue::bypassed`] says so).
+    pub(crate) fn advance_or(&mut self, first: Option<&mut First<'_>>) -> Result<Option<Step>> {
+        if self.bypassed {
+            return Ok(None);
+        }
         if self.ticket.is_none()
-            && let Some(step) = self.take_ticket()?
+            && let Some(step) = self.take_ticket(first)?
         {
             return Ok(Some(step));
+        }
+        if self.bypassed {
+            return Ok(None);
         }
         self.wait_turn()
     }
 
-    /// Takes a ticket: `Ok(None)` once it is taken, or the wait for the
-    /// counter lock.
-    fn take_ticket(&mut self) -> Result<Option<Step>> {
+    /// Under the counter lock: `first`, if the queue is empty and it takes
+    /// what the acquisition is for (`Ok(None)`: no ticket needed), else a
+    /// ticket.
+    fn draw_and_issue(&mut self, first: Option<&mut First<'_>>) -> Result<Option<Issued>> {
+        let d = draw(&mut self.queue, &self.queue_path, self.kind)?;
+        if d.empty
+            && let Some(first) = first
+            && first(&self.queue.file, d.next())?
+        {
+            // Nobody is in line and nobody can join while we hold the
+            // counter lock: served without queueing. The counter still
+            // moves on (the semaphore starts its slot search there).
+            if d.next() < RESTART_TICKET {
+                store_next(&mut self.queue, &self.queue_path, self.kind, &d, d.next() + 1)?;
+            }
+            return Ok(None);
+        }
+        issue_ticket(
+            &mut self.queue,
+            &self.queue_path,
+            self.kind,
+            self.exclusive,
+            &d,
+        )
+        .map(Some)
+    }
+
+    /// Takes a ticket: `Ok(None)` once it is taken (or `first` served the
+    /// acquisition without one), or the wait for the counter lock.
+    fn take_ticket(&mut self, mut first: Option<&mut First<'_>>) -> Result<Option<Step>> {
         let io = |p: &Path, e| Error::io(IoOp::LockQueue, p, e);
         loop {
             if !self.counter_held {
-                if !sys::range_lock(&self.queue, COUNTER, false)
+                if !sys::range_lock(&self.queue.file, COUNTER, false)
                     .map_err(|e| io(&self.queue_path, e))?
                 {
                     return Ok(Some(Step::Wait {
@@ -550,23 +675,33 @@ impl Enqueue {
                 }
                 self.counter_held = true;
             }
-            let linked = not_unlinked(&self.queue).map_err(|e| io(&self.queue_path, e))?;
+            let linked = not_unlinked(&self.queue.file).map_err(|e| io(&self.queue_path, e))?;
             if !linked {
                 // The idle queue file was removed: use the one at the path.
                 self.release_counter();
-                self.queue = open_queue(&self.queue_path, self.permissions)?;
+                self.queue = QueueFile::new(open_queue(&self.queue_path, self.permissions)?);
                 continue;
             }
-            let issued = issue_ticket(&self.queue, &self.queue_path, self.kind, self.exclusive);
+            let issued = self.draw_and_issue(first.as_deref_mut());
             self.release_counter();
-            self.ticket = Some(issued?);
-            return Ok(None);
+            return match issued? {
+                Some(issued) => {
+                    self.ticket = Some(issued.ticket);
+                    // Nobody was in line: no probe needed to know we are first.
+                    self.head_known = issued.head;
+                    Ok(None)
+                }
+                None => {
+                    self.bypassed = true;
+                    Ok(None)
+                }
+            };
         }
     }
 
     fn release_counter(&mut self) {
         if self.counter_held {
-            let _ = sys::range_unlock(&self.queue, COUNTER.start, COUNTER.len);
+            let _ = sys::range_unlock(&self.queue.file, COUNTER.start, COUNTER.len);
             self.counter_held = false;
         }
     }
@@ -584,7 +719,7 @@ impl Enqueue {
         let direct = t > 0
             && self.stale.is_none()
             && sys::range_conflict(
-                &self.queue,
+                &self.queue.file,
                 Range::byte(TICKET_BASE + t - 1, self.exclusive),
             )
             .map_err(|e| io(&self.queue_path, e))?
@@ -592,7 +727,8 @@ impl Enqueue {
         let nearest = if direct {
             Some(t - 1)
         } else {
-            highest_below(&self.queue, t, self.exclusive).map_err(|e| io(&self.queue_path, e))?
+            highest_below(&self.queue.file, t, self.exclusive)
+                .map_err(|e| io(&self.queue_path, e))?
         };
         let Some(b) = nearest else {
             return Ok(None);
@@ -602,7 +738,7 @@ impl Enqueue {
         // ever issued above the live ones, so nothing can appear below it.
         // (One probe now, while we have time, saves one after the wake-up,
         // on the hand-off path.)
-        self.pred_was_head = !conflict(&self.queue, 0, Some(b), self.exclusive)
+        self.pred_was_head = !conflict(&self.queue.file, 0, Some(b), self.exclusive)
             .map_err(|e| io(&self.queue_path, e))?;
         self.waiting_on = Some(b);
         Ok(Some(Step::Wait {
@@ -630,7 +766,7 @@ impl Enqueue {
 
     fn drop_stale(&mut self) {
         if let Some(b) = self.stale.take() {
-            let _ = sys::range_unlock(&self.queue, TICKET_BASE + b, 1);
+            let _ = sys::range_unlock(&self.queue.file, TICKET_BASE + b, 1);
         }
     }
 
@@ -639,10 +775,10 @@ impl Enqueue {
         self.release_counter();
         self.drop_stale();
         if let Some(b) = self.waiting_on.take() {
-            let _ = sys::range_unlock(&self.queue, TICKET_BASE + b, 1);
+            let _ = sys::range_unlock(&self.queue.file, TICKET_BASE + b, 1);
         }
         match self.ticket.take() {
-            Some(t) => sys::range_unlock(&self.queue, TICKET_BASE + t, 1),
+            Some(t) => sys::range_unlock(&self.queue.file, TICKET_BASE + t, 1),
             None => Ok(()),
         }
     }
@@ -719,27 +855,45 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("q");
         let (a, b) = two(d.path());
-        sys::range_lock(&a, COUNTER, true).unwrap();
-        let t0 = issue_ticket(&a, &p, Kind::Fifo, true).unwrap();
-        let t1 = issue_ticket(&a, &p, Kind::Fifo, true).unwrap();
-        sys::range_unlock(&a, 0, 1).unwrap();
-        assert_eq!((t0, t1), (0, 1));
+        let (mut a, mut b) = (QueueFile::new(a), QueueFile::new(b));
+        let issued = |q: &mut QueueFile, kind| {
+            let d = draw(q, &p, kind)?;
+            issue_ticket(q, &p, kind, true, &d)
+        };
+        let issue = |q: &mut QueueFile, kind| issued(q, kind).map(|i| i.ticket);
+        sys::range_lock(&a.file, COUNTER, true).unwrap();
+        let i0 = issued(&mut a, Kind::Fifo).unwrap();
+        let t1 = issue(&mut a, Kind::Fifo).unwrap();
+        sys::range_unlock(&a.file, 0, 1).unwrap();
+        assert_eq!((i0.ticket, t1), (0, 1));
+        assert!(i0.head, "nobody was in line");
         // Rewind the stored counter to 0 and damage it.
-        sys::write_head(&b, &encode_header(Kind::Fifo, 0), MAX_HEADER).unwrap();
-        sys::range_lock(&b, COUNTER, true).unwrap();
-        assert_eq!(issue_ticket(&b, &p, Kind::Fifo, true).unwrap(), 2);
+        sys::write_head(&b.file, &encode_header(Kind::Fifo, 0), MAX_HEADER).unwrap();
+        sys::range_lock(&b.file, COUNTER, true).unwrap();
+        let i2 = issued(&mut b, Kind::Fifo).unwrap();
+        assert_eq!(i2, Issued { ticket: 2, head: false });
+        // The same, with the counter read through b's mapping now (b's
+        // first ticket saw the header whole): rewound again, repaired again.
+        sys::range_unlock(&b.file, TICKET_BASE + 2, 1).unwrap();
+        sys::write_head(&b.file, &encode_header(Kind::Fifo, 1), MAX_HEADER).unwrap();
+        assert_eq!(issue(&mut b, Kind::Fifo).unwrap(), 2);
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            encode_header(Kind::Fifo, 3),
+            "the counter written back"
+        );
+        let mut c = QueueFile::new(open_queue(&p, 0o644).unwrap());
         // (Each ticket has its own open file description in real use: our
         // own locks are invisible to our probes.)
-        let c = open_queue(&p, 0o644).unwrap();
         std::fs::write(&p, b"holdfast-queue 1\nkind fifo\nnext garbage\n").unwrap();
-        assert_eq!(issue_ticket(&c, &p, Kind::Fifo, true).unwrap(), 3);
+        assert_eq!(issue(&mut c, Kind::Fifo).unwrap(), 3);
         // A different kind is refused, and foreign content is never touched.
         assert!(matches!(
-            issue_ticket(&b, &p, Kind::Semaphore(2), true),
+            issue(&mut b, Kind::Semaphore(2)),
             Err(Error::InvalidInput { .. })
         ));
         std::fs::write(&p, b"user data").unwrap();
-        assert!(issue_ticket(&b, &p, Kind::Fifo, true).is_err());
+        assert!(issue(&mut b, Kind::Fifo).is_err());
         assert_eq!(std::fs::read(&p).unwrap(), b"user data");
     }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::shared::FifoShared;
+use super::shared::{FifoShared, Idle};
 use crate::acquire::{self, Waiting};
 use crate::error::{Error, IoOp, Result};
 use crate::holder;
@@ -18,9 +18,12 @@ use crate::sys::{self, FileId, LockReq};
 /// One acquisition of a [`FifoLock`], as a step machine.
 pub(crate) struct FifoAcquire {
     shared: Arc<FifoShared>,
-    main: File,
+    main: Arc<File>,
     pub(super) main_id: FileId,
     q: Enqueue,
+    /// The holder record template of these descriptions (with its mapping
+    /// of the lock file's head).
+    record: Option<holder::RecordTemplate>,
     mode: Mode,
     phase: Phase,
     main_held: bool,
@@ -35,14 +38,19 @@ enum Phase {
 
 impl FifoAcquire {
     pub(crate) fn new(shared: &Arc<FifoShared>, mode: Mode) -> Result<FifoAcquire> {
-        let (main, q) = match shared.take_idle() {
-            Some(pair) => pair,
-            None => (
-                shared.open_main()?.0,
-                queue::open_queue(&shared.queue_path, shared.opts.permissions)?,
-            ),
+        let Idle {
+            main,
+            main_id,
+            queue: q,
+            record,
+        } = match shared.take_idle() {
+            Some(idle) => idle,
+            None => {
+                let (main, main_id) = shared.open_main()?;
+                let q = queue::open_queue(&shared.queue_path, shared.opts.permissions)?;
+                Idle::new(main, main_id, q)
+            }
         };
-        let main_id = sys::file_id(&main).map_err(|e| Error::io(IoOp::Inspect, &shared.path, e))?;
         Ok(FifoAcquire {
             shared: shared.clone(),
             main,
@@ -54,6 +62,7 @@ impl FifoAcquire {
                 Kind::Fifo,
                 mode == Mode::Exclusive,
             ),
+            record,
             mode,
             phase: Phase::Queue,
             main_held: false,
@@ -61,18 +70,15 @@ impl FifoAcquire {
     }
 
     /// Turns a finished acquisition into what a guard holds.
-    pub(crate) fn finish(self) -> FifoHeld {
+    pub(crate) fn finish(mut self) -> FifoHeld {
         let writable = self
             .shared
             .writable
             .load(std::sync::atomic::Ordering::Relaxed);
         let token = if self.mode == Mode::Exclusive && self.shared.opts.record && writable {
-            let mut template = self
-                .shared
-                .template
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            match holder::RecordTemplate::write(&mut template, &self.main) {
+            // Through the mapping of the lock file's head from this
+            // description's second acquisition on, as `Lock` does.
+            match holder::RecordTemplate::write_shared(&mut self.record, &self.main) {
                 Ok(t) => t,
                 Err(e) => {
                     tracing::warn!(path = %self.shared.path.display(), error = %e,
@@ -88,6 +94,7 @@ impl FifoAcquire {
             main,
             main_id,
             q,
+            record,
             mode,
             ..
         } = self;
@@ -99,7 +106,12 @@ impl FifoAcquire {
         } = q;
         FifoHeld {
             shared,
-            files: Some((main, queue)),
+            files: Some(Idle {
+                main,
+                main_id,
+                queue,
+                record,
+            }),
             main_id,
             ticket: ticket.expect("a finished acquisition holds a ticket"),
             stale,
@@ -144,7 +156,7 @@ impl Machine for FifoAcquire {
                         let _ = sys::unlock(&self.main, backend);
                         self.main_held = false;
                         let (f, id) = self.shared.open_main()?;
-                        self.main = f;
+                        self.main = Arc::new(f);
                         self.main_id = id;
                         continue;
                     }
@@ -166,7 +178,7 @@ impl Machine for FifoAcquire {
 
     fn file(&self, target: Target) -> &File {
         match target {
-            Target::Queue => &self.q.queue,
+            Target::Queue => &self.q.queue.file,
             Target::Main => &self.main,
         }
     }
@@ -204,7 +216,7 @@ impl Machine for FifoAcquire {
 /// ticket). Releases on drop. Shared by the blocking and async guards.
 pub(crate) struct FifoHeld {
     pub(super) shared: Arc<FifoShared>,
-    pub(super) files: Option<(File, File)>,
+    pub(super) files: Option<Idle>,
     pub(super) main_id: FileId,
     pub(super) ticket: u64,
     /// A departed predecessor's byte still locked (see `Enqueue::granted`).
@@ -229,7 +241,7 @@ impl FifoHeld {
     }
 
     pub(crate) fn release(&mut self) -> Result<()> {
-        let Some((main, q)) = self.files.take() else {
+        let Some(idle) = self.files.take() else {
             return Ok(());
         };
         if sys::current_pid() != self.pid {
@@ -237,19 +249,21 @@ impl FifoHeld {
             // whose lock this is. Just close our copies.
             return Ok(());
         }
-        let unlocked = sys::unlock(&main, self.shared.opts.backend)
+        let unlocked = sys::unlock(&idle.main, self.shared.opts.backend)
             .map_err(|e| Error::io(IoOp::Unlock, &self.shared.path, e));
-        let left = sys::range_unlock(&q, queue::TICKET_BASE + self.ticket, 1)
-            .map_err(|e| Error::io(IoOp::LeaveQueue, &self.shared.queue_path, e));
+        let leave = |start: u64, len: u64| {
+            sys::range_unlock(&idle.queue.file, queue::TICKET_BASE + start, len)
+                .map_err(|e| Error::io(IoOp::LeaveQueue, &self.shared.queue_path, e))
+        };
+        // The departed predecessor's byte is usually the one just below
+        // ours: then one call lets go of both.
         let left = match self.stale.take() {
-            Some(b) => left.and(
-                sys::range_unlock(&q, queue::TICKET_BASE + b, 1)
-                    .map_err(|e| Error::io(IoOp::LeaveQueue, &self.shared.queue_path, e)),
-            ),
-            None => left,
+            Some(b) if b + 1 == self.ticket => leave(b, 2),
+            Some(b) => leave(self.ticket, 1).and(leave(b, 1)),
+            None => leave(self.ticket, 1),
         };
         if unlocked.is_ok() && left.is_ok() {
-            self.shared.put_idle(main, q);
+            self.shared.put_idle(idle);
         }
         // On failure the files are closed, which releases both locks.
         unlocked.and(left)
@@ -271,7 +285,7 @@ impl FifoHeld {
         self.files
             .as_ref()
             .expect("a held lock has its files until released")
-            .0
+            .main
             .as_fd()
     }
 }

@@ -10,20 +10,40 @@ use super::options::FifoOptions;
 use crate::error::{Error, IoOp, Result};
 use crate::holder::{self, Holders};
 use crate::mode::Backend;
-use crate::queue::{self, Kind};
+use crate::queue::{self, Kind, QueueFile};
 use crate::sys::{self, FileId, FileKind, OpenSpec};
+
+/// What one acquisition uses, unlocked, kept for the next one: its own
+/// open file descriptions of the lock file and the queue file (with the
+/// queue header's mapping), the lock file's identity (asked once, not per
+/// acquisition), and the holder record template with its mapping of the
+/// lock file's head.
+pub(crate) struct Idle {
+    pub(super) main: Arc<File>,
+    pub(super) main_id: FileId,
+    pub(super) queue: QueueFile,
+    pub(super) record: Option<holder::RecordTemplate>,
+}
+
+impl Idle {
+    pub(super) fn new(main: File, main_id: FileId, queue: File) -> Idle {
+        Idle {
+            main: Arc::new(main),
+            main_id,
+            queue: QueueFile::new(queue),
+            record: None,
+        }
+    }
+}
 
 pub(crate) struct FifoShared {
     pub(crate) path: PathBuf,
     pub(crate) queue_path: PathBuf,
     pub(super) opts: FifoOptions,
-    /// Unlocked (lock file, queue file) descriptions for the next
-    /// acquisitions.
-    pub(super) idle: Mutex<Vec<(File, File)>>,
+    /// Unlocked descriptions for the next acquisitions.
+    pub(super) idle: Mutex<Vec<Idle>>,
     /// Set once the queue file was checked: only then may drop remove it.
     pub(super) opened: bool,
-    /// This process's holder record, pre-encoded.
-    pub(super) template: Mutex<Option<holder::RecordTemplate>>,
     /// Whether the lock file is a regular file we may write (a record).
     pub(super) writable: std::sync::atomic::AtomicBool,
 }
@@ -58,10 +78,9 @@ impl FifoShared {
             opts,
             idle: Mutex::new(Vec::new()),
             opened: false,
-            template: Mutex::new(None),
             writable: std::sync::atomic::AtomicBool::new(false),
         };
-        let (main, _, kind) = shared.open_main_kind()?;
+        let (main, main_id, kind) = shared.open_main_kind()?;
         shared.writable.store(
             kind == FileKind::Writable,
             std::sync::atomic::Ordering::Relaxed,
@@ -77,7 +96,7 @@ impl FifoShared {
         }
         let q = queue::open_queue(&shared.queue_path, shared.opts.permissions)?;
         queue::check_on_open(&q, &shared.queue_path, Kind::Fifo)?;
-        shared.put_idle(main, q);
+        shared.put_idle(Idle::new(main, main_id, q));
         shared.opened = true;
         Ok(Arc::new(shared))
     }
@@ -123,14 +142,14 @@ impl FifoShared {
         Ok((file, id, kind))
     }
 
-    pub(super) fn take_idle(&self) -> Option<(File, File)> {
+    pub(super) fn take_idle(&self) -> Option<Idle> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()
     }
 
-    pub(super) fn put_idle(&self, main: File, q: File) {
+    pub(super) fn put_idle(&self, one: Idle) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE {
-            idle.push((main, q));
+            idle.push(one);
         }
     }
 
@@ -148,7 +167,7 @@ impl Drop for FifoShared {
             return;
         }
         let q = match self.take_idle() {
-            Some((_, q)) => Ok(q),
+            Some(idle) => Ok(idle.queue.file),
             None => queue::open_queue(&self.queue_path, self.opts.permissions),
         };
         if let Ok(q) = q

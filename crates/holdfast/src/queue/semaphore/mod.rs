@@ -65,7 +65,7 @@ use crate::acquire::{self, Unobserved, WaitObserver, Waiting};
 use crate::error::{Error, IoOp, Result};
 use crate::holder::{self, Holder, HolderSource, Holders};
 use crate::mode::{Mode, Wait};
-use crate::queue::{self, Enqueue, Kind, Machine, Step, Target};
+use crate::queue::{self, Enqueue, Kind, Machine, QueueFile, Step, Target};
 use crate::sys::{self, LockReq, Range};
 
 /// Options for opening a [`Semaphore`].
@@ -188,7 +188,7 @@ pub(crate) struct SemShared {
     pub(crate) path: PathBuf,
     permits: u64,
     opts: SemaphoreOptions,
-    idle: Mutex<Vec<File>>,
+    idle: Mutex<Vec<QueueFile>>,
     /// Set once the file was checked: only then may drop remove it.
     opened: bool,
 }
@@ -575,7 +575,7 @@ impl SemShared {
         };
         let file = shared.fresh_file()?;
         queue::check_on_open(&file, path, shared.kind())?;
-        shared.put_idle(file);
+        shared.put_idle(QueueFile::new(file));
         shared.opened = true;
         Ok(Arc::new(shared))
     }
@@ -588,11 +588,11 @@ impl SemShared {
         queue::open_queue(&self.path, self.opts.permissions)
     }
 
-    fn take_idle(&self) -> Option<File> {
+    fn take_idle(&self) -> Option<QueueFile> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()
     }
 
-    fn put_idle(&self, file: File) {
+    fn put_idle(&self, file: QueueFile) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < 4 {
             idle.push(file);
@@ -632,7 +632,7 @@ impl Drop for SemShared {
             return;
         }
         let file = match self.take_idle() {
-            Some(f) => Ok(f),
+            Some(q) => Ok(q.file),
             None => self.fresh_file(),
         };
         if let Ok(f) = file
@@ -661,8 +661,8 @@ enum Phase {
 impl SemAcquire {
     pub(crate) fn new(shared: &Arc<SemShared>) -> Result<SemAcquire> {
         let file = match shared.take_idle() {
-            Some(f) => f,
-            None => shared.fresh_file()?,
+            Some(q) => q,
+            None => QueueFile::new(shared.fresh_file()?),
         };
         Ok(SemAcquire {
             shared: shared.clone(),
@@ -680,6 +680,20 @@ impl SemAcquire {
 
     fn slot_range(i: u64) -> Range {
         Range::byte(queue::SLOT_BASE + i, true)
+    }
+
+    /// Takes the first free slot from `start mod N` on, without waiting.
+    fn free_slot(shared: &SemShared, file: &File, start: u64) -> Result<Option<u64>> {
+        let n = shared.permits;
+        for k in 0..n {
+            let i = (start % n + k) % n;
+            if sys::range_lock(file, Self::slot_range(i), false)
+                .map_err(|e| Error::io(IoOp::LockSlot, &shared.path, e))?
+            {
+                return Ok(Some(i));
+            }
+        }
+        Ok(None)
     }
 
     fn got_slot(&mut self, i: u64) -> Result<()> {
@@ -709,7 +723,14 @@ impl Machine for SemAcquire {
         loop {
             match self.phase {
                 Phase::Queue => {
-                    if let Some(step) = self.q.advance()? {
+                    // Nobody in line (found under the counter lock): take a
+                    // free slot there and then, without a ticket.
+                    let (shared, slot) = (&self.shared, &mut self.slot);
+                    let mut first = |file: &File, next: u64| -> Result<bool> {
+                        *slot = Self::free_slot(shared, file, next)?;
+                        Ok(slot.is_some())
+                    };
+                    if let Some(step) = self.q.advance_or(Some(&mut first))? {
                         return Ok(step);
                     }
                     self.phase = Phase::Slots;
@@ -718,17 +739,12 @@ impl Machine for SemAcquire {
                     if self.slot.is_some() {
                         return Ok(Step::Ready);
                     }
-                    let n = self.shared.permits;
-                    let start = self.q.ticket.unwrap_or(0) % n;
-                    for k in 0..n {
-                        let i = (start + k) % n;
-                        if sys::range_lock(&self.q.queue, Self::slot_range(i), false)
-                            .map_err(|e| Error::io(IoOp::LockSlot, &self.shared.path, e))?
-                        {
-                            self.got_slot(i)?;
-                            return Ok(Step::Ready);
-                        }
+                    let start = self.q.ticket.unwrap_or(0);
+                    if let Some(i) = Self::free_slot(&self.shared, &self.q.queue.file, start)? {
+                        self.got_slot(i)?;
+                        return Ok(Step::Ready);
                     }
+                    let n = self.shared.permits;
                     return Ok(Step::Wait {
                         target: Target::Queue,
                         reqs: (0..n)
@@ -749,7 +765,7 @@ impl Machine for SemAcquire {
     }
 
     fn file(&self, _target: Target) -> &File {
-        &self.q.queue
+        &self.q.queue.file
     }
 
     fn path(&self, _target: Target) -> &Path {
@@ -759,7 +775,7 @@ impl Machine for SemAcquire {
     fn contention(&mut self, wait: Wait, started: Instant) -> Error {
         let _ = self.q.leave();
         if let Some(i) = self.slot.take() {
-            let _ = sys::range_unlock(&self.q.queue, queue::SLOT_BASE + i, 1);
+            let _ = sys::range_unlock(&self.q.queue.file, queue::SLOT_BASE + i, 1);
         }
         acquire::contention(&self.shared.path, Mode::Exclusive, wait, started, || {
             self.shared.holders()
@@ -780,7 +796,7 @@ impl Machine for SemAcquire {
 /// What a permit owns: its open file description and slot.
 pub(crate) struct SemHeld {
     shared: Arc<SemShared>,
-    file: Option<File>,
+    file: Option<QueueFile>,
     slot: u64,
     pid: u32,
 }
@@ -799,7 +815,7 @@ impl SemHeld {
         if sys::current_pid() != self.pid {
             return Ok(()); // a forked child: the parent's permit
         }
-        let r = sys::range_unlock(&file, queue::SLOT_BASE + self.slot, 1)
+        let r = sys::range_unlock(&file.file, queue::SLOT_BASE + self.slot, 1)
             .map_err(|e| Error::io(IoOp::ReleasePermit, &self.shared.path, e));
         if r.is_ok() {
             self.shared.put_idle(file);
