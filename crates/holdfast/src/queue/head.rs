@@ -223,7 +223,11 @@ mod tests {
         std::fs::write(&p, encode_header(Kind::Fifo, 7)).unwrap();
         let f = File::options().read(true).write(true).open(&p).unwrap();
         let mut q = QueueFile::new(f);
-        assert_eq!(q.mapped_next(Kind::Fifo), None, "not seen through pread yet");
+        assert_eq!(
+            q.mapped_next(Kind::Fifo),
+            None,
+            "not seen through pread yet"
+        );
         q.header_seen();
         let Some(got) = q.mapped_next(Kind::Fifo) else {
             return; // not mappable on this filesystem
@@ -235,7 +239,11 @@ mod tests {
         std::fs::write(&p, encode_header(Kind::Fifo, 30)).unwrap();
         assert_eq!(q.mapped_next(Kind::Fifo).map(|m| m.next), Some(30));
         // Damaged or foreign: not ours to patch, the pread road decides.
-        std::fs::write(&p, b"holdfast-queue 1\nkind fifo\nnext 0000000000000000000x\nend\n").unwrap();
+        std::fs::write(
+            &p,
+            b"holdfast-queue 1\nkind fifo\nnext 0000000000000000000x\nend\n",
+        )
+        .unwrap();
         assert_eq!(q.mapped_next(Kind::Fifo), None);
         // Cut under the mapping (truncated to nothing).
         File::options().write(true).truncate(true).open(&p).unwrap();

@@ -359,7 +359,8 @@ fn draw(q: &mut QueueFile, path: &Path, kind: Kind) -> Result<Draw> {
             (next, len, false)
         }
     };
-    let empty = !conflict(&q.file, 0, None, true).map_err(|e| Error::io(IoOp::TakeTicket, path, e))?;
+    let empty =
+        !conflict(&q.file, 0, None, true).map_err(|e| Error::io(IoOp::TakeTicket, path, e))?;
     Ok(Draw {
         next,
         old_len,
@@ -644,7 +645,13 @@ impl Enqueue {
             // counter lock: served without queueing. The counter still
             // moves on (the semaphore starts its slot search there).
             if d.next() < RESTART_TICKET {
-                store_next(&mut self.queue, &self.queue_path, self.kind, &d, d.next() + 1)?;
+                store_next(
+                    &mut self.queue,
+                    &self.queue_path,
+                    self.kind,
+                    &d,
+                    d.next() + 1,
+                )?;
             }
             return Ok(None);
         }
@@ -871,7 +878,13 @@ mod tests {
         sys::write_head(&b.file, &encode_header(Kind::Fifo, 0), MAX_HEADER).unwrap();
         sys::range_lock(&b.file, COUNTER, true).unwrap();
         let i2 = issued(&mut b, Kind::Fifo).unwrap();
-        assert_eq!(i2, Issued { ticket: 2, head: false });
+        assert_eq!(
+            i2,
+            Issued {
+                ticket: 2,
+                head: false
+            }
+        );
         // The same, with the counter read through b's mapping now (b's
         // first ticket saw the header whole): rewound again, repaired again.
         sys::range_unlock(&b.file, TICKET_BASE + 2, 1).unwrap();

@@ -22,7 +22,10 @@
 //! queue exactly like the [FIFO lock's](crate::fifo) at `2^32 + t`.
 //!
 //! 1. Take a ticket (as in [`crate::fifo`]) and wait until no earlier
-//!    ticket is live: waiters are served in arrival order.
+//!    ticket is live: waiters are served in arrival order. When the queue
+//!    is empty (seen under the counter lock, so nobody can join meanwhile),
+//!    first try the slots right there, from `counter mod N`: a free one is
+//!    taken without a ticket at all (6 system calls per uncontended cycle).
 //! 2. Try the slots without waiting, starting at `ticket mod N`. A free one
 //!    is taken with a write lock.
 //! 3. If all are taken, block until *any* of them is released: one killable
