@@ -96,3 +96,36 @@ fn a_foreign_queue_file_is_refused_untouched() {
     ));
     assert_eq!(std::fs::read(d.path().join("l.fifo")).unwrap(), b"mine");
 }
+
+/// The queue header is read and patched through a mapping from a
+/// description's second ticket on: a peer that cuts the queue file under
+/// it must cost a fall back to `pread`/`pwrite`, not a crash, and the
+/// header is written whole again.
+#[test]
+fn a_queue_file_truncated_under_the_mapping_is_rewritten_not_a_crash() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("l");
+    let lock = FifoOptions::new()
+        .remove_queue_when_idle(false)
+        .open(&p)
+        .unwrap();
+    let q = lock.queue_path().to_owned();
+    let first = lock.lock().unwrap().ticket();
+    let second = lock.lock().unwrap().ticket(); // mapped from here on
+    assert!(second > first);
+    for _ in 0..3 {
+        std::fs::File::options()
+            .write(true)
+            .truncate(true)
+            .open(&q)
+            .unwrap();
+        let g = lock.lock().unwrap();
+        drop(g);
+        let text = std::fs::read_to_string(&q).unwrap();
+        assert!(
+            text.starts_with("holdfast-queue 1\nkind fifo\n"),
+            "{text:?}"
+        );
+    }
+    assert_eq!(lock.queue_len().unwrap(), 0);
+}
