@@ -21,8 +21,10 @@ pub(crate) struct RecordTemplate {
     /// take its place at the same address), the mapping of its head
     /// (`None` where mapping is not possible, or after a fault), and how
     /// many times it faulted (an empty file, a peer that truncates it).
+    /// (Boxed: it is used from the second acquisition on, and every
+    /// `Lock` carries a template.)
     #[cfg(target_os = "linux")]
-    mapped: Option<Mapped>,
+    mapped: Option<Box<Mapped>>,
 }
 
 impl RecordTemplate {
@@ -68,12 +70,12 @@ impl RecordTemplate {
             // a process that locks once (the CLI) never pays for a mapping,
             // and the file holds our record when it is mapped.
             t.mapped = None; // unmap the old file's head first
-            t.mapped = Some(Mapped {
+            t.mapped = Some(Box::new(Mapped {
                 file: file.clone(),
                 map: None,
                 faults: 0,
                 head: Box::new([0; sys::mapped::LEN]),
-            });
+            }));
             return None;
         }
         let m = t.mapped.as_mut()?;

@@ -61,7 +61,7 @@ impl Lock {
         if matches!(st.held, Held::Free) {
             let lock_err = |e| Error::io(IoOp::Lock, &self.path, e);
             if sys::try_lock(&st.file, self.opts.backend, mode).map_err(lock_err)? {
-                if !self.opts.verify_path || !sys::is_unlinked(&st.file).map_err(lock_err)? {
+                if !self.opts.verify_path || !Self::fast_unlinked(&mut st).map_err(lock_err)? {
                     return Ok(self.finish_acquire(&mut st, me, mode));
                 }
                 // Deleted behind our back: the slow path reopens.
@@ -158,6 +158,11 @@ impl Lock {
         let mut st = lock_poisoned(self.state.lock());
         match outcome {
             Ok(Some((file, id, kind))) => {
+                if !Arc::ptr_eq(&st.file, &file) {
+                    // Reopened: the watch was the old file's.
+                    st.watch = None;
+                    st.watch_step = 0;
+                }
                 st.file = file;
                 st.id = id;
                 st.kind = kind;
@@ -175,6 +180,37 @@ impl Lock {
                 Err(e)
             }
         }
+    }
+
+    /// The fast path's path check: whether the file just locked was
+    /// deleted or replaced. From the second acquisition of a file on, the
+    /// process's path watch answers with one `epoll_wait` while nothing
+    /// happened to a watched file; otherwise (the first acquisition, after
+    /// an event, where no watch can be had) `statx` does.
+    fn fast_unlinked(st: &mut State) -> std::io::Result<bool> {
+        if let Some(w) = st.watch.as_mut() {
+            match w.unchanged() {
+                Some(true) => return Ok(false),
+                Some(false) => return sys::is_unlinked(&st.file),
+                None => {
+                    // Made before a fork: this process registers anew.
+                    st.watch = None;
+                    st.watch_step = 1;
+                }
+            }
+        }
+        match st.watch_step {
+            // A process that locks once never pays for a watch.
+            0 => st.watch_step = 1,
+            1 => {
+                // Watch first, then check in full: a change after this
+                // raises an event, one before it is seen by the check.
+                st.watch = sys::PathWatch::new(&st.file);
+                st.watch_step = 2;
+            }
+            _ => {}
+        }
+        sys::is_unlinked(&st.file)
     }
 
     /// What an observer is told about this lock's wait.

@@ -102,6 +102,12 @@ struct State {
     waiters: u32,
     /// This process's holder record, pre-encoded.
     template: Option<holder::RecordTemplate>,
+    /// The file's registration with the process's path watch (see
+    /// `sys/linux/pathwatch.rs`), used by the fast path's path check.
+    watch: Option<sys::PathWatch>,
+    /// 0: the first path check is to come; 1: register the watch at the
+    /// next; 2: registered, or not possible for this file.
+    watch_step: u8,
 }
 
 #[derive(Debug)]
@@ -248,6 +254,8 @@ impl Lock {
                 held: Held::Free,
                 waiters: 0,
                 template: None,
+                watch: None,
+                watch_step: 0,
             }),
             changed: Condvar::new(),
         }

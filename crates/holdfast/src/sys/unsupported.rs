@@ -25,6 +25,17 @@ pub(crate) fn file_id(_file: &File) -> io::Result<FileId> {
 pub(crate) fn is_unlinked(_file: &File) -> io::Result<bool> {
     Ok(false)
 }
+/// No path watch here.
+#[derive(Debug)]
+pub(crate) struct PathWatch;
+impl PathWatch {
+    pub(crate) fn new(_file: &File) -> Option<PathWatch> {
+        None
+    }
+    pub(crate) fn unchanged(&mut self) -> Option<bool> {
+        Some(false)
+    }
+}
 pub(crate) fn try_lock(_file: &File, _b: Backend, _m: Mode) -> io::Result<bool> {
     Err(unsupported())
 }

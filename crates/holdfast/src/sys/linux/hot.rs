@@ -161,3 +161,37 @@ pub(crate) fn nlink(fd: BorrowedFd<'_>) -> Result<u32, Errno> {
         Ok(rustix::fs::statx(fd, c"", AtFlags::EMPTY_PATH, StatxFlags::NLINK)?.stx_nlink)
     }
 }
+
+/// How many of `ep`'s descriptors are ready, without waiting:
+/// `epoll_wait(ep, &ev, 1, 0)`.
+#[inline]
+pub(crate) fn epoll_ready(ep: BorrowedFd<'_>) -> Result<usize, Errno> {
+    let mut ev = libc::epoll_event { events: 0, u64: 0 };
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: epoll_wait(2) writes at most one event into `ev`, which
+        // lives across the call; timeout 0 never blocks.
+        unsafe {
+            call(
+                libc::SYS_epoll_wait,
+                [
+                    ep.as_raw_fd() as usize,
+                    &mut ev as *mut libc::epoll_event as usize,
+                    1,
+                    0,
+                    0,
+                ],
+            )
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        // SAFETY: as above.
+        let r = unsafe { libc::epoll_wait(ep.as_raw_fd(), &mut ev, 1, 0) };
+        if r < 0 {
+            Err(Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::IO))
+        } else {
+            Ok(r as usize)
+        }
+    }
+}

@@ -4,6 +4,7 @@
 
 pub(crate) mod hot;
 mod ofd;
+mod pathwatch;
 mod proc;
 pub(crate) mod raw;
 mod timed;
@@ -13,6 +14,7 @@ mod watch;
 #[cfg(feature = "tokio")]
 pub(crate) use ofd::raw_try;
 pub(crate) use ofd::{range_conflict, range_lock, range_unlock};
+pub(crate) use pathwatch::PathWatch;
 pub(crate) use proc::{
     boot_id, fd_path, kernel_locks, ofd_lock_pids, owner_runs_in_child_pidns, process_cmdline,
     process_start_time, process_state_start, process_uid,

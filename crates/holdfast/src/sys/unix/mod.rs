@@ -15,6 +15,8 @@ use rustix::io::Errno;
 use super::{FileId, FileKind, LockReq, OpenSpec};
 use crate::mode::{Backend, Mode};
 
+#[cfg(target_os = "linux")]
+pub(crate) use super::linux::PathWatch;
 #[cfg(all(target_os = "linux", feature = "tokio"))]
 pub(crate) use super::linux::{WaitStatus, Waiter, raw_try, settle};
 #[cfg(target_os = "linux")]
@@ -24,6 +26,22 @@ pub(crate) use super::linux::{
 };
 #[cfg(target_os = "linux")]
 pub(crate) use super::linux::{ofd_lock_pids, range_conflict, range_lock, range_unlock, wait_any};
+
+/// Where no event tells of a changed file, there is no path watch and
+/// every acquisition checks with `fstat`.
+#[cfg(not(target_os = "linux"))]
+#[derive(Debug)]
+pub(crate) struct PathWatch;
+
+#[cfg(not(target_os = "linux"))]
+impl PathWatch {
+    pub(crate) fn new(_file: &File) -> Option<PathWatch> {
+        None
+    }
+    pub(crate) fn unchanged(&mut self) -> Option<bool> {
+        Some(false)
+    }
+}
 
 /// Opens (and by default creates) a lock file without truncating it and,
 /// unless asked, without following a symlink in the last component.
