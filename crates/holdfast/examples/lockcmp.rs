@@ -3,13 +3,32 @@
 //! ratios to raw `flock(2)` measured in the same rounds. On a shared,
 //! noisy machine this compares better than separate runs.
 //!
+//! Besides holdfast and std, it measures what `sys/linux/hot.rs` and
+//! `sys/linux/pathwatch.rs` are built on: the cost of a `ret` after a
+//! system call (the same `flock`s made from a function, with and without
+//! the return-stack refill), and the candidates for the path check after
+//! the lock (`statx`, `ioctl(FIONREAD)` and `epoll_wait` on an inotify
+//! descriptor, and `getppid` as the floor). `ONLY=i` runs variant `i`
+//! alone, for `perf record` or `strace -c`.
+//!
 //! `cargo run --release -p holdfast --example lockcmp -- [PATH] [N] [ROUNDS]`
+#![cfg_attr(
+    not(all(target_os = "linux", target_arch = "x86_64")),
+    allow(unused_imports)
+)]
+
+#[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+fn main() {
+    eprintln!("lockcmp measures x86-64 Linux system calls");
+}
+
 use std::fs::OpenOptions;
 use std::hint::black_box;
 use std::time::Instant;
 
 use rustix::fs::FlockOperation;
 
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 fn main() -> Result<(), holdfast::Error> {
     let mut args = std::env::args().skip(1);
     let path = args.next().unwrap_or_else(|| "/tmp/lockcmp.lock".into());
@@ -28,16 +47,6 @@ fn main() -> Result<(), holdfast::Error> {
         .open(&path)?;
     let norecord = holdfast::Lock::options().holder_record(false).open(&path)?;
     let recorded = holdfast::Lock::open(&path)?;
-    // Pages touched after each system call: on this VM a system call
-    // seems to cost every page touched after it a TLB miss.
-    let pages = vec![1u8; 64 * 4096];
-    let touch = |k: usize| {
-        let mut sum = 0u8;
-        for p in 0..k {
-            sum = sum.wrapping_add(black_box(pages[p * 4096 + 64 * (p % 60)]));
-        }
-        black_box(sum);
-    };
     type Run<'a> = Box<dyn Fn(u32) + 'a>;
     let variants: Vec<(&str, Run)> = vec![
         (
@@ -46,17 +55,6 @@ fn main() -> Result<(), holdfast::Error> {
                 for _ in 0..n {
                     rustix::fs::flock(&file, FlockOperation::LockExclusive).unwrap();
                     rustix::fs::flock(&file, FlockOperation::Unlock).unwrap();
-                }
-            }),
-        ),
-        (
-            "raw flock, 4 pages touched after each call",
-            Box::new(|n| {
-                for _ in 0..n {
-                    rustix::fs::flock(&file, FlockOperation::LockExclusive).unwrap();
-                    touch(4);
-                    rustix::fs::flock(&file, FlockOperation::Unlock).unwrap();
-                    touch(4);
                 }
             }),
         ),
@@ -182,41 +180,6 @@ fn main() -> Result<(), holdfast::Error> {
             }),
         ),
         (
-            "raw flock two #[inline(never)] fns deep",
-            Box::new(|n| {
-                for _ in 0..n {
-                    outlined2(&file, FlockOperation::LockExclusive);
-                    outlined2(&file, FlockOperation::Unlock);
-                }
-            }),
-        ),
-        (
-            "raw flock, same line 4 times after each call",
-            Box::new(|n| {
-                for _ in 0..n {
-                    rustix::fs::flock(&file, FlockOperation::LockExclusive).unwrap();
-                    for _ in 0..4 {
-                        black_box(pages[0]);
-                    }
-                    rustix::fs::flock(&file, FlockOperation::Unlock).unwrap();
-                    for _ in 0..4 {
-                        black_box(pages[0]);
-                    }
-                }
-            }),
-        ),
-        (
-            "raw flock, 16 pages touched after each call",
-            Box::new(|n| {
-                for _ in 0..n {
-                    rustix::fs::flock(&file, FlockOperation::LockExclusive).unwrap();
-                    touch(16);
-                    rustix::fs::flock(&file, FlockOperation::Unlock).unwrap();
-                    touch(16);
-                }
-            }),
-        ),
-        (
             "std File::lock+unlock",
             Box::new(|n| {
                 for _ in 0..n {
@@ -314,17 +277,13 @@ fn main() -> Result<(), holdfast::Error> {
     Ok(())
 }
 
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 #[inline(never)]
 fn outlined(file: &std::fs::File, op: FlockOperation) {
     rustix::fs::flock(file, op).unwrap();
 }
 
-#[inline(never)]
-fn outlined2(file: &std::fs::File, op: FlockOperation) {
-    outlined(black_box(file), op);
-    black_box(());
-}
-
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 #[inline(never)]
 fn stuffed(fd: i32, op: i32) -> isize {
     let ret: isize;
@@ -333,6 +292,7 @@ fn stuffed(fd: i32, op: i32) -> isize {
     unsafe {
         std::arch::asm!(
             "syscall",
+            "sub rsp, 128",
             ".rept 16",
             "call 2f",
             "3: pause",
@@ -340,7 +300,7 @@ fn stuffed(fd: i32, op: i32) -> isize {
             "jmp 3b",
             "2:",
             ".endr",
-            "add rsp, 128",
+            "add rsp, 256",
             inlateout("rax") 73isize => ret,
             in("rdi") fd,
             in("rsi") op,
@@ -350,11 +310,13 @@ fn stuffed(fd: i32, op: i32) -> isize {
     ret
 }
 
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 #[inline(never)]
 fn stuffed2(fd: i32, op: i32) -> isize {
     black_box(stuffed(black_box(fd), op))
 }
 
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 #[inline(never)]
 fn plain(fd: i32, op: i32) -> isize {
     let ret: isize;
@@ -371,11 +333,13 @@ fn plain(fd: i32, op: i32) -> isize {
     ret
 }
 
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 #[inline(never)]
 fn plain2(fd: i32, op: i32) -> isize {
     black_box(plain(black_box(fd), op))
 }
 
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 #[inline(never)]
 fn sys3(n: libc::c_long, a: usize, b: usize, c: usize, d: usize, e: usize) -> isize {
     let ret: isize;
