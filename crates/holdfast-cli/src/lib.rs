@@ -26,6 +26,7 @@ mod hint;
 mod man;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod quick;
 mod remote;
 mod report;
 mod waiting;
@@ -54,6 +55,9 @@ pub fn run(mut argv: Vec<OsString>) -> u8 {
         argv.remove(0);
         return cmd::flock::main("holdfast", argv);
     }
+    if let Some(command) = quick::command(&argv) {
+        return dispatch(command);
+    }
     let cli = match cli::Cli::try_parse_from(&argv) {
         Ok(c) => c,
         Err(e) => {
@@ -70,7 +74,13 @@ pub fn run(mut argv: Vec<OsString>) -> u8 {
             return code;
         }
     };
-    match cli.command {
+    dispatch(cli.command)
+}
+
+/// Runs one parsed subcommand (from clap, or from `quick` for the common
+/// forms of `run`, `once` and `phase`).
+fn dispatch(command: cli::Command) -> u8 {
+    match command {
         cli::Command::Run(a) => match a.remote.service() {
             Ok(Some(service)) => remote::run(service, a),
             Ok(None) => cmd::run::run(a),
