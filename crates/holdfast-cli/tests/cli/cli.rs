@@ -932,6 +932,39 @@ fn run_exports_a_growing_fencing_token() {
     assert_eq!(b, a + 1);
 }
 
+/// The command gets holdfast's environment as it is (passed by pointer,
+/// not copied), with exactly one fencing token: an inherited token is
+/// replaced, a variable whose name merely starts with the token's is
+/// kept, and so are the rest (`run` and `flock`).
+#[test]
+fn the_command_gets_our_environment_with_one_token() {
+    let dir = Dir::new();
+    let lock = dir.join("env.lock");
+    let script = "printf '%s|%s|%s|' \"$HOLDFAST_FENCING_TOKEN_X\" \"$HF_KEPT\" \"${HOLDFAST_FENCING_TOKEN-unset}\"; \
+                  env | grep -c '^HOLDFAST_FENCING_TOKEN='";
+    let with_env = |c: &mut std::process::Command| {
+        c.env("HOLDFAST_FENCING_TOKEN", "999999")
+            .env("HOLDFAST_FENCING_TOKEN_X", "prefix")
+            .env("HF_KEPT", "a=b c");
+    };
+    let check = |mut cmd: std::process::Command| {
+        with_env(&mut cmd);
+        let out = run(&mut cmd);
+        assert_eq!(out.code(), 0, "{out:?}");
+        let parts: Vec<&str> = out.stdout.trim().split('|').collect();
+        assert_eq!(&parts[..2], ["prefix", "a=b c"], "{out:?}");
+        assert_ne!(parts[2], "999999", "{out:?}");
+        parts[2].parse::<u64>().expect("a fresh token");
+        assert_eq!(parts[3], "1", "{out:?}");
+    };
+    let mut r = holdfast();
+    r.arg("run").arg(&lock).args(["--", "sh", "-c", script]);
+    check(r);
+    let mut f = holdfast();
+    f.arg("flock").arg(&lock).args(["sh", "-c", script]);
+    check(f);
+}
+
 /// Bad input: exit 64 and a message that names the problem.
 #[test]
 fn run_bad_input_is_a_usage_error_that_names_the_problem() {
