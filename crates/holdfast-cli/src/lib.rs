@@ -39,12 +39,32 @@ use clap::Parser;
 /// name ending in `flock` selects the flock(1) drop-in, as a symlink named
 /// `flock` does) and returns its exit code. It may spawn and wait for
 /// commands; it never calls `exit` itself. The caller flushes stdout.
+/// Lock services (`--backend`) are served in this process.
 ///
 /// ```no_run
 /// let code = holdfast_cli::run(vec!["holdfast".into(), "status".into(), "app.lock".into()]);
 /// std::process::exit(code.into());
 /// ```
-pub fn run(mut argv: Vec<OsString>) -> u8 {
+pub fn run(argv: Vec<OsString>) -> u8 {
+    run_with::<remote::InProcess>(argv)
+}
+
+/// As [`run`], for the `holdfast` binary: a command with a lock service
+/// (`--backend` or `HOLDFAST_BACKEND`) replaces this process with the
+/// `holdfast-remote` binary installed beside it (same arguments; it runs
+/// [`run`]), so that the `holdfast` binary carries none of the etcd and
+/// PostgreSQL clients' code, imports and libraries, which every local
+/// call would otherwise pay for at start-up (BENCHMARKS.md, CLI section).
+///
+/// ```no_run
+/// let code = holdfast_cli::run_local(vec!["holdfast".into(), "status".into(), "app.lock".into()]);
+/// std::process::exit(code.into());
+/// ```
+pub fn run_local(argv: Vec<OsString>) -> u8 {
+    run_with::<remote::Helper>(argv)
+}
+
+fn run_with<B: remote::Backends>(mut argv: Vec<OsString>) -> u8 {
     if argv
         .first()
         .is_some_and(|a| cmd::flock::invoked_as_flock(a))
@@ -56,7 +76,7 @@ pub fn run(mut argv: Vec<OsString>) -> u8 {
         return cmd::flock::main("holdfast", argv);
     }
     if let Some(command) = quick::command(&argv) {
-        return dispatch(command);
+        return dispatch::<B>(&argv, command);
     }
     let cli = match cli::Cli::try_parse_from(&argv) {
         Ok(c) => c,
@@ -74,51 +94,48 @@ pub fn run(mut argv: Vec<OsString>) -> u8 {
             return code;
         }
     };
-    dispatch(cli.command)
+    dispatch::<B>(&argv, cli.command)
 }
 
 /// Runs one parsed subcommand (from clap, or from `quick` for the common
-/// forms of `run`, `once` and `phase`).
-fn dispatch(command: cli::Command) -> u8 {
+/// forms of `run`, `once` and `phase`): locally, or through `B` when it
+/// names a lock service.
+fn dispatch<B: remote::Backends>(argv: &[OsString], command: cli::Command) -> u8 {
+    use cli::{Command as C, PhasesCommand as P};
+    let remote = match &command {
+        C::Run(a) => &a.remote,
+        C::Status(a) => &a.remote,
+        C::List(a) => &a.remote,
+        C::Once(a) => &a.remote,
+        C::Phase(a) => &a.remote,
+        C::Phases(a) => match &a.command {
+            P::Status(a) => &a.remote,
+            P::Reset(a) => &a.remote,
+        },
+        C::Flock(_) | C::Break(_) | C::Completions(_) | C::Man(_) => {
+            return local(command);
+        }
+    };
+    match B::service(remote, argv) {
+        Ok(Some(service)) => B::serve(service, command),
+        Ok(None) => local(command),
+        Err(code) => code,
+    }
+}
+
+/// Runs one subcommand on local files.
+fn local(command: cli::Command) -> u8 {
     match command {
-        cli::Command::Run(a) => match a.remote.service() {
-            Ok(Some(service)) => remote::run(service, a),
-            Ok(None) => cmd::run::run(a),
-            Err(code) => code,
-        },
+        cli::Command::Run(a) => cmd::run::run(a),
         cli::Command::Flock(a) => cmd::flock::run("holdfast", a),
-        cli::Command::Status(a) => match a.remote.service() {
-            Ok(Some(service)) => remote::status(service, a),
-            Ok(None) => cmd::status::run(a),
-            Err(code) => code,
-        },
-        cli::Command::List(a) => match a.remote.service() {
-            Ok(Some(service)) => remote::list(service, a),
-            Ok(None) => cmd::list::run(a),
-            Err(code) => code,
-        },
+        cli::Command::Status(a) => cmd::status::run(a),
+        cli::Command::List(a) => cmd::list::run(a),
         cli::Command::Break(a) => cmd::break_lock::run(a),
-        cli::Command::Once(a) => match a.remote.service() {
-            Ok(Some(service)) => remote::once(service, a),
-            Ok(None) => cmd::once::run(a),
-            Err(code) => code,
-        },
-        cli::Command::Phase(a) => match a.remote.service() {
-            Ok(Some(service)) => remote::phase(service, a),
-            Ok(None) => cmd::phase::run(a),
-            Err(code) => code,
-        },
+        cli::Command::Once(a) => cmd::once::run(a),
+        cli::Command::Phase(a) => cmd::phase::run(a),
         cli::Command::Phases(a) => match a.command {
-            cli::PhasesCommand::Status(a) => match a.remote.service() {
-                Ok(Some(service)) => remote::phases_status(service, a),
-                Ok(None) => cmd::phase::status(a),
-                Err(code) => code,
-            },
-            cli::PhasesCommand::Reset(a) => match a.remote.service() {
-                Ok(Some(service)) => remote::phases_reset(service, a),
-                Ok(None) => cmd::phase::reset(a),
-                Err(code) => code,
-            },
+            cli::PhasesCommand::Status(a) => cmd::phase::status(a),
+            cli::PhasesCommand::Reset(a) => cmd::phase::reset(a),
         },
         cli::Command::Completions(a) => cmd::docs::completions(a),
         cli::Command::Man(a) => cmd::docs::man(a),

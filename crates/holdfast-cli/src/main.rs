@@ -1,6 +1,11 @@
 //! The `holdfast` command: a thin layer over the `holdfast` library. All
 //! of it is in this package's library ([`holdfast_cli::run`]), which the
 //! Python wheel's `holdfast` script runs too; this file is start-up only.
+//! Commands with a lock service (`--backend`) are served by the
+//! `holdfast-remote` binary (`src/remote_main.rs`), which this one
+//! `exec`s ([`holdfast_cli::run_local`]): this binary then carries none of
+//! the etcd and PostgreSQL clients, whose code, libc imports and `libm`
+//! every local call paid for at start-up.
 //!
 //! # Start-up cost
 //!
@@ -38,5 +43,5 @@
 
 fn main() -> std::process::ExitCode {
     holdfast::process::default_sigpipe();
-    std::process::ExitCode::from(holdfast_cli::run(std::env::args_os().collect()))
+    std::process::ExitCode::from(holdfast_cli::run_local(std::env::args_os().collect()))
 }

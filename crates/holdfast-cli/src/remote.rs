@@ -9,12 +9,14 @@
 //! service is one more [`Service`] variant, one arm per command below, and
 //! its module.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::Args;
 
 use crate::cli::{
-    ListArgs, OnceArgs, PhaseArgs, PhasesResetArgs, PhasesStatusArgs, RunArgs, StatusArgs,
+    Command, ListArgs, OnceArgs, PhaseArgs, PhasesCommand, PhasesResetArgs, PhasesStatusArgs,
+    RunArgs, StatusArgs,
 };
 use crate::exit;
 
@@ -83,6 +85,95 @@ pub struct RemoteArgs {
     pub password: Option<String>,
 }
 
+/// How a command naming a lock service is served (see [`crate::run`] and
+/// [`crate::run_local`]).
+pub trait Backends {
+    /// The service, once its URL is read.
+    type Service;
+    /// The service `remote` names, `None` for a local lock, or the exit
+    /// code (a bad URL, already reported).
+    fn service(remote: &RemoteArgs, argv: &[OsString]) -> Result<Option<Self::Service>, u8>;
+    /// Runs `command` (whose `RemoteArgs` named `service`).
+    fn serve(service: Self::Service, command: Command) -> u8;
+}
+
+/// Lock services served in this process.
+pub enum InProcess {}
+
+impl Backends for InProcess {
+    type Service = Service;
+
+    fn service(remote: &RemoteArgs, _argv: &[OsString]) -> Result<Option<Service>, u8> {
+        remote.service()
+    }
+
+    fn serve(service: Service, command: Command) -> u8 {
+        match command {
+            Command::Run(a) => run(service, a),
+            Command::Status(a) => status(service, a),
+            Command::List(a) => list(service, a),
+            Command::Once(a) => once(service, a),
+            Command::Phase(a) => phase(service, a),
+            Command::Phases(a) => match a.command {
+                PhasesCommand::Status(a) => phases_status(service, a),
+                PhasesCommand::Reset(a) => phases_reset(service, a),
+            },
+            Command::Flock(_) | Command::Break(_) | Command::Completions(_) | Command::Man(_) => {
+                crate::local(command)
+            }
+        }
+    }
+}
+
+/// Lock services served by the `holdfast-remote` binary beside this one:
+/// this process is replaced by it, with the same arguments. Nothing here
+/// refers to the services' code, so a binary built on this alone leaves
+/// it out.
+pub enum Helper {}
+
+/// The helper binary's name, in the directory of the running `holdfast`.
+pub const HELPER: &str = "holdfast-remote";
+
+impl Backends for Helper {
+    type Service = std::convert::Infallible;
+
+    fn service(remote: &RemoteArgs, argv: &[OsString]) -> Result<Option<Self::Service>, u8> {
+        if remote.url().is_none() {
+            return remote.local().map(|()| None);
+        }
+        Err(exec_helper(argv))
+    }
+
+    fn serve(service: Self::Service, _command: Command) -> u8 {
+        match service {}
+    }
+}
+
+/// Replaces this process with [`HELPER`] (same `argv`); returns the exit
+/// code only if that fails, after saying why.
+fn exec_helper(argv: &[OsString]) -> u8 {
+    use std::os::unix::process::CommandExt;
+    let helper = match std::env::current_exe() {
+        Ok(exe) => exe.with_file_name(HELPER),
+        Err(e) => {
+            eprintln!("holdfast: --backend: cannot find this program's path to run {HELPER}: {e}");
+            return exit::UNAVAILABLE;
+        }
+    };
+    let mut cmd = std::process::Command::new(&helper);
+    cmd.args(argv.get(1..).unwrap_or_default());
+    if let Some(arg0) = argv.first() {
+        cmd.arg0(arg0);
+    }
+    let e = cmd.exec();
+    eprintln!(
+        "holdfast: --backend: cannot run {} (lock services are served by {HELPER}, \
+         installed beside holdfast): {e}",
+        helper.display()
+    );
+    exit::UNAVAILABLE
+}
+
 /// A lock service named by a `--backend` URL.
 #[derive(Debug)]
 pub enum Service {
@@ -105,16 +196,22 @@ impl RemoteArgs {
         })
     }
 
+    /// For a local lock (no URL): refuses the flags only a service takes
+    /// (exit 64).
+    fn local(&self) -> Result<(), u8> {
+        match self.backend_only_flag() {
+            Some(flag) => Err(usage(&format!(
+                "{flag} needs --backend URL (or HOLDFAST_BACKEND)"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// The service to use, `None` for a local lock; a bad URL is reported
     /// (exit 64).
     pub fn service(&self) -> Result<Option<Service>, u8> {
         let Some(url) = self.url() else {
-            if let Some(flag) = self.backend_only_flag() {
-                return Err(usage(&format!(
-                    "{flag} needs --backend URL (or HOLDFAST_BACKEND)"
-                )));
-            }
-            return Ok(None);
+            return self.local().map(|()| None);
         };
         let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
         match scheme {

@@ -1480,3 +1480,34 @@ fn waiting_line_on_a_narrow_terminal_keeps_the_holder() {
         "{line:?}"
     );
 }
+
+/// A command naming a lock service is served by `holdfast-remote`, which
+/// `holdfast` execs from its own directory: there it runs (a bad URL gets
+/// the service layer's usage error, exit 64); a `holdfast` installed
+/// without it says so, naming the path it looked for (exit 69), and local
+/// locks still work.
+#[test]
+fn a_lock_service_is_served_by_the_helper_beside_the_binary() {
+    let out = run(holdfast().args(["status", "--backend", "bogus://x", "name"]));
+    assert_eq!(out.code(), 64, "{out:?}");
+    assert!(out.stderr.contains("unknown lock service"), "{out:?}");
+    let dir = Dir::new();
+    let lonely = dir.join("holdfast");
+    std::fs::copy(HOLDFAST, &lonely).unwrap();
+    let out = run(Command::new(&lonely).args(["status", "--backend", "etcd://127.0.0.1:1", "n"]));
+    assert_eq!(out.code(), 69, "{out:?}");
+    assert!(
+        out.stderr
+            .contains(&dir.join("holdfast-remote").display().to_string()),
+        "{out:?}"
+    );
+    let out = run(Command::new(&lonely)
+        .env("HOLDFAST_BACKEND", "postgres://x/db")
+        .args(["once", "--status", "key"]));
+    assert_eq!(out.code(), 69, "{out:?}");
+    let out = run(Command::new(&lonely)
+        .arg("run")
+        .arg(dir.join("local.lock"))
+        .args(["--", "true"]));
+    assert_eq!(out.code(), 0, "{out:?}");
+}
