@@ -9,7 +9,10 @@
 //! If `HOLDFAST_BENCH_STATIC` names a statically linked holdfast (built by
 //! `bench/run` with `-C target-feature=+crt-static`), it gets a row too:
 //! without the dynamic loader and libgcc_s, start-up is cheaper than the
-//! C program's.
+//! C program's. If `HOLDFAST_BENCH_BASE` names another holdfast binary
+//! (an earlier build, to compare a change before and after in one run),
+//! its `flock`, `run`, `once` and `phase` rows are added, labelled
+//! "baseline build".
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -106,6 +109,16 @@ pub fn run(env: &Env, dir: &Path) {
             ]),
         });
     }
+    if let Some(base) = baseline() {
+        rows.push(Row {
+            label: "holdfast flock LOCK true, baseline build",
+            argv: s(&[&base, "flock", &lock, "true"]),
+        });
+        rows.push(Row {
+            label: "holdfast run LOCK -- true, baseline build",
+            argv: s(&[&base, "run", &lock, "--", "true"]),
+        });
+    }
     let rounds = if env.quick { 300 } else { 3000 };
     let (p50, p90, cpu) = measure(&rows, rounds);
     let added = |i: usize| p50[i] - p50[0];
@@ -144,6 +157,13 @@ pub fn run(env: &Env, dir: &Path) {
         );
     }
     done_steps(&hf, dir, rounds);
+}
+
+/// The binary `HOLDFAST_BENCH_BASE` names, if it exists.
+fn baseline() -> Option<String> {
+    std::env::var_os("HOLDFAST_BENCH_BASE")
+        .filter(|p| Path::new(p).exists())
+        .map(|p| Path::new(&p).display().to_string())
 }
 
 /// Runs the rows interleaved, after a warm-up; (wall p50, wall p90, mean
@@ -190,7 +210,7 @@ fn done_steps(hf: &str, dir: &Path, rounds: usize) {
     // Mark both steps done once, through holdfast itself.
     once(&s(&[hf, "once", &k, "--", "true"]));
     once(&s(&[hf, "phase", "setup", "--target", &t, "--", "true"]));
-    let rows = [
+    let mut rows = vec![
         Row {
             label: "true (anchor: spawning a command alone)",
             argv: s(&["true"]),
@@ -208,6 +228,16 @@ fn done_steps(hf: &str, dir: &Path, rounds: usize) {
             argv: s(&[hf, "phase", "setup", "--target", &t, "--", "true"]),
         },
     ];
+    if let Some(base) = baseline() {
+        rows.push(Row {
+            label: "holdfast once KEY -- true (done), baseline build",
+            argv: s(&[&base, "once", &k, "--", "true"]),
+        });
+        rows.push(Row {
+            label: "holdfast phase NAME --target T -- true (done), baseline build",
+            argv: s(&[&base, "phase", "setup", "--target", &t, "--", "true"]),
+        });
+    }
     let (p50, p90, cpu) = measure(&rows, rounds);
     println!(
         "\n### Steps already done (`holdfast once`, `holdfast phase`)\n\n\
