@@ -7,9 +7,25 @@ use std::os::fd::AsRawFd;
 
 use crate::sys::{FileId, KernelLock, KernelLockKind};
 
+/// A one-line `/proc` file (`stat`, `boot_id`): `open`, one `read`,
+/// `close`. procfs builds such a file whole and hands all of it to a read
+/// with room for it, so a short read ending in a newline is all of it;
+/// anything else (a longer file) is read again the general way.
+/// `fs::read_to_string` makes six more calls here: a `statx` for a size
+/// hint (procfs says 0) and reads of 32, 32, 64, 128 and 256 bytes.
+fn read_line_file(path: &str) -> Option<String> {
+    use std::io::Read;
+    let mut buf = [0u8; 1024];
+    let n = File::open(path).ok()?.read(&mut buf).ok()?;
+    if n < buf.len() && buf[..n].ends_with(b"\n") {
+        return String::from_utf8(buf[..n].to_vec()).ok();
+    }
+    std::fs::read_to_string(path).ok()
+}
+
 /// The kernel's boot id: changes on every boot.
 pub(crate) fn boot_id() -> Option<String> {
-    let s = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let s = read_line_file("/proc/sys/kernel/random/boot_id")?;
     let s = s.trim();
     (!s.is_empty()).then(|| s.to_owned())
 }
@@ -18,7 +34,7 @@ pub(crate) fn boot_id() -> Option<String> {
 /// field 22). Together with the boot id it identifies a process for good:
 /// a reused pid has a different start time.
 pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = read_line_file(&format!("/proc/{pid}/stat"))?;
     parse_stat_start_time(&stat)
 }
 
@@ -33,7 +49,7 @@ pub(crate) fn parse_stat_start_time(stat: &str) -> Option<u64> {
 /// A process's state letter and start time, from one read of
 /// `/proc/PID/stat`; `None` if it does not exist.
 pub(crate) fn process_state_start(pid: u32) -> Option<(char, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = read_line_file(&format!("/proc/{pid}/stat"))?;
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_ascii_whitespace();
     let state = fields.next()?.chars().next()?;
@@ -346,6 +362,42 @@ mod tests {
         let (state, start) = process_state_start(std::process::id()).unwrap();
         assert_eq!(Some(start), process_start_time(std::process::id()));
         assert!(state == 'R' || state == 'S', "{state}");
+    }
+
+    /// The one-read path gives what a whole read gives: the boot id, and
+    /// the start time of this process and of a thread whose name has
+    /// spaces, a `)` and a newline; a file longer than the buffer is read
+    /// whole.
+    #[test]
+    fn one_read_of_a_line_file_is_all_of_it() {
+        let whole = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+        assert_eq!(boot_id().as_deref(), Some(whole.trim()));
+        assert_eq!(boot_id().map(|b| b.len()), Some(36));
+        let own = std::fs::read_to_string("/proc/self/stat").unwrap();
+        assert_eq!(
+            process_start_time(std::process::id()),
+            parse_stat_start_time(&own)
+        );
+        // A thread named so (its /proc/TID/stat is read as a process's).
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::Builder::new()
+            .name("a ) b\nc".into())
+            .spawn(move || {
+                tx.send(rustix::thread::gettid().as_raw_nonzero().get() as u32)
+                    .unwrap();
+                done_rx.recv().ok();
+            })
+            .unwrap();
+        let tid = rx.recv().unwrap();
+        let whole = std::fs::read_to_string(format!("/proc/{tid}/stat")).unwrap();
+        assert!(whole.contains("(a ) b\nc)"), "{whole:?}");
+        assert_eq!(process_start_time(tid), parse_stat_start_time(&whole));
+        assert!(process_start_time(tid).is_some());
+        done_tx.send(()).unwrap();
+        t.join().unwrap();
+        let long = read_line_file("/proc/self/maps").unwrap();
+        assert_eq!(long, std::fs::read_to_string("/proc/self/maps").unwrap());
     }
 
     #[test]
