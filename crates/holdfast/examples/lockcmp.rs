@@ -1,7 +1,9 @@
 //! Uncontended lock + unlock, interleaved: each round runs every variant
 //! for `N` cycles, in turn, and the medians over the rounds are printed as
 //! ratios to raw `flock(2)` measured in the same rounds. On a shared,
-//! noisy machine this compares better than separate runs.
+//! noisy machine this compares better than separate runs. Time is the
+//! thread's CPU time (user + system), so time spent descheduled by other
+//! load on the machine does not count.
 //!
 //! Besides holdfast and std, it measures what `sys/linux/hot.rs` and
 //! `sys/linux/pathwatch.rs` are built on: the cost of a `ret` after a
@@ -24,7 +26,6 @@ fn main() {
 
 use std::fs::OpenOptions;
 use std::hint::black_box;
-use std::time::Instant;
 
 use rustix::fs::FlockOperation;
 
@@ -260,9 +261,9 @@ fn main() -> Result<(), holdfast::Error> {
     }
     for _ in 0..rounds {
         for (i, (_, run)) in variants.iter().enumerate() {
-            let t = Instant::now();
+            let t = cpu_ns();
             run(n);
-            times[i].push(t.elapsed().as_nanos() as f64 / f64::from(n));
+            times[i].push((cpu_ns() - t) as f64 / f64::from(n));
         }
     }
     let median = |v: &mut Vec<f64>| {
@@ -366,4 +367,11 @@ fn sys3(n: libc::c_long, a: usize, b: usize, c: usize, d: usize, e: usize) -> is
         );
     }
     ret
+}
+
+/// This thread's CPU time (user + system), in nanoseconds.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+fn cpu_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }

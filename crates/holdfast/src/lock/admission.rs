@@ -187,6 +187,7 @@ impl Lock {
     /// process's path watch answers with one `epoll_wait` while nothing
     /// happened to a watched file; otherwise (the first acquisition, after
     /// an event, where no watch can be had) `statx` does.
+    #[inline]
     fn fast_unlinked(st: &mut State) -> std::io::Result<bool> {
         if let Some(w) = st.watch.as_mut() {
             match w.unchanged() {
@@ -232,6 +233,7 @@ impl Lock {
     }
 
     /// Marks the in-process state free and wakes threads waiting for it.
+    #[inline]
     pub(super) fn set_free(&self, st: &mut State) {
         st.held = Held::Free;
         if st.waiters > 0 {
@@ -240,6 +242,7 @@ impl Lock {
     }
 
     /// Records a fresh kernel acquisition in the state and makes its guard.
+    #[inline]
     pub(super) fn finish_acquire(
         &self,
         st: &mut State,
@@ -342,6 +345,7 @@ impl Lock {
         Ok(())
     }
 
+    #[inline]
     pub(super) fn write_record(&self, st: &mut State) -> Option<u64> {
         if !self.opts.record || st.kind != FileKind::Writable {
             return None;
@@ -361,6 +365,7 @@ impl Lock {
         self as *const Lock as usize
     }
 
+    #[inline]
     pub(super) fn guard(
         &self,
         st: &State,
@@ -396,6 +401,7 @@ impl Lock {
 
     /// Releases the kernel lock and marks the state free. Called with the
     /// state locked.
+    #[inline]
     pub(super) fn release_kernel(&self, st: &mut MutexGuard<'_, State>) -> Result<()> {
         let id = st.id;
         let me = self.addr();

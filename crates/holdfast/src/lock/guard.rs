@@ -276,6 +276,7 @@ impl<'a> LockGuard<'a> {
         self.release()
     }
 
+    #[inline]
     fn release(&mut self) -> Result<()> {
         if self.released {
             return Ok(());
@@ -286,7 +287,6 @@ impl<'a> LockGuard<'a> {
             // parent, so unlocking it would release the parent's lock.
             return Ok(());
         }
-        let me = current_thread();
         let mut st = lock_poisoned(self.lock.state.lock());
         let result = match &mut st.held {
             Held::Exclusive { depth, .. } if *depth > 1 => {
@@ -295,6 +295,7 @@ impl<'a> LockGuard<'a> {
             }
             Held::Exclusive { .. } => self.lock.release_kernel(&mut st),
             Held::Shared { holders } => {
+                let me = current_thread();
                 if let Some(i) = holders.iter().position(|(t, _)| *t == me) {
                     holders[i].1 -= 1;
                     if holders[i].1 == 0 {
@@ -489,6 +490,7 @@ impl std::os::fd::AsFd for LockGuard<'_> {
 }
 
 impl Drop for LockGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         if let Err(e) = self.release() {
             tracing::error!(path = %self.lock.path.display(), error = %e, "failed to release lock");

@@ -320,6 +320,7 @@ impl Lock {
     /// is not re-entrant (waiting would never end; a *try* is told
     /// [`Error::WouldBlock`] instead, as std's `try_lock`); [`Error::Io`]
     /// if the kernel refuses (for example `ENOLCK`).
+    #[inline]
     pub fn lock(&self) -> Result<LockGuard<'_>> {
         self.acquire(Mode::Exclusive, Wait::Forever)
     }
@@ -339,6 +340,7 @@ impl Lock {
     /// # Errors
     ///
     /// As [`Lock::lock`].
+    #[inline]
     pub fn lock_shared(&self) -> Result<LockGuard<'_>> {
         self.acquire(Mode::Shared, Wait::Forever)
     }
@@ -361,6 +363,7 @@ impl Lock {
     ///
     /// [`Error::WouldBlock`] naming the holder if it is taken; otherwise as
     /// [`Lock::lock`].
+    #[inline]
     pub fn try_lock(&self) -> Result<LockGuard<'_>> {
         self.acquire(Mode::Exclusive, Wait::NoWait)
     }
@@ -444,6 +447,7 @@ impl Lock {
     ///
     /// [`Error::WouldBlock`] (with [`Wait::NoWait`]) or [`Error::Timeout`]
     /// naming the holder; [`Error::AlreadyHeld`]; [`Error::Io`].
+    #[inline]
     pub fn acquire(&self, mode: Mode, wait: Wait) -> Result<LockGuard<'_>> {
         self.acquire_observed(mode, wait, &Unobserved)
     }

@@ -213,6 +213,7 @@ pub(crate) fn file_id(file: &File) -> io::Result<FileId> {
 /// 6.13+) makes the next write to the file update them at full precision
 /// and dirty the inode, so every holder-record write would pay for a
 /// journal update.
+#[inline]
 pub(crate) fn is_unlinked(file: &File) -> io::Result<bool> {
     #[cfg(target_os = "linux")]
     {
@@ -233,6 +234,7 @@ pub(crate) fn dev_major_minor(dev: u64) -> (u32, u32) {
     )
 }
 
+#[inline]
 fn flock_op(mode: Mode, nonblocking: bool) -> FlockOperation {
     match (mode, nonblocking) {
         (Mode::Exclusive, false) => FlockOperation::LockExclusive,
@@ -264,6 +266,7 @@ fn ofd_op(fd: i32, l_type: libc::c_short, wait: bool) -> Result<(), Errno> {
 
 /// Performs one lock operation on a raw descriptor (in the calling thread;
 /// the Linux waiter child has its own errno-free version).
+#[inline]
 pub(crate) fn raw_lock(fd: i32, backend: Backend, mode: Mode, wait: bool) -> Result<(), Errno> {
     // SAFETY: callers pass a descriptor that stays open for this call.
     let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
@@ -287,6 +290,7 @@ pub(crate) fn raw_lock(fd: i32, backend: Backend, mode: Mode, wait: bool) -> Res
 
 /// Tries to take the lock without waiting: `Ok(true)` if taken,
 /// `Ok(false)` if someone else holds a conflicting lock.
+#[inline]
 pub(crate) fn try_lock(file: &File, backend: Backend, mode: Mode) -> io::Result<bool> {
     loop {
         match raw_lock(file.as_raw_fd(), backend, mode, false) {
@@ -387,6 +391,7 @@ pub(crate) fn waiter_tasks_forbidden() -> bool {
 }
 
 /// Releases whatever lock this open file description holds.
+#[inline]
 pub(crate) fn unlock(file: &File, backend: Backend) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     super::linux::reap_exited_waiters();
@@ -435,6 +440,7 @@ extern "C" fn reset_pid_after_fork() {
 }
 
 /// The current process id, cached; the cache is reset in a forked child.
+#[inline]
 pub(crate) fn current_pid() -> u32 {
     let pid = PID.load(Ordering::Relaxed);
     if pid != 0 {
