@@ -7,7 +7,8 @@
 //! - **Throughput**: acquisitions per second over the whole run, all
 //!   processes together, against the plain holdfast `Lock`.
 //! - **Handoff**: the harness holds the lock, waits until the worker is
-//!   blocked in the kernel (for a FIFO waiter: on the queue file), stamps
+//!   blocked in the kernel (a FIFO waiter behind a holder: on the lock
+//!   file, as the next in line; the queue file is watched too), stamps
 //!   CLOCK_MONOTONIC and releases; the worker stamps when its acquisition
 //!   returns. A polling worker is released at a random point of its cycle.
 //!
@@ -145,7 +146,9 @@ fn handoff(s: Subject, env: &Env, lock: &Path, rounds: usize) -> Option<Vec<f64>
             rng ^= rng << 17;
             std::thread::sleep(Duration::from_micros(rng % 100_000));
         } else {
-            wait_until_blocked(queue.as_deref().unwrap_or(lock));
+            // A FIFO waiter behind a holder waits on the lock file itself
+            // (it is next in line); either file counts.
+            wait_until_blocked(&[Some(lock), queue.as_deref()]);
         }
         t0file.write_all_at(&now_ns().to_le_bytes(), 0).unwrap();
         match guard {
@@ -158,26 +161,31 @@ fn handoff(s: Subject, env: &Env, lock: &Path, rounds: usize) -> Option<Vec<f64>
     Some(lats)
 }
 
-/// Spins on /proc/locks until a request waits on `path` (bounded).
-fn wait_until_blocked(path: &Path) {
+/// Spins on /proc/locks until a request waits on one of `paths` (bounded).
+fn wait_until_blocked(paths: &[Option<&Path>]) {
     use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).unwrap();
-    let want = format!(
-        "{:02x}:{:02x}:{}",
-        rustix::fs::major(m.dev()),
-        rustix::fs::minor(m.dev()),
-        m.ino()
-    );
+    let want: Vec<String> = paths
+        .iter()
+        .flatten()
+        .map(|path| {
+            let m = std::fs::metadata(path).unwrap();
+            format!(
+                "{:02x}:{:02x}:{}",
+                rustix::fs::major(m.dev()),
+                rustix::fs::minor(m.dev()),
+                m.ino()
+            )
+        })
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let text = std::fs::read_to_string("/proc/locks").unwrap_or_default();
-        if text
-            .lines()
-            .any(|l| l.contains("->") && l.split_whitespace().any(|f| f == want))
-        {
+        if text.lines().any(|l| {
+            l.contains("->") && l.split_whitespace().any(|f| want.iter().any(|w| f == w))
+        }) {
             return;
         }
-        assert!(Instant::now() < deadline, "waiter never blocked on {want}");
+        assert!(Instant::now() < deadline, "waiter never blocked on {want:?}");
         std::hint::spin_loop();
     }
 }
@@ -285,7 +293,7 @@ pub fn run(env: &Env, dir: &Path) {
 
     println!("\n## Fair queueing: handoff latency\n");
     println!(
-        "The harness holds the lock (a FifoLock holder for the FIFO waiter, raw flock(2) otherwise), waits until the worker is blocked in the kernel (/proc/locks; for the FIFO waiter on the queue file), stamps CLOCK_MONOTONIC and releases; the worker stamps the clock when its acquisition returns. stouputils polls every 50 ms, so it is released at a random point of two poll cycles.\n"
+        "The harness holds the lock (a FifoLock holder for the FIFO waiter, raw flock(2) otherwise), waits until the worker is blocked in the kernel (/proc/locks; the FIFO waiter, next in line, waits on the lock file itself), stamps CLOCK_MONOTONIC and releases; the worker stamps the clock when its acquisition returns. stouputils polls every 50 ms, so it is released at a random point of two poll cycles.\n"
     );
     println!("| implementation | rounds | p50 | p99 | p50 vs raw flock |");
     println!("|---|---|---|---|---|");

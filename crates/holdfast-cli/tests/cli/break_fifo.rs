@@ -308,7 +308,8 @@ fn break_finds_a_lockfile_format_lock_next_to_the_path() {
 
 /// Waiters of `holdfast run --fifo` get the lock in the order they asked.
 /// Each waiter is started only once the one before it holds its ticket
-/// and is blocked in the kernel on the queue file, so arrival order is
+/// and is blocked in the kernel (the next in line on the lock file, the
+/// others on the queue file), so arrival order is
 /// known; the log of who ran when must follow it exactly.
 #[test]
 fn run_fifo_serves_waiters_in_arrival_order() {
@@ -342,7 +343,12 @@ fn run_fifo_serves_waiters_in_arrival_order() {
                 .unwrap(),
         );
         wait_for(&format!("waiter {i} to queue up"), T, || {
-            (probe.queue_len().unwrap() == i + 1 && kernel_waiters(&queue).len() == i).then_some(())
+            // The first waiter is next in line and waits on the lock file
+            // itself; every later one on its predecessor's queue byte.
+            (probe.queue_len().unwrap() == i + 1
+                && kernel_waiters(&lock).len() == 1
+                && kernel_waiters(&queue).len() == i - 1)
+                .then_some(())
         });
     }
     assert!(!log.exists(), "nobody got in while the first held it");

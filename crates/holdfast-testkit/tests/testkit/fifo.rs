@@ -90,17 +90,21 @@ fn eight_processes_acquire_in_arrival_order() {
             "--release-now",
         ])));
         // Arrival order is set here: the next waiter starts only once this
-        // one holds its ticket and is blocked in the kernel on its
-        // predecessor's byte of the queue file.
+        // one holds its ticket and is blocked in the kernel: the first on
+        // the lock file (it is next: the holder holds), every later one on
+        // its predecessor's byte of the queue file.
         wait_for(&format!("waiter {i} to queue up"), LONG, || {
-            (probe.queue_len().unwrap() == i + 1 && blocked_on(&queue) == i).then_some(())
+            (probe.queue_len().unwrap() == i + 1
+                && blocked_on(&lock) == 1
+                && blocked_on(&queue) == i - 1)
+                .then_some(())
         });
     }
     assert!(!log.exists(), "nobody got in while the first held it");
     assert_eq!(
         blocked_on(&lock),
-        0,
-        "waiters wait in the queue, not on the lock file"
+        1,
+        "only the next in line waits on the lock file; the others in the queue"
     );
     first.close_stdin();
     first.expect_line("released", LONG);
@@ -127,29 +131,30 @@ fn a_killed_waiter_hands_its_place_to_the_next_live_predecessor() {
     let queue = queue_of(&lock);
     let mut holder = hold(&lock);
     let mut w1 = Child::spawn(helper(&["fifo-hold", s(&lock)]));
-    wait_for("w1 queued", LONG, || {
-        (blocked_on(&queue) == 1).then_some(())
+    // w1 is next: the holder holds, so it waits on the lock file itself.
+    wait_for("w1 next in line", LONG, || {
+        (blocked_on(&lock) == 1 && blocked_on(&queue) == 0).then_some(())
     });
     let mut w2 = Child::spawn(helper(&["fifo-hold", s(&lock)]));
-    wait_for("w2 queued", LONG, || {
-        (blocked_on(&queue) == 2).then_some(())
-    });
-    // w2 is blocked on w1's byte. Kill w1: w2 wakes, must find the holder
-    // still ahead, and block again, on the holder's byte, not on the lock.
-    w1.kill9();
-    wait_for("w2 to block on the holder", LONG, || {
+    wait_for("w2 queued behind w1", LONG, || {
         (blocked_on(&queue) == 1).then_some(())
+    });
+    // w2 waits in the queue for w1 to hold. Kill w1: w2 wakes, must find
+    // the holder still ahead (holding), and wait on the lock file, next
+    // in line, without getting in.
+    w1.kill9();
+    wait_for("w2 to be next, on the lock file", LONG, || {
+        (blocked_on(&queue) == 0 && blocked_on(&lock) == 1).then_some(())
     });
     assert_eq!(
         w2.try_line(Duration::from_millis(100)),
         None,
         "w2 got in while held"
     );
-    assert_eq!(blocked_on(&lock), 0);
     // A third arrives behind w2; kill the holder: w2, then w3.
     let mut w3 = Child::spawn(helper(&["fifo-hold", s(&lock)]));
     wait_for("w3 queued", LONG, || {
-        (blocked_on(&queue) == 2).then_some(())
+        (blocked_on(&queue) == 1 && blocked_on(&lock) == 1).then_some(())
     });
     holder.kill9();
     w2.expect_line("locked", LONG);
@@ -413,7 +418,18 @@ mod asynchronous {
                 (Kind::Sem(l), Some(t)) => Box::pin(async move { boxed(l.lock_timeout(t).await) }),
             }
         }
-        /// The file that waiters block on in the kernel.
+        /// Requests blocked in the kernel on the primitive's files: for the
+        /// FIFO lock the queue file and the lock file (where the next in
+        /// line waits).
+        fn blocked(&self, d: &Dir) -> usize {
+            match self {
+                Kind::Fifo(_) => {
+                    blocked_on(&self.wait_file(d)) + blocked_on(&d.join("fifo.lock"))
+                }
+                _ => blocked_on(&self.wait_file(d)),
+            }
+        }
+        /// The file that waiters queue on in the kernel.
         fn wait_file(&self, d: &Dir) -> std::path::PathBuf {
             match self {
                 Kind::Plain(_) => d.join("plain.lock"),
@@ -482,7 +498,6 @@ mod asynchronous {
         let rt = runtime();
         for (kind, hold_args) in Kind::all(&d) {
             let mut holder = holder_of(&hold_args);
-            let wait_file = kind.wait_file(&d);
             rt.block_on(async {
                 let local = tokio::task::LocalSet::new();
                 local
@@ -495,7 +510,7 @@ mod asynchronous {
                         // task), and this task on the same single thread
                         // keeps running: 1000 turns of the executor.
                         let mut ticks = 0;
-                        while blocked_on(&wait_file) == 0 {
+                        while kind.blocked(&d) == 0 {
                             tokio::task::yield_now().await;
                             ticks += 1;
                             assert!(
@@ -544,7 +559,7 @@ mod asynchronous {
                 kind.name()
             );
             assert_eq!(
-                blocked_on(&kind.wait_file(&d)),
+                kind.blocked(&d),
                 0,
                 "{}: a waiter task left",
                 kind.name()
@@ -586,7 +601,7 @@ mod asynchronous {
                 || (read_u64(&counter) > before).then_some(()),
             );
             assert!(
-                blocked_on(&kind.wait_file(&d)) <= 1,
+                kind.blocked(&d) <= 1,
                 "{}: waiters left",
                 kind.name()
             );

@@ -212,7 +212,7 @@ pub(crate) fn range_lock(_file: &File, _r: Range, _wait: bool) -> io::Result<boo
 pub(crate) fn range_unlock(_file: &File, _start: u64, _len: u64) -> io::Result<()> {
     Err(unsupported())
 }
-pub(crate) fn range_conflict(_file: &File, _r: Range) -> io::Result<Option<(u64, u64)>> {
+pub(crate) fn range_conflict(_file: &File, _r: Range) -> io::Result<Option<Range>> {
     Err(unsupported())
 }
 pub(crate) fn wait_any(

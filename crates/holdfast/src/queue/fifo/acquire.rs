@@ -12,7 +12,7 @@ use crate::acquire::{self, Waiting};
 use crate::error::{Error, IoOp, Result};
 use crate::holder;
 use crate::mode::{Mode, Wait};
-use crate::queue::{self, Enqueue, Kind, Machine, Step, Target};
+use crate::queue::{self, Enqueue, Kind, Machine, Served, Step, Target};
 use crate::sys::{self, FileId, LockReq};
 
 /// One acquisition of a [`FifoLock`], as a step machine.
@@ -61,6 +61,7 @@ impl FifoAcquire {
                 shared.opts.permissions,
                 Kind::Fifo,
                 mode == Mode::Exclusive,
+                true,
             ),
             record,
             mode,
@@ -127,7 +128,27 @@ impl Machine for FifoAcquire {
         loop {
             match self.phase {
                 Phase::Queue => {
-                    if let Some(step) = self.q.advance()? {
+                    // Nobody in line (seen under the counter lock): try the
+                    // kernel lock right there; got, our ticket is taken in
+                    // the holding state.
+                    let (main, backend, mode) = (&self.main, self.shared.opts.backend, self.mode);
+                    let main_held = &mut self.main_held;
+                    let path = &self.shared.path;
+                    let mut first = |_: &File, _: u64| -> Result<Served> {
+                        *main_held = sys::try_lock(main, backend, mode)
+                            .map_err(|e| Error::io(IoOp::Lock, path, e))?;
+                        Ok(if *main_held {
+                            Served::Holding
+                        } else {
+                            Served::No
+                        })
+                    };
+                    let step = self.q.advance_or(Some(&mut first));
+                    if step.is_err() && self.main_held {
+                        let _ = sys::unlock(&self.main, backend);
+                        self.main_held = false;
+                    }
+                    if let Some(step) = step? {
                         return Ok(step);
                     }
                     self.phase = Phase::Main;
@@ -160,6 +181,9 @@ impl Machine for FifoAcquire {
                         self.main_id = id;
                         continue;
                     }
+                    // Our successor, waiting for us to hold, may now wait
+                    // on the kernel lock (hand-off protocol).
+                    self.q.mark_holding()?;
                     return Ok(Step::Ready);
                 }
             }

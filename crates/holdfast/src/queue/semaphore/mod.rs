@@ -68,7 +68,7 @@ use crate::acquire::{self, Unobserved, WaitObserver, Waiting};
 use crate::error::{Error, IoOp, Result};
 use crate::holder::{self, Holder, HolderSource, Holders};
 use crate::mode::{Mode, Wait};
-use crate::queue::{self, Enqueue, Kind, Machine, QueueFile, Step, Target};
+use crate::queue::{self, Enqueue, Kind, Machine, QueueFile, Served, Step, Target};
 use crate::sys::{self, LockReq, Range};
 
 /// Options for opening a [`Semaphore`].
@@ -675,6 +675,7 @@ impl SemAcquire {
                 shared.opts.permissions,
                 shared.kind(),
                 true,
+                false,
             ),
             phase: Phase::Queue,
             slot: None,
@@ -729,9 +730,12 @@ impl Machine for SemAcquire {
                     // Nobody in line (found under the counter lock): take a
                     // free slot there and then, without a ticket.
                     let (shared, slot) = (&self.shared, &mut self.slot);
-                    let mut first = |file: &File, next: u64| -> Result<bool> {
+                    let mut first = |file: &File, next: u64| -> Result<Served> {
                         *slot = Self::free_slot(shared, file, next)?;
-                        Ok(slot.is_some())
+                        Ok(match slot {
+                            Some(_) => Served::WithoutTicket,
+                            None => Served::No,
+                        })
                     };
                     if let Some(step) = self.q.advance_or(Some(&mut first))? {
                         return Ok(step);

@@ -105,9 +105,10 @@ pub(crate) fn range_unlock(file: &File, start: u64, len: u64) -> io::Result<()> 
 }
 
 /// `F_OFD_GETLK`: a lock held by *another* open file description that
-/// conflicts with `r`, as `(start, len)` (`len` 0: to the end), or `None`.
-/// Which one, when several conflict, is the kernel's choice.
-pub(crate) fn range_conflict(file: &File, r: Range) -> io::Result<Option<(u64, u64)>> {
+/// conflicts with `r` (its range, `len` 0: to the end, and whether it is a
+/// write lock), or `None`. Which one, when several conflict, is the
+/// kernel's choice.
+pub(crate) fn range_conflict(file: &File, r: Range) -> io::Result<Option<Range>> {
     let got = ofd_range(
         file.as_raw_fd(),
         libc::F_OFD_GETLK,
@@ -118,5 +119,9 @@ pub(crate) fn range_conflict(file: &File, r: Range) -> io::Result<Option<(u64, u
     if got.l_type as libc::c_int == libc::F_UNLCK {
         return Ok(None);
     }
-    Ok(Some((got.l_start.max(0) as u64, got.l_len.max(0) as u64)))
+    Ok(Some(Range {
+        start: got.l_start.max(0) as u64,
+        len: got.l_len.max(0) as u64,
+        exclusive: got.l_type as libc::c_int == libc::F_WRLCK,
+    }))
 }

@@ -594,7 +594,7 @@ mod no_ranges {
     pub(crate) fn range_unlock(_file: &File, _start: u64, _len: u64) -> io::Result<()> {
         Err(unsupported())
     }
-    pub(crate) fn range_conflict(_file: &File, _r: Range) -> io::Result<Option<(u64, u64)>> {
+    pub(crate) fn range_conflict(_file: &File, _r: Range) -> io::Result<Option<Range>> {
         Err(unsupported())
     }
     /// Without waiter tasks: a plain blocking call for one whole-file
