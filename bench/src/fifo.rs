@@ -112,53 +112,139 @@ fn contended(
     Some((total as f64 / (millis as f64 / 1000.0), counts, halves))
 }
 
-fn handoff(s: Subject, env: &Env, lock: &Path, rounds: usize) -> Option<Vec<f64>> {
-    let t0path = lock.with_extension("t0");
-    let t0file = File::create(&t0path).unwrap();
-    t0file.write_all_at(&0u64.to_le_bytes(), 0).unwrap();
-    let mut w = Worker::spawn_command(s.command(
-        env,
-        &["handoff", lock.to_str().unwrap(), t0path.to_str().unwrap()],
-    )?);
-    let raw = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(lock)
-        .unwrap();
-    let fifo = (s == Subject::Fifo).then(|| FifoLock::open(lock).unwrap());
-    let queue = fifo.as_ref().map(|f| f.queue_path().to_owned());
-    let mut lats = Vec::with_capacity(rounds);
-    let mut rng = 0x9e3779b97f4a7c15u64;
-    for _ in 0..rounds {
-        // A FIFO waiter queues behind a FIFO holder (and blocks on its
-        // ticket); the others block on (or poll) the raw flock.
-        let guard = fifo.as_ref().map(|f| f.lock().unwrap());
-        if guard.is_none() {
-            rustix::fs::flock(&raw, FlockOperation::LockExclusive).unwrap();
+/// One handoff subject's worker and the harness's side of its lock.
+struct Rig {
+    s: Subject,
+    w: Worker,
+    t0file: File,
+    raw: File,
+    lock: std::path::PathBuf,
+    fifo: Option<FifoLock>,
+    queue: Option<std::path::PathBuf>,
+    rng: u64,
+}
+
+impl Rig {
+    fn new(s: Subject, env: &Env, lock: &Path) -> Option<Rig> {
+        let t0path = lock.with_extension("t0");
+        let t0file = File::create(&t0path).unwrap();
+        t0file.write_all_at(&0u64.to_le_bytes(), 0).unwrap();
+        let mut cmd = s.command(
+            env,
+            &["handoff", lock.to_str().unwrap(), t0path.to_str().unwrap()],
+        )?;
+        // HOLDFAST_BENCH_WORKER_CPU=N: the worker on CPU N (with the
+        // harness under `taskset -c M`, every handoff crosses CPUs alike).
+        if let Some(cpu) = std::env::var_os("HOLDFAST_BENCH_WORKER_CPU") {
+            let mut pinned = Command::new("taskset");
+            pinned.arg("-c").arg(cpu).arg(cmd.get_program());
+            pinned.args(cmd.get_args());
+            cmd = pinned;
         }
-        w.send("go");
-        assert_eq!(w.recv(), "trying");
-        if s == Subject::LockFifo {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            std::thread::sleep(Duration::from_micros(rng % 100_000));
+        let w = Worker::spawn_command(cmd);
+        let raw = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(lock)
+            .unwrap();
+        let fifo = (s == Subject::Fifo).then(|| FifoLock::open(lock).unwrap());
+        let queue = fifo.as_ref().map(|f| f.queue_path().to_owned());
+        Some(Rig {
+            s,
+            w,
+            t0file,
+            raw,
+            lock: lock.to_owned(),
+            fifo,
+            queue,
+            rng: 0x9e3779b97f4a7c15,
+        })
+    }
+
+    /// One handoff: hold, let the worker block, stamp, release; its latency.
+    fn round(&mut self) -> f64 {
+        // A FIFO waiter queues behind a FIFO holder; the others block on
+        // (or poll) the raw flock.
+        let guard = self.fifo.as_ref().map(|f| f.lock().unwrap());
+        if guard.is_none() {
+            rustix::fs::flock(&self.raw, FlockOperation::LockExclusive).unwrap();
+        }
+        self.w.send("go");
+        assert_eq!(self.w.recv(), "trying");
+        if self.s == Subject::LockFifo {
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            std::thread::sleep(Duration::from_micros(self.rng % 100_000));
         } else {
             // A FIFO waiter behind a holder waits on the lock file itself
             // (it is next in line); either file counts.
-            wait_until_blocked(&[Some(lock), queue.as_deref()]);
+            wait_until_blocked(&[Some(&self.lock), self.queue.as_deref()]);
         }
-        t0file.write_all_at(&now_ns().to_le_bytes(), 0).unwrap();
+        self.t0file
+            .write_all_at(&now_ns().to_le_bytes(), 0)
+            .unwrap();
         match guard {
             Some(g) => drop(g),
-            None => rustix::fs::flock(&raw, FlockOperation::Unlock).unwrap(),
+            None => rustix::fs::flock(&self.raw, FlockOperation::Unlock).unwrap(),
         }
-        lats.push(w.recv_value("lat ") as f64);
+        self.w.recv_value("lat ") as f64
     }
-    w.finish();
+}
+
+fn handoff(s: Subject, env: &Env, lock: &Path, rounds: usize) -> Option<Vec<f64>> {
+    let mut rig = Rig::new(s, env, lock)?;
+    let lats = (0..rounds).map(|_| rig.round()).collect();
+    rig.w.finish();
     Some(lats)
+}
+
+/// `holdfast-bench fifo-handoff-ab`: the handoff rows of raw flock, the
+/// plain holdfast Lock and FifoLock, one round of each in turn, so that
+/// load from elsewhere falls on every row alike (with
+/// `HOLDFAST_BENCH_WORKER_CPU=1` and the harness under `taskset -c 0`,
+/// every handoff crosses CPUs alike).
+pub fn run_handoff_interleaved(env: &Env, dir: &Path) {
+    let rounds = if env.quick { 1000 } else { 5000 };
+    let mut rigs: Vec<Rig> = [Subject::Flock, Subject::Holdfast, Subject::Fifo]
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, s)| Rig::new(s, env, &dir.join(format!("fifo-handoff-ab-{i}.lock"))))
+        .collect();
+    let mut lats = vec![Vec::with_capacity(rounds); rigs.len()];
+    for _ in 0..rounds {
+        for (rig, l) in rigs.iter_mut().zip(&mut lats) {
+            l.push(rig.round());
+        }
+    }
+    println!("\n## Fair queueing: handoff latency, interleaved\n");
+    println!("As the handoff table, but one round of each row in turn, {rounds} rounds each.\n");
+    println!("| implementation | rounds | p50 | p90 | p99 | p50 vs raw flock |");
+    println!("|---|---|---|---|---|---|");
+    let mut anchor = f64::NAN;
+    for (rig, l) in rigs.iter().zip(&mut lats) {
+        let (p50, p90, p99) = (
+            percentile(l, 50.0),
+            percentile(l, 90.0),
+            percentile(l, 99.0),
+        );
+        if rig.s == Subject::Flock {
+            anchor = p50;
+        }
+        println!(
+            "| {} | {rounds} | {} | {} | {} | {} |",
+            rig.s.label(),
+            fmt_ns(p50),
+            fmt_ns(p90),
+            fmt_ns(p99),
+            ratio(p50, anchor)
+        );
+    }
+    for rig in rigs {
+        rig.w.finish();
+    }
 }
 
 /// Spins on /proc/locks until a request waits on one of `paths` (bounded).
@@ -180,12 +266,16 @@ fn wait_until_blocked(paths: &[Option<&Path>]) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let text = std::fs::read_to_string("/proc/locks").unwrap_or_default();
-        if text.lines().any(|l| {
-            l.contains("->") && l.split_whitespace().any(|f| want.iter().any(|w| f == w))
-        }) {
+        if text
+            .lines()
+            .any(|l| l.contains("->") && l.split_whitespace().any(|f| want.iter().any(|w| f == w)))
+        {
             return;
         }
-        assert!(Instant::now() < deadline, "waiter never blocked on {want:?}");
+        assert!(
+            Instant::now() < deadline,
+            "waiter never blocked on {want:?}"
+        );
         std::hint::spin_loop();
     }
 }

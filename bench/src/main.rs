@@ -10,7 +10,8 @@
 //! all); `lockfile-uncontended` runs only the first table of `lockfile`,
 //! `lock-handoff` only the handoff table of `lock`; `lock-handoff-ab` its
 //! kernel-waiting rows and the timed wait on its waiter task, interleaved
-//! round by round.
+//! round by round; `fifo-handoff-ab` the FIFO handoff rows (raw flock,
+//! `Lock`, `FifoLock`), interleaved round by round.
 //! `holdfast-bench worker ...` (and `lockfile-worker`, `phase-worker`,
 //! `fifo-worker`) is the worker side, started by the harness itself.
 
@@ -93,6 +94,7 @@ fn main() {
             "phases" => phases::run(&env, &dir),
             "cli" => cli::run(&env, &dir),
             "fifo" => fifo::run(&env, &dir),
+            "fifo-handoff-ab" => fifo::run_handoff_interleaved(&env, &dir),
             "postgres" => postgres::run(&env, &dir),
             "etcd" => etcd::run(&env, &dir),
             other => {

@@ -423,9 +423,7 @@ mod asynchronous {
         /// line waits).
         fn blocked(&self, d: &Dir) -> usize {
             match self {
-                Kind::Fifo(_) => {
-                    blocked_on(&self.wait_file(d)) + blocked_on(&d.join("fifo.lock"))
-                }
+                Kind::Fifo(_) => blocked_on(&self.wait_file(d)) + blocked_on(&d.join("fifo.lock")),
                 _ => blocked_on(&self.wait_file(d)),
             }
         }
@@ -558,12 +556,7 @@ mod asynchronous {
                 "{}: {err}",
                 kind.name()
             );
-            assert_eq!(
-                kind.blocked(&d),
-                0,
-                "{}: a waiter task left",
-                kind.name()
-            );
+            assert_eq!(kind.blocked(&d), 0, "{}: a waiter task left", kind.name());
         }
     }
 
@@ -600,11 +593,7 @@ mod asynchronous {
                 LONG,
                 || (read_u64(&counter) > before).then_some(()),
             );
-            assert!(
-                kind.blocked(&d) <= 1,
-                "{}: waiters left",
-                kind.name()
-            );
+            assert!(kind.blocked(&d) <= 1, "{}: waiters left", kind.name());
         }
         contender.kill9();
         // Nothing of ours is held in any of the files.

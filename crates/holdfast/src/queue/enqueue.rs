@@ -303,8 +303,8 @@ impl Enqueue {
         // Is nobody waiting ahead of it? Then once it holds or leaves it is
         // our turn: holders never wait again, and tickets are only issued
         // above the live ones. (A read probe sees waiting tickets only.)
-        self.pred_was_head = !conflict(&self.queue.file, 0, Some(b), false)
-            .map_err(|e| io(&self.queue_path, e))?;
+        self.pred_was_head =
+            !conflict(&self.queue.file, 0, Some(b), false).map_err(|e| io(&self.queue_path, e))?;
         self.waiting_on = Some(b);
         Ok(Some(Step::Wait {
             target: Target::Queue,
