@@ -118,9 +118,12 @@ struct Rig {
     w: Worker,
     t0file: File,
     raw: File,
-    lock: std::path::PathBuf,
+    /// The /proc/locks keys of the files the worker may block on, found
+    /// once: a `stat` per round would make the worker's next write to the
+    /// lock file (its holder record) update the timestamps at full
+    /// precision (multigrain timestamps), a cost no real holder pays.
+    keys: Vec<String>,
     fifo: Option<FifoLock>,
-    queue: Option<std::path::PathBuf>,
     rng: u64,
 }
 
@@ -150,15 +153,21 @@ impl Rig {
             .open(lock)
             .unwrap();
         let fifo = (s == Subject::Fifo).then(|| FifoLock::open(lock).unwrap());
+        // A FIFO waiter behind a holder waits on the lock file itself (it
+        // is next in line); the queue file counts too.
         let queue = fifo.as_ref().map(|f| f.queue_path().to_owned());
+        let keys = [Some(lock), queue.as_deref()]
+            .into_iter()
+            .flatten()
+            .map(lock_key)
+            .collect();
         Some(Rig {
             s,
             w,
             t0file,
             raw,
-            lock: lock.to_owned(),
+            keys,
             fifo,
-            queue,
             rng: 0x9e3779b97f4a7c15,
         })
     }
@@ -179,9 +188,7 @@ impl Rig {
             self.rng ^= self.rng << 17;
             std::thread::sleep(Duration::from_micros(self.rng % 100_000));
         } else {
-            // A FIFO waiter behind a holder waits on the lock file itself
-            // (it is next in line); either file counts.
-            wait_until_blocked(&[Some(&self.lock), self.queue.as_deref()]);
+            wait_until_blocked(&self.keys);
         }
         self.t0file
             .write_all_at(&now_ns().to_le_bytes(), 0)
@@ -247,22 +254,21 @@ pub fn run_handoff_interleaved(env: &Env, dir: &Path) {
     }
 }
 
-/// Spins on /proc/locks until a request waits on one of `paths` (bounded).
-fn wait_until_blocked(paths: &[Option<&Path>]) {
+/// How /proc/locks names a file (`major:minor:inode`).
+fn lock_key(path: &Path) -> String {
     use std::os::unix::fs::MetadataExt;
-    let want: Vec<String> = paths
-        .iter()
-        .flatten()
-        .map(|path| {
-            let m = std::fs::metadata(path).unwrap();
-            format!(
-                "{:02x}:{:02x}:{}",
-                rustix::fs::major(m.dev()),
-                rustix::fs::minor(m.dev()),
-                m.ino()
-            )
-        })
-        .collect();
+    let m = std::fs::metadata(path).unwrap();
+    format!(
+        "{:02x}:{:02x}:{}",
+        rustix::fs::major(m.dev()),
+        rustix::fs::minor(m.dev()),
+        m.ino()
+    )
+}
+
+/// Spins on /proc/locks until a request waits on one of the files named
+/// by `want` ([`lock_key`]; bounded).
+fn wait_until_blocked(want: &[String]) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let text = std::fs::read_to_string("/proc/locks").unwrap_or_default();

@@ -45,6 +45,10 @@ pub(crate) struct QueueFile {
     /// through `pread`, where mapping is not possible, or after a fault.
     #[cfg(target_os = "linux")]
     map: Option<crate::sys::mapped::HeadMap>,
+    /// The buffer the mapped header is copied into (kept: zeroing 4 KiB
+    /// per ticket costs more than the copy).
+    #[cfg(target_os = "linux")]
+    buf: Option<Box<[u8; crate::sys::mapped::LEN]>>,
     /// The header may be mapped now: the `pread` road saw it complete.
     seen: bool,
     /// How often the mapping faulted (`u8::MAX`: never map).
@@ -69,6 +73,8 @@ impl QueueFile {
             file,
             #[cfg(target_os = "linux")]
             map: None,
+            #[cfg(target_os = "linux")]
+            buf: None,
             seen: false,
             faults: 0,
             header: None,
@@ -94,12 +100,15 @@ impl QueueFile {
                 }
             }
             let map = self.map.as_mut()?;
-            let mut head = [0u8; LEN];
-            let Some(n) = map.read(&mut head) else {
+            let head = &mut **self.buf.get_or_insert_with(|| Box::new([0u8; LEN]));
+            let Some(n) = map.read(head) else {
                 self.fault();
                 return None;
             };
-            let template = self.template(kind);
+            let template = match &self.header {
+                Some((k, t)) if *k == kind => t,
+                _ => &self.header.insert((kind, encode_header(kind, 0))).1,
+            };
             let next = parse_own_as(&head[..n], template)?;
             Some(MappedNext { next, len: n })
         }
