@@ -131,7 +131,14 @@ impl Enqueue {
             return Ok(None);
         }
         if self.handoff {
-            self.wait_until_predecessor_holds()
+            let step = self.wait_until_predecessor_holds()?;
+            if step.is_none() {
+                // Next in line: the lock on our predecessor's byte has done
+                // its work. Let go before waiting on the kernel lock (a
+                // queue length counts it as a place in line).
+                self.drop_stale();
+            }
+            Ok(step)
         } else {
             self.wait_until_predecessor_leaves()
         }
@@ -321,8 +328,9 @@ impl Enqueue {
             // We now hold a lock on the predecessor's byte (it left, or,
             // hand-off, holds). Letting go of it can wait: off the hand-off
             // path, it is released with our own ticket (or before we wait
-            // again). Holding it misleads nobody: it lies below our own
-            // live ticket, so no probe takes it for the nearest one.
+            // again; hand-off: before we wait on the kernel lock). Holding
+            // it misleads nobody: it lies below our own live ticket, so no
+            // probe takes it for the nearest one.
             self.stale = Some(b);
             self.head_known = self.pred_was_head;
         } else if self.ticket.is_none() {
@@ -347,6 +355,17 @@ impl Enqueue {
             .map_err(|e| Error::io(IoOp::WaitInQueueFile, &self.queue_path, e))?;
         self.holding = true;
         Ok(())
+    }
+
+    /// Hand-off protocol: we no longer hold the kernel lock (the lock file
+    /// was replaced under the hold taken in `first`): back to waiting, if
+    /// no successor took our holding state for its cue yet (then it may
+    /// reach the new file's kernel lock first: order, not exclusion).
+    pub(crate) fn mark_waiting(&mut self) {
+        if let (true, Some(t)) = (self.holding, self.ticket) {
+            let back = sys::range_lock(&self.queue.file, Range::byte(TICKET_BASE + t, true), false);
+            self.holding = !matches!(back, Ok(true));
+        }
     }
 
     fn drop_stale(&mut self) {

@@ -147,6 +147,7 @@ impl Machine for FifoAcquire {
                     if step.is_err() && self.main_held {
                         let _ = sys::unlock(&self.main, backend);
                         self.main_held = false;
+                        self.q.mark_waiting();
                     }
                     if let Some(step) = step? {
                         return Ok(step);

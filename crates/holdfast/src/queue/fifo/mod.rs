@@ -38,29 +38,36 @@
 //!    held for a handful of system calls). Check that the open queue file
 //!    is still the one at the path (else reopen and repeat). Read the
 //!    counter `n`; make sure no ticket at or above `n` is live (a damaged
-//!    or rewound counter is repaired from the live locks); write-lock
-//!    (read-lock, for [`Mode::Shared`]) the ticket byte `t = n`, write
+//!    or rewound counter is repaired from the live locks); write-lock the
+//!    ticket byte `t = n` (a *waiting* ticket, whatever the mode), write
 //!    `n + 1`, release the counter lock. (The counter is read and patched
 //!    through a shared mapping of the header, not `pread`/`pwrite`, once a
-//!    description has seen it whole; and one `F_OFD_GETLK` over all
-//!    tickets tells an empty queue, whose new ticket is the head without
-//!    the probes of step 2: an uncontended cycle makes 9 system calls.)
-//! 2. **Wait for your turn.** Ask the kernel (`F_OFD_GETLK`) whether any
-//!    ticket below `t` is held in a conflicting mode: for a writer any
-//!    ticket, for a reader only writers' tickets. If none, go to 3.
-//!    Otherwise find the *nearest* such predecessor `p` (first byte `t - 1`,
-//!    else a binary search with `F_OFD_GETLK`) and block on it:
-//!    `F_OFD_SETLKW` on byte `p`. When that is granted, `p` is gone
-//!    (released, gave up, or died) and we hold its byte; repeat 2, unless
-//!    `p` had nobody ahead of it when we started waiting (then we are the
-//!    head now: no ticket is ever issued below a live one). (We let
-//!    go of that byte when we wait again or when we release, off the
-//!    hand-off path; a probe that sees it meanwhile waits on it, is woken
-//!    when we let go, and probes again.)
+//!    description has seen it whole.) If one `F_OFD_GETLK` over all
+//!    tickets shows the queue empty, the kernel lock is tried right there,
+//!    under the counter lock (nobody can join meanwhile): got, the ticket
+//!    is taken read-locked, in the *holding* state, and the acquisition is
+//!    done (an uncontended cycle makes 9 system calls).
+//! 2. **Wait until everyone ahead holds.** Find the nearest predecessor
+//!    `p` below `t` in a conflicting state (`F_OFD_GETLK` on byte `t - 1`,
+//!    else a binary search): for a writer any ticket, for a reader only
+//!    waiting (write-locked) ones. If there is none, or `p`'s ticket is
+//!    read-locked (it holds), we are next: go to 3. Otherwise ask for a
+//!    *read* lock on byte `p`, blocking (`F_OFD_SETLKW`): the kernel grants
+//!    it once `p` holds (its ticket turns into a read lock) or left (gave
+//!    up, or died). Then go to 3 if nobody was waiting ahead of `p` when we
+//!    started (holders never wait again, and no ticket is ever issued below
+//!    a live one), else repeat 2. (We let go of that read lock before we
+//!    wait again or on the kernel lock; it lies below our own live ticket,
+//!    so no probe takes it for the nearest predecessor meanwhile.)
 //! 3. **Take the lock file's kernel lock**, blocking, in the mode asked
-//!    for; check the file was not deleted meanwhile (else reopen, retry).
-//! 4. **Release**: unlock the lock file, then the ticket byte. The
-//!    successor blocked on that byte wakes and goes to 2.
+//!    for: only the next in line waits here; everyone behind it waits in
+//!    the queue file. Check the file was not deleted meanwhile (else
+//!    reopen, retry). Then turn the ticket into a read lock, in place (one
+//!    `F_OFD_SETLK`): the successor blocked in 2 wakes and becomes the next
+//!    in line, while we hold.
+//! 4. **Release**: unlock the lock file, then the ticket byte. The next in
+//!    line, blocked on the kernel lock, is woken by the first of those, as
+//!    a plain kernel lock hands over.
 //!
 //! A non-blocking attempt or a timeout leaves the queue by unlocking its
 //! ticket byte; waits with a deadline and the async futures block in a
@@ -76,8 +83,14 @@
 //!   locked before the counter lock is released, and every later ticket is
 //!   issued under that lock, so from the moment `t > s` exists until `s`
 //!   leaves, byte `s` is locked. The kernel answers `F_OFD_GETLK` from its
-//!   lock table, so "no conflicting ticket below `t`" means every earlier
-//!   conflicting ticket has left: that is first-come-first-served.
+//!   lock table, so "nobody waiting below `t`" means every earlier arrival
+//!   holds the kernel lock or has left: that is first-come-first-served.
+//! - **Holders come first in the queue.** A ticket turns into the holding
+//!   state only once its owner holds the kernel lock, which it asks for
+//!   only when everyone ahead holds: so holding tickets are a prefix of
+//!   the queue, waiting ones the rest, and only the first waiting one (the
+//!   next in line) ever blocks on the kernel lock, where no other queue
+//!   member competes with it.
 //! - **Tickets are unique and increase.** They are issued under the counter
 //!   lock, and step 1 issues a number above every live ticket even if the
 //!   stored counter is wrong.
@@ -85,16 +98,26 @@
 //!   open-file-description lock, released by the kernel when the process
 //!   dies (and the helper task dies with it). A dead waiter's byte unlocks,
 //!   which wakes its successor, who re-probes (step 2) and waits on the next
-//!   live predecessor, not assuming it is first. A dead holder's lock file
-//!   lock and ticket are both released. A process killed while holding the
-//!   counter lock loses it too, possibly leaving the counter written
-//!   without its ticket: a gap, which step 2 skips over.
+//!   waiting predecessor, not assuming it is next. A dead holder's lock
+//!   file lock and ticket are both released: the next in line gets the
+//!   kernel lock. A process killed while holding the counter lock loses it
+//!   too, possibly leaving the counter written without its ticket: a gap,
+//!   which step 2 skips over.
 //! - **No deadlock inside the queue.** A waiter only ever blocks on a lower
 //!   ticket (or on the counter lock, whose holder never blocks), so the
-//!   waits form a chain ending at the head, which only waits for the lock
-//!   file's holder.
-//! - **One wake-up per hand-off.** Each waiter blocks on its nearest
-//!   predecessor only, so a release wakes one process, not the whole queue.
+//!   waits form a chain ending at the next in line, which only waits for
+//!   the lock file's holders.
+//! - **One wake-up per hand-off, and nothing in between.** The next in line
+//!   is blocked on the kernel lock itself, so a release wakes it directly,
+//!   as a plain kernel lock does; the queue's own wake-up (its successor,
+//!   when it turns its ticket) happens while it holds, off the hand-off.
+//!
+//! Processes of an older holdfast (where a holder kept its ticket
+//! write-locked and every waiter waited in the queue until its predecessor
+//! left) can share the queue: exclusion is the kernel lock's either way,
+//! and order holds, except that a writer of this version may be served
+//! before an older version's reader that waits ahead of it (an older
+//! reader's ticket is read-locked while it waits, which reads as holding).
 //!
 //! Ordering is among `FifoLock` users: a plain [`crate::Lock`] or
 //! `flock(1)` on the same file is still excluded but may get the lock

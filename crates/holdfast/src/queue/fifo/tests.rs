@@ -129,3 +129,123 @@ fn a_queue_file_truncated_under_the_mapping_is_rewritten_not_a_crash() {
     }
     assert_eq!(lock.queue_len().unwrap(), 0);
 }
+
+/// Waits (bounded) until `cond` holds.
+fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Whether ticket `t`'s byte is locked by someone, and in which state
+/// (`Some(true)`: waiting, write-locked; `Some(false)`: holding).
+fn ticket_state(lock: &FifoLock, t: u64) -> Option<bool> {
+    let probe = crate::queue::open_queue(lock.queue_path(), 0o644).unwrap();
+    crate::sys::range_conflict(
+        &probe,
+        crate::sys::Range::byte(crate::queue::TICKET_BASE + t, true),
+    )
+    .unwrap()
+    .map(|r| r.exclusive)
+}
+
+/// The hand-off protocol's states: a holder's ticket is read-locked, the
+/// next in line's write-locked (it waits on the kernel lock), and it turns
+/// into the holding state as soon as it holds.
+#[test]
+fn a_ticket_turns_from_waiting_to_holding_when_its_owner_holds() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("l");
+    let lock = FifoLock::open(&p).unwrap();
+    let g = lock.lock().unwrap();
+    let t0 = g.ticket();
+    assert_eq!(ticket_state(&lock, t0), Some(false), "the holder holds");
+    std::thread::scope(|s| {
+        let next = s.spawn(|| {
+            let other = FifoLock::open(&p).unwrap();
+            let g = other.lock().unwrap();
+            let t = g.ticket();
+            // Holding now: our own ticket reads as holding to others.
+            (t, ticket_state(&other, t))
+        });
+        eventually("the next in line to queue", || {
+            lock.queue_len().unwrap() == 2
+        });
+        assert_eq!(ticket_state(&lock, t0 + 1), Some(true), "it waits");
+        drop(g);
+        let (t1, state) = next.join().unwrap();
+        assert_eq!(t1, t0 + 1);
+        assert_eq!(state, Some(false), "it holds");
+    });
+    assert_eq!(lock.queue_len().unwrap(), 0);
+}
+
+/// The next in line gives up (its timeout) while another waits behind it
+/// for it to hold: that one must become the next in line and get the lock
+/// when the holder lets go.
+#[test]
+fn when_the_next_in_line_gives_up_the_one_behind_it_moves_up() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("l");
+    let lock = FifoLock::open(&p).unwrap();
+    let g = lock.lock().unwrap();
+    std::thread::scope(|s| {
+        let quitter = s.spawn(|| {
+            let l = FifoLock::open(&p).unwrap();
+            l.lock_timeout(Duration::from_millis(300)).map(drop)
+        });
+        eventually("the quitter to queue", || lock.queue_len().unwrap() == 2);
+        let patient = s.spawn(|| {
+            let l = FifoLock::open(&p).unwrap();
+            l.lock().map(|g| g.ticket())
+        });
+        eventually("the patient one to queue", || {
+            lock.queue_len().unwrap() == 3
+        });
+        assert!(matches!(
+            quitter.join().unwrap(),
+            Err(Error::Timeout { .. })
+        ));
+        // Still held: the patient one waits, now as the next in line.
+        eventually("the quitter to leave", || lock.queue_len().unwrap() == 2);
+        assert!(!patient.is_finished());
+        drop(g);
+        assert!(patient.join().unwrap().is_ok());
+    });
+}
+
+/// An older holdfast holds a ticket write-locked for the whole of its hold
+/// (and waits until its predecessor leaves). A waiter of this version
+/// behind such a holder takes its ticket for a waiting one, waits for it
+/// to hold or leave, and gets the lock after it: no deadlock, no overlap.
+#[test]
+fn a_holder_of_the_older_protocol_is_waited_for() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("l");
+    let lock = FifoLock::open(&p).unwrap();
+    // The older holder, by hand: ticket 0 write-locked, then the kernel
+    // lock, on descriptions of its own.
+    let q = crate::queue::open_queue(lock.queue_path(), 0o644).unwrap();
+    let t0 = crate::sys::Range::byte(crate::queue::TICKET_BASE, true);
+    assert!(crate::sys::range_lock(&q, t0, false).unwrap());
+    let main = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(&p)
+        .unwrap();
+    main.lock().unwrap();
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| lock.lock().map(|g| g.ticket()));
+        eventually("the waiter to queue", || {
+            ticket_state(&lock, 1) == Some(true)
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "got in while the older holder held");
+        // The older version releases: the kernel lock, then its ticket.
+        main.unlock().unwrap();
+        crate::sys::range_unlock(&q, crate::queue::TICKET_BASE, 1).unwrap();
+        assert_eq!(waiter.join().unwrap().unwrap(), 1);
+    });
+}
