@@ -517,7 +517,11 @@ mod fast {
             err: AtomicI32::new(0),
         };
         // The child runs on this buffer while we are suspended (vfork).
-        let mut stack = [std::mem::MaybeUninit::<u8>::uninit(); 32 * 1024];
+        // On the heap, not in this frame: a 32 KiB frame is probed page by
+        // page (stack-clash protection), 8 fresh stack pages faulted in
+        // for a child that uses the top few hundred bytes; untouched heap
+        // pages stay unfaulted (6-7 page faults less per spawn).
+        let mut stack = Box::<[u8]>::new_uninit_slice(32 * 1024);
         let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
 
         // Block every signal around the clone: the child must not run one
