@@ -31,13 +31,15 @@
 //!   unwind (the exit-101 contract). Done by putting a linker script
 //!   named `libgcc_s.so` that reads `INPUT(/path/libgcc_eh.a)` first on
 //!   this binary's search path, since std asks for `-lgcc_s` itself;
-//!   skipped if the compiler driver does not know `libgcc_eh.a`.
+//!   skipped if the compiler driver does not know `libgcc_eh.a`, and when
+//!   cross-compiling (the driver found is the host's).
 
 use std::path::PathBuf;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=HOLDFAST_PIE");
+    println!("cargo:rerun-if-env-changed=CC");
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
     if os != "linux" || env != "gnu" {
@@ -54,7 +56,13 @@ fn main() {
             arg("-static");
         }
     }
-    if !crt_static && let Some(dir) = static_unwinder() {
+    // Only for a native build: `cc` is the host's compiler, whose
+    // libgcc_eh.a would not link into a cross-compiled binary.
+    let native = std::env::var("TARGET").ok() == std::env::var("HOST").ok();
+    if !crt_static
+        && native
+        && let Some(dir) = static_unwinder()
+    {
         arg(&format!("-L{}", dir.display()));
     }
 }
