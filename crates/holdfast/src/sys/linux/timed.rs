@@ -36,9 +36,13 @@
 //! the waiter task, so no timeout is ever lost to a handler that is not
 //! ours. A thread that blocks the signal has it unblocked for the
 //! duration of the wait (only our timer aims it at that thread) and
-//! blocked again after. The timer exists for one wait only (created,
-//! armed, deleted), so nothing of it survives a `fork`, and no signal of
-//! it can come after the wait returned. Where there is no stub (other
+//! blocked again after. Each thread keeps one timer from wait to wait,
+//! disarmed before a wait returns (so no signal of it comes after), and
+//! deleted when the thread ends; a forked child never uses the timer ids
+//! its copy of the thread kept (timer ids are per process: they may name
+//! the child's own timers), which it tells by a page that `fork` hands it
+//! zeroed (`MADV_WIPEONFORK`; without it each wait creates and deletes its
+//! timer). Where there is no stub (other
 //! architectures than x86-64) or with `HOLDFAST_WAITER=task` in the
 //! environment, timed waits use the waiter task.
 
@@ -334,12 +338,107 @@ struct KernelSigevent {
 
 const SIGEV_THREAD_ID: libc::c_int = 4;
 
-/// A one-shot `CLOCK_MONOTONIC` timer that sends `sig` to this thread;
-/// deleted on drop.
-struct Timer(libc::c_int);
+/// A `CLOCK_MONOTONIC` timer that sends our signal to this thread, for one
+/// wait. Kept for the thread's next wait (disarmed, in [`KEPT`]) where the
+/// process can tell a forked copy of itself ([`epoch`]: `kept` is the epoch
+/// it was made in), deleted otherwise.
+struct Timer {
+    id: libc::c_int,
+    kept: Option<u64>,
+}
+
+/// This thread's timer between waits, with the [`epoch`] it was made in;
+/// deleted when the thread ends.
+struct KeptTimer(Cell<Option<(u64, libc::c_int)>>);
+
+impl Drop for KeptTimer {
+    fn drop(&mut self) {
+        if let Some((made, id)) = self.0.take()
+            && epoch() == Some(made)
+        {
+            // SAFETY: deletes this thread's own timer, once.
+            unsafe { libc::syscall(libc::SYS_timer_delete, id) };
+        }
+    }
+}
+
+thread_local! {
+    static KEPT: KeptTimer = const { KeptTimer(Cell::new(None)) };
+}
+
+/// The memory of the process's epoch: one page that `fork` hands to the
+/// child zeroed (`MADV_WIPEONFORK`, Linux ≥ 4.14), whatever way the child
+/// was forked (`fork`, `_Fork`, a raw `clone`), where thread-local copies
+/// of timer ids would otherwise be taken for the child's own (timer ids
+/// are per process and start again at 0: a stale id may name a timer the
+/// child's code made). `None` where that cannot be had: no timer is kept.
+static EPOCH_PAGE: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+
+/// Epochs handed out: copied by `fork`, so a child's next one is new.
+static NEXT_EPOCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// This process's epoch: the same value for the life of the process, and
+/// another one in a forked child (`None`: timers are not kept).
+fn epoch() -> Option<u64> {
+    use std::sync::atomic::AtomicU64;
+    let page = (*EPOCH_PAGE.get_or_init(|| {
+        // SAFETY: a fresh private anonymous page, ours alone.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return None;
+        }
+        // SAFETY: advice on the page just mapped.
+        if unsafe { libc::madvise(p, 4096, libc::MADV_WIPEONFORK) } != 0 {
+            // SAFETY: unmaps that page, which nothing else uses.
+            unsafe { libc::munmap(p, 4096) };
+            return None;
+        }
+        Some(p as usize)
+    }))?;
+    // SAFETY: the page is mapped for the life of the process (never
+    // unmapped once advised), page-aligned, and only ever used as this one
+    // atomic.
+    let cell = unsafe { &*(page as *const AtomicU64) };
+    let now = cell.load(Ordering::Acquire);
+    if now != 0 {
+        return Some(now);
+    }
+    // First use, or a forked child (the page came zeroed).
+    let new = NEXT_EPOCH.fetch_add(1, Ordering::Relaxed) + 1;
+    Some(
+        match cell.compare_exchange(0, new, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => new,
+            Err(set) => set,
+        },
+    )
+}
 
 impl Timer {
-    fn new(sig: libc::c_int) -> io::Result<Timer> {
+    /// This thread's kept timer, or a new one.
+    fn get(sig: libc::c_int) -> io::Result<Timer> {
+        let epoch = epoch();
+        if let Some(e) = epoch
+            && let Ok(Some((made, id))) = KEPT.try_with(|k| k.0.take())
+            && made == e
+        {
+            // (A timer kept in another epoch belongs to the process this
+            // one was forked from: forgotten, never touched.)
+            return Ok(Timer { id, kept: epoch });
+        }
+        let id = Timer::create(sig)?;
+        Ok(Timer { id, kept: epoch })
+    }
+
+    fn create(sig: libc::c_int) -> io::Result<libc::c_int> {
         let mut fresh = false;
         loop {
             let mut tid = TID.with(Cell::get);
@@ -367,7 +466,7 @@ impl Timer {
                 )
             };
             if r == 0 {
-                return Ok(Timer(id));
+                return Ok(id);
             }
             let e = io::Error::last_os_error();
             // EINVAL with a cached id: a forked child's stale copy.
@@ -422,8 +521,33 @@ fn monotonic(deadline: Instant) -> libc::timespec {
 
 impl Drop for Timer {
     fn drop(&mut self) {
+        if let Some(e) = self.kept {
+            let off: libc::itimerspec = libc::itimerspec {
+                it_interval: libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                },
+                it_value: libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                },
+            };
+            // SAFETY: disarms our own timer with a valid (zero) spec.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_timer_settime,
+                    self.id,
+                    0,
+                    &off as *const libc::itimerspec,
+                    std::ptr::null_mut::<libc::itimerspec>(),
+                )
+            };
+            if r == 0 && KEPT.try_with(|k| k.0.set(Some((e, self.id)))).is_ok() {
+                return;
+            }
+        }
         // SAFETY: deletes (and so disarms) our own timer, once.
-        unsafe { libc::syscall(libc::SYS_timer_delete, self.0) };
+        unsafe { libc::syscall(libc::SYS_timer_delete, self.id) };
     }
 }
 
@@ -486,8 +610,8 @@ pub(super) fn wait_one(file: &File, req: &LockReq, deadline: Instant) -> Option<
         Ok(u) => u,
         Err(_) => return None,
     };
-    // Dropped (deleted) before the mask is restored.
-    let timer = match Timer::new(sig) {
+    // Dropped (disarmed) before the mask is restored.
+    let timer = match Timer::get(sig) {
         Ok(t) => t,
         Err(e) => {
             tracing::debug!(error = %e, "no timer for a timed wait; using the waiter task");
@@ -498,7 +622,7 @@ pub(super) fn wait_one(file: &File, req: &LockReq, deadline: Instant) -> Option<
     loop {
         // SAFETY: the lock call `lock_call` built, on a descriptor `file`
         // keeps open; `flock` outlives it.
-        match unsafe { arm_and_call(timer.0, &deadline_spec(monotonic(deadline)), &call) } {
+        match unsafe { arm_and_call(timer.id, &deadline_spec(monotonic(deadline)), &call) } {
             Ok(_) => return Some(Ok(true)),
             // Interrupted, so not granted: nothing held.
             Err(libc::EINTR) if Instant::now() >= deadline => return Some(Ok(false)),

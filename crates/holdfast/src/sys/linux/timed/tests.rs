@@ -257,44 +257,159 @@ fn a_signal_before_the_call_is_entered_still_ends_the_wait() {
     });
 }
 
-/// A forked child, whose copy of this thread's cached id is stale (its
-/// thread has another), still times out on time by the timer way.
+/// The state of timer `id`: `Some(it_value)` if it exists.
+fn timer_left(id: libc::c_int) -> Option<libc::timespec> {
+    // SAFETY: itimerspec is plain data, filled in by timer_gettime.
+    let mut cur: libc::itimerspec = unsafe { std::mem::zeroed() };
+    // SAFETY: timer_gettime(2) with a valid out pointer.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_timer_gettime,
+            id,
+            &mut cur as *mut libc::itimerspec,
+        )
+    };
+    (r == 0).then_some(cur.it_value)
+}
+
+/// A thread keeps one timer from wait to wait, disarmed in between.
 #[test]
-fn a_forked_child_times_out_by_the_timer_way() {
+fn the_timer_is_kept_disarmed_between_waits() {
     if !SUPPORTED {
         return;
     }
     let d = tempfile::tempdir().unwrap();
     let (p, _other) = held(d.path());
     let mine = open(&p);
-    // Caches this thread's id.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut ids = Vec::new();
+            for _ in 0..3 {
+                let got = wait_one(&mine, &whole(), Instant::now() + Duration::from_millis(20));
+                assert!(matches!(got, Some(Ok(false))));
+                let Some(e) = epoch() else {
+                    return; // no MADV_WIPEONFORK: nothing is kept
+                };
+                let (made, id) = KEPT.with(|k| k.0.get()).expect("a kept timer");
+                assert_eq!(made, e);
+                let left = timer_left(id).expect("the kept timer exists");
+                assert_eq!((left.tv_sec, left.tv_nsec), (0, 0), "left armed");
+                ids.push(id);
+            }
+            assert!(ids.windows(2).all(|w| w[0] == w[1]), "not kept: {ids:?}");
+        })
+        .join()
+        .unwrap();
+    });
+}
+
+/// A forked child, whose copies of this thread's timer id and thread id
+/// are stale (timer ids are per process: in the child that id may name a
+/// timer the child made, here the application's, armed for 60 s), times
+/// out on time by the timer way without touching that timer.
+#[test]
+fn a_forked_child_times_out_by_the_timer_way_and_leaves_its_timers_alone() {
+    if !SUPPORTED {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let (p, _other) = held(d.path());
+    let mine = open(&p);
+    // Keeps a timer and caches this thread's id.
     let got = wait_one(&mine, &whole(), Instant::now() + Duration::from_millis(1));
     assert!(matches!(got, Some(Ok(false))));
     assert_ne!(TID.with(Cell::get), 0);
+    let stale = KEPT.with(|k| k.0.get()).map(|(_, id)| id);
     // SAFETY: the child only makes system calls and reads the clock
-    // (the handler is installed, the thread id cached: no lock is
-    // taken) before `_exit`.
+    // (the handler is installed, the thread id cached, the epoch page
+    // mapped: no lock is taken) before `_exit`.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
+        // The application's timer, with the id the parent's thread kept.
+        let mut app = None;
+        if let Some(stale) = stale {
+            let ev = KernelSigevent {
+                value: 0,
+                signo: 0,
+                notify: libc::SIGEV_NONE,
+                tid: 0,
+                _pad: [0; 11],
+            };
+            for _ in 0..=stale.max(0) + 1 {
+                let mut id: libc::c_int = -1;
+                // SAFETY: timer_create(2) with valid pointers.
+                let r = unsafe {
+                    libc::syscall(
+                        libc::SYS_timer_create,
+                        libc::CLOCK_MONOTONIC,
+                        &ev as *const KernelSigevent,
+                        &mut id as *mut libc::c_int,
+                    )
+                };
+                if r != 0 {
+                    break;
+                }
+                if id == stale {
+                    let spec = libc::itimerspec {
+                        it_interval: libc::timespec {
+                            tv_sec: 0,
+                            tv_nsec: 0,
+                        },
+                        it_value: libc::timespec {
+                            tv_sec: 60,
+                            tv_nsec: 0,
+                        },
+                    };
+                    // SAFETY: arms that timer with a valid spec.
+                    unsafe {
+                        libc::syscall(
+                            libc::SYS_timer_settime,
+                            id,
+                            0,
+                            &spec as *const libc::itimerspec,
+                            std::ptr::null_mut::<libc::itimerspec>(),
+                        )
+                    };
+                    app = Some(id);
+                    break;
+                }
+            }
+        }
         let deadline = Instant::now() + Duration::from_millis(50);
-        let code = match wait_one(&mine, &whole(), deadline) {
+        let mut code = match wait_one(&mine, &whole(), deadline) {
             Some(Ok(false)) if Instant::now() >= deadline => 0,
             None => 2,
             _ => 1,
         };
+        if let Some(id) = app
+            && timer_left(id).is_none_or(|l| l.tv_sec < 50)
+        {
+            code = 3;
+        }
         // SAFETY: ends the forked child without running anything of
         // the parent's.
         unsafe { libc::_exit(code) };
     }
     assert!(pid > 0, "fork failed");
     let mut status = 0;
+    let t = Instant::now();
     // SAFETY: waits for our own child with a valid out pointer.
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    while unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == 0 {
+        if t.elapsed() > Duration::from_secs(20) {
+            // SAFETY: kills and reaps our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            panic!("the child's wait hung: it armed a timer that was not its own");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
     assert!(libc::WIFEXITED(status), "child died: {status:#x}");
     assert_eq!(
         libc::WEXITSTATUS(status),
         0,
-        "child: 1 = wrong result, 2 = no timer way"
+        "child: 1 = wrong result, 2 = no timer way, 3 = the application's timer was touched"
     );
 }
 
