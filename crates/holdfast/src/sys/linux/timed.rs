@@ -542,7 +542,12 @@ impl Drop for Timer {
                     std::ptr::null_mut::<libc::itimerspec>(),
                 )
             };
-            if r == 0 && KEPT.try_with(|k| k.0.set(Some((e, self.id)))).is_ok() {
+            if r != 0 {
+                // Not ours any more (someone deleted it): forget the id,
+                // which may name someone else's timer by now.
+                return;
+            }
+            if KEPT.try_with(|k| k.0.set(Some((e, self.id)))).is_ok() {
                 return;
             }
         }
@@ -628,6 +633,11 @@ pub(super) fn wait_one(file: &File, req: &LockReq, deadline: Instant) -> Option<
             Err(libc::EINTR) if Instant::now() >= deadline => return Some(Ok(false)),
             // A signal that was not the deadline's: arm again, wait on.
             Err(libc::EINTR) => {}
+            // The timer refused to be armed (someone deleted this thread's
+            // timer?), or the lock call its arguments: nothing is held;
+            // the waiter task answers (and a new timer is made next time:
+            // the drop cannot disarm this one, so it is not kept).
+            Err(libc::EINVAL) => return None,
             Err(e) => return Some(Err(io::Error::from_raw_os_error(e))),
         }
     }

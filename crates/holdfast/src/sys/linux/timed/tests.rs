@@ -303,6 +303,78 @@ fn the_timer_is_kept_disarmed_between_waits() {
     });
 }
 
+/// Runs the test `name` (an ignored helper of this file) alone in a
+/// process of its own, with `var` set; it must print "helper done".
+fn run_helper(name: &str, var: &str) {
+    let me = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(&me)
+        .args([
+            "--exact",
+            "--nocapture",
+            "--ignored",
+            "--test-threads=1",
+            &format!("sys::linux::timed::tests::{name}"),
+        ])
+        .env(var, "1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    if SUPPORTED {
+        assert!(text.contains("helper done"), "{text}");
+    }
+}
+
+/// A kept timer deleted behind holdfast's back (by a buggy application):
+/// the wait falls back to the waiter task, still on time, and the next
+/// wait makes a new timer. In a process of its own: timer ids are per
+/// process, and the deleted id must not be handed to another test's
+/// thread meanwhile.
+#[test]
+fn a_kept_timer_deleted_by_someone_else_is_replaced() {
+    run_helper("helper_kept_timer_deleted", "HOLDFAST_TEST_TIMED_DELETED");
+}
+
+#[test]
+#[ignore = "run by a_kept_timer_deleted_by_someone_else_is_replaced"]
+fn helper_kept_timer_deleted() {
+    if !SUPPORTED || std::env::var_os("HOLDFAST_TEST_TIMED_DELETED").is_none() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let (p, _other) = held(d.path());
+    let mine = open(&p);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let got = wait_one(&mine, &whole(), Instant::now() + Duration::from_millis(5));
+            assert!(matches!(got, Some(Ok(false))));
+            let Some((_, id)) = KEPT.with(|k| k.0.get()) else {
+                return; // nothing kept here (no MADV_WIPEONFORK)
+            };
+            // SAFETY: deletes a timer of this process (the test's own).
+            assert_eq!(unsafe { libc::syscall(libc::SYS_timer_delete, id) }, 0);
+            let deadline = Instant::now() + Duration::from_millis(50);
+            assert!(wait_one(&mine, &whole(), deadline).is_none());
+            // The whole wait: still on time, by the waiter task.
+            let deadline = Instant::now() + Duration::from_millis(50);
+            let got = super::super::waiter::wait_any(&mine, &[whole()], Some(deadline));
+            assert_eq!(got.unwrap(), None);
+            assert!(Instant::now() >= deadline);
+            let deadline = Instant::now() + Duration::from_millis(20);
+            let got = wait_one(&mine, &whole(), deadline).expect("a new timer");
+            assert!(!got.unwrap());
+            assert!(Instant::now() >= deadline);
+        })
+        .join()
+        .unwrap();
+    });
+    println!("helper done");
+}
+
 /// A forked child, whose copies of this thread's timer id and thread id
 /// are stale (timer ids are per process: in the child that id may name a
 /// timer the child made, here the application's, armed for 60 s), times
