@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use super::{
     COUNTER, Draw, Issued, Kind, QueueFile, RESTART_TICKET, Step, TICKET_BASE, Target, conflict,
-    draw, highest_below, issue_ticket, not_unlinked, open_queue, store_next,
+    draw, highest_below, issue_ticket, open_queue, store_next,
 };
 use crate::error::{Error, IoOp, Result};
 use crate::sys::{self, LockReq, Range};
@@ -195,8 +195,12 @@ impl Enqueue {
                 }
                 self.counter_held = true;
             }
-            let linked = not_unlinked(&self.queue.file).map_err(|e| io(&self.queue_path, e))?;
-            if !linked {
+            let q = &mut self.queue;
+            let unlinked = q
+                .linked
+                .is_unlinked(&q.file)
+                .map_err(|e| io(&self.queue_path, e))?;
+            if unlinked {
                 // The idle queue file was removed: use the one at the path.
                 self.release_counter();
                 self.queue = QueueFile::new(open_queue(&self.queue_path, self.permissions)?);

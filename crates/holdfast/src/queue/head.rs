@@ -24,6 +24,7 @@
 use std::fs::File;
 
 use super::{Kind, encode_header};
+use crate::sys;
 
 /// After this many faults of its mapping (a file cut under it again and
 /// again), a queue file description stays on `pread`/`pwrite`.
@@ -56,6 +57,9 @@ pub(crate) struct QueueFile {
     /// The header this version writes for `header.0` (a kind), with the
     /// counter patched in before each mapped write (built once).
     header: Option<(Kind, Vec<u8>)>,
+    /// Whether the file is still the one at the path (the idle queue file
+    /// may have been removed since the last ticket).
+    pub(crate) linked: LinkCheck,
 }
 
 /// The counter as read through the mapping.
@@ -78,6 +82,7 @@ impl QueueFile {
             seen: false,
             faults: 0,
             header: None,
+            linked: LinkCheck::default(),
         }
     }
 
@@ -198,6 +203,49 @@ fn parse_own_as(head: &[u8], template: &[u8]) -> Option<u64> {
         }
         acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
     })
+}
+
+/// "Is this open file still linked?" for a file checked at every
+/// acquisition (the queue file before a ticket, the FIFO's lock file after
+/// its kernel lock): through the process's inotify watch
+/// ([`sys::PathWatch`], one `epoll_wait` that answers for every watched
+/// file) from the second check on, with a full `statx` only after an event
+/// (or where no watch can be had), as [`crate::Lock`]'s path check does.
+/// Keep one per open file description; a reopened file gets a new one.
+#[derive(Debug, Default)]
+pub(crate) struct LinkCheck {
+    watch: Option<sys::PathWatch>,
+    /// 0: never checked; 1: checked once (a process that locks once never
+    /// pays for a watch); 2: the watch was set up.
+    step: u8,
+}
+
+impl LinkCheck {
+    /// Whether `file` (always the same description) has been unlinked.
+    pub(crate) fn is_unlinked(&mut self, file: &File) -> std::io::Result<bool> {
+        if let Some(w) = self.watch.as_mut() {
+            match w.unchanged() {
+                Some(true) => return Ok(false),
+                Some(false) => return sys::is_unlinked(file),
+                // Made before a fork: this process registers anew.
+                None => {
+                    self.watch = None;
+                    self.step = 1;
+                }
+            }
+        }
+        match self.step {
+            0 => self.step = 1,
+            1 => {
+                // Watch first, then check in full: a change after this
+                // raises an event, one before it is seen by the check.
+                self.watch = sys::PathWatch::new(file);
+                self.step = 2;
+            }
+            _ => {}
+        }
+        sys::is_unlinked(file)
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ mod head;
 pub mod semaphore;
 
 pub(crate) use self::enqueue::{Enqueue, Served};
-pub(crate) use self::head::QueueFile;
+pub(crate) use self::head::{LinkCheck, QueueFile};
 
 use std::fs::File;
 use std::path::Path;
@@ -150,13 +150,9 @@ pub(crate) fn open_queue(path: &Path, permissions: u32) -> Result<File> {
 }
 
 /// Whether `file` is still the file at `path` (nobody removed the idle
-/// queue file since we opened it).
-/// The cheap check on the ticket path: only our own protocol removes the
-/// queue file, and it unlinks it, which `nlink` shows (one `statx`).
-fn not_unlinked(file: &File) -> std::io::Result<bool> {
-    Ok(!sys::is_unlinked(file)?)
-}
-
+/// queue file since we opened it). (The ticket path's cheap check is
+/// [`QueueFile::linked`]: only our own protocol removes the queue file, and
+/// it unlinks it, which the link count shows.)
 pub(crate) fn still_linked(file: &File, path: &Path) -> std::io::Result<bool> {
     if sys::is_unlinked(file)? {
         return Ok(false);

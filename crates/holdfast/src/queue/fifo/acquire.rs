@@ -12,7 +12,7 @@ use crate::acquire::{self, Waiting};
 use crate::error::{Error, IoOp, Result};
 use crate::holder;
 use crate::mode::{Mode, Wait};
-use crate::queue::{self, Enqueue, Kind, Machine, Served, Step, Target};
+use crate::queue::{self, Enqueue, Kind, LinkCheck, Machine, Served, Step, Target};
 use crate::sys::{self, FileId, LockReq};
 
 /// One acquisition of a [`FifoLock`], as a step machine.
@@ -24,6 +24,8 @@ pub(crate) struct FifoAcquire {
     /// The holder record template of these descriptions (with its mapping
     /// of the lock file's head).
     record: Option<holder::RecordTemplate>,
+    /// The lock file's path check.
+    main_linked: LinkCheck,
     mode: Mode,
     phase: Phase,
     main_held: bool,
@@ -43,6 +45,7 @@ impl FifoAcquire {
             main_id,
             queue: q,
             record,
+            main_linked,
         } = match shared.take_idle() {
             Some(idle) => idle,
             None => {
@@ -64,6 +67,7 @@ impl FifoAcquire {
                 true,
             ),
             record,
+            main_linked,
             mode,
             phase: Phase::Queue,
             main_held: false,
@@ -96,6 +100,7 @@ impl FifoAcquire {
             main_id,
             q,
             record,
+            main_linked,
             mode,
             ..
         } = self;
@@ -112,6 +117,7 @@ impl FifoAcquire {
                 main_id,
                 queue,
                 record,
+                main_linked,
             }),
             main_id,
             ticket: ticket.expect("a finished acquisition holds a ticket"),
@@ -172,7 +178,7 @@ impl Machine for FifoAcquire {
                         }
                     }
                     if self.shared.opts.verify_path
-                        && sys::is_unlinked(&self.main).map_err(lock_err)?
+                        && self.main_linked.is_unlinked(&self.main).map_err(lock_err)?
                     {
                         tracing::debug!(path = %self.shared.path.display(), "lock file was unlinked; reopening");
                         let _ = sys::unlock(&self.main, backend);
@@ -180,6 +186,7 @@ impl Machine for FifoAcquire {
                         let (f, id) = self.shared.open_main()?;
                         self.main = Arc::new(f);
                         self.main_id = id;
+                        self.main_linked = LinkCheck::default();
                         continue;
                     }
                     // Our successor, waiting for us to hold, may now wait

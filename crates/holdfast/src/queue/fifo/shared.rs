@@ -10,7 +10,7 @@ use super::options::FifoOptions;
 use crate::error::{Error, IoOp, Result};
 use crate::holder::{self, Holders};
 use crate::mode::Backend;
-use crate::queue::{self, Kind, QueueFile};
+use crate::queue::{self, Kind, LinkCheck, QueueFile};
 use crate::sys::{self, FileId, FileKind, OpenSpec};
 
 /// What one acquisition uses, unlocked, kept for the next one: its own
@@ -23,6 +23,8 @@ pub(crate) struct Idle {
     pub(super) main_id: FileId,
     pub(super) queue: QueueFile,
     pub(super) record: Option<holder::RecordTemplate>,
+    /// The path check of the lock file (`verify_path`).
+    pub(super) main_linked: LinkCheck,
 }
 
 impl Idle {
@@ -32,6 +34,7 @@ impl Idle {
             main_id,
             queue: QueueFile::new(queue),
             record: None,
+            main_linked: LinkCheck::default(),
         }
     }
 }

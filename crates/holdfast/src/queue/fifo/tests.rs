@@ -249,3 +249,41 @@ fn a_holder_of_the_older_protocol_is_waited_for() {
         assert_eq!(waiter.join().unwrap().unwrap(), 1);
     });
 }
+
+/// From a description's second acquisition on, "is the queue file still
+/// the one at the path?" and "is the lock file?" are answered by the
+/// process's inotify watch instead of a `statx`: removing the idle queue
+/// file, or renaming a new lock file over the old one, must still be
+/// noticed at the next acquisition.
+#[test]
+fn removed_queue_and_replaced_lock_files_are_noticed_through_the_watch() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("l");
+    let lock = FifoLock::open(&p).unwrap();
+    for _ in 0..3 {
+        drop(lock.lock().unwrap()); // the watches are set up by now
+    }
+    // Another FifoLock leaves and removes the idle queue file.
+    drop(FifoLock::open(&p).unwrap());
+    assert!(!lock.queue_path().exists());
+    let g = lock.lock().unwrap();
+    assert!(lock.queue_path().exists(), "a new queue file at the path");
+    let other = FifoLock::open(&p).unwrap();
+    assert_eq!(
+        other.queue_len().unwrap(),
+        1,
+        "our ticket is in the new file"
+    );
+    assert!(matches!(other.try_lock(), Err(Error::WouldBlock { .. })));
+    drop(g);
+    // The lock file replaced by a rename: the next hold is on the new one.
+    let fresh = d.path().join("fresh");
+    std::fs::write(&fresh, b"").unwrap();
+    std::fs::rename(&fresh, &p).unwrap();
+    let _g = lock.lock().unwrap();
+    let plain = crate::Lock::open(&p).unwrap();
+    assert!(
+        matches!(plain.try_lock(), Err(Error::WouldBlock { .. })),
+        "the file at the path is the one held"
+    );
+}
