@@ -103,12 +103,6 @@ impl Enqueue {
         }
     }
 
-    /// As [`advance_or`](Self::advance_or) without a `first`.
-    #[allow(dead_code)]
-    pub(crate) fn advance(&mut self) -> Result<Option<Step>> {
-        self.advance_or(None)
-    }
-
     /// Moves through the queue: takes a ticket if this acquisition has none
     /// yet, then waits for its turn. `Ok(None)` once it is our turn;
     /// otherwise the wait to perform before calling again.
