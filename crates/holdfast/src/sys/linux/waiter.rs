@@ -679,7 +679,7 @@ pub(crate) fn wait_any(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::sys::Range;
 
@@ -721,8 +721,9 @@ mod tests {
         }
     }
 
-    /// Whether a lock request waits on `p` (a `->` line of /proc/locks).
-    fn blocked_on(p: &std::path::Path) -> bool {
+    /// Whether a lock request waits on `p` (a `->` line of /proc/locks);
+    /// the timed waits' tests use it too.
+    pub(in crate::sys::linux) fn blocked_on(p: &std::path::Path) -> bool {
         use std::os::unix::fs::MetadataExt;
         let m = std::fs::metadata(p).unwrap();
         let (major, minor) = crate::sys::imp::dev_major_minor(m.dev());

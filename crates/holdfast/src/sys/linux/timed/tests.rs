@@ -1,6 +1,7 @@
 //! Tests of the timer way: each failure mode of the mechanism.
 
 use super::*;
+use crate::sys::linux::waiter::tests::blocked_on;
 use std::sync::mpsc;
 
 fn whole() -> LockReq {
@@ -41,18 +42,6 @@ fn pending() -> bool {
     unsafe { libc::sigpending(&mut set) };
     // SAFETY: `set` was filled in above.
     unsafe { libc::sigismember(&set, timer_signal()) == 1 }
-}
-
-/// Whether a lock request waits on `p` (a `->` line of /proc/locks).
-fn blocked_on(p: &std::path::Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(p).unwrap();
-    let (major, minor) = crate::sys::imp::dev_major_minor(m.dev());
-    let want = format!("{major:02x}:{minor:02x}:{}", m.ino());
-    std::fs::read_to_string("/proc/locks")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.contains("->") && l.split_whitespace().any(|f| f == want))
 }
 
 /// The timer way is the one taken here (x86-64, nobody else's signal).
@@ -304,8 +293,9 @@ fn the_timer_is_kept_disarmed_between_waits() {
 }
 
 /// Runs the test `name` (an ignored helper of this file) alone in a
-/// process of its own, with `var` set; it must print "helper done".
-fn run_helper(name: &str, var: &str) {
+/// process of its own, with `var` set to `value`; it must print "helper
+/// done".
+fn run_helper(name: &str, var: &str, value: &str) {
     let me = std::env::current_exe().unwrap();
     let out = std::process::Command::new(&me)
         .args([
@@ -315,7 +305,7 @@ fn run_helper(name: &str, var: &str) {
             "--test-threads=1",
             &format!("sys::linux::timed::tests::{name}"),
         ])
-        .env(var, "1")
+        .env(var, value)
         .output()
         .unwrap();
     let text = format!(
@@ -323,9 +313,9 @@ fn run_helper(name: &str, var: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "{text}");
+    assert!(out.status.success(), "{var}={value}: {text}");
     if SUPPORTED {
-        assert!(text.contains("helper done"), "{text}");
+        assert!(text.contains("helper done"), "{var}={value}: {text}");
     }
 }
 
@@ -336,7 +326,11 @@ fn run_helper(name: &str, var: &str) {
 /// thread meanwhile.
 #[test]
 fn a_kept_timer_deleted_by_someone_else_is_replaced() {
-    run_helper("helper_kept_timer_deleted", "HOLDFAST_TEST_TIMED_DELETED");
+    run_helper(
+        "helper_kept_timer_deleted",
+        "HOLDFAST_TEST_TIMED_DELETED",
+        "1",
+    );
 }
 
 #[test]
@@ -563,27 +557,11 @@ fn helper_application_handler_across_the_deadline() {
 /// fires again every [`REFIRE`], so the restarted call still ends.
 #[test]
 fn an_application_handler_across_the_deadline_does_not_keep_the_wait() {
-    let me = std::env::current_exe().unwrap();
-    let out = std::process::Command::new(&me)
-        .args([
-            "--exact",
-            "--nocapture",
-            "--ignored",
-            "--test-threads=1",
-            "sys::linux::timed::tests::helper_application_handler_across_the_deadline",
-        ])
-        .env("HOLDFAST_TEST_TIMED_RESTART", "1")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    run_helper(
+        "helper_application_handler_across_the_deadline",
+        "HOLDFAST_TEST_TIMED_RESTART",
+        "1",
     );
-    assert!(out.status.success(), "{text}");
-    if SUPPORTED {
-        assert!(text.contains("helper done"), "{text}");
-    }
 }
 
 /// The helper of the next test, in a process of its own (it changes the
@@ -644,27 +622,11 @@ fn helper_signal_taken_by_the_application() {
 /// never costs a timeout: the waits use the waiter task.
 #[test]
 fn a_signal_taken_by_the_application_sends_waits_to_the_task() {
-    let me = std::env::current_exe().unwrap();
     for when in ["before", "after"] {
-        let out = std::process::Command::new(&me)
-            .args([
-                "--exact",
-                "--nocapture",
-                "--ignored",
-                "--test-threads=1",
-                "sys::linux::timed::tests::helper_signal_taken_by_the_application",
-            ])
-            .env("HOLDFAST_TEST_TIMED_SIGNAL", when)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        run_helper(
+            "helper_signal_taken_by_the_application",
+            "HOLDFAST_TEST_TIMED_SIGNAL",
+            when,
         );
-        assert!(out.status.success(), "{when}: {text}");
-        if SUPPORTED {
-            assert!(text.contains("helper done"), "{when}: {text}");
-        }
     }
 }
