@@ -203,26 +203,46 @@ pub fn run_handoff_interleaved(env: &Env, dir: &Path) {
     }
     println!("\n## Kernel locks: handoff latency, interleaved\n");
     println!("As the handoff table, but one round of each row in turn, {rounds} rounds each.\n");
-    println!("| implementation | rounds | p50 | p99 | p50 vs raw flock | p50 vs holdfast Lock |");
-    println!("|---|---|---|---|---|---|");
-    let mut anchor_p50 = f64::NAN;
-    let mut untimed_p50 = f64::NAN;
-    for (i, ((s, _), l)) in subjects.iter().zip(&mut lats).enumerate() {
-        let p50 = percentile(l, 50.0);
-        let p99 = percentile(l, 99.0);
-        if i == 0 {
-            anchor_p50 = p50;
+    let mut table = HandoffTable::start();
+    for ((s, _), l) in subjects.iter().zip(&mut lats) {
+        table.row(s.label, rounds, l);
+    }
+}
+
+/// The rows of a handoff table: p50 and p99, the p50 against the first
+/// row's (the anchor) and against the untimed `holdfast Lock` row's.
+struct HandoffTable {
+    anchor_p50: Option<f64>,
+    untimed_p50: f64,
+}
+
+impl HandoffTable {
+    /// Prints the header.
+    fn start() -> HandoffTable {
+        println!(
+            "| implementation | rounds | p50 | p99 | p50 vs raw flock | p50 vs holdfast Lock |"
+        );
+        println!("|---|---|---|---|---|---|");
+        HandoffTable {
+            anchor_p50: None,
+            untimed_p50: f64::NAN,
         }
-        if s.label == "holdfast Lock" {
-            untimed_p50 = p50;
+    }
+
+    /// Prints the row of `label` (the first row is the anchor).
+    fn row(&mut self, label: &str, rounds: usize, lats: &mut [f64]) {
+        let p50 = percentile(lats, 50.0);
+        let p99 = percentile(lats, 99.0);
+        let anchor_p50 = *self.anchor_p50.get_or_insert(p50);
+        if label == "holdfast Lock" {
+            self.untimed_p50 = p50;
         }
         println!(
-            "| {} | {rounds} | {} | {} | {} | {} |",
-            s.label,
+            "| {label} | {rounds} | {} | {} | {} | {} |",
             fmt_ns(p50),
             fmt_ns(p99),
             ratio(p50, anchor_p50),
-            ratio(p50, untimed_p50)
+            ratio(p50, self.untimed_p50)
         );
     }
 }
@@ -316,10 +336,7 @@ pub fn run_handoff(env: &Env, dir: &Path) {
     println!(
         "The harness holds the lock with raw flock(2), waits until the worker is blocked on it (seen in /proc/locks; a polling worker is released at a random point of its poll cycle), stamps CLOCK_MONOTONIC and unlocks; the worker stamps the clock when its acquisition returns.\n"
     );
-    println!("| implementation | rounds | p50 | p99 | p50 vs raw flock | p50 vs holdfast Lock |");
-    println!("|---|---|---|---|---|---|");
-    let mut anchor_p50 = f64::NAN;
-    let mut untimed_p50 = f64::NAN;
+    let mut table = HandoffTable::start();
     for (i, s) in subjects.iter().enumerate() {
         let rounds = match (s.kernel_wait, env.quick) {
             (true, false) => 3000,
@@ -329,21 +346,6 @@ pub fn run_handoff(env: &Env, dir: &Path) {
         };
         let lock = dir.join(format!("handoff-{i}.lock"));
         let mut lats = handoff(s, env, &lock, rounds);
-        let p50 = percentile(&mut lats, 50.0);
-        let p99 = percentile(&mut lats, 99.0);
-        if i == 0 {
-            anchor_p50 = p50;
-        }
-        if s.label == "holdfast Lock" {
-            untimed_p50 = p50;
-        }
-        println!(
-            "| {} | {rounds} | {} | {} | {} | {} |",
-            s.label,
-            fmt_ns(p50),
-            fmt_ns(p99),
-            ratio(p50, anchor_p50),
-            ratio(p50, untimed_p50)
-        );
+        table.row(s.label, rounds, &mut lats);
     }
 }
