@@ -422,6 +422,26 @@ fn epoch() -> Option<u64> {
     )
 }
 
+/// `timer_create(CLOCK_MONOTONIC, ev)`: the kernel's timer id.
+fn timer_create(ev: &KernelSigevent) -> io::Result<libc::c_int> {
+    let mut id: libc::c_int = -1;
+    // SAFETY: timer_create(2) with a valid sigevent and a valid out pointer
+    // for the kernel's timer id, both borrowed for the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_timer_create,
+            libc::CLOCK_MONOTONIC,
+            ev as *const KernelSigevent,
+            &mut id as *mut libc::c_int,
+        )
+    };
+    if r == 0 {
+        Ok(id)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 impl Timer {
     /// This thread's kept timer, or a new one.
     fn get(sig: libc::c_int) -> io::Result<Timer> {
@@ -454,21 +474,10 @@ impl Timer {
                 tid,
                 _pad: [0; 11],
             };
-            let mut id: libc::c_int = -1;
-            // SAFETY: timer_create(2) with a valid sigevent and a valid out
-            // pointer for the kernel's timer id, both on this frame.
-            let r = unsafe {
-                libc::syscall(
-                    libc::SYS_timer_create,
-                    libc::CLOCK_MONOTONIC,
-                    &ev as *const KernelSigevent,
-                    &mut id as *mut libc::c_int,
-                )
+            let e = match timer_create(&ev) {
+                Ok(id) => return Ok(id),
+                Err(e) => e,
             };
-            if r == 0 {
-                return Ok(id);
-            }
-            let e = io::Error::last_os_error();
             // EINVAL with a cached id: a forked child's stale copy.
             if e.raw_os_error() != Some(libc::EINVAL) || fresh {
                 return Err(e);

@@ -402,19 +402,9 @@ fn a_forked_child_times_out_by_the_timer_way_and_leaves_its_timers_alone() {
                 _pad: [0; 11],
             };
             for _ in 0..=stale.max(0) + 1 {
-                let mut id: libc::c_int = -1;
-                // SAFETY: timer_create(2) with valid pointers.
-                let r = unsafe {
-                    libc::syscall(
-                        libc::SYS_timer_create,
-                        libc::CLOCK_MONOTONIC,
-                        &ev as *const KernelSigevent,
-                        &mut id as *mut libc::c_int,
-                    )
-                };
-                if r != 0 {
+                let Ok(id) = timer_create(&ev) else {
                     break;
-                }
+                };
                 if id == stale {
                     let spec = libc::itimerspec {
                         it_interval: libc::timespec {
